@@ -1,0 +1,114 @@
+//! Command line of `reconciler` (clap): the subcommands of DESIGN.md and the
+//! exit-code contract. Each subcommand lives in its own file; this one only
+//! parses and dispatches.
+
+mod schema;
+mod validate;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes, following diff(1), `argocd app diff` and `flux diff`.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// `diff` found changes; `validate` found an invalid file.
+    pub const CHANGES_OR_INVALID: u8 = 1;
+    /// Bad config, unreachable service, usage or IO error.
+    pub const ERROR: u8 = 2;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "reconciler",
+    version,
+    about = "Berth: declarative containers for students, through git"
+)]
+pub struct Cli {
+    /// The site configuration (site.yaml).
+    #[arg(long, global = true, value_name = "SITE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check workspace.yaml / site.yaml files; no side effects.
+    Validate(validate::Args),
+    /// Show what apply would change, per account.
+    Diff {
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Converge backends to the accepted revisions.
+    Apply {
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Per-account revision, containers, ports and last error.
+    Status {
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Webhook, work queue, resync loop and console.
+    Serve,
+    /// Print the JSON Schema of workspace.yaml (or site.yaml).
+    Schema(schema::Args),
+}
+
+/// Parses the process arguments, runs the command, returns the exit code.
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::ERROR
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    ExitCode::from(run(cli))
+}
+
+fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Validate(args) => validate::run(cli.config.as_deref(), &args),
+        Command::Schema(args) => schema::run(&args),
+        Command::Diff { .. } => not_yet("diff"),
+        Command::Apply { .. } => not_yet("apply"),
+        Command::Status { .. } => not_yet("status"),
+        Command::Serve => not_yet("serve"),
+    }
+}
+
+fn not_yet(name: &str) -> u8 {
+    eprintln!("reconciler {name}: not yet implemented");
+    exit::ERROR
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

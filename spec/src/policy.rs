@@ -1,0 +1,252 @@
+//! Site policy applied to one account's workspace: allowed registries, own
+//! and department images, offered backends, and the account's quota (the most
+//! generous of its LDAP groups). Pure: the caller supplies the groups.
+
+use crate::diag::{Collector, Diagnostics, Pos};
+use crate::image::ImageRef;
+use crate::names::{MAX_ACCOUNT, dns_label_problem};
+use crate::site::{Quota, Site};
+use crate::workspace::{Backend, Container, Workspace};
+
+/// The effective quota of an account and the group it comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EffectiveQuota {
+    pub group: String,
+    pub containers: u32,
+    pub cpus: f64,
+    pub memory: u64,
+    pub gpus: u32,
+}
+
+/// The most generous quota among `groups`, dimension by dimension.
+pub fn effective_quota(site: &Site, groups: &[String]) -> Option<EffectiveQuota> {
+    let mut found: Vec<(&String, &Quota)> = site
+        .policy
+        .quotas
+        .iter()
+        .filter(|(g, _)| groups.contains(g))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(b.0));
+    let first = found.first()?;
+    let mut q = EffectiveQuota {
+        group: found
+            .iter()
+            .map(|(g, _)| g.as_str())
+            .collect::<Vec<_>>()
+            .join("+"),
+        containers: first.1.containers,
+        cpus: first.1.cpus,
+        memory: first.1.memory.bytes().unwrap_or(0),
+        gpus: first.1.gpus,
+    };
+    for (_, other) in &found[1..] {
+        q.containers = q.containers.max(other.containers);
+        q.cpus = q.cpus.max(other.cpus);
+        q.memory = q.memory.max(other.memory.bytes().unwrap_or(0));
+        q.gpus = q.gpus.max(other.gpus);
+    }
+    Some(q)
+}
+
+/// CPUs, memory bytes and GPUs a container asks for, with the site's defaults.
+pub fn requested(site: &Site, c: &Container) -> (f64, u64, u32) {
+    let d = &site.policy.default_resources;
+    let r = c.resources.clone().unwrap_or_default();
+    (
+        r.cpus.map(|c| c.value).unwrap_or(d.cpus),
+        r.memory
+            .and_then(|m| m.bytes().ok())
+            .unwrap_or_else(|| d.memory.bytes().unwrap_or(512 << 20)),
+        r.gpus.map(|g| g.value).unwrap_or(0),
+    )
+}
+
+/// The backend a container runs on.
+pub fn backend_of(site: &Site, c: &Container) -> Backend {
+    c.backend
+        .as_ref()
+        .map(|b| b.value)
+        .unwrap_or(site.backends.default.value)
+}
+
+/// Whether `account` may use `image`: an allowed registry, or the department
+/// registry in the account's own namespace. (Shared images are added by the
+/// caller that knows the shares.)
+pub fn image_allowed(site: &Site, account: &str, image: &ImageRef) -> Result<(), String> {
+    if site
+        .policy
+        .allowed_registries
+        .iter()
+        .any(|r| r.value == image.registry)
+    {
+        return Ok(());
+    }
+    if let Some(reg) = &site.registry
+        && reg.host.value == image.registry
+    {
+        return match image.namespace() {
+            Some(ns) if ns == account => Ok(()),
+            Some(ns) => Err(format!(
+                "image `{image}` belongs to `{ns}` and is not shared with you"
+            )),
+            None => Err(format!(
+                "image `{image}` is outside any account namespace of the department registry"
+            )),
+        };
+    }
+    Err(format!(
+        "registry `{}` is not allowed; allowed: {}",
+        image.registry,
+        allowed_list(site)
+    ))
+}
+
+fn allowed_list(site: &Site) -> String {
+    let mut list: Vec<String> = site
+        .policy
+        .allowed_registries
+        .iter()
+        .map(|r| r.value.clone())
+        .collect();
+    if let Some(reg) = &site.registry {
+        list.push(format!("{}/<your account>", reg.host.value));
+    }
+    if list.is_empty() {
+        "none".to_string()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// Checks `ws` for `account` in `groups` against the site. Reports all problems.
+pub fn check(
+    ws: &Workspace,
+    site: &Site,
+    account: &str,
+    groups: &[String],
+) -> Result<(), Diagnostics> {
+    let mut out = Collector::default();
+    if let Some(problem) = dns_label_problem(account, MAX_ACCOUNT) {
+        out.push(Pos::START, format!("account {problem}"));
+    }
+    for c in &ws.containers {
+        if let Ok(image) = ImageRef::parse(&c.image)
+            && let Err(why) = image_allowed(site, account, &image)
+        {
+            out.push(c.image.pos, why);
+        }
+        let backend = backend_of(site, c);
+        let offered = match backend {
+            Backend::Docker => !site.backends.docker.is_empty(),
+            Backend::Kubernetes => site.backends.kubernetes.is_some(),
+        };
+        if !offered {
+            let pos = c.backend.as_ref().map_or(c.name.pos, |b| b.pos);
+            out.push(
+                pos,
+                format!("this site offers no {} backend", backend.as_str()),
+            );
+        }
+    }
+    if let Some(images) = &ws.images {
+        for share in &images.share {
+            let Ok(image) = ImageRef::parse(&share.image) else {
+                continue;
+            };
+            let own = site
+                .registry
+                .as_ref()
+                .is_some_and(|r| r.host.value == image.registry)
+                && image.namespace() == Some(account);
+            if !own {
+                out.push(share.image.pos, format!("only images in your own namespace of the department registry can be shared, not `{image}`"));
+            }
+        }
+    }
+    quota(ws, site, account, groups, &mut out);
+    out.finish()
+}
+
+fn quota(ws: &Workspace, site: &Site, account: &str, groups: &[String], out: &mut Collector) {
+    let Some(q) = effective_quota(site, groups) else {
+        out.push(
+            Pos::START,
+            format!(
+                "account `{account}` has no quota: none of its groups ({}) is in site policy",
+                groups.join(", ")
+            ),
+        );
+        return;
+    };
+    let (mut cpus, mut mem, mut gpus) = (0.0, 0u64, 0u32);
+    let max_host_gpus = site
+        .backends
+        .docker
+        .iter()
+        .map(|d| d.gpus)
+        .max()
+        .unwrap_or(0);
+    for (i, c) in ws.containers.iter().enumerate() {
+        let (c_cpus, c_mem, c_gpus) = requested(site, c);
+        let at = c.name.pos;
+        if i as u32 == q.containers {
+            out.push(
+                at,
+                format!(
+                    "quota exceeded: {} containers declared, group `{}` allows {}",
+                    ws.containers.len(),
+                    q.group,
+                    q.containers
+                ),
+            );
+        }
+        if cpus <= q.cpus && cpus + c_cpus > q.cpus + 1e-9 {
+            out.push(
+                at,
+                format!(
+                    "quota exceeded: {} CPUs requested in total, group `{}` allows {}",
+                    total_cpus(site, ws),
+                    q.group,
+                    q.cpus
+                ),
+            );
+        }
+        if mem <= q.memory && mem.saturating_add(c_mem) > q.memory {
+            out.push(
+                at,
+                format!(
+                    "quota exceeded: {} bytes of memory requested in total, group `{}` allows {}",
+                    total_mem(site, ws),
+                    q.group,
+                    q.memory
+                ),
+            );
+        }
+        if gpus <= q.gpus && gpus + c_gpus > q.gpus {
+            out.push(
+                at,
+                format!(
+                    "quota exceeded: GPUs requested beyond the {} that group `{}` allows",
+                    q.gpus, q.group
+                ),
+            );
+        }
+        if c_gpus > max_host_gpus && backend_of(site, c) == Backend::Docker {
+            out.push(at, format!("no docker host of this site has {c_gpus} GPUs"));
+        }
+        cpus += c_cpus;
+        mem = mem.saturating_add(c_mem);
+        gpus = gpus.saturating_add(c_gpus);
+    }
+}
+
+fn total_cpus(site: &Site, ws: &Workspace) -> f64 {
+    ws.containers.iter().map(|c| requested(site, c).0).sum()
+}
+
+fn total_mem(site: &Site, ws: &Workspace) -> u64 {
+    ws.containers
+        .iter()
+        .map(|c| requested(site, c).1)
+        .fold(0, u64::saturating_add)
+}

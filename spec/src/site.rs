@@ -1,0 +1,472 @@
+//! Types and validation of `site.yaml`, the admin's file: GitLab, LDAP,
+//! backends, policy (registries, per-group quotas), repository source,
+//! resync interval and state directory. Secrets are never in the file, only
+//! the names of environment variables that hold them.
+
+use crate::diag::{Collector, Diagnostics, Pos};
+use crate::located::Located;
+use crate::names::is_env_name;
+use crate::quantity::Memory;
+use crate::workspace::Backend;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Berth site.yaml")]
+pub struct Site {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab: Option<GitLab>,
+    pub ldap: Ldap,
+    pub backends: Backends,
+    pub policy: Policy,
+    /// The department registry in which each account owns `<registry>/<account>/…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<Registry>,
+    pub repositories: Repositories,
+    /// How often every account is reconciled even without a push, e.g. `5m`.
+    #[serde(default = "default_resync")]
+    pub resync_interval: Located<String>,
+    /// Where the state store and caches live.
+    pub state_dir: Located<String>,
+}
+
+fn default_resync() -> Located<String> {
+    Located::new("5m".to_string())
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GitLab {
+    pub url: Located<String>,
+    /// Environment variable holding the API token.
+    pub token_env: Located<String>,
+    /// Environment variable holding the webhook secret.
+    pub webhook_secret_env: Located<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ldap {
+    /// `ldap://host:port` (StartTLS when `starttls`) or `ldaps://host:port`.
+    pub url: Located<String>,
+    #[serde(default)]
+    pub starttls: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_dn: Option<String>,
+    /// Environment variable holding the bind password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_password_env: Option<Located<String>>,
+    /// Where accounts live, e.g. `ou=people,dc=example,dc=org`.
+    pub base_dn: String,
+    /// Filter finding one account; `{account}` is replaced by the escaped name.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: Located<String>,
+    #[serde(default = "default_mail")]
+    pub mail_attribute: String,
+    #[serde(default)]
+    pub groups: GroupLookup,
+    /// How a disabled account is recognised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<Disabled>,
+    /// Accounts outside these groups are refused.
+    pub allowed_groups: Vec<String>,
+    /// Members may push to any account's repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_group: Option<String>,
+    /// How long a lookup is cached, e.g. `60s`.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: Located<String>,
+}
+
+fn default_user_filter() -> Located<String> {
+    Located::new("(&(objectClass=inetOrgPerson)(uid={account}))".to_string())
+}
+fn default_mail() -> String {
+    "mail".to_string()
+}
+fn default_cache_ttl() -> Located<String> {
+    Located::new("60s".to_string())
+}
+
+/// How group membership is read: the account's `memberOf` attribute, or a
+/// search for groups whose member attribute names the account's DN.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case", tag = "mode")]
+pub enum GroupLookup {
+    MemberOf {
+        #[serde(default = "default_member_of")]
+        attribute: String,
+    },
+    Search {
+        base_dn: String,
+        /// `{dn}` and `{account}` are replaced by escaped values.
+        #[serde(default = "default_group_filter")]
+        filter: String,
+        #[serde(default = "default_cn")]
+        name_attribute: String,
+    },
+}
+
+impl Default for GroupLookup {
+    fn default() -> Self {
+        GroupLookup::MemberOf {
+            attribute: default_member_of(),
+        }
+    }
+}
+
+fn default_member_of() -> String {
+    "memberOf".to_string()
+}
+fn default_group_filter() -> String {
+    "(&(objectClass=groupOfNames)(member={dn}))".to_string()
+}
+fn default_cn() -> String {
+    "cn".to_string()
+}
+
+/// An account is disabled if it has `attribute` (equal to `value` when
+/// given), or is a member of `group`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Disabled {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backends {
+    /// Backend of containers that do not name one.
+    #[serde(default = "default_backend")]
+    pub default: Located<Backend>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub docker: Vec<DockerEndpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<Kubernetes>,
+}
+
+fn default_backend() -> Located<Backend> {
+    Located::new(Backend::Docker)
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DockerEndpoint {
+    pub name: Located<String>,
+    /// `unix:///var/run/docker.sock`, `tcp://host:2376`, or `env` for DOCKER_HOST.
+    pub endpoint: Located<String>,
+    /// Address published ports bind to.
+    #[serde(default = "default_bind")]
+    pub bind_address: Located<String>,
+    pub host_ports: Located<PortRange>,
+    /// GPUs this host can hand out.
+    #[serde(default)]
+    pub gpus: u32,
+}
+
+fn default_bind() -> Located<String> {
+    Located::new("127.0.0.1".to_string())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Kubernetes {
+    /// Kubeconfig file; in-cluster or `KUBECONFIG` when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Namespaces are `<prefix><account>`.
+    #[serde(default = "default_ns_prefix")]
+    pub namespace_prefix: Located<String>,
+    /// Ingress hosts are `<account>-<name>.<domain>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_domain: Option<String>,
+    /// Container ports served over HTTP get an Ingress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_ports: Vec<u16>,
+    /// Lifetime of student tokens, e.g. `8h`.
+    #[serde(default = "default_token_ttl")]
+    pub token_lifetime: Located<String>,
+}
+
+fn default_ns_prefix() -> Located<String> {
+    Located::new("berth-".to_string())
+}
+fn default_token_ttl() -> Located<String> {
+    Located::new("8h".to_string())
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Registries any account may pull from, e.g. `docker.io`.
+    #[serde(default)]
+    pub allowed_registries: Vec<Located<String>>,
+    /// Resources of a container that declares none.
+    #[serde(default)]
+    pub default_resources: DefaultResources,
+    /// Quota per LDAP group; an account gets the most generous of its groups.
+    pub quotas: BTreeMap<String, Quota>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultResources {
+    pub cpus: f64,
+    pub memory: Located<Memory>,
+}
+
+impl Default for DefaultResources {
+    fn default() -> Self {
+        DefaultResources {
+            cpus: 1.0,
+            memory: Located::new(Memory::new("512Mi")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub containers: u32,
+    pub cpus: f64,
+    pub memory: Located<Memory>,
+    #[serde(default)]
+    pub gpus: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    /// Host and port, e.g. `registry.example:5000`.
+    pub host: Located<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_env: Option<Located<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<Located<String>>,
+    /// Plain HTTP (loopback test registries only).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// Exactly one source of repositories.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Repositories {
+    /// Bare repositories on disk at `<root>/<account>/<repo>.git`.
+    Local { root: String },
+    /// Projects of these GitLab groups.
+    Gitlab { groups: Vec<String> },
+}
+
+/// Validates what types alone cannot say. Reports all problems.
+pub fn validate(site: &Site) -> Result<(), Diagnostics> {
+    let mut out = Collector::default();
+    duration(&site.resync_interval, &mut out);
+    duration(&site.ldap.cache_ttl, &mut out);
+    let url = &site.ldap.url;
+    if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
+        out.push(
+            url.pos,
+            format!(
+                "LDAP url `{}` must start with ldap:// or ldaps://",
+                url.value
+            ),
+        );
+    }
+    if !site.ldap.user_filter.contains("{account}") {
+        out.push(
+            site.ldap.user_filter.pos,
+            "user_filter must contain `{account}`",
+        );
+    }
+    let mut envs: Vec<&Located<String>> = site.ldap.bind_password_env.iter().collect();
+    if let Some(gl) = &site.gitlab {
+        envs.extend([&gl.token_env, &gl.webhook_secret_env]);
+        if !(gl.url.starts_with("https://") || gl.url.starts_with("http://")) {
+            out.push(gl.url.pos, "GitLab url must start with https:// or http://");
+        }
+    }
+    if let Some(reg) = &site.registry {
+        envs.extend(reg.username_env.iter().chain(reg.password_env.iter()));
+        if crate::image::ImageRef::parse(&format!("{}/x/y", reg.host.value)).is_err() {
+            out.push(
+                reg.host.pos,
+                format!("registry host `{}` is not a host[:port]", reg.host.value),
+            );
+        }
+    }
+    for env in envs {
+        if !is_env_name(env) {
+            out.push(
+                env.pos,
+                format!("`{}` is not an environment variable name", env.value),
+            );
+        }
+    }
+    backends(&site.backends, &mut out);
+    for (group, q) in &site.policy.quotas {
+        match q.memory.bytes() {
+            Err(why) => out.push(q.memory.pos, why),
+            Ok(_) if !(q.cpus >= 0.0 && q.cpus.is_finite()) => {
+                out.push(
+                    q.memory.pos,
+                    format!("quota of `{group}`: cpus must be a number ≥ 0"),
+                );
+            }
+            Ok(_) => {}
+        }
+    }
+    if let Err(why) = site.policy.default_resources.memory.bytes() {
+        out.push(site.policy.default_resources.memory.pos, why);
+    }
+    for reg in &site.policy.allowed_registries {
+        if reg.is_empty() || reg.contains('/') {
+            out.push(
+                reg.pos,
+                format!("allowed registry `{}` must be a host[:port]", reg.value),
+            );
+        }
+    }
+    if site.ldap.allowed_groups.is_empty() {
+        out.push(
+            Pos::START,
+            "ldap.allowed_groups is empty: nobody could use Berth",
+        );
+    }
+    out.finish()
+}
+
+fn backends(b: &Backends, out: &mut Collector) {
+    match b.default.value {
+        Backend::Docker if b.docker.is_empty() => {
+            out.push(
+                b.default.pos,
+                "default backend is docker but no docker endpoint is listed",
+            );
+        }
+        Backend::Kubernetes if b.kubernetes.is_none() => {
+            out.push(
+                b.default.pos,
+                "default backend is kubernetes but no cluster is configured",
+            );
+        }
+        _ => {}
+    }
+    let mut names = std::collections::HashSet::new();
+    for d in &b.docker {
+        if !names.insert(d.name.as_str()) {
+            out.push(
+                d.name.pos,
+                format!("docker endpoint `{}` is listed twice", d.name.value),
+            );
+        }
+        let e = &d.endpoint;
+        if !(e.starts_with("unix://") || e.starts_with("tcp://") || e.as_str() == "env") {
+            out.push(
+                e.pos,
+                format!(
+                    "docker endpoint `{}` must be unix://, tcp:// or `env`",
+                    e.value
+                ),
+            );
+        }
+        if d.bind_address.parse::<std::net::IpAddr>().is_err() {
+            out.push(
+                d.bind_address.pos,
+                format!(
+                    "bind_address `{}` is not an IP address",
+                    d.bind_address.value
+                ),
+            );
+        }
+        let r = d.host_ports.value;
+        if r.first == 0 || r.first > r.last {
+            out.push(
+                d.host_ports.pos,
+                format!("host_ports {}–{} is not a range of ports", r.first, r.last),
+            );
+        }
+    }
+    if let Some(k) = &b.kubernetes {
+        duration(&k.token_lifetime, out);
+        if crate::names::dns_label_problem(k.namespace_prefix.trim_end_matches('-'), 20).is_some() {
+            out.push(
+                k.namespace_prefix.pos,
+                "namespace_prefix must be a short DNS label prefix like `berth-`",
+            );
+        }
+    }
+}
+
+fn duration(text: &Located<String>, out: &mut Collector) {
+    if let Err(why) = parse_duration(text) {
+        out.push(text.pos, why);
+    }
+}
+
+/// `90s`, `5m`, `1h`, `1d`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("duration `{text}` must look like `30s`, `5m`, `1h` or `1d`"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => {
+            return Err(format!(
+                "duration `{text}` must look like `30s`, `5m`, `1h` or `1d`"
+            ));
+        }
+    };
+    if secs == 0 {
+        return Err(format!("duration `{text}` must be more than zero"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+impl Site {
+    pub fn resync_interval(&self) -> Duration {
+        parse_duration(&self.resync_interval).unwrap_or(Duration::from_secs(300))
+    }
+
+    pub fn ldap_cache_ttl(&self) -> Duration {
+        parse_duration(&self.ldap.cache_ttl).unwrap_or(Duration::from_secs(60))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        for bad in ["", "0s", "5 minutes", "-1m", "1.5h", "m"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+}

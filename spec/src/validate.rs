@@ -1,0 +1,220 @@
+//! Structural validation of a parsed workspace: everything that can be
+//! checked without knowing the site or the account. Reports *all* problems.
+
+use crate::diag::{Collector, Diagnostics, Pos};
+use crate::image::ImageRef;
+use crate::names::{MAX_NAME, dns_label_problem, is_env_name, shorten};
+use crate::workspace::{Container, Workspace};
+use std::collections::HashMap;
+
+/// Most containers one workspace may declare, whatever the quota says.
+pub const MAX_CONTAINERS: usize = 100;
+/// Smallest memory limit dockerd accepts (6 MiB).
+pub const MIN_MEMORY: u64 = 6 * 1024 * 1024;
+pub const MAX_CPUS: f64 = 256.0;
+pub const MAX_GPUS: u32 = 16;
+const FORBIDDEN_MOUNT_ROOTS: &[&str] = &["/proc", "/sys", "/dev"];
+
+pub fn validate(ws: &Workspace) -> Result<(), Diagnostics> {
+    let mut out = Collector::default();
+    if ws.containers.len() > MAX_CONTAINERS {
+        out.push(
+            ws.containers[MAX_CONTAINERS].name.pos,
+            format!("more than {MAX_CONTAINERS} containers"),
+        );
+    }
+    let mut names: HashMap<&str, Pos> = HashMap::new();
+    for c in &ws.containers {
+        if let Some(problem) = dns_label_problem(&c.name, MAX_NAME) {
+            out.push(c.name.pos, format!("container {problem}"));
+        }
+        if let Some(first) = names.insert(&c.name, c.name.pos) {
+            out.push(
+                c.name.pos,
+                format!(
+                    "container name `{}` is already used at line {}",
+                    *c.name, first.line
+                ),
+            );
+        }
+        container(c, &mut out);
+    }
+    if let Some(runner) = &ws.runner {
+        for tag in &runner.tags {
+            if tag.is_empty() || tag.len() > 64 || tag.contains(',') || tag.trim() != tag.as_str() {
+                out.push(tag.pos, format!("runner tag `{}` must be 1 to 64 characters without commas or surrounding spaces", shorten(tag)));
+            }
+        }
+    }
+    if let Some(images) = &ws.images {
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        for share in &images.share {
+            match ImageRef::parse(&share.image) {
+                Err(e) => out.push(share.image.pos, e.to_string()),
+                Ok(r) => {
+                    if let Some(line) = seen.insert(r.to_string(), share.image.pos.line) {
+                        out.push(
+                            share.image.pos,
+                            format!("image `{}` is already shared at line {line}", *share.image),
+                        );
+                    }
+                }
+            }
+            if share
+                .description
+                .as_ref()
+                .is_some_and(|d| d.chars().count() > 500)
+            {
+                out.push(share.image.pos, "description is longer than 500 characters");
+            }
+        }
+    }
+    out.finish()
+}
+
+fn container(c: &Container, out: &mut Collector) {
+    if let Err(e) = ImageRef::parse(&c.image) {
+        out.push(c.image.pos, e.to_string());
+    }
+    if let Some(cmd) = &c.command
+        && cmd.is_empty()
+    {
+        out.push(
+            cmd.pos,
+            "command is empty; omit it to use the image's command",
+        );
+    }
+    for (name, value) in &c.env {
+        if !is_env_name(name) {
+            out.push(
+                value.pos,
+                format!(
+                    "env name `{}` must be letters, digits and `_`, not starting with a digit",
+                    shorten(name)
+                ),
+            );
+        }
+        if value.len() > 32 * 1024 {
+            out.push(value.pos, format!("env `{name}` is longer than 32 KiB"));
+        }
+    }
+    let mut ports: HashMap<i64, u32> = HashMap::new();
+    for port in &c.ports {
+        if !(1..=65535).contains(&port.value) {
+            out.push(
+                port.pos,
+                format!("port {} is out of range 1–65535", port.value),
+            );
+        } else if let Some(line) = ports.insert(port.value, port.pos.line) {
+            out.push(
+                port.pos,
+                format!("port {} is already listed at line {line}", port.value),
+            );
+        }
+    }
+    if let Some(r) = &c.resources {
+        if let Some(cpus) = &r.cpus
+            && !(cpus.value > 0.0 && cpus.value <= MAX_CPUS)
+        {
+            out.push(
+                cpus.pos,
+                format!(
+                    "cpus must be more than 0 and at most {MAX_CPUS}, got {}",
+                    cpus.value
+                ),
+            );
+        }
+        if let Some(mem) = &r.memory {
+            match mem.bytes() {
+                Err(why) => out.push(mem.pos, why),
+                Ok(b) if b < MIN_MEMORY => out.push(
+                    mem.pos,
+                    format!("memory `{}` is below the minimum of 6Mi", mem.text()),
+                ),
+                Ok(_) => {}
+            }
+        }
+        if let Some(gpus) = &r.gpus
+            && gpus.value > MAX_GPUS
+        {
+            out.push(gpus.pos, format!("gpus must be at most {MAX_GPUS}"));
+        }
+    }
+    let mut vol_names: HashMap<&str, u32> = HashMap::new();
+    let mut vol_paths: HashMap<&str, u32> = HashMap::new();
+    for v in &c.volumes {
+        if let Some(problem) = dns_label_problem(&v.name, MAX_NAME) {
+            out.push(v.name.pos, format!("volume {problem}"));
+        } else if let Some(line) = vol_names.insert(&v.name, v.name.pos.line) {
+            out.push(
+                v.name.pos,
+                format!("volume `{}` is already mounted at line {line}", *v.name),
+            );
+        }
+        if let Some(problem) = mount_path_problem(&v.path) {
+            out.push(v.path.pos, problem);
+        } else if let Some(line) = vol_paths.insert(&v.path, v.path.pos.line) {
+            out.push(
+                v.path.pos,
+                format!("path `{}` is already a mount point at line {line}", *v.path),
+            );
+        }
+    }
+}
+
+fn mount_path_problem(path: &str) -> Option<String> {
+    if !path.starts_with('/') {
+        return Some(format!("volume path `{}` must be absolute", shorten(path)));
+    }
+    if path.len() > 1024 || path.contains(['\0', ':', ',']) {
+        return Some(format!(
+            "volume path `{}` has forbidden characters",
+            shorten(path)
+        ));
+    }
+    if path.split('/').any(|seg| seg == ".." || seg == ".") {
+        return Some(format!(
+            "volume path `{}` must not contain `.` or `..`",
+            shorten(path)
+        ));
+    }
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Some("volume path `/` would hide the whole container filesystem".into());
+    }
+    if let Some(root) = FORBIDDEN_MOUNT_ROOTS
+        .iter()
+        .find(|r| trimmed == **r || trimmed.starts_with(&format!("{r}/")))
+    {
+        return Some(format!(
+            "volume path `{}` is under {root}, which belongs to the kernel",
+            shorten(path)
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_paths() {
+        assert_eq!(mount_path_problem("/data"), None);
+        assert_eq!(mount_path_problem("/home/user/work/"), None);
+        for bad in [
+            "data",
+            "/",
+            "//",
+            "/proc",
+            "/sys/fs",
+            "/dev/",
+            "/a/../etc",
+            "/a:ro",
+            "/./x",
+        ] {
+            assert!(mount_path_problem(bad).is_some(), "{bad:?}");
+        }
+        assert_eq!(mount_path_problem("/devices"), None);
+    }
+}

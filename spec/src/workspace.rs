@@ -1,0 +1,150 @@
+//! Types of `workspace.yaml`, the student's file (version 1). Parsing rules
+//! live in `load`, structural checks in `validate`, site rules in `policy`.
+
+use crate::located::Located;
+use crate::quantity::Memory;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The versions of `workspace.yaml` this build understands.
+pub const SUPPORTED_VERSIONS: &[u64] = &[1];
+
+/// A student's workspace: the containers, CI runner and image shares that
+/// Berth converges for the account owning the repository.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Berth workspace.yaml")]
+pub struct Workspace {
+    /// Format version; only `1` exists.
+    #[schemars(range(min = 1, max = 1))]
+    pub version: Located<u64>,
+    /// Containers to run; each becomes `<account>-<name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<Container>,
+    /// A GitLab CI runner registered for this account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<Runner>,
+    /// Images this account publishes to others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Images>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Docker,
+    Kubernetes,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Docker => "docker",
+            Backend::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    #[default]
+    Running,
+    Stopped,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    /// DNS label of at most 30 characters; the real name is `<account>-<name>`.
+    #[schemars(
+        length(min = 1, max = 30),
+        regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+    )]
+    pub name: Located<String>,
+    /// An image from an allowed registry, an own image, or one shared with you.
+    pub image: Located<String>,
+    /// Where it runs; the site's default when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Located<Backend>>,
+    /// Replaces the image's command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Located<Vec<String>>>,
+    /// Environment variables (numbers and booleans are taken as their text).
+    #[schemars(extend("additionalProperties" = {"type": ["string", "number", "boolean"]}))]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, Located<String>>,
+    /// Container ports to publish; host ports are allocated and shown in status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<Located<i64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// Persistent per-account volumes; never deleted when a container is removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    /// `running` (default) or `stopped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Located<State>>,
+}
+
+impl Container {
+    pub fn state(&self) -> State {
+        self.state.as_ref().map(|s| s.value).unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU cores (fractions allowed); the site's default when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Located<f64>>,
+    /// Memory limit; the site's default when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Located<Memory>>,
+    /// Number of GPUs, if the site grants them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<Located<u32>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    /// Volume name, a DNS label; the real volume is `berth-<account>-<name>`.
+    pub name: Located<String>,
+    /// Absolute mount path inside the container.
+    pub path: Located<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Runner {
+    /// Register and run a GitLab runner for this account.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Runner tags jobs can select.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Located<String>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Images {
+    /// Own images published to every account of the site.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub share: Vec<Share>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Share {
+    /// An image in your own namespace of the department registry.
+    pub image: Located<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
