@@ -1,1 +1,108 @@
-//! Shared helpers for the end-to-end tests (service endpoints, waits).
+//! Shared helpers for Berth's end-to-end tests: the service endpoints that
+//! `scripts/test.sh` exports, condition waits with deadlines, and small
+//! clients (docker CLI, LDAP CLI, raw HTTP) for asserting on the real world.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Endpoints of the real services, from the environment `scripts/test.sh` sets.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub docker_host: String,
+    pub ldap_url: String,
+    pub ldap_bind_dn: String,
+    pub ldap_password: String,
+    pub ldap_base: String,
+    pub registry: String,
+    pub test_image: String,
+}
+
+impl Services {
+    /// The services, or `None` (test skipped) when not started through
+    /// `scripts/test.sh`. With `BERTH_E2E_REQUIRED=1` a missing service is a
+    /// failure instead, so CI cannot pass by skipping.
+    pub fn from_env() -> Option<Services> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let found = (|| {
+            Some(Services {
+                docker_host: var("DOCKER_HOST")?,
+                ldap_url: var("BERTH_LDAP_URL")?,
+                ldap_bind_dn: var("BERTH_LDAP_BIND_DN")?,
+                ldap_password: var("BERTH_LDAP_PASSWORD")?,
+                ldap_base: var("BERTH_LDAP_BASE")?,
+                registry: var("BERTH_REGISTRY")?,
+                test_image: var("BERTH_TEST_IMAGE")?,
+            })
+        })();
+        if found.is_none() {
+            assert!(
+                var("BERTH_E2E_REQUIRED").is_none(),
+                "BERTH_E2E_REQUIRED is set but service variables are missing"
+            );
+            eprintln!("skipped: services not started; run scripts/test.sh");
+        }
+        found
+    }
+
+    /// Runs the docker CLI against the test daemon.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", &self.docker_host)
+            .output()
+            .expect("docker CLI runs")
+    }
+
+    /// `ldapsearch` under the base DN; returns its LDIF output.
+    pub fn ldapsearch(&self, filter: &str, attrs: &[&str]) -> String {
+        let out = Command::new("ldapsearch")
+            .args(["-x", "-LLL", "-H", &self.ldap_url, "-D", &self.ldap_bind_dn])
+            .args(["-w", &self.ldap_password, "-b", &self.ldap_base, filter])
+            .args(attrs)
+            .output()
+            .expect("ldapsearch runs");
+        assert!(
+            out.status.success(),
+            "ldapsearch failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A plain HTTP/1.0 GET; returns the status line and body.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(String, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.lines().next().unwrap_or_default().to_string();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// stdout of a finished command, trimmed.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

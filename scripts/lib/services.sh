@@ -1,0 +1,165 @@
+# shellcheck shell=bash
+# Real services for Berth's tests and demo: dockerd, slapd, docker-registry,
+# and a tiny local test image. Sourced by scripts/test.sh and scripts/demo.sh.
+#
+# Every function is idempotent: a service already answering is reused, and
+# only what this shell started is recorded for `services_stop_started`.
+# Waits poll a readiness condition with a deadline; nothing sleeps blindly.
+
+BERTH_SERVICES_DIR=${BERTH_SERVICES_DIR:-/tmp/berth-services}
+BERTH_LDAP_PORT=${BERTH_LDAP_PORT:-3389}
+BERTH_REGISTRY_PORT=${BERTH_REGISTRY_PORT:-5000}
+BERTH_LDAP_BASE=dc=berth,dc=test
+BERTH_LDAP_BIND_DN=cn=admin,dc=berth,dc=test
+BERTH_LDAP_PASSWORD=${BERTH_LDAP_PASSWORD:-berth-test-only}
+BERTH_TEST_IMAGE=berth-test/http:1
+_BERTH_FIXTURES="$(cd "$(dirname "${BASH_SOURCE[0]}")/../fixtures" && pwd)"
+_BERTH_STARTED=()
+
+log() { printf '\033[1m[berth]\033[0m %s\n' "$*" >&2; }
+
+# wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND every 100 ms.
+wait_until() {
+    local deadline=$((SECONDS + $1)) what=$2
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            log "timed out waiting for $what"
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+services_install() {
+    local pkgs=(docker.io busybox-static slapd ldap-utils docker-registry git curl iptables)
+    local missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+services_start_dockerd() {
+    local dir=$BERTH_SERVICES_DIR/docker
+    if [[ -z ${DOCKER_HOST:-} ]] && docker info >/dev/null 2>&1; then
+        export DOCKER_HOST=unix:///var/run/docker.sock
+        return 0
+    fi
+    export DOCKER_HOST=unix://$dir/docker.sock
+    docker info >/dev/null 2>&1 && return 0
+    mkdir -p "$dir"
+    log "starting dockerd (data root $dir)"
+    dockerd --data-root "$dir/data" --exec-root "$dir/exec" --host "$DOCKER_HOST" \
+        --pidfile "$dir/docker.pid" >"$dir/dockerd.log" 2>&1 &
+    _BERTH_STARTED+=("$dir/docker.pid")
+    wait_until 60 dockerd docker info || { tail -20 "$dir/dockerd.log" >&2; return 1; }
+}
+
+_ldap_answers() {
+    ldapsearch -x -LLL -H "ldap://127.0.0.1:$BERTH_LDAP_PORT" -D "$BERTH_LDAP_BIND_DN" \
+        -w "$BERTH_LDAP_PASSWORD" -b "$BERTH_LDAP_BASE" -s base dn
+}
+
+services_start_slapd() {
+    local dir=$BERTH_SERVICES_DIR/ldap
+    export BERTH_LDAP_URL=ldap://127.0.0.1:$BERTH_LDAP_PORT
+    if _ldap_answers >/dev/null 2>&1; then
+        return 0
+    fi
+    log "starting slapd on $BERTH_LDAP_URL"
+    rm -rf "$dir" && mkdir -p "$dir/data"
+    cat >"$dir/slapd.conf" <<CONF
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/nis.schema
+pidfile $dir/slapd.pid
+argsfile $dir/slapd.args
+modulepath /usr/lib/ldap
+moduleload back_mdb
+moduleload memberof
+database mdb
+suffix "$BERTH_LDAP_BASE"
+rootdn "$BERTH_LDAP_BIND_DN"
+rootpw $BERTH_LDAP_PASSWORD
+directory $dir/data
+maxsize 67108864
+overlay memberof
+CONF
+    slapadd -q -f "$dir/slapd.conf" -l "$_BERTH_FIXTURES/base.ldif"
+    slapd -f "$dir/slapd.conf" -h "$BERTH_LDAP_URL/"
+    _BERTH_STARTED+=("$dir/slapd.pid")
+    wait_until 30 slapd _ldap_answers
+    ldapadd -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" \
+        -f "$_BERTH_FIXTURES/accounts.ldif" >/dev/null
+}
+
+services_start_registry() {
+    local dir=$BERTH_SERVICES_DIR/registry
+    export BERTH_REGISTRY=127.0.0.1:$BERTH_REGISTRY_PORT
+    curl -sf "http://$BERTH_REGISTRY/v2/" >/dev/null 2>&1 && return 0
+    log "starting docker-registry on $BERTH_REGISTRY"
+    mkdir -p "$dir/data"
+    cat >"$dir/config.yml" <<CONF
+version: 0.1
+log: { level: warn }
+storage:
+  filesystem: { rootdirectory: $dir/data }
+  delete: { enabled: true }
+http:
+  addr: $BERTH_REGISTRY
+CONF
+    docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
+    echo $! >"$dir/registry.pid"
+    _BERTH_STARTED+=("$dir/registry.pid")
+    wait_until 30 docker-registry curl -sf "http://$BERTH_REGISTRY/v2/"
+}
+
+# A FROM-scratch image with static busybox serving /www on port 8080: no
+# registry is reachable here, so every test image is built locally.
+services_build_test_image() {
+    docker image inspect "$BERTH_TEST_IMAGE" >/dev/null 2>&1 && return 0
+    log "building $BERTH_TEST_IMAGE"
+    local ctx
+    ctx=$(mktemp -d)
+    mkdir -p "$ctx/www"
+    cp /bin/busybox "$ctx/busybox"
+    echo "hello from berth" >"$ctx/www/index.html"
+    cat >"$ctx/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY busybox /bin/busybox
+COPY www /www
+ENV PATH=/bin
+CMD ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
+DOCKERFILE
+    DOCKER_BUILDKIT=0 docker build -q -t "$BERTH_TEST_IMAGE" "$ctx" >/dev/null 2>&1
+    rm -rf "$ctx"
+    docker image inspect "$BERTH_TEST_IMAGE" >/dev/null
+}
+
+services_up() {
+    services_install
+    services_start_dockerd
+    services_start_slapd
+    services_start_registry
+    services_build_test_image
+    export BERTH_LDAP_BASE BERTH_LDAP_BIND_DN BERTH_LDAP_PASSWORD BERTH_TEST_IMAGE
+}
+
+# Stops what this shell started, newest first.
+services_stop_started() {
+    local i pidfile pid
+    for ((i = ${#_BERTH_STARTED[@]} - 1; i >= 0; i--)); do
+        pidfile=${_BERTH_STARTED[i]}
+        pid=$(cat "$pidfile" 2>/dev/null) || continue
+        kill "$pid" 2>/dev/null || true
+        wait_until 30 "exit of $pidfile" bash -c "! kill -0 $pid" || kill -9 "$pid" 2>/dev/null || true
+    done
+    _BERTH_STARTED=()
+}

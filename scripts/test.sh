@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One command for every test: installs and starts the real services the
+# tests need (dockerd, slapd, docker-registry, a local test image), runs
+# format and lint checks and the whole cargo test suite, then stops what it
+# started. Idempotent; safe to run again while services are up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/services.sh
+
+trap services_stop_started EXIT
+start=$SECONDS
+services_up
+
+# Tests that need a service fail (not skip) when this is set.
+export BERTH_E2E_REQUIRED=1
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+log "cargo test"
+cargo test --workspace --no-fail-fast
+log "all tests passed in $((SECONDS - start)) s"
