@@ -1,9 +1,31 @@
 //! Berth's reconciler: from a student's repository to running containers.
 //!
 //! # Layout
-//! Today: the command line. The git source, identity, desired state, backends,
-//! plan, apply, queue, store and server modules of DESIGN.md arrive with the
-//! issues that need them.
+//! - [`source`] reads workspaces from git, [`identity`] asks LDAP who an
+//!   account is and decides admission, [`store`] keeps accepted revisions,
+//!   the audit log and port allocations.
+//! - [`desired`] turns a workspace into containers, [`plan`] diffs them
+//!   against what [`backend`]s observe, [`reconcile`] runs one account,
+//!   [`apply`] runs many.
+//! - [`cli`] is the `reconciler` binary's command line.
 
+/// Many accounts at once, bounded.
+pub mod apply;
+/// Docker (and later Kubernetes) backends.
+pub mod backend;
 /// Argument parsing and the subcommands.
 pub mod cli;
+/// Building the reconcile context from site.yaml.
+pub mod context;
+/// Workspace → desired containers; placement and port allocation.
+pub mod desired;
+/// LDAP identity and admission.
+pub mod identity;
+/// Desired vs observed → ordered actions (pure).
+pub mod plan;
+/// One account: evaluate, then execute.
+pub mod reconcile;
+/// Git repositories.
+pub mod source;
+/// Embedded state.
+pub mod store;

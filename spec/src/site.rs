@@ -269,10 +269,19 @@ pub struct Registry {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum Repositories {
-    /// Bare repositories on disk at `<root>/<account>/<repo>.git`.
-    Local { root: String },
+    /// Bare repositories on disk at `<root>/<account>/<repository>.git`;
+    /// each account has one workspace repository.
+    Local {
+        root: String,
+        #[serde(default = "default_repository")]
+        repository: String,
+    },
     /// Projects of these GitLab groups.
     Gitlab { groups: Vec<String> },
+}
+
+fn default_repository() -> String {
+    "workspace".to_string()
 }
 
 /// Validates what types alone cannot say. Reports all problems.

@@ -2,7 +2,11 @@
 //! exit-code contract. Each subcommand lives in its own file; this one only
 //! parses and dispatches.
 
+mod apply;
+mod diff;
+pub mod output;
 mod schema;
+mod status;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -44,26 +48,11 @@ pub enum Command {
     /// Check workspace.yaml / site.yaml files; no side effects.
     Validate(validate::Args),
     /// Show what apply would change, per account.
-    Diff {
-        #[arg(long)]
-        account: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
-    },
+    Diff(diff::Args),
     /// Converge backends to the accepted revisions.
-    Apply {
-        #[arg(long)]
-        account: Option<String>,
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Apply(apply::Args),
     /// Per-account revision, containers, ports and last error.
-    Status {
-        #[arg(long)]
-        account: Option<String>,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
-    },
+    Status(status::Args),
     /// Webhook, work queue, resync loop and console.
     Serve,
     /// Print the JSON Schema of workspace.yaml (or site.yaml).
@@ -92,11 +81,45 @@ fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Validate(args) => validate::run(cli.config.as_deref(), &args),
         Command::Schema(args) => schema::run(&args),
-        Command::Diff { .. } => not_yet("diff"),
-        Command::Apply { .. } => not_yet("apply"),
-        Command::Status { .. } => not_yet("status"),
+        Command::Diff(args) => block_on(diff::run(cli.config.as_deref(), &args)),
+        Command::Apply(args) => block_on(apply::run(cli.config.as_deref(), &args)),
+        Command::Status(args) => block_on(status::run(cli.config.as_deref(), &args)),
         Command::Serve => not_yet("serve"),
     }
+}
+
+fn block_on(fut: impl std::future::Future<Output = u8>) -> u8 {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("reconciler: cannot start the async runtime: {e}");
+            exit::ERROR
+        }
+    }
+}
+
+/// Loads the site from `--config` and connects everything; exit 2 on failure.
+async fn open_context(
+    config: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<crate::reconcile::Context>, u8> {
+    let Some(path) = config else {
+        eprintln!("reconciler: --config SITE is required");
+        return Err(exit::ERROR);
+    };
+    let site = crate::context::load_site(path).map_err(|e| {
+        eprintln!("{e}");
+        exit::ERROR
+    })?;
+    crate::context::connect(site)
+        .await
+        .map(std::sync::Arc::new)
+        .map_err(|e| {
+            eprintln!("reconciler: {e}");
+            exit::ERROR
+        })
 }
 
 fn not_yet(name: &str) -> u8 {

@@ -1,0 +1,63 @@
+//! Runs reconciles over many accounts: observe every endpoint once, evaluate
+//! accounts concurrently, then execute their plans with bounded concurrency.
+//! One account's failure is reported and never stops the others.
+
+use crate::reconcile::{self, AccountPlan, AccountReport, Context, ReconcileError};
+use futures::StreamExt;
+use std::sync::Arc;
+
+/// Accounts known to Berth: those with a repository, plus those with an
+/// accepted revision in the store, filtered to `only` when given.
+pub fn accounts(ctx: &Context, only: Option<&str>) -> Result<Vec<String>, ReconcileError> {
+    let mut all = ctx.source.accounts()?;
+    if let Some(only) = only {
+        all.retain(|a| a == only);
+        if all.is_empty() {
+            all.push(only.to_string());
+        }
+    }
+    Ok(all)
+}
+
+/// A plan per account, or the error that prevented computing it.
+pub async fn plan_all(
+    ctx: &Arc<Context>,
+    accounts: &[String],
+    concurrency: usize,
+) -> Vec<(String, Result<AccountPlan, ReconcileError>)> {
+    let observed = ctx.observe_all().await;
+    let observed = &observed;
+    let mut out: Vec<_> = futures::stream::iter(accounts.iter().cloned())
+        .map(|account| async move {
+            let plan = reconcile::evaluate(ctx, &account, observed).await;
+            (account, plan)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Executes plans, `concurrency` accounts at a time.
+pub async fn execute_all(
+    ctx: &Arc<Context>,
+    plans: Vec<AccountPlan>,
+    concurrency: usize,
+) -> Vec<(String, Result<AccountReport, ReconcileError>)> {
+    let mut out: Vec<_> = futures::stream::iter(plans)
+        .map(|plan| async move {
+            let report = reconcile::execute(ctx, &plan).await;
+            if let Err(e) = &report {
+                let _ = ctx
+                    .store
+                    .set_last_error(&plan.account, Some(&e.to_string()));
+            }
+            (plan.account.clone(), report)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}

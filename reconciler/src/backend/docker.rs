@@ -1,0 +1,437 @@
+//! The Docker backend (bollard): observes Berth-labelled containers,
+//! networks and volumes on one dockerd, and executes plan actions there.
+//! The only module that mutates Docker. Works against API 1.41 (Debian's
+//! dockerd 20.10) and newer: the version is negotiated on connect, and GPU
+//! device requests (API ≥ 1.40) are refused on older daemons.
+
+use crate::desired::{
+    DesiredContainer, LABEL_HASH, LABEL_NAME, LABEL_OWNER, LABEL_REVISION, LABEL_SPEC, PIDS_LIMIT,
+};
+use crate::plan::{Action, ObservedAccount, ObservedContainer};
+use berth_spec::State;
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, DeviceRequest, HostConfig, Mount, MountType,
+    NetworkCreateRequest, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use futures::StreamExt;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("docker endpoint `{endpoint}` unreachable: {source}")]
+    Unreachable {
+        endpoint: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("docker {op} {target}: {source}")]
+    Api {
+        op: &'static str,
+        target: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("a container named {0} exists that Berth did not create; rename or remove it by hand")]
+    NameTaken(String),
+    #[error("dockerd API {0} is too old for GPUs (needs 1.40)")]
+    NoGpuSupport(String),
+    #[error("pulling {image}: {message}")]
+    Pull { image: String, message: String },
+}
+
+pub type Result<T, E = DockerError> = std::result::Result<T, E>;
+
+/// One dockerd.
+#[derive(Clone)]
+pub struct DockerBackend {
+    pub name: String,
+    docker: Docker,
+    api_version: String,
+}
+
+const STOP_TIMEOUT_SECS: i32 = 10;
+
+fn label_filter(label: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![label.to_string()])])
+}
+
+impl DockerBackend {
+    /// Connects to `endpoint` (`unix://…`, `tcp://…`, or `env` for DOCKER_HOST)
+    /// and negotiates the API version.
+    pub async fn connect(name: &str, endpoint: &str) -> Result<DockerBackend> {
+        let unreachable = |source| DockerError::Unreachable {
+            endpoint: name.to_string(),
+            source,
+        };
+        let docker = if endpoint == "env" {
+            Docker::connect_with_defaults()
+        } else {
+            Docker::connect_with_host(endpoint)
+        }
+        .map_err(unreachable)?
+        .with_timeout(Duration::from_secs(120));
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        let api_version = docker.client_version().to_string();
+        Ok(DockerBackend {
+            name: name.to_string(),
+            docker,
+            api_version,
+        })
+    }
+
+    pub fn api_version(&self) -> &str {
+        &self.api_version
+    }
+
+    fn api<'a>(op: &'static str, target: &'a str) -> impl Fn(BollardError) -> DockerError + 'a {
+        move |source| DockerError::Api {
+            op,
+            target: target.to_string(),
+            source,
+        }
+    }
+
+    /// Every Berth object on this daemon, grouped by owning account. One
+    /// list call per object kind, whatever the number of accounts.
+    pub async fn observe(&self) -> Result<BTreeMap<String, ObservedAccount>> {
+        let filter = label_filter(LABEL_OWNER);
+        let (containers, networks, volumes) = tokio::try_join!(
+            async {
+                let opts = ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filter)
+                    .build();
+                self.docker
+                    .list_containers(Some(opts))
+                    .await
+                    .map_err(Self::api("list", "containers"))
+            },
+            async {
+                let opts = ListNetworksOptionsBuilder::default()
+                    .filters(&filter)
+                    .build();
+                self.docker
+                    .list_networks(Some(opts))
+                    .await
+                    .map_err(Self::api("list", "networks"))
+            },
+            async {
+                let opts = ListVolumesOptionsBuilder::default()
+                    .filters(&filter)
+                    .build();
+                self.docker
+                    .list_volumes(Some(opts))
+                    .await
+                    .map_err(Self::api("list", "volumes"))
+            },
+        )?;
+        let mut out: BTreeMap<String, ObservedAccount> = BTreeMap::new();
+        for c in containers {
+            let labels = c.labels.unwrap_or_default();
+            let Some(owner) = labels.get(LABEL_OWNER).cloned() else {
+                continue;
+            };
+            let full_name = c
+                .names
+                .unwrap_or_default()
+                .first()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+            let running = matches!(
+                c.state,
+                Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING)
+            );
+            let ports = c
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| {
+                    p.public_port
+                        .map(|h| (p.private_port, format!("{}:{h}", p.ip.unwrap_or_default())))
+                })
+                .collect();
+            out.entry(owner.clone())
+                .or_default()
+                .containers
+                .push(ObservedContainer {
+                    id: c.id.unwrap_or_default(),
+                    account: owner,
+                    name: labels.get(LABEL_NAME).cloned().unwrap_or_default(),
+                    full_name,
+                    spec_hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
+                    revision: labels.get(LABEL_REVISION).cloned().unwrap_or_default(),
+                    running,
+                    state,
+                    fields: labels
+                        .get(LABEL_SPEC)
+                        .and_then(|s| serde_json::from_str(s).ok())
+                        .unwrap_or_default(),
+                    ports,
+                });
+        }
+        for n in networks {
+            if let Some(owner) = n.labels.as_ref().and_then(|l| l.get(LABEL_OWNER)) {
+                out.entry(owner.clone()).or_default().network = true;
+            }
+        }
+        for v in volumes.volumes.unwrap_or_default() {
+            if let Some(owner) = v.labels.get(LABEL_OWNER) {
+                out.entry(owner.clone()).or_default().volumes.insert(v.name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Executes one action for `account`.
+    #[tracing::instrument(skip(self, action), fields(endpoint = %self.name, action = action.kind(), target = action.target()))]
+    pub async fn execute(&self, account: &str, action: &Action) -> Result<()> {
+        match action {
+            Action::CreateNetwork { name } => {
+                let req = NetworkCreateRequest {
+                    name: name.clone(),
+                    driver: Some("bridge".into()),
+                    labels: Some(HashMap::from([(
+                        LABEL_OWNER.to_string(),
+                        account.to_string(),
+                    )])),
+                    ..Default::default()
+                };
+                match self.docker.create_network(req).await {
+                    Ok(_) => Ok(()),
+                    // Created concurrently or by a killed earlier run: converged.
+                    Err(BollardError::DockerResponseServerError {
+                        status_code: 409, ..
+                    }) => Ok(()),
+                    Err(e) => Err(Self::api("create network", name)(e)),
+                }
+            }
+            Action::CreateVolume { name } => {
+                let req = VolumeCreateRequest {
+                    name: Some(name.clone()),
+                    labels: Some(HashMap::from([(
+                        LABEL_OWNER.to_string(),
+                        account.to_string(),
+                    )])),
+                    ..Default::default()
+                };
+                self.docker
+                    .create_volume(req)
+                    .await
+                    .map(drop)
+                    .map_err(Self::api("create volume", name))
+            }
+            Action::Create { container } => self.create(container).await,
+            Action::Recreate { id, container, .. } => {
+                self.remove(id, &container.full_name).await?;
+                self.create(container).await
+            }
+            Action::Start { id, name } => self.start(id, name).await,
+            Action::Stop { id, name } => {
+                let opts = StopContainerOptionsBuilder::default()
+                    .t(STOP_TIMEOUT_SECS)
+                    .build();
+                match self.docker.stop_container(id, Some(opts)).await {
+                    Ok(())
+                    | Err(BollardError::DockerResponseServerError {
+                        status_code: 304, ..
+                    }) => Ok(()),
+                    Err(e) => Err(Self::api("stop", name)(e)),
+                }
+            }
+            Action::Remove { id, name } => self.remove(id, name).await,
+        }
+    }
+
+    async fn start(&self, id: &str, name: &str) -> Result<()> {
+        match self.docker.start_container(id, None).await {
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(Self::api("start", name)(e)),
+        }
+    }
+
+    async fn remove(&self, id: &str, name: &str) -> Result<()> {
+        // Never `v: true`: named volumes outlive containers by design.
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(false)
+            .build();
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(Self::api("remove", name)(e)),
+        }
+    }
+
+    async fn create(&self, d: &DesiredContainer) -> Result<()> {
+        let body = self.create_body(d)?;
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&d.full_name)
+            .build();
+        let created = match self
+            .docker
+            .create_container(Some(opts.clone()), body.clone())
+            .await
+        {
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                self.pull(&d.spec.image).await?;
+                self.docker.create_container(Some(opts), body).await
+            }
+            other => other,
+        };
+        let created = match created {
+            Ok(c) => c,
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                return Err(DockerError::NameTaken(d.full_name.clone()));
+            }
+            Err(e) => return Err(Self::api("create", &d.full_name)(e)),
+        };
+        if d.state == State::Running {
+            self.start(&created.id, &d.full_name).await?;
+        }
+        Ok(())
+    }
+
+    /// Pulls an image that is not on this daemon.
+    pub async fn pull(&self, image: &str) -> Result<()> {
+        let (repo, tag) = split_tag(image);
+        let opts = CreateImageOptionsBuilder::default()
+            .from_image(repo)
+            .tag(tag)
+            .build();
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            item.map_err(|e| DockerError::Pull {
+                image: image.to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn create_body(&self, d: &DesiredContainer) -> Result<ContainerCreateBody> {
+        let spec = &d.spec;
+        let device_requests = if spec.gpus > 0 {
+            if !api_at_least(&self.api_version, 1, 40) {
+                return Err(DockerError::NoGpuSupport(self.api_version.clone()));
+            }
+            Some(vec![DeviceRequest {
+                driver: Some("nvidia".into()),
+                count: Some(i64::from(spec.gpus)),
+                capabilities: Some(vec![vec!["gpu".into()]]),
+                ..Default::default()
+            }])
+        } else {
+            None
+        };
+        let port_bindings = spec
+            .ports
+            .iter()
+            .map(|(c, h)| {
+                let binding = PortBinding {
+                    host_ip: Some(spec.bind_address.clone()),
+                    host_port: Some(h.to_string()),
+                };
+                (format!("{c}/tcp"), Some(vec![binding]))
+            })
+            .collect::<HashMap<_, _>>();
+        let mounts = spec
+            .volumes
+            .iter()
+            .map(|(path, vol)| Mount {
+                target: Some(path.clone()),
+                source: Some(vol.clone()),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            })
+            .collect();
+        let host_config = HostConfig {
+            memory: i64::try_from(spec.memory).ok(),
+            nano_cpus: Some((spec.cpus * 1e9) as i64),
+            pids_limit: Some(PIDS_LIMIT),
+            device_requests,
+            port_bindings: Some(port_bindings),
+            mounts: Some(mounts),
+            network_mode: Some(spec.network.clone()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            privileged: Some(false),
+            init: Some(true),
+            ..Default::default()
+        };
+        Ok(ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: spec.command.clone(),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(d.labels().into_iter().collect()),
+            exposed_ports: Some(spec.ports.keys().map(|c| format!("{c}/tcp")).collect()),
+            host_config: Some(host_config),
+            ..Default::default()
+        })
+    }
+}
+
+/// `registry/repo:tag` → (`registry/repo`, `tag`); digests stay whole.
+fn split_tag(image: &str) -> (&str, &str) {
+    if image.contains('@') {
+        return (image, "");
+    }
+    match image.rfind(':') {
+        Some(i) if !image[i..].contains('/') => (&image[..i], &image[i + 1..]),
+        _ => (image, "latest"),
+    }
+}
+
+fn api_at_least(version: &str, major: u32, minor: u32) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (ma, mi) >= (major, minor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_split_after_registry_ports() {
+        assert_eq!(
+            split_tag("127.0.0.1:5000/alice/tools:1.0"),
+            ("127.0.0.1:5000/alice/tools", "1.0")
+        );
+        assert_eq!(
+            split_tag("127.0.0.1:5000/alice/tools"),
+            ("127.0.0.1:5000/alice/tools", "latest")
+        );
+        assert_eq!(
+            split_tag("docker.io/library/nginx:1.27"),
+            ("docker.io/library/nginx", "1.27")
+        );
+    }
+
+    #[test]
+    fn api_versions_compare_numerically() {
+        assert!(api_at_least("1.41", 1, 40));
+        assert!(!api_at_least("1.39", 1, 40));
+        assert!(api_at_least("1.100", 1, 40));
+    }
+}

@@ -1,0 +1,6 @@
+//! Backends: where containers run. Each observes only objects carrying
+//! Berth's labels and executes plan actions; neither decides anything.
+
+pub mod docker;
+
+pub use docker::{DockerBackend, DockerError};

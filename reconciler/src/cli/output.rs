@@ -1,0 +1,269 @@
+//! Rendering of plans, apply reports and status: human text that reads like
+//! `terraform plan`, and the stable JSON shapes documented in
+//! `docs/json-output.md`. The JSON types here are the contract; internal
+//! types are mapped onto them so refactors cannot change the output.
+
+use crate::plan::{Action, Change};
+use crate::reconcile::{AccountPlan, Decision, ReconcileError, short};
+use serde::Serialize;
+use std::fmt::Write;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub recreate: usize,
+    pub remove: usize,
+    pub start: usize,
+    pub stop: usize,
+    pub setup: usize,
+    pub rejected: usize,
+    pub errors: usize,
+}
+
+impl Summary {
+    pub fn changes(&self) -> usize {
+        self.create + self.recreate + self.remove + self.start + self.stop + self.setup
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonChange {
+    pub action: &'static str,
+    pub target: String,
+    pub fields: Vec<Change>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonAccount {
+    pub account: String,
+    pub endpoint: Option<String>,
+    pub revision: Option<String>,
+    pub decision: Option<Decision>,
+    pub disabled: bool,
+    pub changes: Vec<JsonChange>,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonPlan {
+    pub accounts: Vec<JsonAccount>,
+    pub summary: Summary,
+}
+
+fn fields_of(action: &Action) -> Vec<Change> {
+    match action {
+        Action::Create { container } => container
+            .spec
+            .fields()
+            .into_iter()
+            .map(|(field, new)| Change {
+                field,
+                old: None,
+                new: Some(new),
+            })
+            .collect(),
+        Action::Recreate { changes, .. } => changes.clone(),
+        _ => vec![],
+    }
+}
+
+pub fn summarize(plans: &[(String, Result<AccountPlan, ReconcileError>)]) -> Summary {
+    let mut s = Summary::default();
+    for (_, plan) in plans {
+        let Ok(plan) = plan else {
+            s.errors += 1;
+            continue;
+        };
+        if matches!(plan.decision, Decision::Reject { .. }) {
+            s.rejected += 1;
+        }
+        for a in &plan.actions {
+            match a {
+                Action::Create { .. } => s.create += 1,
+                Action::Recreate { .. } => s.recreate += 1,
+                Action::Remove { .. } => s.remove += 1,
+                Action::Start { .. } => s.start += 1,
+                Action::Stop { .. } => s.stop += 1,
+                Action::CreateNetwork { .. } | Action::CreateVolume { .. } => s.setup += 1,
+            }
+        }
+    }
+    s
+}
+
+pub fn plan_json(plans: &[(String, Result<AccountPlan, ReconcileError>)]) -> JsonPlan {
+    let accounts = plans
+        .iter()
+        .map(|(account, plan)| match plan {
+            Ok(p) => JsonAccount {
+                account: account.clone(),
+                endpoint: p.endpoint.clone(),
+                revision: p.revision.clone(),
+                decision: Some(p.decision.clone()),
+                disabled: p.disabled,
+                changes: p
+                    .actions
+                    .iter()
+                    .map(|a| JsonChange {
+                        action: a.kind(),
+                        target: a.target().to_string(),
+                        fields: fields_of(a),
+                    })
+                    .collect(),
+                warnings: p.warnings.clone(),
+                error: None,
+            },
+            Err(e) => JsonAccount {
+                account: account.clone(),
+                endpoint: None,
+                revision: None,
+                decision: None,
+                disabled: false,
+                changes: vec![],
+                warnings: vec![],
+                error: Some(e.to_string()),
+            },
+        })
+        .collect();
+    JsonPlan {
+        accounts,
+        summary: summarize(plans),
+    }
+}
+
+fn quote(v: &Option<String>) -> String {
+    match v {
+        Some(v) => format!("{v:?}"),
+        None => "(none)".to_string(),
+    }
+}
+
+/// `terraform plan`-like text.
+pub fn plan_text(plans: &[(String, Result<AccountPlan, ReconcileError>)]) -> String {
+    let mut out = String::new();
+    for (account, plan) in plans {
+        let p = match plan {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = writeln!(out, "{account}: error: {e}");
+                continue;
+            }
+        };
+        let mut head = account.clone();
+        match &p.decision {
+            Decision::NoRepository => {
+                let _ = writeln!(out, "{account}: no workspace repository (nothing touched)");
+                continue;
+            }
+            Decision::Accept { revision, commits } => {
+                let _ = write!(
+                    head,
+                    " (accepting {} — {commits} new commit(s)",
+                    short(revision)
+                );
+            }
+            Decision::Unchanged => {
+                let _ = write!(
+                    head,
+                    " (revision {}",
+                    p.revision.as_deref().map(short).unwrap_or("-")
+                );
+            }
+            Decision::Reject { revision, reason } => {
+                let _ = writeln!(
+                    out,
+                    "{account}: ! revision {} rejected: {reason}",
+                    short(revision)
+                );
+                match &p.revision {
+                    Some(kept) => {
+                        let _ = write!(head, " (keeping {}", short(kept));
+                    }
+                    None => continue,
+                }
+            }
+        }
+        if let Some(ep) = &p.endpoint {
+            let _ = write!(head, ", on {ep}");
+        }
+        if p.disabled {
+            head.push_str(", account disabled: containers stopped");
+        }
+        head.push(')');
+        for w in &p.warnings {
+            let _ = writeln!(out, "{account}: warning: {w}");
+        }
+        if p.actions.is_empty() {
+            let _ = writeln!(out, "{head}: no changes");
+            continue;
+        }
+        let _ = writeln!(out, "{head}");
+        for a in &p.actions {
+            let line = match a {
+                Action::CreateNetwork { name } => format!("  + network {name}"),
+                Action::CreateVolume { name } => format!("  + volume {name}"),
+                Action::Create { container } => format!("  + create {}", container.full_name),
+                Action::Recreate { container, .. } => {
+                    format!("  ~ recreate {}", container.full_name)
+                }
+                Action::Remove { name, .. } => format!("  - remove {name} (volumes kept)"),
+                Action::Start { name, .. } => format!("  > start {name}"),
+                Action::Stop { name, .. } => format!("  < stop {name}"),
+            };
+            let _ = writeln!(out, "{line}");
+            for c in fields_of(a) {
+                let _ = match (&c.old, &c.new) {
+                    (None, Some(new)) => writeln!(out, "      {}: {new}", c.field),
+                    _ => writeln!(
+                        out,
+                        "      {}: {} → {}",
+                        c.field,
+                        quote(&c.old),
+                        quote(&c.new)
+                    ),
+                };
+            }
+        }
+    }
+    let s = summarize(plans);
+    let _ = writeln!(
+        out,
+        "\nPlan: {} to create, {} to recreate, {} to remove, {} to start, {} to stop. {} revision(s) rejected, {} error(s).",
+        s.create, s.recreate, s.remove, s.start, s.stop, s.rejected, s.errors
+    );
+    out
+}
+
+/// RFC 3339 UTC for a unix time (days-from-civil, no time zone database).
+pub fn rfc3339(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_660_800), "2026-11-26T00:00:00Z");
+    }
+}

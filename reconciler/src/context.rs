@@ -1,0 +1,74 @@
+//! Builds the reconcile [`Context`] from a site file: opens the store,
+//! the git source and the directory, and connects every Docker endpoint.
+//! Configuration problems are errors here, before anything is touched.
+
+use crate::backend::DockerBackend;
+use crate::identity::Directory;
+use crate::reconcile::Context;
+use crate::source::LocalSource;
+use crate::store::Store;
+use berth_spec::Site;
+use berth_spec::site::Repositories;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "repositories from GitLab groups are not supported yet; use `repositories: {{ local: … }}`"
+    )]
+    GitlabSource,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+}
+
+/// Reads and validates `site.yaml`, rendering problems as `path:line:col: message`.
+pub fn load_site(path: &Path) -> Result<Site, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    berth_spec::parse_site(&bytes).map_err(|d| {
+        ConfigError::Invalid(
+            d.iter()
+                .map(|d| d.render(&path.display().to_string()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })
+}
+
+/// Opens everything a reconcile needs. Unreachable Docker endpoints are
+/// kept as errors so that only their accounts fail.
+pub async fn connect(site: Site) -> Result<Context, ConfigError> {
+    let source = match &site.repositories {
+        Repositories::Local { root, repository } => LocalSource::new(root, repository.as_str()),
+        Repositories::Gitlab { .. } => return Err(ConfigError::GitlabSource),
+    };
+    let store = Store::open(Path::new(&site.state_dir.value))?;
+    let directory = Directory::from_site(&site)?;
+    let mut docker = BTreeMap::new();
+    for ep in &site.backends.docker {
+        let backend = DockerBackend::connect(&ep.name, &ep.endpoint)
+            .await
+            .map_err(|e| e.to_string());
+        docker.insert(ep.name.value.clone(), backend);
+    }
+    Ok(Context {
+        site,
+        store,
+        source,
+        directory,
+        docker,
+    })
+}

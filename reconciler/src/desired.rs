@@ -1,0 +1,350 @@
+//! Desired state: a validated workspace, the account's identity and the
+//! site's defaults, turned into the exact containers Berth wants on a
+//! backend, with their labels and spec hash. Also the two pure decisions
+//! that desired state needs: endpoint placement and host-port allocation.
+
+use crate::store::PortKey;
+use berth_spec::site::PortRange;
+use berth_spec::{Backend, ImageRef, Site, State, Workspace, policy};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const LABEL_OWNER: &str = "berth.owner";
+pub const LABEL_WORKSPACE: &str = "berth.workspace";
+pub const LABEL_NAME: &str = "berth.name";
+pub const LABEL_HASH: &str = "berth.spec-hash";
+pub const LABEL_REVISION: &str = "berth.revision";
+/// The applied spec as flat JSON, so `diff` can name changed fields (like
+/// kubectl's last-applied annotation).
+pub const LABEL_SPEC: &str = "berth.spec";
+/// Default processes per container: stops fork bombs, fits real work.
+pub const PIDS_LIMIT: i64 = 1024;
+
+/// Everything about a container that forces recreation when it changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    /// Container port → host port.
+    pub ports: BTreeMap<u16, u16>,
+    pub bind_address: String,
+    pub cpus: f64,
+    pub memory: u64,
+    pub gpus: u32,
+    /// Mount path → volume name.
+    pub volumes: BTreeMap<String, String>,
+    pub network: String,
+}
+
+impl ContainerSpec {
+    /// Short stable hash of the spec: equal specs, equal hashes.
+    pub fn hash(&self) -> String {
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        let digest = Sha256::digest(&canonical);
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Flat `field → value` view for showing what changed.
+    pub fn fields(&self) -> BTreeMap<String, String> {
+        let mut f = BTreeMap::new();
+        f.insert("image".into(), self.image.clone());
+        if let Some(cmd) = &self.command {
+            f.insert(
+                "command".into(),
+                serde_json::to_string(cmd).unwrap_or_default(),
+            );
+        }
+        for (k, v) in &self.env {
+            f.insert(format!("env.{k}"), v.clone());
+        }
+        for (c, h) in &self.ports {
+            f.insert(format!("ports.{c}"), format!("{}:{h}", self.bind_address));
+        }
+        f.insert("cpus".into(), self.cpus.to_string());
+        f.insert("memory".into(), self.memory.to_string());
+        if self.gpus > 0 {
+            f.insert("gpus".into(), self.gpus.to_string());
+        }
+        for (path, vol) in &self.volumes {
+            f.insert(format!("volumes.{path}"), vol.clone());
+        }
+        f
+    }
+}
+
+/// One container as Berth wants it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DesiredContainer {
+    pub account: String,
+    /// Name as declared (`web`).
+    pub name: String,
+    /// Name on the backend (`alice-web`).
+    pub full_name: String,
+    pub workspace: String,
+    pub revision: String,
+    pub backend: Backend,
+    pub state: State,
+    pub spec: ContainerSpec,
+    pub spec_hash: String,
+}
+
+impl DesiredContainer {
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_OWNER.into(), self.account.clone()),
+            (LABEL_WORKSPACE.into(), self.workspace.clone()),
+            (LABEL_NAME.into(), self.name.clone()),
+            (LABEL_HASH.into(), self.spec_hash.clone()),
+            (LABEL_REVISION.into(), self.revision.clone()),
+            (
+                LABEL_SPEC.into(),
+                serde_json::to_string(&self.spec.fields()).unwrap_or_default(),
+            ),
+        ])
+    }
+}
+
+pub fn network_name(account: &str) -> String {
+    format!("berth-{account}")
+}
+
+pub fn volume_name(account: &str, volume: &str) -> String {
+    format!("berth-{account}-{volume}")
+}
+
+/// Inputs that are not in the workspace file.
+pub struct Context<'a> {
+    pub site: &'a Site,
+    pub account: &'a str,
+    pub workspace: &'a str,
+    pub revision: &'a str,
+    pub bind_address: &'a str,
+    /// Host port of each (container, container port); see [`allocate_ports`].
+    pub ports: &'a BTreeMap<PortKey, u16>,
+    /// A disabled account keeps its containers, stopped.
+    pub disabled: bool,
+}
+
+/// The Docker containers of a workspace (Kubernetes ones are the Kubernetes
+/// backend's).
+pub fn containers(ws: &Workspace, cx: &Context<'_>) -> Vec<DesiredContainer> {
+    ws.containers
+        .iter()
+        .filter(|c| policy::backend_of(cx.site, c) == Backend::Docker)
+        .map(|c| {
+            let (cpus, memory, gpus) = policy::requested(cx.site, c);
+            let image = ImageRef::parse(&c.image)
+                .map(|r| r.to_string())
+                .unwrap_or_else(|_| c.image.value.clone());
+            let ports = c
+                .ports
+                .iter()
+                .filter_map(|p| u16::try_from(p.value).ok())
+                .filter_map(|p| {
+                    let key = PortKey {
+                        account: cx.account.into(),
+                        container: c.name.value.clone(),
+                        container_port: p,
+                    };
+                    cx.ports.get(&key).map(|h| (p, *h))
+                })
+                .collect();
+            let spec = ContainerSpec {
+                image,
+                command: c.command.as_ref().map(|c| c.value.clone()),
+                env: c
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.value.clone()))
+                    .collect(),
+                ports,
+                bind_address: cx.bind_address.to_string(),
+                cpus,
+                memory,
+                gpus,
+                volumes: c
+                    .volumes
+                    .iter()
+                    .map(|v| (v.path.value.clone(), volume_name(cx.account, &v.name)))
+                    .collect(),
+                network: network_name(cx.account),
+            };
+            DesiredContainer {
+                account: cx.account.into(),
+                name: c.name.value.clone(),
+                full_name: format!("{}-{}", cx.account, c.name.value),
+                workspace: cx.workspace.into(),
+                revision: cx.revision.into(),
+                backend: Backend::Docker,
+                state: if cx.disabled {
+                    State::Stopped
+                } else {
+                    c.state()
+                },
+                spec_hash: spec.hash(),
+                spec,
+            }
+        })
+        .collect()
+}
+
+/// Container ports a workspace publishes on Docker, as allocation keys.
+pub fn port_needs(ws: &Workspace, site: &Site, account: &str) -> Vec<PortKey> {
+    ws.containers
+        .iter()
+        .filter(|c| policy::backend_of(site, c) == Backend::Docker)
+        .flat_map(|c| {
+            c.ports
+                .iter()
+                .filter_map(|p| u16::try_from(p.value).ok())
+                .map(|p| PortKey {
+                    account: account.into(),
+                    container: c.name.value.clone(),
+                    container_port: p,
+                })
+        })
+        .collect()
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("host port range {first}–{last} of endpoint `{endpoint}` is exhausted")]
+pub struct PortsExhausted {
+    pub endpoint: String,
+    pub first: u16,
+    pub last: u16,
+}
+
+/// Host ports for `needs` (all of one account): existing allocations are
+/// kept (stable across recreation and restarts), new ones take the lowest
+/// port of the range not held by anyone. Pure: the caller persists.
+pub fn allocate_ports(
+    endpoint: &str,
+    range: PortRange,
+    existing: &BTreeMap<PortKey, u16>,
+    needs: &[PortKey],
+) -> Result<BTreeMap<PortKey, u16>, PortsExhausted> {
+    let mut taken: BTreeSet<u16> = existing.values().copied().collect();
+    let mut out = BTreeMap::new();
+    let mut fresh = Vec::new();
+    for key in needs {
+        match existing.get(key) {
+            Some(port) => {
+                out.insert(key.clone(), *port);
+            }
+            None => fresh.push(key.clone()),
+        }
+    }
+    let mut candidate = range.first;
+    for key in fresh {
+        while taken.contains(&candidate) {
+            if candidate == range.last {
+                return Err(PortsExhausted {
+                    endpoint: endpoint.into(),
+                    first: range.first,
+                    last: range.last,
+                });
+            }
+            candidate += 1;
+        }
+        taken.insert(candidate);
+        out.insert(key, candidate);
+    }
+    Ok(out)
+}
+
+/// The endpoint of an account: sticky once chosen (its network and volumes
+/// live there), else the one with the fewest accounts.
+pub fn place(
+    sticky: Option<&str>,
+    endpoints: &[String],
+    accounts_per_endpoint: &BTreeMap<String, usize>,
+) -> Option<String> {
+    if let Some(s) = sticky
+        && endpoints.iter().any(|e| e == s)
+    {
+        return Some(s.to_string());
+    }
+    endpoints
+        .iter()
+        .min_by_key(|e| accounts_per_endpoint.get(*e).copied().unwrap_or(0))
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(c: &str, p: u16) -> PortKey {
+        PortKey {
+            account: "alice".into(),
+            container: c.into(),
+            container_port: p,
+        }
+    }
+
+    #[test]
+    fn allocation_keeps_existing_ports_and_fills_the_lowest_gaps() {
+        let range = PortRange {
+            first: 20000,
+            last: 20003,
+        };
+        let bob = PortKey {
+            account: "bob".into(),
+            container: "db".into(),
+            container_port: 5432,
+        };
+        let existing = BTreeMap::from([(key("web", 80), 20002), (bob, 20000)]);
+        let got = allocate_ports(
+            "local",
+            range,
+            &existing,
+            &[key("web", 80), key("api", 8080), key("api", 9090)],
+        )
+        .expect("fits");
+        assert_eq!(got[&key("web", 80)], 20002);
+        assert_eq!(got[&key("api", 8080)], 20001);
+        assert_eq!(got[&key("api", 9090)], 20003);
+        assert_eq!(got.len(), 3, "released keys are not returned");
+        let err = allocate_ports(
+            "local",
+            range,
+            &existing,
+            &[key("a", 1), key("b", 2), key("c", 3)],
+        );
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn placement_is_sticky_then_least_loaded() {
+        let eps = vec!["a".to_string(), "b".to_string()];
+        let counts = BTreeMap::from([("a".to_string(), 5), ("b".to_string(), 2)]);
+        assert_eq!(place(Some("a"), &eps, &counts).as_deref(), Some("a"));
+        assert_eq!(place(None, &eps, &counts).as_deref(), Some("b"));
+        assert_eq!(place(Some("gone"), &eps, &counts).as_deref(), Some("b"));
+        assert_eq!(place(None, &[], &counts), None);
+    }
+
+    #[test]
+    fn spec_hash_changes_with_the_spec_only() {
+        let spec = ContainerSpec {
+            image: "docker.io/library/nginx:1".into(),
+            command: None,
+            env: BTreeMap::from([("A".into(), "1".into())]),
+            ports: BTreeMap::from([(80, 20000)]),
+            bind_address: "127.0.0.1".into(),
+            cpus: 1.0,
+            memory: 1 << 28,
+            gpus: 0,
+            volumes: BTreeMap::new(),
+            network: "berth-alice".into(),
+        };
+        let mut other = spec.clone();
+        assert_eq!(spec.hash(), other.hash());
+        other.env.insert("A".into(), "2".into());
+        assert_ne!(spec.hash(), other.hash());
+        assert_eq!(other.fields()["env.A"], "2");
+        assert_eq!(spec.fields()["ports.80"], "127.0.0.1:20000");
+    }
+}

@@ -1,0 +1,410 @@
+//! One account's reconcile, in two halves: `evaluate` reads git, LDAP, the
+//! store and observed backend state and returns an [`AccountPlan`] without
+//! changing anything (this is `diff` and `apply --dry-run`); `execute`
+//! records the decision and runs the plan's actions. A rejected revision
+//! changes nothing: the last accepted one keeps running.
+
+use crate::backend::{DockerBackend, DockerError};
+use crate::desired::{self, DesiredContainer};
+use crate::identity::{self, Account, Directory, IdentityError};
+use crate::plan::{self, Action, ObservedAccount};
+use crate::source::{LocalSource, Revision, SourceError, WorkspaceFile};
+use crate::store::{PortKey, Store, StoreError};
+use berth_spec::{Site, Workspace};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Ports(#[from] desired::PortsExhausted),
+    #[error("no docker endpoint is available for account `{0}`")]
+    NoEndpoint(String),
+    #[error("docker endpoint `{endpoint}` is unavailable: {reason}")]
+    EndpointDown { endpoint: String, reason: String },
+    #[error("accepted revision {0} can no longer be read from the repository")]
+    LostRevision(String),
+    #[error("internal: {0}")]
+    Join(String),
+}
+
+pub type Result<T, E = ReconcileError> = std::result::Result<T, E>;
+
+/// Clients and configuration shared by every reconcile. No globals.
+pub struct Context {
+    pub site: Site,
+    pub store: Store,
+    pub source: LocalSource,
+    pub directory: Directory,
+    /// Docker endpoints by name; an unreachable one keeps its error so only
+    /// its accounts fail.
+    pub docker: BTreeMap<String, std::result::Result<DockerBackend, String>>,
+}
+
+/// What happens to the revision at the head of the repository.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// The head is the accepted revision.
+    Unchanged,
+    /// The head will be (or was) accepted.
+    Accept { revision: String, commits: usize },
+    /// The head is refused; the last accepted revision stays.
+    Reject { revision: String, reason: String },
+    /// No repository or no commit yet: nothing is touched.
+    NoRepository,
+}
+
+/// Everything `execute` needs, computed without side effects.
+#[derive(Clone, Debug, Serialize)]
+pub struct AccountPlan {
+    pub account: String,
+    pub repository: Option<String>,
+    pub endpoint: Option<String>,
+    pub decision: Decision,
+    /// The revision desired state comes from (after the decision).
+    pub revision: Option<String>,
+    pub disabled: bool,
+    pub actions: Vec<Action>,
+    #[serde(skip)]
+    pub ports: BTreeMap<PortKey, u16>,
+    pub warnings: Vec<String>,
+}
+
+/// Outcome of executing one plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct AccountReport {
+    pub account: String,
+    pub decision: Decision,
+    pub applied: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+impl Context {
+    fn endpoints(&self) -> Vec<String> {
+        self.docker.keys().cloned().collect()
+    }
+
+    fn backend(&self, endpoint: &str) -> Result<&DockerBackend> {
+        match self.docker.get(endpoint) {
+            Some(Ok(b)) => Ok(b),
+            Some(Err(reason)) => Err(ReconcileError::EndpointDown {
+                endpoint: endpoint.into(),
+                reason: reason.clone(),
+            }),
+            None => Err(ReconcileError::NoEndpoint(endpoint.into())),
+        }
+    }
+
+    /// Observes every reachable endpoint once: endpoint → account → objects.
+    pub async fn observe_all(
+        &self,
+    ) -> BTreeMap<String, Result<BTreeMap<String, ObservedAccount>, String>> {
+        let mut out = BTreeMap::new();
+        for (name, backend) in &self.docker {
+            let observed = match backend {
+                Ok(b) => b.observe().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.clone()),
+            };
+            out.insert(name.clone(), observed);
+        }
+        out
+    }
+
+    async fn read_source<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&LocalSource) -> std::result::Result<T, SourceError> + Send + 'static,
+    ) -> Result<T> {
+        let source = self.source.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&source))
+            .await
+            .map_err(|e| ReconcileError::Join(e.to_string()))??)
+    }
+}
+
+/// Parses a revision's workspace and checks it against site policy.
+fn check_revision(
+    site: &Site,
+    account: &Account,
+    rev: &Revision,
+) -> std::result::Result<Workspace, String> {
+    let bytes = match &rev.file {
+        WorkspaceFile::Missing => {
+            return Ok(Workspace {
+                version: 1.into(),
+                containers: vec![],
+                runner: None,
+                images: None,
+            });
+        }
+        WorkspaceFile::TooLarge(n) => {
+            return Err(format!("workspace.yaml is {n} bytes, far over the limit"));
+        }
+        WorkspaceFile::Present(b) => b,
+    };
+    let describe = |d: berth_spec::Diagnostics| {
+        d.iter()
+            .map(|d| format!("workspace.yaml:{d}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let ws = berth_spec::parse_workspace(bytes).map_err(describe)?;
+    berth_spec::policy::check(&ws, site, &account.name, &account.groups).map_err(describe)?;
+    Ok(ws)
+}
+
+/// Computes the plan of one account. Reads only.
+#[tracing::instrument(skip(ctx, observed), fields(account))]
+pub async fn evaluate(
+    ctx: &Arc<Context>,
+    account: &str,
+    observed: &BTreeMap<String, Result<BTreeMap<String, ObservedAccount>, String>>,
+) -> Result<AccountPlan> {
+    let site = &ctx.site;
+    let name = account.to_string();
+    let head = ctx.read_source(move |s| s.head(&name)).await?;
+    let mut plan = AccountPlan {
+        account: account.into(),
+        repository: head.as_ref().map(|h| h.repository.clone()),
+        endpoint: None,
+        decision: Decision::NoRepository,
+        revision: None,
+        disabled: false,
+        actions: vec![],
+        ports: BTreeMap::new(),
+        warnings: vec![],
+    };
+    let Some(head) = head else { return Ok(plan) };
+    let identity = ctx.directory.lookup(account).await?;
+    plan.disabled = identity.as_ref().is_some_and(|a| a.disabled);
+    let accepted = ctx.store.accepted(account)?;
+    let mut workspace = None;
+    if accepted.as_ref().map(|a| a.revision.as_str()) == Some(head.sha.as_str()) {
+        plan.decision = Decision::Unchanged;
+        plan.revision = Some(head.sha.clone());
+    } else {
+        let verdict = identity::admit(site, account, identity.as_ref(), &head.committer_email)
+            .map_err(|r| r.to_string())
+            .and_then(|()| {
+                check_revision(site, identity.as_ref().ok_or("unknown account")?, &head)
+            });
+        match verdict {
+            Ok(ws) => {
+                let (name, sha, since) = (
+                    account.to_string(),
+                    head.sha.clone(),
+                    accepted.as_ref().map(|a| a.revision.clone()),
+                );
+                let commits = ctx
+                    .read_source(move |s| s.commits_since(&name, &sha, since.as_deref()))
+                    .await?
+                    .len();
+                plan.decision = Decision::Accept {
+                    revision: head.sha.clone(),
+                    commits,
+                };
+                plan.revision = Some(head.sha.clone());
+                workspace = Some(ws);
+            }
+            Err(reason) => {
+                plan.decision = Decision::Reject {
+                    revision: head.sha.clone(),
+                    reason,
+                };
+                plan.revision = accepted.as_ref().map(|a| a.revision.clone());
+            }
+        }
+    }
+    let Some(revision) = plan.revision.clone() else {
+        return Ok(plan);
+    };
+    let workspace = match workspace {
+        Some(ws) => ws,
+        None => {
+            accepted_workspace(
+                ctx,
+                account,
+                &revision,
+                identity.as_ref(),
+                &mut plan.warnings,
+            )
+            .await?
+        }
+    };
+    let endpoint = desired::place(
+        ctx.store.placement(account)?.as_deref(),
+        &ctx.endpoints(),
+        &ctx.store.placement_counts()?,
+    )
+    .ok_or_else(|| ReconcileError::NoEndpoint(account.into()))?;
+    let backend_conf = site
+        .backends
+        .docker
+        .iter()
+        .find(|d| d.name.value == endpoint)
+        .ok_or_else(|| ReconcileError::NoEndpoint(account.into()))?;
+    let needs = desired::port_needs(&workspace, site, account);
+    plan.ports = desired::allocate_ports(
+        &endpoint,
+        backend_conf.host_ports.value,
+        &ctx.store.ports(&endpoint)?,
+        &needs,
+    )?;
+    let desired = desired::containers(
+        &workspace,
+        &desired::Context {
+            site,
+            account,
+            workspace: plan.repository.as_deref().unwrap_or_default(),
+            revision: &revision,
+            bind_address: &backend_conf.bind_address,
+            ports: &plan.ports,
+            disabled: plan.disabled,
+        },
+    );
+    let observed_here = match observed.get(&endpoint) {
+        Some(Ok(map)) => map.get(account).cloned().unwrap_or_default(),
+        Some(Err(reason)) => {
+            return Err(ReconcileError::EndpointDown {
+                endpoint,
+                reason: reason.clone(),
+            });
+        }
+        None => return Err(ReconcileError::NoEndpoint(account.into())),
+    };
+    plan.actions = plan::plan(&desired, &observed_here, &desired::network_name(account));
+    plan.endpoint = Some(endpoint);
+    Ok(plan)
+}
+
+/// The workspace of an already accepted revision. It passed policy when
+/// accepted; if the site has since tightened policy it keeps running, with
+/// a warning, until the student pushes a conforming revision.
+async fn accepted_workspace(
+    ctx: &Arc<Context>,
+    account: &str,
+    revision: &str,
+    identity: Option<&Account>,
+    warnings: &mut Vec<String>,
+) -> Result<Workspace> {
+    let (name, sha) = (account.to_string(), revision.to_string());
+    let rev = ctx
+        .read_source(move |s| s.at(&name, &sha))
+        .await?
+        .ok_or_else(|| ReconcileError::LostRevision(revision.into()))?;
+    let bytes = match rev.file {
+        WorkspaceFile::Present(b) => b,
+        _ => {
+            return Ok(Workspace {
+                version: 1.into(),
+                containers: vec![],
+                runner: None,
+                images: None,
+            });
+        }
+    };
+    let ws = berth_spec::parse_workspace(&bytes)
+        .map_err(|_| ReconcileError::LostRevision(revision.into()))?;
+    if let Some(account) = identity
+        && let Err(d) = berth_spec::policy::check(&ws, &ctx.site, &account.name, &account.groups)
+    {
+        warnings.push(format!(
+            "accepted revision no longer meets site policy: {d}"
+        ));
+    }
+    Ok(ws)
+}
+
+/// Records the plan's decision and runs its actions. Each action is
+/// audited; a failed action does not stop the others of the account.
+#[tracing::instrument(skip(ctx, plan), fields(account = %plan.account))]
+pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountReport> {
+    let store = &ctx.store;
+    let account = plan.account.as_str();
+    let mut report = AccountReport {
+        account: account.into(),
+        decision: plan.decision.clone(),
+        applied: vec![],
+        errors: vec![],
+    };
+    let mut rejection = None;
+    match &plan.decision {
+        Decision::Accept { revision, commits } => {
+            let repo = plan.repository.as_deref().unwrap_or_default();
+            store.accept(
+                account,
+                repo,
+                revision,
+                &format!("{commits} new commit(s); identity and policy checks passed"),
+            )?;
+        }
+        Decision::Reject { revision, reason } => {
+            let message = format!("revision {} rejected: {reason}", short(revision));
+            if store.last_error(account)?.map(|(_, m)| m) != Some(message.clone()) {
+                store.audit(account, "rejected", Some(revision), reason)?;
+            }
+            rejection = Some(message);
+        }
+        Decision::Unchanged | Decision::NoRepository => {}
+    }
+    if let Some(endpoint) = &plan.endpoint {
+        // Allocations are persisted before any container exists, so a run
+        // killed mid-apply leaks nothing and the next run reuses them.
+        store.set_placement(account, endpoint)?;
+        store.set_account_ports(endpoint, account, &plan.ports)?;
+        let backend = ctx.backend(endpoint)?;
+        for action in &plan.actions {
+            let line = describe(action);
+            match backend.execute(account, action).await {
+                Ok(()) => {
+                    store.audit(account, "action", plan.revision.as_deref(), &line)?;
+                    report.applied.push(line);
+                }
+                Err(e) => {
+                    tracing::warn!(cause = %e, "action failed");
+                    store.audit(
+                        account,
+                        "action-failed",
+                        plan.revision.as_deref(),
+                        &format!("{line}: {e}"),
+                    )?;
+                    report.errors.push(format!("{line}: {e}"));
+                }
+            }
+        }
+    }
+    let last = rejection.or_else(|| report.errors.first().cloned());
+    store.set_last_error(account, last.as_deref())?;
+    Ok(report)
+}
+
+/// One line for logs and the audit: `create alice-web`.
+pub fn describe(action: &Action) -> String {
+    format!("{} {}", action.kind(), action.target())
+}
+
+pub fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+/// Desired containers, for status: the revision's containers on Docker.
+pub fn desired_of(plan: &AccountPlan) -> Vec<&DesiredContainer> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Create { container } | Action::Recreate { container, .. } => {
+                Some(container.as_ref())
+            }
+            _ => None,
+        })
+        .collect()
+}

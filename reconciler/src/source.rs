@@ -1,0 +1,201 @@
+//! Git source: workspace repositories as bare repos on disk,
+//! `<root>/<account>/<repository>.git`, the account being the namespace.
+//! Reads `workspace.yaml` at a commit without a checkout (gix), the head
+//! commit's committer, and the commits between two revisions. Read-only.
+
+use std::path::{Path, PathBuf};
+
+/// The file Berth reads from each repository's root.
+pub const WORKSPACE_FILE: &str = "workspace.yaml";
+/// Blobs larger than this are not even read (the spec limit is far lower).
+const MAX_BLOB: u64 = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("repository {path}: {source}")]
+    Git {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = SourceError> = std::result::Result<T, E>;
+
+/// What the repository holds at a commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkspaceFile {
+    /// No `workspace.yaml`: the account declares no containers.
+    Missing,
+    Present(Vec<u8>),
+    /// Too large to read; rejected without parsing.
+    TooLarge(u64),
+}
+
+/// One commit of a workspace repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revision {
+    /// `<account>/<repository>`.
+    pub repository: String,
+    pub sha: String,
+    pub committer_email: String,
+    pub summary: String,
+    pub file: WorkspaceFile,
+}
+
+/// Bare repositories under a root directory.
+#[derive(Clone, Debug)]
+pub struct LocalSource {
+    root: PathBuf,
+    repository: String,
+}
+
+fn git_err(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> SourceError {
+    SourceError::Git {
+        path: path.display().to_string(),
+        source: Box::new(e),
+    }
+}
+
+impl LocalSource {
+    pub fn new(root: impl Into<PathBuf>, repository: impl Into<String>) -> Self {
+        LocalSource {
+            root: root.into(),
+            repository: repository.into(),
+        }
+    }
+
+    pub fn repo_path(&self, account: &str) -> PathBuf {
+        self.root
+            .join(account)
+            .join(format!("{}.git", self.repository))
+    }
+
+    /// Accounts that have a workspace repository, sorted.
+    pub fn accounts(&self) -> Result<Vec<String>> {
+        let entries = std::fs::read_dir(&self.root).map_err(|source| SourceError::Io {
+            path: self.root.display().to_string(),
+            source,
+        })?;
+        let mut accounts: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|name| self.repo_path(name).is_dir())
+            .collect();
+        accounts.sort();
+        Ok(accounts)
+    }
+
+    fn open(&self, account: &str) -> Result<Option<gix::Repository>> {
+        let path = self.repo_path(account);
+        if !path.is_dir() {
+            return Ok(None);
+        }
+        gix::open(&path).map(Some).map_err(|e| git_err(&path, e))
+    }
+
+    /// The head of the default branch, or `None` for a missing or empty repository.
+    pub fn head(&self, account: &str) -> Result<Option<Revision>> {
+        let Some(repo) = self.open(account)? else {
+            return Ok(None);
+        };
+        let path = self.repo_path(account);
+        let head = match repo.head_id() {
+            Ok(id) => id.detach(),
+            // An unborn HEAD (no commit yet) is an empty repository, not an error.
+            Err(_) => return Ok(None),
+        };
+        self.read(&repo, account, head)
+            .map(Some)
+            .map_err(|source| SourceError::Git {
+                path: path.display().to_string(),
+                source,
+            })
+    }
+
+    /// The revision `sha`.
+    pub fn at(&self, account: &str, sha: &str) -> Result<Option<Revision>> {
+        let Some(repo) = self.open(account)? else {
+            return Ok(None);
+        };
+        let path = self.repo_path(account);
+        let id = gix::ObjectId::from_hex(sha.as_bytes()).map_err(|e| git_err(&path, e))?;
+        if repo.find_commit(id).is_err() {
+            return Ok(None);
+        }
+        self.read(&repo, account, id)
+            .map(Some)
+            .map_err(|source| SourceError::Git {
+                path: path.display().to_string(),
+                source,
+            })
+    }
+
+    fn read(
+        &self,
+        repo: &gix::Repository,
+        account: &str,
+        id: gix::ObjectId,
+    ) -> std::result::Result<Revision, Box<dyn std::error::Error + Send + Sync>> {
+        let commit = repo.find_commit(id)?;
+        let committer = commit.committer()?;
+        let committer_email = committer.email.to_string().trim().to_string();
+        let summary = commit.message()?.summary().to_string();
+        let tree = commit.tree()?;
+        let file = match tree.lookup_entry_by_path(WORKSPACE_FILE)? {
+            None => WorkspaceFile::Missing,
+            Some(entry) if !entry.mode().is_blob() => WorkspaceFile::Missing,
+            Some(entry) => {
+                let header = repo.find_header(entry.oid())?;
+                if header.size() > MAX_BLOB {
+                    WorkspaceFile::TooLarge(header.size())
+                } else {
+                    WorkspaceFile::Present(entry.object()?.detach().data)
+                }
+            }
+        };
+        Ok(Revision {
+            repository: format!("{account}/{}", self.repository),
+            sha: id.to_string(),
+            committer_email,
+            summary,
+            file,
+        })
+    }
+
+    /// Commits reachable from `head` but not from `since`, newest first.
+    pub fn commits_since(
+        &self,
+        account: &str,
+        head: &str,
+        since: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let Some(repo) = self.open(account)? else {
+            return Ok(Vec::new());
+        };
+        let path = self.repo_path(account);
+        let parse = |s: &str| gix::ObjectId::from_hex(s.as_bytes()).map_err(|e| git_err(&path, e));
+        let head = parse(head)?;
+        let mut walk = repo.rev_walk([head]);
+        if let Some(since) = since {
+            let since = parse(since)?;
+            if repo.find_commit(since).is_ok() {
+                walk = walk.with_hidden([since]);
+            }
+        }
+        let mut out = Vec::new();
+        for info in walk.all().map_err(|e| git_err(&path, e))? {
+            out.push(info.map_err(|e| git_err(&path, e))?.id.to_string());
+            if out.len() >= 10_000 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,371 @@
+//! The embedded state store (SQLite through rusqlite, one file in the state
+//! directory): accepted revision per account, the audit log, host-port
+//! allocations and endpoint placements. The only module that writes it.
+//!
+//! SQLite because the audit log wants queries (per account, newest first),
+//! allocations want uniqueness constraints enforced by the database, and WAL
+//! mode gives crash safety without a server. Actual backend state is never
+//! stored here: it is always re-read, so a crash mid-apply is recovered.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state store directory {path}: {source}")]
+    Dir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An accepted revision of an account's workspace repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    pub repository: String,
+    pub revision: String,
+    pub at: i64,
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    pub at: i64,
+    pub account: String,
+    /// `accepted`, `rejected`, `action`, `action-failed`, `error`.
+    pub event: String,
+    pub revision: Option<String>,
+    pub detail: String,
+}
+
+/// A host port given to one container port of one account.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortKey {
+    pub account: String,
+    pub container: String,
+    pub container_port: u16,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS accepted (
+    account TEXT PRIMARY KEY,
+    repository TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    event TEXT NOT NULL,
+    revision TEXT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_account ON audit (account, id);
+CREATE TABLE IF NOT EXISTS ports (
+    endpoint TEXT NOT NULL,
+    host_port INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    container TEXT NOT NULL,
+    container_port INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, host_port),
+    UNIQUE (account, container, container_port)
+);
+CREATE TABLE IF NOT EXISTS placements (
+    account TEXT PRIMARY KEY,
+    endpoint TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS last_error (
+    account TEXT PRIMARY KEY,
+    at INTEGER NOT NULL,
+    message TEXT NOT NULL
+);
+";
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) `<dir>/berth.sqlite3`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let conn = Connection::open(dir.join("berth.sqlite3"))?;
+        Self::init(conn)
+    }
+
+    pub fn in_memory() -> Result<Store> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Store> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent
+        // (statements are atomic), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn accepted(&self, account: &str) -> Result<Option<Accepted>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT repository, revision, at FROM accepted WHERE account = ?1",
+                [account],
+                |r| {
+                    Ok(Accepted {
+                        repository: r.get(0)?,
+                        revision: r.get(1)?,
+                        at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Records `revision` as accepted, with its audit line, atomically.
+    pub fn accept(
+        &self,
+        account: &str,
+        repository: &str,
+        revision: &str,
+        detail: &str,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO accepted (account, repository, revision, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(account) DO UPDATE SET repository = ?2, revision = ?3, at = ?4",
+            params![account, repository, revision, now()],
+        )?;
+        tx.execute(
+            "INSERT INTO audit (at, account, event, revision, detail) VALUES (?1, ?2, 'accepted', ?3, ?4)",
+            params![now(), account, revision, detail],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn audit(
+        &self,
+        account: &str,
+        event: &str,
+        revision: Option<&str>,
+        detail: &str,
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO audit (at, account, event, revision, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now(), account, event, revision, detail],
+        )?;
+        Ok(())
+    }
+
+    /// Audit lines of `account` (all accounts when `None`), newest first.
+    pub fn audit_log(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT at, account, event, revision, detail FROM audit
+             WHERE (?1 IS NULL OR account = ?1) ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![account, limit as i64], |r| {
+            Ok(AuditEntry {
+                at: r.get(0)?,
+                account: r.get(1)?,
+                event: r.get(2)?,
+                revision: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The last error of an account, cleared by a successful reconcile.
+    pub fn set_last_error(&self, account: &str, message: Option<&str>) -> Result<()> {
+        let conn = self.conn();
+        match message {
+            Some(m) => conn.execute(
+                "INSERT INTO last_error (account, at, message) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(account) DO UPDATE SET at = ?2, message = ?3",
+                params![account, now(), m],
+            )?,
+            None => conn.execute("DELETE FROM last_error WHERE account = ?1", [account])?,
+        };
+        Ok(())
+    }
+
+    pub fn last_error(&self, account: &str) -> Result<Option<(i64, String)>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT at, message FROM last_error WHERE account = ?1",
+                [account],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    pub fn placement(&self, account: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT endpoint FROM placements WHERE account = ?1",
+                [account],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_placement(&self, account: &str, endpoint: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO placements (account, endpoint) VALUES (?1, ?2)
+             ON CONFLICT(account) DO UPDATE SET endpoint = ?2",
+            params![account, endpoint],
+        )?;
+        Ok(())
+    }
+
+    /// Number of accounts placed on each endpoint.
+    pub fn placement_counts(&self) -> Result<BTreeMap<String, usize>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT endpoint, COUNT(*) FROM placements GROUP BY endpoint")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// All allocations on `endpoint`: key → host port.
+    pub fn ports(&self, endpoint: &str) -> Result<BTreeMap<PortKey, u16>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT account, container, container_port, host_port FROM ports WHERE endpoint = ?1",
+        )?;
+        let rows = stmt.query_map([endpoint], |r| {
+            Ok((
+                PortKey {
+                    account: r.get(0)?,
+                    container: r.get(1)?,
+                    container_port: r.get(2)?,
+                },
+                r.get::<_, u16>(3)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Makes `account`'s allocations on `endpoint` exactly `wanted`: new ones
+    /// inserted, ones no longer wanted released, in one transaction.
+    pub fn set_account_ports(
+        &self,
+        endpoint: &str,
+        account: &str,
+        wanted: &BTreeMap<PortKey, u16>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM ports WHERE account = ?1", [account])?;
+        for (key, host) in wanted {
+            tx.execute(
+                "INSERT INTO ports (endpoint, host_port, account, container, container_port) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![endpoint, host, key.account, key.container, key.container_port],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(account: &str, container: &str, port: u16) -> PortKey {
+        PortKey {
+            account: account.into(),
+            container: container.into(),
+            container_port: port,
+        }
+    }
+
+    #[test]
+    fn acceptance_is_kept_with_an_audit_line() {
+        let s = Store::in_memory().expect("store");
+        assert_eq!(s.accepted("alice").expect("read"), None);
+        s.accept("alice", "alice/workspace", "abc", "committer ok")
+            .expect("accept");
+        s.accept("alice", "alice/workspace", "def", "committer ok")
+            .expect("accept");
+        assert_eq!(
+            s.accepted("alice").expect("read").map(|a| a.revision),
+            Some("def".into())
+        );
+        let log = s.audit_log(Some("alice"), 10).expect("log");
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[0].revision.as_deref(), Some("def"));
+        assert!(s.audit_log(Some("bob"), 10).expect("log").is_empty());
+    }
+
+    #[test]
+    fn port_allocations_are_unique_per_endpoint_and_replaced_per_account() {
+        let s = Store::in_memory().expect("store");
+        let alice = BTreeMap::from([(key("alice", "web", 80), 20000)]);
+        s.set_account_ports("local", "alice", &alice).expect("set");
+        let clash = BTreeMap::from([(key("bob", "web", 80), 20000)]);
+        assert!(
+            s.set_account_ports("local", "bob", &clash).is_err(),
+            "same host port twice"
+        );
+        assert!(
+            s.ports("local")
+                .expect("read")
+                .keys()
+                .all(|k| k.account == "alice"),
+            "failed tx left nothing"
+        );
+        s.set_account_ports("local", "alice", &BTreeMap::new())
+            .expect("release");
+        assert!(s.ports("local").expect("read").is_empty());
+    }
+
+    #[test]
+    fn survives_reopening() {
+        let dir = std::env::temp_dir().join(format!("berth-store-{}", std::process::id()));
+        {
+            let s = Store::open(&dir).expect("open");
+            s.set_placement("alice", "local").expect("place");
+        }
+        let s = Store::open(&dir).expect("reopen");
+        assert_eq!(
+            s.placement("alice").expect("read").as_deref(),
+            Some("local")
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
