@@ -106,8 +106,8 @@ impl Action {
 }
 
 /// Ordered actions turning `observed` into `desired` for one account:
-/// network and volumes first, then removals (freeing names and ports), then
-/// recreations, creations, stops and starts.
+/// network and volumes first, then removals and stops (freeing names, ports
+/// and GPUs), then recreations, creations and starts.
 pub fn plan(
     desired: &[DesiredContainer],
     observed: &ObservedAccount,
@@ -117,7 +117,8 @@ pub fn plan(
     let mut removes = Vec::new();
     let mut recreates = Vec::new();
     let mut creates = Vec::new();
-    let mut toggles = Vec::new();
+    let mut stops = Vec::new();
+    let mut starts = Vec::new();
     if !desired.is_empty() && !observed.network {
         setup.push(Action::CreateNetwork {
             name: network.to_string(),
