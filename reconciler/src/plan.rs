@@ -152,12 +152,12 @@ pub fn plan(
                 container: Box::new((*d).clone()),
             });
         } else if d.state == State::Running && !o.running {
-            toggles.push(Action::Start {
+            starts.push(Action::Start {
                 id: o.id.clone(),
                 name: o.full_name.clone(),
             });
         } else if d.state == State::Stopped && o.running {
-            toggles.push(Action::Stop {
+            stops.push(Action::Stop {
                 id: o.id.clone(),
                 name: o.full_name.clone(),
             });
@@ -173,9 +173,10 @@ pub fn plan(
     setup
         .into_iter()
         .chain(removes)
+        .chain(stops)
         .chain(recreates)
         .chain(creates)
-        .chain(toggles)
+        .chain(starts)
         .collect()
 }
 
