@@ -70,5 +70,6 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
         source,
         directory,
         docker,
+        reservations: Default::default(),
     })
 }

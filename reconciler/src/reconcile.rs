@@ -5,7 +5,7 @@
 //! changes nothing: the last accepted one keeps running.
 
 use crate::backend::{DockerBackend, DockerError};
-use crate::desired::{self, DesiredContainer};
+use crate::desired;
 use crate::identity::{self, Account, Directory, IdentityError};
 use crate::plan::{self, Action, ObservedAccount};
 use crate::source::{LocalSource, Revision, SourceError, WorkspaceFile};
@@ -48,6 +48,15 @@ pub struct Context {
     /// Docker endpoints by name; an unreachable one keeps its error so only
     /// its accounts fail.
     pub docker: BTreeMap<String, std::result::Result<DockerBackend, String>>,
+    /// Placements and host ports handed out by evaluations not yet
+    /// persisted, so accounts evaluated concurrently never get the same port.
+    pub reservations: std::sync::Mutex<Reservations>,
+}
+
+#[derive(Debug, Default)]
+pub struct Reservations {
+    placements: BTreeMap<String, String>,
+    ports: BTreeMap<String, BTreeMap<PortKey, u16>>,
 }
 
 /// What happens to the revision at the head of the repository.
@@ -240,25 +249,14 @@ pub async fn evaluate(
             .await?
         }
     };
-    let endpoint = desired::place(
-        ctx.store.placement(account)?.as_deref(),
-        &ctx.endpoints(),
-        &ctx.store.placement_counts()?,
-    )
-    .ok_or_else(|| ReconcileError::NoEndpoint(account.into()))?;
+    let (endpoint, ports) = reserve(ctx, account, &workspace)?;
+    plan.ports = ports;
     let backend_conf = site
         .backends
         .docker
         .iter()
         .find(|d| d.name.value == endpoint)
         .ok_or_else(|| ReconcileError::NoEndpoint(account.into()))?;
-    let needs = desired::port_needs(&workspace, site, account);
-    plan.ports = desired::allocate_ports(
-        &endpoint,
-        backend_conf.host_ports.value,
-        &ctx.store.ports(&endpoint)?,
-        &needs,
-    )?;
     let desired = desired::containers(
         &workspace,
         &desired::Context {
@@ -284,6 +282,45 @@ pub async fn evaluate(
     plan.actions = plan::plan(&desired, &observed_here, &desired::network_name(account));
     plan.endpoint = Some(endpoint);
     Ok(plan)
+}
+
+/// Chooses the account's endpoint and host ports, against both the store
+/// and reservations of evaluations not yet executed.
+fn reserve(
+    ctx: &Context,
+    account: &str,
+    ws: &Workspace,
+) -> Result<(String, BTreeMap<PortKey, u16>)> {
+    let mut res = ctx.reservations.lock().unwrap_or_else(|p| p.into_inner());
+    let mut counts = ctx.store.placement_counts()?;
+    let stored = ctx.store.placement(account)?;
+    for (other, ep) in &res.placements {
+        if other != account && ctx.store.placement(other)?.is_none() {
+            *counts.entry(ep.clone()).or_default() += 1;
+        }
+    }
+    let sticky = stored.or_else(|| res.placements.get(account).cloned());
+    let endpoint = desired::place(sticky.as_deref(), &ctx.endpoints(), &counts)
+        .ok_or_else(|| ReconcileError::NoEndpoint(account.into()))?;
+    let range = ctx
+        .site
+        .backends
+        .docker
+        .iter()
+        .find(|d| d.name.value == endpoint)
+        .map(|d| d.host_ports.value)
+        .ok_or_else(|| ReconcileError::NoEndpoint(account.into()))?;
+    let mut existing = ctx.store.ports(&endpoint)?;
+    let reserved = res.ports.entry(endpoint.clone()).or_default();
+    for (key, port) in reserved.iter() {
+        existing.entry(key.clone()).or_insert(*port);
+    }
+    let needs = desired::port_needs(ws, &ctx.site, account);
+    let ports = desired::allocate_ports(&endpoint, range, &existing, &needs)?;
+    reserved.retain(|k, _| k.account != account);
+    reserved.extend(ports.iter().map(|(k, v)| (k.clone(), *v)));
+    res.placements.insert(account.to_string(), endpoint.clone());
+    Ok((endpoint, ports))
 }
 
 /// The workspace of an already accepted revision. It passed policy when
@@ -394,17 +431,4 @@ pub fn describe(action: &Action) -> String {
 
 pub fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
-}
-
-/// Desired containers, for status: the revision's containers on Docker.
-pub fn desired_of(plan: &AccountPlan) -> Vec<&DesiredContainer> {
-    plan.actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Create { container } | Action::Recreate { container, .. } => {
-                Some(container.as_ref())
-            }
-            _ => None,
-        })
-        .collect()
 }

@@ -55,10 +55,30 @@ services_start_dockerd() {
     docker info >/dev/null 2>&1 && return 0
     mkdir -p "$dir"
     log "starting dockerd (data root $dir)"
-    dockerd --data-root "$dir/data" --exec-root "$dir/exec" --host "$DOCKER_HOST" \
-        --pidfile "$dir/docker.pid" >"$dir/dockerd.log" 2>&1 &
+    _dockerd_launch "$dir"
     _BERTH_STARTED+=("$dir/docker.pid")
     wait_until 60 dockerd docker info || { tail -20 "$dir/dockerd.log" >&2; return 1; }
+}
+
+_dockerd_launch() {
+    local dir=$1
+    setsid dockerd --data-root "$dir/data" --exec-root "$dir/exec" --host "unix://$dir/docker.sock" \
+        --pidfile "$dir/docker.pid" >>"$dir/dockerd.log" 2>&1 </dev/null &
+}
+
+# Restarts the daemon behind DOCKER_HOST (tests of recovery use it): ours
+# by pid file, a system one through its service manager.
+services_restart_dockerd() {
+    local dir=$BERTH_SERVICES_DIR/docker pid
+    if [[ ${DOCKER_HOST:-} == "unix://$dir/docker.sock" ]]; then
+        pid=$(cat "$dir/docker.pid")
+        kill "$pid"
+        wait_until 60 "dockerd to exit" bash -c "! kill -0 $pid"
+        _dockerd_launch "$dir"
+    else
+        systemctl restart docker 2>/dev/null || service docker restart
+    fi
+    wait_until 60 dockerd docker info
 }
 
 _ldap_answers() {
@@ -149,7 +169,7 @@ services_up() {
     services_start_slapd
     services_start_registry
     services_build_test_image
-    export BERTH_LDAP_BASE BERTH_LDAP_BIND_DN BERTH_LDAP_PASSWORD BERTH_TEST_IMAGE
+    export BERTH_SERVICES_DIR BERTH_LDAP_BASE BERTH_LDAP_BIND_DN BERTH_LDAP_PASSWORD BERTH_TEST_IMAGE
 }
 
 # Stops what this shell started, newest first.

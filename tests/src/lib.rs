@@ -106,3 +106,5 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(String, String)> {
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+pub mod fixture;

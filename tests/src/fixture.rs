@@ -1,0 +1,341 @@
+//! A reconciler world for one test: its own LDAP accounts (unique names, so
+//! tests never share containers), bare git repositories with real commits,
+//! a site.yaml with its own state directory and host-port range, and the
+//! `reconciler` binary to run against it. Dropping it removes the test's
+//! containers, networks, volumes and LDAP entries.
+
+use crate::{Services, stdout};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub struct World {
+    pub services: Services,
+    pub dir: PathBuf,
+    pub accounts: Vec<String>,
+    prefix: String,
+    /// Extra YAML appended under `policy.quotas`.
+    pub site_overrides: SiteOptions,
+}
+
+#[derive(Clone, Debug)]
+pub struct SiteOptions {
+    pub ports: (u16, u16),
+    pub ldap_url: Option<String>,
+    pub students_containers: u32,
+}
+
+impl World {
+    /// A world whose host ports are `first..=first+99`. Give every test its
+    /// own range: stores are per test, the dockerd is shared.
+    pub fn new(services: &Services, first_port: u16) -> World {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("t{}x{n}", std::process::id() % 100_000);
+        let dir = std::env::temp_dir().join(format!("berth-e2e-{prefix}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("repos")).expect("temp dir");
+        World {
+            services: services.clone(),
+            dir,
+            accounts: vec![],
+            prefix,
+            site_overrides: SiteOptions {
+                ports: (first_port, first_port + 99),
+                ldap_url: None,
+                students_containers: 4,
+            },
+        }
+    }
+
+    /// Adds an LDAP account `<prefix><short>` in `groups`; returns its name.
+    pub fn account(&mut self, short: &str, groups: &[&str]) -> String {
+        let name = format!("{}{short}", self.prefix);
+        let dn = format!("uid={name},ou=people,{}", self.services.ldap_base);
+        let mut ldif = format!(
+            "dn: {dn}\nobjectClass: inetOrgPerson\nuid: {name}\ncn: {name}\nsn: Test\nmail: {name}@berth.test\n"
+        );
+        for g in groups {
+            ldif.push_str(&format!(
+                "\ndn: cn={g},ou=groups,{}\nchangetype: modify\nadd: member\nmember: {dn}\n",
+                self.services.ldap_base
+            ));
+        }
+        self.ldapmodify(&ldif, true);
+        self.accounts.push(name.clone());
+        name
+    }
+
+    pub fn mail(&self, account: &str) -> String {
+        format!("{account}@berth.test")
+    }
+
+    /// Adds or removes `account` from an LDAP group.
+    pub fn set_group(&self, account: &str, group: &str, member: bool) {
+        let op = if member { "add" } else { "delete" };
+        let ldif = format!(
+            "dn: cn={group},ou=groups,{}\nchangetype: modify\n{op}: member\nmember: uid={account},ou=people,{}\n",
+            self.services.ldap_base, self.services.ldap_base
+        );
+        self.ldapmodify(&ldif, false);
+    }
+
+    fn ldapmodify(&self, ldif: &str, add_first: bool) {
+        let s = &self.services;
+        let mut cmd = Command::new("ldapmodify");
+        cmd.args([
+            "-x",
+            "-H",
+            &s.ldap_url,
+            "-D",
+            &s.ldap_bind_dn,
+            "-w",
+            &s.ldap_password,
+        ]);
+        if add_first {
+            cmd.arg("-a");
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ldapmodify runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(ldif.as_bytes())
+            .expect("write ldif");
+        let out = child.wait_with_output().expect("ldapmodify finishes");
+        assert!(
+            out.status.success(),
+            "ldapmodify failed: {}\n{ldif}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn work(&self, account: &str) -> PathBuf {
+        self.dir.join("work").join(account)
+    }
+
+    /// Commits `workspace` (or removes the file when `None`) as `email` and
+    /// pushes it to the account's bare repository; returns the commit id.
+    pub fn commit(&self, account: &str, workspace: Option<&str>, email: &str) -> String {
+        let bare = self.dir.join("repos").join(account).join("workspace.git");
+        let work = self.work(account);
+        if !bare.exists() {
+            std::fs::create_dir_all(&bare).expect("repo dir");
+            git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+            std::fs::create_dir_all(&work).expect("work dir");
+            git(&work, &["init", "-q", "-b", "main"]);
+            git(
+                &work,
+                &["remote", "add", "origin", &bare.display().to_string()],
+            );
+        }
+        let file = work.join("workspace.yaml");
+        match workspace {
+            Some(text) => std::fs::write(&file, text).expect("write workspace"),
+            None => {
+                let _ = std::fs::remove_file(&file);
+            }
+        }
+        git(&work, &["add", "-A"]);
+        git(
+            &work,
+            &[
+                "-c",
+                "user.name=Test",
+                "-c",
+                &format!("user.email={email}"),
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "change",
+            ],
+        );
+        git(&work, &["push", "-q", "origin", "HEAD:main"]);
+        stdout(
+            &Command::new("git")
+                .arg("-C")
+                .arg(&work)
+                .args(["rev-parse", "HEAD"])
+                .output()
+                .expect("git"),
+        )
+    }
+
+    pub fn site_path(&self) -> PathBuf {
+        self.dir.join("site.yaml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    fn write_site(&self) {
+        let o = &self.site_overrides;
+        let ldap_url = o
+            .ldap_url
+            .clone()
+            .unwrap_or_else(|| self.services.ldap_url.clone());
+        let site = format!(
+            "ldap:
+  url: {ldap_url}
+  bind_dn: {bind}
+  bind_password_env: BERTH_LDAP_PASSWORD
+  base_dn: ou=people,{base}
+  disabled: {{ group: disabled }}
+  allowed_groups: [students, staff, admins]
+  cache_ttl: 1s
+backends:
+  docker:
+    - {{ name: local, endpoint: env, host_ports: {{ first: {first}, last: {last} }} }}
+policy:
+  allowed_registries: [docker.io]
+  default_resources: {{ cpus: 0.1, memory: 32Mi }}
+  quotas:
+    students: {{ containers: {students}, cpus: 4, memory: 4Gi }}
+    staff: {{ containers: 30, cpus: 16, memory: 16Gi }}
+repositories:
+  local: {{ root: {repos} }}
+state_dir: {state}
+",
+            bind = self.services.ldap_bind_dn,
+            base = self.services.ldap_base,
+            first = o.ports.0,
+            last = o.ports.1,
+            students = o.students_containers,
+            repos = self.dir.join("repos").display(),
+            state = self.state_dir().display(),
+        );
+        std::fs::write(self.site_path(), site).expect("write site.yaml");
+    }
+
+    /// Runs `reconciler --config <site> ARGS…`.
+    pub fn reconciler(&self, args: &[&str]) -> Output {
+        self.reconciler_command(args)
+            .output()
+            .expect("reconciler runs")
+    }
+
+    pub fn reconciler_command(&self, args: &[&str]) -> Command {
+        self.write_site();
+        let mut cmd = Command::new(reconciler_binary());
+        cmd.arg("--config").arg(self.site_path()).args(args);
+        cmd.env("DOCKER_HOST", &self.services.docker_host);
+        cmd.env("BERTH_LDAP_PASSWORD", &self.services.ldap_password);
+        cmd
+    }
+
+    /// `apply`, asserting the exit code; returns stdout.
+    pub fn apply(&self, expect: i32) -> String {
+        let out = self.reconciler(&["apply"]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(expect), "apply output:\n{text}");
+        text
+    }
+
+    /// `status --output json` of one account.
+    pub fn status(&self, account: &str) -> serde_json::Value {
+        let out = self.reconciler(&["status", "--account", account, "--output", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        v["accounts"]
+            .as_array()
+            .and_then(|a| a.first().cloned())
+            .unwrap_or_default()
+    }
+
+    /// `docker inspect -f FORMAT NAME`, or `None` when there is no such container.
+    pub fn inspect(&self, name: &str, format: &str) -> Option<String> {
+        let out = self.services.docker(&["inspect", "-f", format, name]);
+        out.status.success().then(|| stdout(&out))
+    }
+
+    /// Names of the containers owned by `account` (Berth's label).
+    pub fn containers_of(&self, account: &str) -> Vec<String> {
+        let out = self.services.docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=berth.owner={account}"),
+            "--format",
+            "{{.Names}}",
+        ]);
+        let mut names: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let s = &self.services;
+        for account in &self.accounts {
+            let filter = format!("label=berth.owner={account}");
+            let ids = stdout(&s.docker(&["ps", "-aq", "--filter", &filter]));
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids.lines());
+                s.docker(&args);
+            }
+            for kind in ["network", "volume"] {
+                let ids = stdout(&s.docker(&[kind, "ls", "-q", "--filter", &filter]));
+                if !ids.is_empty() {
+                    let mut args = vec![kind, "rm"];
+                    args.extend(ids.lines());
+                    s.docker(&args);
+                }
+            }
+            let _ = Command::new("ldapdelete")
+                .args([
+                    "-x",
+                    "-H",
+                    &s.ldap_url,
+                    "-D",
+                    &s.ldap_bind_dn,
+                    "-w",
+                    &s.ldap_password,
+                ])
+                .arg(format!("uid={account},ou=people,{}", s.ldap_base))
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `reconciler` binary next to this test executable (cargo builds every
+/// workspace binary before running workspace tests).
+pub fn reconciler_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("reconciler");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p berth-reconciler` first",
+        bin.display()
+    );
+    bin
+}
