@@ -63,7 +63,7 @@ impl ContainerSpec {
             f.insert(format!("ports.{c}"), format!("{}:{h}", self.bind_address));
         }
         f.insert("cpus".into(), self.cpus.to_string());
-        f.insert("memory".into(), self.memory.to_string());
+        f.insert("memory".into(), human_bytes(self.memory));
         if self.gpus > 0 {
             f.insert("gpus".into(), self.gpus.to_string());
         }
@@ -104,6 +104,16 @@ impl DesiredContainer {
             ),
         ])
     }
+}
+
+/// `67108864` → `64Mi`; sizes that are not whole KiB stay in bytes.
+fn human_bytes(n: u64) -> String {
+    for (unit, size) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+        if n >= size && n % size == 0 {
+            return format!("{}{unit}", n / size);
+        }
+    }
+    n.to_string()
 }
 
 pub fn network_name(account: &str) -> String {
