@@ -3,6 +3,7 @@
 //! parses and dispatches.
 
 mod apply;
+mod audit;
 mod diff;
 pub mod output;
 mod schema;
@@ -53,6 +54,8 @@ pub enum Command {
     Apply(apply::Args),
     /// Per-account revision, containers, ports and last error.
     Status(status::Args),
+    /// The audit log: revisions accepted and rejected, actions applied.
+    Audit(audit::Args),
     /// Webhook, work queue, resync loop and console.
     Serve,
     /// Print the JSON Schema of workspace.yaml (or site.yaml).
@@ -84,6 +87,7 @@ fn run(cli: Cli) -> u8 {
         Command::Diff(args) => block_on(diff::run(cli.config.as_deref(), &args)),
         Command::Apply(args) => block_on(apply::run(cli.config.as_deref(), &args)),
         Command::Status(args) => block_on(status::run(cli.config.as_deref(), &args)),
+        Command::Audit(args) => audit::run(cli.config.as_deref(), &args),
         Command::Serve => not_yet("serve"),
     }
 }

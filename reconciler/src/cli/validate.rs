@@ -15,7 +15,8 @@ pub struct Args {
     /// Check the workspaces against the site policy for this account.
     #[arg(long)]
     pub account: Option<String>,
-    /// The account's LDAP groups (repeatable), for the quota check.
+    /// The account's LDAP groups (repeatable), for the quota check; looked
+    /// up in the site's LDAP when not given.
     #[arg(long = "group", value_name = "GROUP")]
     pub groups: Vec<String>,
     /// Force the kind of every file instead of guessing from its name.
@@ -49,11 +50,17 @@ pub fn run(config: Option<&Path>, args: &Args) -> u8 {
         eprintln!("reconciler validate: --account needs --config SITE to know the policy");
         return exit::ERROR;
     }
-    if args.account.is_some() && args.groups.is_empty() {
-        eprintln!(
-            "reconciler validate: --account needs the account's groups (--group G); reading them from LDAP comes with the identity module"
-        );
-        return exit::ERROR;
+    let mut groups = args.groups.clone();
+    if let (Some(account), Some(site)) = (&args.account, &site)
+        && groups.is_empty()
+    {
+        match lookup_groups(site, account) {
+            Ok(found) => groups = found,
+            Err(e) => {
+                eprintln!("reconciler validate: {e}");
+                return exit::ERROR;
+            }
+        }
     }
     let default = [PathBuf::from("workspace.yaml")];
     let paths: &[PathBuf] = if args.paths.is_empty() {
@@ -63,7 +70,7 @@ pub fn run(config: Option<&Path>, args: &Args) -> u8 {
     };
     let mut worst = exit::OK;
     for path in paths {
-        let code = check_file(path, args, site.as_ref());
+        let code = check_file(path, args, &groups, site.as_ref());
         worst = worst.max(code);
     }
     worst
@@ -80,7 +87,23 @@ fn load_site(path: &Path) -> Result<Site, u8> {
     })
 }
 
-fn check_file(path: &Path, args: &Args, site: Option<&Site>) -> u8 {
+/// The account's groups from LDAP, when `--group` was not given.
+fn lookup_groups(site: &Site, account: &str) -> Result<Vec<String>, String> {
+    let directory = crate::identity::Directory::from_site(site).map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    match rt.block_on(directory.lookup(account)) {
+        Ok(Some(found)) => Ok(found.groups),
+        Ok(None) => Err(format!(
+            "account `{account}` does not exist in the directory"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn check_file(path: &Path, args: &Args, groups: &[String], site: Option<&Site>) -> u8 {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
@@ -94,7 +117,7 @@ fn check_file(path: &Path, args: &Args, site: Option<&Site>) -> u8 {
         FileKind::Workspace => {
             berth_spec::parse_workspace(&bytes).and_then(|ws| match (site, &args.account) {
                 (Some(site), Some(account)) => {
-                    berth_spec::policy::check(&ws, site, account, &args.groups)
+                    berth_spec::policy::check(&ws, site, account, groups)
                 }
                 _ => Ok(()),
             })

@@ -1,0 +1,68 @@
+//! `reconciler audit`: the audit log, newest first: every accepted and
+//! rejected revision and every action applied, with time and reason.
+//! Reads the store only.
+
+use super::{Output, exit, output::rfc3339};
+use crate::store::Store;
+use std::path::Path;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Most entries shown.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+pub fn run(config: Option<&Path>, args: &Args) -> u8 {
+    let Some(config) = config else {
+        eprintln!("reconciler audit: --config SITE is required");
+        return exit::ERROR;
+    };
+    let entries = crate::context::load_site(config)
+        .map_err(|e| e.to_string())
+        .and_then(|site| Store::open(Path::new(&site.state_dir.value)).map_err(|e| e.to_string()))
+        .and_then(|store| {
+            store
+                .audit_log(args.account.as_deref(), args.limit)
+                .map_err(|e| e.to_string())
+        });
+    let entries = match entries {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("reconciler audit: {e}");
+            return exit::ERROR;
+        }
+    };
+    match args.output {
+        Output::Json => {
+            match serde_json::to_string_pretty(&serde_json::json!({ "entries": entries })) {
+                Ok(s) => println!("{s}"),
+                Err(e) => {
+                    eprintln!("reconciler audit: {e}");
+                    return exit::ERROR;
+                }
+            }
+        }
+        Output::Text => {
+            for e in &entries {
+                let rev = e
+                    .revision
+                    .as_deref()
+                    .map(crate::reconcile::short)
+                    .unwrap_or("-");
+                println!(
+                    "{}  {:<14} {:<13} {rev:<12}  {}",
+                    rfc3339(e.at),
+                    e.account,
+                    e.event,
+                    e.detail
+                );
+            }
+        }
+    }
+    exit::OK
+}
