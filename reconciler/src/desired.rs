@@ -109,7 +109,7 @@ impl DesiredContainer {
 /// `67108864` → `64Mi`; sizes that are not whole KiB stay in bytes.
 fn human_bytes(n: u64) -> String {
     for (unit, size) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-        if n >= size && n % size == 0 {
+        if n >= size && n.is_multiple_of(size) {
             return format!("{}{unit}", n / size);
         }
     }
