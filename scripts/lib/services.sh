@@ -62,7 +62,10 @@ services_start_dockerd() {
 
 _dockerd_launch() {
     local dir=$1
+    # Berth gives every account its own bridge network; dockerd's default
+    # pools hold only ~30, so hand it room for 1024 /24 networks.
     setsid dockerd --data-root "$dir/data" --exec-root "$dir/exec" --host "unix://$dir/docker.sock" \
+        --default-address-pool base=10.208.0.0/14,size=24 \
         --pidfile "$dir/docker.pid" >>"$dir/dockerd.log" 2>&1 </dev/null &
 }
 

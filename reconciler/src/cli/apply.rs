@@ -2,7 +2,7 @@
 //! revision. `--dry-run` prints the plan through the same code path and
 //! changes nothing. Exit 2 if any account failed; the others still converge.
 
-use super::{exit, open_context};
+use super::{exit, open_with_accounts};
 use crate::apply;
 use crate::reconcile::{Decision, short};
 
@@ -19,16 +19,9 @@ pub struct Args {
 }
 
 pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
-    let ctx = match open_context(config).await {
-        Ok(ctx) => ctx,
+    let (ctx, accounts) = match open_with_accounts(config, args.account.as_deref()).await {
+        Ok(found) => found,
         Err(code) => return code,
-    };
-    let accounts = match apply::accounts(&ctx, args.account.as_deref()) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("reconciler apply: {e}");
-            return exit::ERROR;
-        }
     };
     let plans = apply::plan_all(&ctx, &accounts, args.concurrency.max(16)).await;
     if args.dry_run {

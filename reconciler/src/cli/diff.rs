@@ -2,7 +2,7 @@
 //! nothing would change, 1 when something would, 2 when an account could
 //! not be evaluated.
 
-use super::{Output, exit, open_context, output};
+use super::{Output, exit, open_with_accounts, output};
 use crate::apply;
 
 #[derive(Debug, clap::Args)]
@@ -17,16 +17,9 @@ pub struct Args {
 }
 
 pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
-    let ctx = match open_context(config).await {
-        Ok(ctx) => ctx,
+    let (ctx, accounts) = match open_with_accounts(config, args.account.as_deref()).await {
+        Ok(found) => found,
         Err(code) => return code,
-    };
-    let accounts = match apply::accounts(&ctx, args.account.as_deref()) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("reconciler diff: {e}");
-            return exit::ERROR;
-        }
     };
     let plans = apply::plan_all(&ctx, &accounts, args.concurrency).await;
     print_plans(&plans, args.output);

@@ -126,6 +126,21 @@ async fn open_context(
         })
 }
 
+/// The context and the accounts to work on (one, or every known one).
+async fn open_with_accounts(
+    config: Option<&std::path::Path>,
+    only: Option<&str>,
+) -> Result<(std::sync::Arc<crate::reconcile::Context>, Vec<String>), u8> {
+    let ctx = open_context(config).await?;
+    match crate::apply::accounts(&ctx, only) {
+        Ok(accounts) => Ok((ctx, accounts)),
+        Err(e) => {
+            eprintln!("reconciler: {e}");
+            Err(exit::ERROR)
+        }
+    }
+}
+
 fn not_yet(name: &str) -> u8 {
     eprintln!("reconciler {name}: not yet implemented");
     exit::ERROR
