@@ -49,10 +49,11 @@ log "creating $((N + EXTRA)) LDAP accounts and workspace repositories"
             "$a" "$BERTH_LDAP_BASE" "$a" "$a" "$a"
     done
 } | ldapadd -c -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" >/dev/null 2>&1 || true
-{
-    printf 'dn: cn=students,ou=groups,%s\nchangetype: modify\nadd: member\n' "$BERTH_LDAP_BASE"
-    for ((i = 0; i < N + EXTRA; i++)); do printf 'member: uid=%s,ou=people,%s\n' "$(account $i)" "$BERTH_LDAP_BASE"; done
-} | ldapmodify -c -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" >/dev/null 2>&1 || true
+# One change per member: with -c, an existing membership fails alone.
+for ((i = 0; i < N + EXTRA; i++)); do
+    printf 'dn: cn=students,ou=groups,%s\nchangetype: modify\nadd: member\nmember: uid=%s,ou=people,%s\n\n' \
+        "$BERTH_LDAP_BASE" "$(account $i)" "$BERTH_LDAP_BASE"
+done | ldapmodify -c -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" >/dev/null 2>&1 || true
 
 WS=$(
     cat <<YAML
@@ -119,11 +120,11 @@ cleanup
 
 log "berth: cold apply of $N accounts"
 t=$(now)
-"$R" --config "$B/site-main.yaml" apply >/dev/null
+"$R" --config "$B/site-main.yaml" apply >"$B/apply.log" 2>&1 || true
 RESULT[berth_cold]=$(elapsed "$t")
 log "berth cold apply: ${RESULT[berth_cold]} s"
 running=$(docker ps -q --filter label=berth.owner | wc -l)
-[[ $running == $((N * 3)) ]] || { log "expected $((N * 3)) running, found $running"; exit 1; }
+[[ $running == $((N * 3)) ]] || { log "expected $((N * 3)) running, found $running"; grep -v ': create' "$B/apply.log" | head >&2; exit 1; }
 
 noop=()
 for _ in 1 2 3 4 5; do

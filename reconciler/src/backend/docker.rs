@@ -411,6 +411,72 @@ fn api_at_least(version: &str, major: u32, minor: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::ContainerSpec;
+    use berth_spec::Backend;
+
+    fn backend(api: &str) -> DockerBackend {
+        let docker = Docker::connect_with_http("http://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION).expect("client without IO");
+        DockerBackend { name: "test".into(), docker, api_version: api.into() }
+    }
+
+    fn desired(gpus: u32) -> DesiredContainer {
+        let spec = ContainerSpec {
+            image: "docker.io/library/nginx:1".into(),
+            command: Some(vec!["nginx".into()]),
+            env: BTreeMap::from([("A".into(), "1".into())]),
+            ports: BTreeMap::from([(80, 20001)]),
+            bind_address: "127.0.0.1".into(),
+            cpus: 0.5,
+            memory: 64 << 20,
+            gpus,
+            volumes: BTreeMap::from([("/data".into(), "berth-alice-data".into())]),
+            network: "berth-alice".into(),
+        };
+        DesiredContainer {
+            account: "alice".into(),
+            name: "web".into(),
+            full_name: "alice-web".into(),
+            workspace: "alice/workspace".into(),
+            revision: "abc".into(),
+            backend: Backend::Docker,
+            state: State::Running,
+            spec_hash: spec.hash(),
+            spec,
+        }
+    }
+
+    #[test]
+    fn container_body_is_confined_and_labelled() {
+        let body = backend("1.41").create_body(&desired(0)).expect("body");
+        let hc = body.host_config.expect("host config");
+        assert_eq!(hc.privileged, Some(false));
+        assert_eq!(hc.security_opt, Some(vec!["no-new-privileges:true".to_string()]));
+        assert_eq!(hc.network_mode.as_deref(), Some("berth-alice"));
+        assert_eq!(hc.memory, Some(64 << 20));
+        assert_eq!(hc.nano_cpus, Some(500_000_000));
+        assert_eq!(hc.pids_limit, Some(PIDS_LIMIT));
+        assert!(hc.device_requests.is_none());
+        assert!(hc.binds.is_none(), "never host paths");
+        let binding = &hc.port_bindings.expect("ports")["80/tcp"].clone().expect("binding")[0];
+        assert_eq!((binding.host_ip.as_deref(), binding.host_port.as_deref()), (Some("127.0.0.1"), Some("20001")));
+        let mount = &hc.mounts.expect("mounts")[0];
+        assert_eq!(mount.typ, Some(MountType::VOLUME));
+        assert_eq!(mount.source.as_deref(), Some("berth-alice-data"));
+        let labels = body.labels.expect("labels");
+        assert_eq!(labels["berth.owner"], "alice");
+        assert_eq!(labels["berth.workspace"], "alice/workspace");
+        assert_eq!(labels["berth.revision"], "abc");
+        assert_eq!(labels["berth.spec-hash"], desired(0).spec_hash);
+    }
+
+    #[test]
+    fn gpus_become_device_requests_on_api_1_40_and_later_only() {
+        let body = backend("1.41").create_body(&desired(2)).expect("body");
+        let req = &body.host_config.expect("hc").device_requests.expect("device requests")[0];
+        assert_eq!(req.count, Some(2));
+        assert_eq!(req.capabilities, Some(vec![vec!["gpu".to_string()]]));
+        assert!(matches!(backend("1.39").create_body(&desired(1)), Err(DockerError::NoGpuSupport(_))));
+    }
 
     #[test]
     fn tags_split_after_registry_ports() {
