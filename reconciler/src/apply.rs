@@ -29,7 +29,7 @@ pub async fn plan_all(
     let observed = &observed;
     let mut out: Vec<_> = futures::stream::iter(accounts.iter().cloned())
         .map(|account| async move {
-            let plan = reconcile::evaluate(ctx, &account, observed).await;
+            let plan = reconcile::evaluate(ctx, &account, observed, None).await;
             (account, plan)
         })
         .buffer_unordered(concurrency.max(1))

@@ -51,6 +51,32 @@ pub enum Rejection {
     CommitterMismatch { got: String, want: String },
     #[error("account `{0}` has no mail in the directory, so no commit can be verified")]
     NoMail(String),
+    #[error("pusher `{pusher}` is neither `{account}` nor an admin")]
+    Pusher { pusher: String, account: String },
+}
+
+/// Whether GitLab user `pusher` may push to `account`'s workspace: the
+/// namespace owner, or a member of the site's admin group.
+pub fn pusher_allowed(
+    site: &Site,
+    account: &str,
+    pusher: &str,
+    pusher_account: Option<&Account>,
+) -> Result<(), Rejection> {
+    if pusher == account {
+        return Ok(());
+    }
+    let admin = site.ldap.admin_group.as_ref();
+    let is_admin =
+        pusher_account.is_some_and(|p| !p.disabled && admin.is_some_and(|g| p.groups.contains(g)));
+    if is_admin {
+        Ok(())
+    } else {
+        Err(Rejection::Pusher {
+            pusher: pusher.to_string(),
+            account: account.to_string(),
+        })
+    }
 }
 
 /// Whether a commit by `committer_email` may change `account`'s workspace.

@@ -19,13 +19,21 @@ pub mod cli;
 pub mod context;
 /// Workspace → desired containers; placement and port allocation.
 pub mod desired;
+/// GitLab REST client.
+pub mod gitlab;
 /// LDAP identity and admission.
 pub mod identity;
 /// Desired vs observed → ordered actions (pure).
 pub mod plan;
+/// Per-account coalescing work queue.
+pub mod queue;
 /// One account: evaluate, then execute.
 pub mod reconcile;
+/// `reconciler serve`.
+pub mod server;
 /// Git repositories.
 pub mod source;
 /// Embedded state.
 pub mod store;
+/// The process-wide TLS provider.
+pub mod tls;

@@ -11,6 +11,7 @@ use crate::plan::{self, Action, ObservedAccount};
 use crate::source::{LocalSource, Revision, SourceError, WorkspaceFile};
 use crate::store::{PortKey, Store, StoreError};
 use berth_spec::{Site, Workspace};
+use berth_webhook::SyncRequest;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -71,6 +72,9 @@ pub enum Decision {
     Reject { revision: String, reason: String },
     /// No repository or no commit yet: nothing is touched.
     NoRepository,
+    /// With GitLab configured, only an authenticated push introduces a
+    /// revision; this head has not come with one (yet).
+    AwaitingPush { revision: String },
 }
 
 /// Everything `execute` needs, computed without side effects.
@@ -115,13 +119,21 @@ impl Context {
     }
 
     /// Observes every reachable endpoint once: endpoint → account → objects.
-    pub async fn observe_all(
-        &self,
-    ) -> BTreeMap<String, Result<BTreeMap<String, ObservedAccount>, String>> {
+    pub async fn observe_all(&self) -> Observed {
+        self.observe(None).await
+    }
+
+    /// Observes one account's objects on every endpoint (cheap: filtered
+    /// by label on the daemon).
+    pub async fn observe_account(&self, account: &str) -> Observed {
+        self.observe(Some(account)).await
+    }
+
+    async fn observe(&self, account: Option<&str>) -> Observed {
         let mut out = BTreeMap::new();
         for (name, backend) in &self.docker {
             let observed = match backend {
-                Ok(b) => b.observe().await.map_err(|e| e.to_string()),
+                Ok(b) => b.observe(account).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.clone()),
             };
             out.insert(name.clone(), observed);
@@ -171,12 +183,17 @@ fn check_revision(
     Ok(ws)
 }
 
-/// Computes the plan of one account. Reads only.
-#[tracing::instrument(skip(ctx, observed), fields(account))]
+/// Observed state by endpoint, then by account.
+pub type Observed = BTreeMap<String, Result<BTreeMap<String, ObservedAccount>, String>>;
+
+/// Computes the plan of one account. Reads only. `push` is the
+/// authenticated push that asks for this reconcile, if any.
+#[tracing::instrument(skip(ctx, observed, push), fields(account))]
 pub async fn evaluate(
     ctx: &Arc<Context>,
     account: &str,
-    observed: &BTreeMap<String, Result<BTreeMap<String, ObservedAccount>, String>>,
+    observed: &Observed,
+    push: Option<&SyncRequest>,
 ) -> Result<AccountPlan> {
     let site = &ctx.site;
     let name = account.to_string();
@@ -200,8 +217,23 @@ pub async fn evaluate(
     if accepted.as_ref().map(|a| a.revision.as_str()) == Some(head.sha.as_str()) {
         plan.decision = Decision::Unchanged;
         plan.revision = Some(head.sha.clone());
+    } else if site.gitlab.is_some()
+        && push.and_then(|p| p.revision.as_deref()) != Some(head.sha.as_str())
+    {
+        plan.decision = Decision::AwaitingPush {
+            revision: head.sha.clone(),
+        };
+        plan.revision = accepted.as_ref().map(|a| a.revision.clone());
     } else {
-        let verdict = identity::admit(site, account, identity.as_ref(), &head.committer_email)
+        let pusher_ok = match push.and_then(|p| p.pusher.as_deref()) {
+            Some(pusher) if pusher != account => {
+                let pusher_account = ctx.directory.lookup(pusher).await?;
+                identity::pusher_allowed(site, account, pusher, pusher_account.as_ref())
+            }
+            _ => Ok(()),
+        };
+        let verdict = pusher_ok
+            .and_then(|()| identity::admit(site, account, identity.as_ref(), &head.committer_email))
             .map_err(|r| r.to_string())
             .and_then(|()| {
                 check_revision(site, identity.as_ref().ok_or("unknown account")?, &head)
@@ -391,7 +423,7 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
             }
             rejection = Some(message);
         }
-        Decision::Unchanged | Decision::NoRepository => {}
+        Decision::Unchanged | Decision::NoRepository | Decision::AwaitingPush { .. } => {}
     }
     if let Some(endpoint) = &plan.endpoint {
         // Allocations are persisted before any container exists, so a run

@@ -40,11 +40,22 @@ fn default_resync() -> Located<String> {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GitLab {
-    pub url: Located<String>,
+    /// API base, e.g. `https://gitlab.example`. Without it (and a token)
+    /// Berth still takes webhooks but posts no commit statuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Located<String>>,
     /// Environment variable holding the API token.
-    pub token_env: Located<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<Located<String>>,
     /// Environment variable holding the webhook secret.
     pub webhook_secret_env: Located<String>,
+    /// Image of the per-account runner container.
+    #[serde(default = "default_runner_image")]
+    pub runner_image: String,
+}
+
+fn default_runner_image() -> String {
+    "gitlab/gitlab-runner:alpine-v17.5.0".to_string()
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -307,9 +318,11 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
     }
     let mut envs: Vec<&Located<String>> = site.ldap.bind_password_env.iter().collect();
     if let Some(gl) = &site.gitlab {
-        envs.extend([&gl.token_env, &gl.webhook_secret_env]);
-        if !(gl.url.starts_with("https://") || gl.url.starts_with("http://")) {
-            out.push(gl.url.pos, "GitLab url must start with https:// or http://");
+        envs.extend(gl.token_env.iter().chain([&gl.webhook_secret_env]));
+        if let Some(url) = &gl.url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            out.push(url.pos, "GitLab url must start with https:// or http://");
         }
     }
     if let Some(reg) = &site.registry {

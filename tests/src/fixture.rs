@@ -26,7 +26,14 @@ pub struct SiteOptions {
     pub ports: (u16, u16),
     pub ldap_url: Option<String>,
     pub students_containers: u32,
+    /// GitLab API base URL (a mock server); enables webhooks and statuses.
+    pub gitlab: Option<String>,
+    pub resync: String,
 }
+
+/// Secrets the test site names; the fixture exports them to the binary.
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+pub const GITLAB_TOKEN: &str = "glpat-test-token";
 
 impl World {
     /// A world whose host ports are `first..=first+99`. Give every test its
@@ -46,6 +53,8 @@ impl World {
                 ports: (first_port, first_port + 99),
                 ldap_url: None,
                 students_containers: 4,
+                gitlab: None,
+                resync: "5m".into(),
             },
         }
     }
@@ -183,14 +192,22 @@ impl World {
             .ldap_url
             .clone()
             .unwrap_or_else(|| self.services.ldap_url.clone());
+        let gitlab = match &o.gitlab {
+            Some(url) => format!(
+                "gitlab:\n  url: {url}\n  token_env: BERTH_GITLAB_TOKEN\n  webhook_secret_env: BERTH_WEBHOOK_SECRET\n"
+            ),
+            None => String::new(),
+        };
         let site = format!(
-            "ldap:
+            "{gitlab}resync_interval: {resync}
+ldap:
   url: {ldap_url}
   bind_dn: {bind}
   bind_password_env: BERTH_LDAP_PASSWORD
   base_dn: ou=people,{base}
   disabled: {{ group: disabled }}
   allowed_groups: [students, staff, admins]
+  admin_group: admins
   cache_ttl: 1s
 backends:
   docker:
@@ -212,6 +229,7 @@ state_dir: {state}
             students = o.students_containers,
             repos = self.dir.join("repos").display(),
             state = self.state_dir().display(),
+            resync = o.resync,
         );
         std::fs::write(self.site_path(), site).expect("write site.yaml");
     }
@@ -229,7 +247,40 @@ state_dir: {state}
         cmd.arg("--config").arg(self.site_path()).args(args);
         cmd.env("DOCKER_HOST", &self.services.docker_host);
         cmd.env("BERTH_LDAP_PASSWORD", &self.services.ldap_password);
+        cmd.env("BERTH_WEBHOOK_SECRET", WEBHOOK_SECRET);
+        cmd.env("BERTH_GITLAB_TOKEN", GITLAB_TOKEN);
         cmd
+    }
+
+    /// Starts `reconciler serve` on a free loopback port and waits until it
+    /// answers `/healthz`.
+    pub fn serve(&self) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let addr = format!("127.0.0.1:{port}");
+        let child = self
+            .reconciler_command(&["serve", "--listen", &addr, "--workers", "4"])
+            .env("BERTH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve starts");
+        let server = Server {
+            child: Some(child),
+            addr,
+        };
+        crate::wait_for(
+            std::time::Duration::from_secs(20),
+            "serve to answer /healthz",
+            || {
+                crate::http_get(&server.addr, "/healthz")
+                    .ok()
+                    .filter(|(s, _)| s.contains("200"))
+            },
+        );
+        server
     }
 
     /// `apply`, asserting the exit code; returns stdout.
@@ -338,4 +389,92 @@ pub fn reconciler_binary() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// A running `reconciler serve`; killed on drop unless stopped.
+pub struct Server {
+    child: Option<std::process::Child>,
+    pub addr: String,
+}
+
+impl Server {
+    /// Sends a GitLab push event for `revision` of `account`'s workspace.
+    pub fn push(
+        &self,
+        account: &str,
+        revision: &str,
+        pusher: &str,
+        uuid: &str,
+        token: &str,
+    ) -> u16 {
+        let body = push_event(account, revision, pusher);
+        let headers = [
+            ("X-Gitlab-Token", token),
+            ("X-Gitlab-Event", "Push Hook"),
+            ("X-Gitlab-Event-UUID", uuid),
+        ];
+        crate::http_post(&self.addr, "/hooks/gitlab", &headers, &body)
+            .map(|(c, _)| c)
+            .unwrap_or(0)
+    }
+
+    /// The value of a metric line (`name{labels}`), 0 when absent.
+    pub fn metric(&self, line: &str) -> f64 {
+        let (_, body) = crate::http_get(&self.addr, "/metrics").unwrap_or_default();
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(line)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// SIGTERM, then the exit code and stderr.
+    pub fn terminate(mut self) -> (Option<i32>, String) {
+        let child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let out = child.wait_with_output().expect("serve exits");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A push event as GitLab documents it, for `<account>/workspace`.
+pub fn push_event(account: &str, revision: &str, pusher: &str) -> String {
+    serde_json::json!({
+        "object_kind": "push",
+        "event_name": "push",
+        "before": "0000000000000000000000000000000000000001",
+        "after": revision,
+        "ref": "refs/heads/main",
+        "checkout_sha": revision,
+        "user_id": 42,
+        "user_name": pusher,
+        "user_username": pusher,
+        "user_email": "",
+        "project_id": 1000,
+        "project": {
+            "id": 1000,
+            "name": "workspace",
+            "path_with_namespace": format!("{account}/workspace"),
+            "default_branch": "main",
+        },
+        "commits": [],
+        "total_commits_count": 1,
+    })
+    .to_string()
 }

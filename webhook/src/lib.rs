@@ -1,19 +1,54 @@
 //! GitLab webhook receiver. Owns the HTTP edge only: it checks the secret,
-//! parses and deduplicates events, and emits [`SyncRequest`]s into a channel.
-//! It knows nothing of Docker, LDAP or the reconciler.
+//! parses and deduplicates events, and hands [`SyncRequest`]s to a
+//! [`SyncSink`]. It knows nothing of Docker, LDAP or the reconciler.
 //!
-//! The axum router arrives with the GitLab integration; today this crate
-//! holds the request type the reconciler consumes.
+//! # Layout
+//! - [`router`]: the axum routes and the order of checks.
+//! - [`event`]: push event payloads (project and system hooks).
+//! - [`dedupe`]: bounded memory of delivery ids.
+//! - [`metrics`]: the service's Prometheus metrics.
 
-/// A request to reconcile one account's repository at a revision.
+/// Bounded memory of delivery ids.
+pub mod dedupe;
+/// GitLab push payloads.
+pub mod event;
+/// Prometheus metrics.
+pub mod metrics;
+/// The HTTP routes.
+pub mod router;
+
+pub use metrics::Metrics;
+pub use router::{Config, router};
+
+/// A request to reconcile one account's repository, from an authenticated
+/// push to its default branch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncRequest {
     /// The namespace owner of the pushed repository.
     pub account: String,
     /// Repository path within the namespace.
     pub repository: String,
-    /// The pushed commit (`after`), if the event named one.
+    /// GitLab's project id (for commit statuses).
+    pub project_id: Option<u64>,
+    /// The pushed commit; `None` when the push deleted the branch.
     pub revision: Option<String>,
     /// The authenticated GitLab user who pushed.
     pub pusher: Option<String>,
+    pub pusher_id: Option<u64>,
+    /// The delivery id, for logs.
+    pub delivery: Option<String>,
+}
+
+/// Where accepted requests go. Implementations must not block: the webhook
+/// answers GitLab within milliseconds (the reconciler's coalescing queue
+/// keeps one pending request per account, so memory stays bounded under a
+/// flood). A plain channel sender works too.
+pub trait SyncSink: Send + Sync + 'static {
+    fn submit(&self, request: SyncRequest);
+}
+
+impl SyncSink for tokio::sync::mpsc::UnboundedSender<SyncRequest> {
+    fn submit(&self, request: SyncRequest) {
+        let _ = self.send(request);
+    }
 }

@@ -99,10 +99,17 @@ impl DockerBackend {
         }
     }
 
-    /// Every Berth object on this daemon, grouped by owning account. One
-    /// list call per object kind, whatever the number of accounts.
-    pub async fn observe(&self) -> Result<BTreeMap<String, ObservedAccount>> {
-        let filter = label_filter(LABEL_OWNER);
+    /// Every Berth object on this daemon (or only `account`'s), grouped by
+    /// owning account. One list call per object kind, whatever the number
+    /// of accounts.
+    pub async fn observe(
+        &self,
+        account: Option<&str>,
+    ) -> Result<BTreeMap<String, ObservedAccount>> {
+        let filter = match account {
+            Some(a) => label_filter(&format!("{LABEL_OWNER}={a}")),
+            None => label_filter(LABEL_OWNER),
+        };
         let (containers, networks, volumes) = tokio::try_join!(
             async {
                 let opts = ListContainersOptionsBuilder::default()
@@ -415,8 +422,14 @@ mod tests {
     use berth_spec::Backend;
 
     fn backend(api: &str) -> DockerBackend {
-        let docker = Docker::connect_with_http("http://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION).expect("client without IO");
-        DockerBackend { name: "test".into(), docker, api_version: api.into() }
+        let docker =
+            Docker::connect_with_http("http://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION)
+                .expect("client without IO");
+        DockerBackend {
+            name: "test".into(),
+            docker,
+            api_version: api.into(),
+        }
     }
 
     fn desired(gpus: u32) -> DesiredContainer {
@@ -450,15 +463,23 @@ mod tests {
         let body = backend("1.41").create_body(&desired(0)).expect("body");
         let hc = body.host_config.expect("host config");
         assert_eq!(hc.privileged, Some(false));
-        assert_eq!(hc.security_opt, Some(vec!["no-new-privileges:true".to_string()]));
+        assert_eq!(
+            hc.security_opt,
+            Some(vec!["no-new-privileges:true".to_string()])
+        );
         assert_eq!(hc.network_mode.as_deref(), Some("berth-alice"));
         assert_eq!(hc.memory, Some(64 << 20));
         assert_eq!(hc.nano_cpus, Some(500_000_000));
         assert_eq!(hc.pids_limit, Some(PIDS_LIMIT));
         assert!(hc.device_requests.is_none());
         assert!(hc.binds.is_none(), "never host paths");
-        let binding = &hc.port_bindings.expect("ports")["80/tcp"].clone().expect("binding")[0];
-        assert_eq!((binding.host_ip.as_deref(), binding.host_port.as_deref()), (Some("127.0.0.1"), Some("20001")));
+        let binding = &hc.port_bindings.expect("ports")["80/tcp"]
+            .clone()
+            .expect("binding")[0];
+        assert_eq!(
+            (binding.host_ip.as_deref(), binding.host_port.as_deref()),
+            (Some("127.0.0.1"), Some("20001"))
+        );
         let mount = &hc.mounts.expect("mounts")[0];
         assert_eq!(mount.typ, Some(MountType::VOLUME));
         assert_eq!(mount.source.as_deref(), Some("berth-alice-data"));
@@ -472,10 +493,17 @@ mod tests {
     #[test]
     fn gpus_become_device_requests_on_api_1_40_and_later_only() {
         let body = backend("1.41").create_body(&desired(2)).expect("body");
-        let req = &body.host_config.expect("hc").device_requests.expect("device requests")[0];
+        let req = &body
+            .host_config
+            .expect("hc")
+            .device_requests
+            .expect("device requests")[0];
         assert_eq!(req.count, Some(2));
         assert_eq!(req.capabilities, Some(vec![vec!["gpu".to_string()]]));
-        assert!(matches!(backend("1.39").create_body(&desired(1)), Err(DockerError::NoGpuSupport(_))));
+        assert!(matches!(
+            backend("1.39").create_body(&desired(1)),
+            Err(DockerError::NoGpuSupport(_))
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod audit;
 mod diff;
 pub mod output;
 mod schema;
+mod serve;
 mod status;
 mod validate;
 
@@ -56,8 +57,8 @@ pub enum Command {
     Status(status::Args),
     /// The audit log: revisions accepted and rejected, actions applied.
     Audit(audit::Args),
-    /// Webhook, work queue, resync loop and console.
-    Serve,
+    /// Webhook, work queue, resync loop; until SIGTERM.
+    Serve(serve::Args),
     /// Print the JSON Schema of workspace.yaml (or site.yaml).
     Schema(schema::Args),
 }
@@ -88,7 +89,7 @@ fn run(cli: Cli) -> u8 {
         Command::Apply(args) => block_on(apply::run(cli.config.as_deref(), &args)),
         Command::Status(args) => block_on(status::run(cli.config.as_deref(), &args)),
         Command::Audit(args) => audit::run(cli.config.as_deref(), &args),
-        Command::Serve => not_yet("serve"),
+        Command::Serve(args) => block_on(serve::run(cli.config.as_deref(), &args)),
     }
 }
 
@@ -139,11 +140,6 @@ async fn open_with_accounts(
             Err(exit::ERROR)
         }
     }
-}
-
-fn not_yet(name: &str) -> u8 {
-    eprintln!("reconciler {name}: not yet implemented");
-    exit::ERROR
 }
 
 fn init_tracing() {

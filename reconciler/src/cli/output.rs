@@ -163,6 +163,19 @@ pub fn plan_text(plans: &[(String, Result<AccountPlan, ReconcileError>)]) -> Str
                     short(revision)
                 );
             }
+            Decision::AwaitingPush { revision } => {
+                let _ = writeln!(
+                    out,
+                    "{account}: revision {} awaits an authenticated push",
+                    short(revision)
+                );
+                match &p.revision {
+                    Some(kept) => {
+                        let _ = write!(head, " (keeping {}", short(kept));
+                    }
+                    None => continue,
+                }
+            }
             Decision::Unchanged => {
                 let _ = write!(
                     head,

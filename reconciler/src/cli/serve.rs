@@ -1,0 +1,58 @@
+//! `reconciler serve`: runs the webhook server, queue, workers and resync
+//! loop until SIGTERM or SIGINT, then finishes in-flight work and exits 0.
+
+use super::{exit, open_context};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address of the webhook, health and metrics server.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Accounts reconciled at once.
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    /// Watch local bare repositories under DIR and reconcile on change
+    /// (development and demos without GitLab).
+    #[arg(long, value_name = "DIR")]
+    pub watch: Option<PathBuf>,
+}
+
+pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
+    let ctx = match open_context(config).await {
+        Ok(ctx) => ctx,
+        Err(code) => return code,
+    };
+    let opts = crate::server::Options {
+        listen: args.listen,
+        workers: args.workers,
+        watch: args.watch.clone(),
+    };
+    match crate::server::serve(ctx, opts, shutdown_signal()).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("reconciler serve: {e}");
+            exit::ERROR
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! A thin typed GitLab REST client (reqwest + serde), for the handful of
+//! endpoints Berth uses: commit statuses, group projects (paginated), file
+//! existence, project hooks, and runners. Token from an environment
+//! variable; retries with backoff on 429 and 5xx, honouring `Retry-After`.
+//! Written against the GitLab REST API v4 as documented for GitLab 17/18.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitLabError {
+    #[error("GitLab token variable {0} is not set")]
+    MissingToken(String),
+    #[error("GitLab request {method} {path}: {source}")]
+    Http {
+        method: &'static str,
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("GitLab answered {status} to {method} {path}: {body}")]
+    Status {
+        method: &'static str,
+        path: String,
+        status: u16,
+        body: String,
+    },
+}
+
+pub type Result<T, E = GitLabError> = std::result::Result<T, E>;
+
+/// Commit status states GitLab accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitState {
+    Pending,
+    Running,
+    Success,
+    Failed,
+    Canceled,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ProjectInfo {
+    pub id: u64,
+    pub path_with_namespace: String,
+    #[serde(default)]
+    pub default_branch: Option<String>,
+    #[serde(default)]
+    pub http_url_to_repo: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Hook {
+    pub id: u64,
+    pub url: String,
+}
+
+/// A runner created through `POST /user/runners`; the token is a secret.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+pub struct NewRunner {
+    pub id: u64,
+    pub token: String,
+}
+
+impl std::fmt::Debug for NewRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewRunner")
+            .field("id", &self.id)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct GitLab {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    max_attempts: u32,
+    base_delay: Duration,
+}
+
+const MAX_PAGES: u32 = 1000;
+
+impl GitLab {
+    /// A client for `url` (e.g. `https://gitlab.example`) with the token
+    /// read from the environment variable `token_env`.
+    pub fn from_env(url: &str, token_env: &str) -> Result<GitLab> {
+        let token = std::env::var(token_env)
+            .map_err(|_| GitLabError::MissingToken(token_env.to_string()))?;
+        Ok(GitLab::new(url, token))
+    }
+
+    pub fn new(url: &str, token: String) -> GitLab {
+        crate::tls::install_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        GitLab {
+            http,
+            base: format!("{}/api/v4", url.trim_end_matches('/')),
+            token,
+            max_attempts: 5,
+            base_delay: Duration::from_millis(200),
+        }
+    }
+
+    /// Shorter backoff, for tests against a mock server.
+    pub fn with_backoff(mut self, attempts: u32, base: Duration) -> Self {
+        self.max_attempts = attempts.max(1);
+        self.base_delay = base;
+        self
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        label: &'static str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response> {
+        let url = format!("{}{path}", self.base);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .header("PRIVATE-TOKEN", &self.token)
+                .query(query);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let result = req.send().await;
+            let retry_after = match &result {
+                Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => Some(
+                    r.headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(Duration::from_secs),
+                ),
+                Err(e) if e.is_connect() || e.is_timeout() => Some(None),
+                _ => None,
+            };
+            match (retry_after, attempt < self.max_attempts) {
+                (Some(wait), true) => {
+                    let backoff = self.base_delay * 2u32.saturating_pow(attempt - 1);
+                    tokio::time::sleep(wait.unwrap_or(backoff).min(Duration::from_secs(60))).await;
+                }
+                _ => {
+                    let resp = result.map_err(|source| GitLabError::Http {
+                        method: label,
+                        path: path.to_string(),
+                        source,
+                    })?;
+                    if resp.status().is_success() {
+                        return Ok(resp);
+                    }
+                    let status = resp.status().as_u16();
+                    let body = resp
+                        .text()
+                        .await
+                        .unwrap_or_default()
+                        .chars()
+                        .take(300)
+                        .collect();
+                    return Err(GitLabError::Status {
+                        method: label,
+                        path: path.to_string(),
+                        status,
+                        body,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        resp: reqwest::Response,
+        label: &'static str,
+        path: &str,
+    ) -> Result<T> {
+        resp.json().await.map_err(|source| GitLabError::Http {
+            method: label,
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    /// `POST /projects/:id/statuses/:sha` with `name: berth`.
+    pub async fn set_status(
+        &self,
+        project: u64,
+        sha: &str,
+        state: CommitState,
+        description: &str,
+    ) -> Result<()> {
+        let path = format!("/projects/{project}/statuses/{sha}");
+        // GitLab caps descriptions at 255 characters.
+        let description: String = description.chars().take(255).collect();
+        let body =
+            serde_json::json!({ "state": state, "name": "berth", "description": description });
+        self.send(reqwest::Method::POST, "POST", &path, &[], Some(&body))
+            .await
+            .map(drop)
+    }
+
+    /// Projects of a group and its subgroups, every page.
+    pub async fn group_projects(&self, group: &str) -> Result<Vec<ProjectInfo>> {
+        let path = format!("/groups/{}/projects", encode(group));
+        let mut out = Vec::new();
+        let mut page = 1;
+        while page <= MAX_PAGES {
+            let query = [
+                ("include_subgroups", "true".to_string()),
+                ("per_page", "100".to_string()),
+                ("page", page.to_string()),
+                ("archived", "false".to_string()),
+            ];
+            let resp = self
+                .send(reqwest::Method::GET, "GET", &path, &query, None)
+                .await?;
+            let next = resp
+                .headers()
+                .get("x-next-page")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u32>().ok());
+            let batch: Vec<ProjectInfo> = self.json(resp, "GET", &path).await?;
+            let empty = batch.is_empty();
+            out.extend(batch);
+            match next {
+                Some(n) if n > page && !empty => page = n,
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `file` exists at `git_ref` (`HEAD /projects/:id/repository/files/:path`).
+    pub async fn has_file(&self, project: u64, file: &str, git_ref: &str) -> Result<bool> {
+        let path = format!("/projects/{project}/repository/files/{}", encode(file));
+        match self
+            .send(
+                reqwest::Method::HEAD,
+                "HEAD",
+                &path,
+                &[("ref", git_ref.to_string())],
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(GitLabError::Status { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates or updates the project's Berth webhook (push events only).
+    pub async fn ensure_hook(&self, project: u64, url: &str, secret: &str) -> Result<u64> {
+        let path = format!("/projects/{project}/hooks");
+        let hooks: Vec<Hook> = {
+            let resp = self
+                .send(
+                    reqwest::Method::GET,
+                    "GET",
+                    &path,
+                    &[("per_page", "100".to_string())],
+                    None,
+                )
+                .await?;
+            self.json(resp, "GET", &path).await?
+        };
+        let body = serde_json::json!({
+            "url": url,
+            "token": secret,
+            "push_events": true,
+            "push_events_branch_filter": "",
+            "tag_push_events": false,
+            "merge_requests_events": false,
+            "issues_events": false,
+            "note_events": false,
+            "pipeline_events": false,
+            "job_events": false,
+            "enable_ssl_verification": true,
+        });
+        match hooks.iter().find(|h| h.url == url) {
+            Some(h) => {
+                let p = format!("{path}/{}", h.id);
+                self.send(reqwest::Method::PUT, "PUT", &p, &[], Some(&body))
+                    .await?;
+                Ok(h.id)
+            }
+            None => {
+                let resp = self
+                    .send(reqwest::Method::POST, "POST", &path, &[], Some(&body))
+                    .await?;
+                let hook: Hook = self.json(resp, "POST", &path).await?;
+                Ok(hook.id)
+            }
+        }
+    }
+
+    /// `POST /user/runners` for a project runner with `tags`.
+    pub async fn create_runner(
+        &self,
+        project: u64,
+        description: &str,
+        tags: &[String],
+    ) -> Result<NewRunner> {
+        let body = serde_json::json!({
+            "runner_type": "project_type",
+            "project_id": project,
+            "description": description,
+            "tag_list": tags.join(","),
+            "run_untagged": tags.is_empty(),
+            "locked": true,
+        });
+        let resp = self
+            .send(
+                reqwest::Method::POST,
+                "POST",
+                "/user/runners",
+                &[],
+                Some(&body),
+            )
+            .await?;
+        self.json(resp, "POST", "/user/runners").await
+    }
+
+    /// `DELETE /runners/:id`; an already deleted runner is fine.
+    pub async fn delete_runner(&self, id: u64) -> Result<()> {
+        match self
+            .send(
+                reqwest::Method::DELETE,
+                "DELETE",
+                &format!("/runners/{id}"),
+                &[],
+                None,
+            )
+            .await
+        {
+            Ok(_) | Err(GitLabError::Status { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Percent-encodes a path segment (`a/b` → `a%2Fb`), as GitLab wants for
+/// namespaced ids and file paths.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode("students/2026"), "students%2F2026");
+        assert_eq!(encode("workspace.yaml"), "workspace.yaml");
+    }
+
+    #[test]
+    fn runner_tokens_never_show_in_debug_output() {
+        let r = NewRunner {
+            id: 7,
+            token: "glrt-secret".into(),
+        };
+        assert!(!format!("{r:?}").contains("glrt-secret"));
+    }
+}

@@ -1,0 +1,206 @@
+//! The per-account coalescing work queue of the serve loop. At most one
+//! reconcile per account is in flight; requests arriving meanwhile collapse
+//! into one pending entry that keeps the newest revision. Memory is bounded
+//! by the number of accounts, whatever the flood of webhook deliveries.
+
+use berth_webhook::{Metrics, SyncRequest, SyncSink};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Work for one account: the newest push (if any came) or a plain resync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Work {
+    pub account: String,
+    /// The newest push request; `None` for a resync.
+    pub push: Option<SyncRequest>,
+    /// How many requests were coalesced into this one.
+    pub coalesced: usize,
+}
+
+#[derive(Default)]
+struct State {
+    pending: BTreeMap<String, Work>,
+    order: VecDeque<String>,
+    in_flight: HashSet<String>,
+    closed: bool,
+}
+
+pub struct Queue {
+    state: Mutex<State>,
+    notify: Notify,
+    metrics: Arc<Metrics>,
+}
+
+impl Queue {
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Queue> {
+        Arc::new(Queue {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            metrics,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a resync of `account` unless work is already pending for it.
+    pub fn resync(&self, account: &str) {
+        self.add(account, None);
+    }
+
+    fn add(&self, account: &str, push: Option<SyncRequest>) {
+        let mut st = self.lock();
+        if st.closed {
+            return;
+        }
+        match st.pending.get_mut(account) {
+            Some(work) => {
+                work.coalesced += 1;
+                // A push always wins over a resync; a newer push over an older one.
+                if push.is_some() {
+                    work.push = push;
+                }
+            }
+            None => {
+                st.pending.insert(
+                    account.to_string(),
+                    Work {
+                        account: account.to_string(),
+                        push,
+                        coalesced: 1,
+                    },
+                );
+                st.order.push_back(account.to_string());
+            }
+        }
+        self.metrics.set_queue_depth(st.pending.len());
+        drop(st);
+        self.notify.notify_one();
+    }
+
+    /// Waits for the next account with pending work and nothing in flight;
+    /// `None` once the queue is closed and drained of runnable work.
+    pub async fn next(&self) -> Option<Work> {
+        loop {
+            let notified = self.notify.notified();
+            {
+                let mut st = self.lock();
+                let State {
+                    pending,
+                    order,
+                    in_flight,
+                    closed,
+                } = &mut *st;
+                if let Some(pos) = order.iter().position(|a| !in_flight.contains(a)) {
+                    let account = order.remove(pos).unwrap_or_default();
+                    if let Some(work) = pending.remove(&account) {
+                        in_flight.insert(account);
+                        self.metrics.set_queue_depth(pending.len());
+                        return Some(work);
+                    }
+                }
+                if *closed {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Marks `account`'s reconcile finished, releasing any pending work for it.
+    pub fn done(&self, account: &str) {
+        self.lock().in_flight.remove(account);
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+
+    /// Stops accepting work; workers drain what is runnable, then get `None`.
+    pub fn close(&self) {
+        let mut st = self.lock();
+        st.closed = true;
+        st.pending.clear();
+        st.order.clear();
+        drop(st);
+        self.notify.notify_waiters();
+    }
+
+    pub fn depth(&self) -> usize {
+        self.lock().pending.len()
+    }
+}
+
+impl SyncSink for Queue {
+    fn submit(&self, request: SyncRequest) {
+        let account = request.account.clone();
+        self.add(&account, Some(request));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(account: &str, rev: &str) -> SyncRequest {
+        SyncRequest {
+            account: account.into(),
+            repository: "workspace".into(),
+            project_id: Some(1),
+            revision: Some(rev.into()),
+            pusher: Some(account.into()),
+            pusher_id: Some(1),
+            delivery: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_burst_coalesces_into_the_newest_revision() {
+        let q = Queue::new(Arc::new(Metrics::default()));
+        for i in 0..100 {
+            q.submit(push("alice", &format!("r{i}")));
+        }
+        q.resync("alice");
+        assert_eq!(q.depth(), 1);
+        let w = q.next().await.expect("work");
+        assert_eq!(w.push.and_then(|p| p.revision).as_deref(), Some("r99"));
+        assert_eq!(w.coalesced, 101);
+    }
+
+    #[tokio::test]
+    async fn one_reconcile_in_flight_per_account() {
+        let q = Queue::new(Arc::new(Metrics::default()));
+        q.submit(push("alice", "r1"));
+        let first = q.next().await.expect("work");
+        q.submit(push("alice", "r2"));
+        q.submit(push("bob", "b1"));
+        // alice is in flight: bob is next even though alice queued first.
+        assert_eq!(q.next().await.expect("work").account, "bob");
+        let waiter = {
+            let q = q.clone();
+            tokio::spawn(async move { q.next().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !waiter.is_finished(),
+            "alice's second request waits for the first"
+        );
+        q.done(&first.account);
+        let second = waiter.await.expect("join").expect("work");
+        assert_eq!(second.push.and_then(|p| p.revision).as_deref(), Some("r2"));
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_idle_workers() {
+        let q = Queue::new(Arc::new(Metrics::default()));
+        let waiter = {
+            let q = q.clone();
+            tokio::spawn(async move { q.next().await })
+        };
+        tokio::task::yield_now().await;
+        q.close();
+        assert_eq!(waiter.await.expect("join"), None);
+        q.resync("alice");
+        assert_eq!(q.depth(), 0, "closed queues take nothing");
+    }
+}

@@ -1,0 +1,384 @@
+//! `reconciler serve`: the production mode. An HTTP server (webhook,
+//! health, metrics), a per-account coalescing queue drained by a bounded
+//! pool of workers, a periodic resync of every account with jitter, retries
+//! with backoff that never delete anything, commit statuses on GitLab, and
+//! graceful shutdown: stop taking work, finish in-flight reconciles, exit.
+
+use crate::gitlab::{CommitState, GitLab};
+use crate::queue::{Queue, Work};
+use crate::reconcile::{self, Context, Decision};
+use berth_webhook::{Metrics, SyncRequest, SyncSink};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("webhook secret variable {0} is not set")]
+    MissingSecret(String),
+    #[error(transparent)]
+    GitLab(#[from] crate::gitlab::GitLabError),
+    #[error("watching {path}: {source}")]
+    Watch {
+        path: String,
+        #[source]
+        source: notify::Error,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub listen: SocketAddr,
+    /// Accounts reconciled at once.
+    pub workers: usize,
+    /// React to changes of local bare repositories under this directory.
+    pub watch: Option<PathBuf>,
+}
+
+/// A commit status to post; best effort, in order, off the request path.
+#[derive(Debug)]
+struct StatusUpdate {
+    project: u64,
+    sha: String,
+    state: CommitState,
+    description: String,
+}
+
+/// The webhook's sink: queue the account, and tell GitLab it is pending.
+struct PushSink {
+    queue: Arc<Queue>,
+    statuses: Option<mpsc::Sender<StatusUpdate>>,
+}
+
+impl SyncSink for PushSink {
+    fn submit(&self, request: SyncRequest) {
+        if let (Some(tx), Some(project), Some(sha)) =
+            (&self.statuses, request.project_id, &request.revision)
+        {
+            // A full channel drops the pending status rather than block GitLab.
+            let _ = tx.try_send(StatusUpdate {
+                project,
+                sha: sha.clone(),
+                state: CommitState::Pending,
+                description: "queued".into(),
+            });
+        }
+        self.queue.submit(request);
+    }
+}
+
+struct Shared {
+    ctx: Arc<Context>,
+    queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+    statuses: Option<mpsc::Sender<StatusUpdate>>,
+    failures: Mutex<BTreeMap<String, u32>>,
+}
+
+/// Runs until `shutdown` resolves, then drains in-flight work and returns.
+pub async fn serve(
+    ctx: Arc<Context>,
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::default());
+    let queue = Queue::new(metrics.clone());
+    let (statuses, status_task) = match &ctx.site.gitlab {
+        Some(gl) => match (&gl.url, &gl.token_env) {
+            (Some(url), Some(token_env)) => {
+                let client = GitLab::from_env(url, token_env)?;
+                let (tx, rx) = mpsc::channel(4096);
+                (Some(tx), Some(tokio::spawn(post_statuses(client, rx))))
+            }
+            _ => (None, None),
+        },
+        None => (None, None),
+    };
+    let secret = match &ctx.site.gitlab {
+        Some(gl) => std::env::var(&gl.webhook_secret_env.value)
+            .map_err(|_| ServeError::MissingSecret(gl.webhook_secret_env.value.clone()))?,
+        // Without a GitLab section no webhook can authenticate: the empty
+        // secret is refused by the router.
+        None => String::new(),
+    };
+    let sink = Arc::new(PushSink {
+        queue: queue.clone(),
+        statuses: statuses.clone(),
+    });
+    let app = berth_webhook::router(berth_webhook::Config::new(secret), sink, metrics.clone());
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: opts.listen,
+            source,
+        })?;
+    let shared = Arc::new(Shared {
+        ctx: ctx.clone(),
+        queue: queue.clone(),
+        metrics,
+        statuses,
+        failures: Mutex::new(BTreeMap::new()),
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        })
+    };
+    let workers: Vec<_> = (0..opts.workers.max(1))
+        .map(|_| tokio::spawn(worker(shared.clone())))
+        .collect();
+    let resync = tokio::spawn(resync_loop(shared.clone(), stop_rx.clone()));
+    let _watcher = match &opts.watch {
+        Some(dir) => Some(watch(dir.clone(), queue.clone())?),
+        None => None,
+    };
+    tracing::info!(listen = %opts.listen, workers = opts.workers, "serving");
+
+    shutdown.await;
+    tracing::info!("shutting down: finishing in-flight reconciles");
+    let _ = stop_tx.send(true);
+    queue.close();
+    for w in workers {
+        let _ = w.await;
+    }
+    let _ = resync.await;
+    let _ = http.await;
+    drop(shared);
+    if let Some(task) = status_task {
+        // Let queued statuses go out, but never hang shutdown on GitLab.
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    Ok(())
+}
+
+async fn worker(shared: Arc<Shared>) {
+    while let Some(work) = shared.queue.next().await {
+        let account = work.account.clone();
+        handle(&shared, work).await;
+        shared.queue.done(&account);
+    }
+}
+
+fn status(
+    shared: &Shared,
+    push: Option<&SyncRequest>,
+    state: CommitState,
+    description: impl Into<String>,
+) {
+    if let (Some(tx), Some(p)) = (&shared.statuses, push)
+        && let (Some(project), Some(sha)) = (p.project_id, &p.revision)
+    {
+        let _ = tx.try_send(StatusUpdate {
+            project,
+            sha: sha.clone(),
+            state,
+            description: description.into(),
+        });
+    }
+}
+
+#[tracing::instrument(skip(shared, work), fields(account = %work.account, coalesced = work.coalesced))]
+async fn handle(shared: &Arc<Shared>, work: Work) {
+    let started = Instant::now();
+    let push = work.push.as_ref();
+    status(shared, push, CommitState::Running, "reconciling");
+    let ctx = &shared.ctx;
+    let observed = ctx.observe_account(&work.account).await;
+    let outcome = match reconcile::evaluate(ctx, &work.account, &observed, push).await {
+        Ok(plan) => reconcile::execute(ctx, &plan)
+            .await
+            .map(|report| (plan, report)),
+        Err(e) => Err(e),
+    };
+    shared.metrics.reconciled(started.elapsed().as_secs_f64());
+    match outcome {
+        Ok((plan, report)) => {
+            shared
+                .failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&work.account);
+            for line in &report.applied {
+                shared
+                    .metrics
+                    .action(line.split(' ').next().unwrap_or("unknown"));
+            }
+            let (state, text) = match (&plan.decision, report.errors.first()) {
+                (Decision::Reject { reason, .. }, _) => {
+                    shared.metrics.rejected(rejection_label(reason));
+                    (CommitState::Failed, format!("rejected: {reason}"))
+                }
+                // The branch moved on since this push: a newer push follows.
+                (Decision::AwaitingPush { revision }, _) => (
+                    CommitState::Canceled,
+                    format!("superseded by {}", reconcile::short(revision)),
+                ),
+                (_, Some(err)) => (CommitState::Failed, format!("backend error: {err}")),
+                _ => (
+                    CommitState::Success,
+                    format!("{} action(s) applied", report.applied.len()),
+                ),
+            };
+            status(shared, push, state, text);
+        }
+        Err(e) => {
+            // Transient (LDAP, dockerd, git): nothing was changed; try again
+            // later with backoff, keeping the push so its checks still apply.
+            let attempt = {
+                let mut f = shared.failures.lock().unwrap_or_else(|p| p.into_inner());
+                let n = f.entry(work.account.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            let delay = backoff(attempt);
+            tracing::warn!(cause = %e, attempt, retry_in = ?delay, "reconcile failed");
+            let _ = ctx
+                .store
+                .set_last_error(&work.account, Some(&e.to_string()));
+            status(shared, push, CommitState::Running, format!("retrying: {e}"));
+            let queue = shared.queue.clone();
+            let (account, push) = (work.account.clone(), work.push.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                match push {
+                    Some(p) => queue.submit(p),
+                    None => queue.resync(&account),
+                }
+            });
+        }
+    }
+}
+
+/// A short, bounded label for the rejection metric.
+fn rejection_label(reason: &str) -> &'static str {
+    if reason.contains("committer email") {
+        "committer"
+    } else if reason.contains("pusher") {
+        "pusher"
+    } else if reason.contains("disabled") {
+        "disabled"
+    } else if reason.contains("does not exist") {
+        "unknown_account"
+    } else if reason.contains("quota") {
+        "quota"
+    } else if reason.contains("workspace.yaml:") {
+        "invalid"
+    } else {
+        "other"
+    }
+}
+
+/// 1 s, 2 s, 4 s, … capped at 5 minutes.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(8)).min(Duration::from_secs(300))
+}
+
+async fn resync_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let interval = shared.ctx.site.resync_interval();
+    loop {
+        match shared.ctx.source.accounts() {
+            Ok(accounts) => accounts.iter().for_each(|a| shared.queue.resync(a)),
+            Err(e) => tracing::warn!(cause = %e, "listing accounts for resync"),
+        }
+        // ±10 % jitter so several replicas or restarts do not synchronise.
+        let jitter = (nanos() % 200) as f64 / 1000.0 - 0.1;
+        let wait = interval.mul_f64(1.0 + jitter);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+fn nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
+}
+
+async fn post_statuses(client: GitLab, mut rx: mpsc::Receiver<StatusUpdate>) {
+    while let Some(u) = rx.recv().await {
+        if let Err(e) = client
+            .set_status(u.project, &u.sha, u.state, &u.description)
+            .await
+        {
+            tracing::warn!(cause = %e, project = u.project, "commit status not posted");
+        }
+    }
+}
+
+/// Watches local bare repositories; a change under `<root>/<account>/`
+/// queues that account.
+fn watch(
+    root: PathBuf,
+    queue: Arc<Queue>,
+) -> Result<
+    notify_debouncer_full::Debouncer<
+        notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+    ServeError,
+> {
+    use notify::RecursiveMode;
+    let root_for_events = root.clone();
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        Duration::from_millis(200),
+        None,
+        move |res: notify_debouncer_full::DebounceEventResult| {
+            let Ok(events) = res else { return };
+            let mut accounts = std::collections::BTreeSet::new();
+            for e in events {
+                for p in &e.paths {
+                    if let Ok(rel) = p.strip_prefix(&root_for_events)
+                        && let Some(first) = rel.components().next()
+                    {
+                        accounts.insert(first.as_os_str().to_string_lossy().into_owned());
+                    }
+                }
+            }
+            for a in accounts {
+                queue.resync(&a);
+            }
+        },
+    )
+    .map_err(|source| ServeError::Watch {
+        path: root.display().to_string(),
+        source,
+    })?;
+    debouncer
+        .watch(&root, RecursiveMode::Recursive)
+        .map_err(|source| ServeError::Watch {
+            path: root.display().to_string(),
+            source,
+        })?;
+    Ok(debouncer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(4));
+        assert_eq!(backoff(30), Duration::from_secs(256));
+    }
+}

@@ -1,0 +1,271 @@
+//! `reconciler serve` end to end: real dockerd, slapd and git; GitLab's API
+//! is a wiremock server answering as GitLab documents. Webhooks go over
+//! real HTTP to the real binary.
+
+use berth_tests::fixture::{GITLAB_TOKEN, WEBHOOK_SECRET, World};
+use berth_tests::{Services, wait_for};
+
+use std::time::Duration;
+use wiremock::matchers::{header, method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn web(greeting: &str, image: &str) -> String {
+    format!(
+        "version: 1\ncontainers:\n  - name: web\n    image: {image}\n    env: {{ GREETING: {greeting} }}\n    ports: [8080]\n"
+    )
+}
+
+async fn gitlab() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/api/v4/projects/\d+/statuses/[0-9a-f]{40}$"))
+        .and(header("PRIVATE-TOKEN", GITLAB_TOKEN))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(serde_json::json!({"id": 1, "status": "pending"})),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+/// (state, description) of every status posted for `sha`, in order.
+async fn statuses(server: &MockServer, sha: &str) -> Vec<(String, String)> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path().ends_with(sha))
+        .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+        .map(|v| {
+            (
+                v["state"].as_str().unwrap_or_default().to_string(),
+                v["description"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_status(server: &MockServer, sha: &str, state: &str) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = statuses(server, sha).await;
+        if got.iter().any(|(s, _)| s == state) {
+            return got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `{state}` status for {sha}: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn running(w: &World, name: &str) -> bool {
+    w.inspect(name, "{{.State.Running}}").as_deref() == Some("true")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_converges_with_statuses_and_refuses_what_it_must() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let _lock = SERIAL.lock().await;
+    let gl = gitlab().await;
+    let mut w = World::new(&s, 22000);
+    w.site_overrides.gitlab = Some(gl.uri());
+    let a = w.account("a", &["students"]);
+    let b = w.account("b", &["students"]);
+    let admin = w.account("adm", &["admins"]);
+    let server = w.serve();
+    let web_name = format!("{a}-web");
+
+    // good push: pending → running → success, container converges
+    let r1 = w.commit(&a, Some(&web("one", &s.test_image)), &w.mail(&a));
+    assert_eq!(server.push(&a, &r1, &a, "e1", WEBHOOK_SECRET), 202);
+    let seen = wait_status(&gl, &r1, "success").await;
+    let order: Vec<&str> = seen.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(order, ["pending", "running", "success"], "{seen:?}");
+    assert!(running(&w, &web_name));
+
+    // wrong token: 401, nothing queued
+    let r2 = w.commit(&a, Some(&web("two", &s.test_image)), &w.mail(&a));
+    assert_eq!(server.push(&a, &r2, &a, "e2", "wrong"), 401);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        statuses(&gl, &r2).await.is_empty(),
+        "nothing happens for an unauthenticated push"
+    );
+
+    // push by another student to a's repository: failed, nothing changed
+    let id = w.inspect(&web_name, "{{.Id}}");
+    assert_eq!(server.push(&a, &r2, &b, "e3", WEBHOOK_SECRET), 202);
+    let seen = wait_status(&gl, &r2, "failed").await;
+    assert!(
+        seen.iter()
+            .any(|(_, d)| d.contains(&format!("pusher `{b}` is neither `{a}` nor an admin"))),
+        "{seen:?}"
+    );
+    assert_eq!(w.inspect(&web_name, "{{.Id}}"), id);
+
+    // the same revision pushed by an admin: accepted
+    assert_eq!(server.push(&a, &r2, &admin, "e4", WEBHOOK_SECRET), 202);
+    wait_status(&gl, &r2, "success").await;
+    wait_for(
+        Duration::from_secs(20),
+        "recreated with GREETING=two",
+        || {
+            w.inspect(&web_name, "{{.Config.Env}}")
+                .filter(|e| e.contains("GREETING=two"))
+        },
+    );
+
+    // invalid file: failed status with line:col, old container still running
+    let r3 = w.commit(
+        &a,
+        Some("version: 1\ncontainers:\n  - name: web\n    imgae: x\n"),
+        &w.mail(&a),
+    );
+    assert_eq!(server.push(&a, &r3, &a, "e5", WEBHOOK_SECRET), 202);
+    let seen = wait_status(&gl, &r3, "failed").await;
+    assert!(
+        seen.iter()
+            .any(|(_, d)| d
+                .contains("workspace.yaml:4:5: unknown field `imgae`, did you mean `image`?")),
+        "{seen:?}"
+    );
+    assert!(running(&w, &web_name));
+
+    // a replayed delivery is acknowledged once
+    let before = server.metric("berth_reconcile_duration_seconds_count");
+    assert_eq!(server.push(&a, &r3, &a, "e5", WEBHOOK_SECRET), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.metric("berth_reconcile_duration_seconds_count"),
+        before
+    );
+    assert_eq!(
+        server.metric("berth_webhook_events_total{outcome=\"duplicate\"}"),
+        1.0
+    );
+
+    let (code, stderr) = server.terminate();
+    assert_eq!(code, Some(0), "clean exit on SIGTERM: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_pushes_ends_in_few_reconciles_of_the_newest_revision() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let _lock = SERIAL.lock().await;
+    let gl = gitlab().await;
+    let mut w = World::new(&s, 22100);
+    w.site_overrides.gitlab = Some(gl.uri());
+    let a = w.account("a", &["students"]);
+    let server = w.serve();
+    let mut revisions = Vec::new();
+    for i in 0..5 {
+        revisions.push(w.commit(&a, Some(&web(&format!("v{i}"), &s.test_image)), &w.mail(&a)));
+    }
+    let newest = revisions.last().cloned().expect("revisions");
+    let before = server.metric("berth_reconcile_duration_seconds_count");
+    for i in 0..100 {
+        // Older revisions first, the pushed head last, as GitLab delivers them.
+        let rev = &revisions[(i * revisions.len() / 100).min(revisions.len() - 1)];
+        let rev = if i == 99 { &newest } else { rev };
+        assert_eq!(
+            server.push(&a, rev, &a, &format!("burst-{i}"), WEBHOOK_SECRET),
+            202
+        );
+    }
+    wait_status(&gl, &newest, "success").await;
+    wait_for(Duration::from_secs(20), "newest revision running", || {
+        w.inspect(&format!("{a}-web"), "{{.Config.Env}}")
+            .filter(|e| e.contains("GREETING=v4"))
+    });
+    let reconciles = server.metric("berth_reconcile_duration_seconds_count") - before;
+    assert!(
+        (1.0..=2.0).contains(&reconciles),
+        "{reconciles} reconciles for a burst of 100"
+    );
+    assert_eq!(w.status(&a)["revision"], newest.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statuses_are_retried_when_gitlab_fails() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let _lock = SERIAL.lock().await;
+    let gl = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&gl)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1})))
+        .with_priority(2)
+        .mount(&gl)
+        .await;
+    let mut w = World::new(&s, 22200);
+    w.site_overrides.gitlab = Some(gl.uri());
+    let a = w.account("a", &["students"]);
+    let server = w.serve();
+    let r = w.commit(&a, Some(&web("x", &s.test_image)), &w.mail(&a));
+    assert_eq!(server.push(&a, &r, &a, "r1", WEBHOOK_SECRET), 202);
+    let seen = wait_status(&gl, &r, "success").await;
+    // The first "pending" hit two 500s and went through on the third try.
+    assert_eq!(
+        seen.iter().filter(|(s, _)| s == "pending").count(),
+        3,
+        "{seen:?}"
+    );
+    assert!(running(&w, &format!("{a}-web")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_reconcile_exits_cleanly_and_the_next_start_converges() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let _lock = SERIAL.lock().await;
+    let gl = gitlab().await;
+    let mut w = World::new(&s, 22300);
+    w.site_overrides.gitlab = Some(gl.uri());
+    let a = w.account("a", &["staff"]);
+    let many: String = (0..10)
+        .map(|i| {
+            format!(
+                "  - {{ name: c{i}, image: {}, ports: [8080] }}\n",
+                s.test_image
+            )
+        })
+        .collect();
+    let r = w.commit(
+        &a,
+        Some(&format!("version: 1\ncontainers:\n{many}")),
+        &w.mail(&a),
+    );
+    let server = w.serve();
+    assert_eq!(server.push(&a, &r, &a, "t1", WEBHOOK_SECRET), 202);
+    wait_for(
+        Duration::from_secs(30),
+        "the reconcile to be under way",
+        || (!w.containers_of(&a).is_empty()).then_some(()),
+    );
+    let (code, stderr) = server.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    // The revision was accepted before any action ran, so a restart (whose
+    // first resync needs no push) finishes the job.
+    let _server = w.serve();
+    wait_for(Duration::from_secs(60), "all 10 containers running", || {
+        let names = w.containers_of(&a);
+        (names.len() == 10 && names.iter().all(|n| running(&w, n))).then_some(())
+    });
+}

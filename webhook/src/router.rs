@@ -1,0 +1,162 @@
+//! The HTTP surface: `POST /hooks/gitlab`, `GET /healthz`, `GET /metrics`.
+//! The secret is checked first, in constant time, before the body is read;
+//! then size, JSON, event kind, branch and duplicate checks, and finally a
+//! `SyncRequest` handed to the sink. Every answer is immediate: the work
+//! happens behind the sink.
+
+use crate::dedupe::Dedupe;
+use crate::event::{self, Event};
+use crate::metrics::Metrics;
+use crate::{SyncRequest, SyncSink};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// Webhook settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The shared secret GitLab sends as `X-Gitlab-Token`.
+    pub secret: String,
+    /// Largest body accepted; larger ones get 413.
+    pub max_body: usize,
+    /// How many delivery ids are remembered for deduplication.
+    pub dedupe_capacity: usize,
+}
+
+impl Config {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Config {
+            secret: secret.into(),
+            max_body: 2 * 1024 * 1024,
+            dedupe_capacity: 65_536,
+        }
+    }
+}
+
+struct AppState {
+    config: Config,
+    sink: Arc<dyn SyncSink>,
+    metrics: Arc<Metrics>,
+    dedupe: Dedupe,
+}
+
+/// The router; mount it in any axum server.
+pub fn router(config: Config, sink: Arc<dyn SyncSink>, metrics: Arc<Metrics>) -> Router {
+    let dedupe = Dedupe::new(config.dedupe_capacity);
+    let state = Arc::new(AppState {
+        config,
+        sink,
+        metrics,
+        dedupe,
+    });
+    Router::new()
+        .route("/hooks/gitlab", post(hook))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(render_metrics))
+        .with_state(state)
+}
+
+async fn render_metrics(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+fn answer(status: StatusCode, body: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{{\"status\":\"{body}\"}}\n"),
+    )
+        .into_response()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn authorized(headers: &HeaderMap, secret: &str) -> bool {
+    match headers.get("x-gitlab-token") {
+        // An empty configured secret never authenticates anything.
+        Some(token) if !secret.is_empty() => token.as_bytes().ct_eq(secret.as_bytes()).into(),
+        _ => false,
+    }
+}
+
+async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    let m = &st.metrics;
+    let (parts, body) = req.into_parts();
+    if !authorized(&parts.headers, &st.config.secret) {
+        m.event("unauthorized");
+        m.rejected("webhook secret");
+        return answer(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let declared = header(&parts.headers, "content-length").and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > st.config.max_body) {
+        m.event("too_large");
+        return answer(StatusCode::PAYLOAD_TOO_LARGE, "too large");
+    }
+    let bytes = match axum::body::to_bytes(Body::new(body), st.config.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            m.event("too_large");
+            return answer(StatusCode::PAYLOAD_TOO_LARGE, "too large");
+        }
+    };
+    let kind = header(&parts.headers, "x-gitlab-event").unwrap_or("");
+    let event = match event::parse(kind, &bytes) {
+        Ok(e) => e,
+        Err(_) => {
+            m.event("malformed");
+            return answer(StatusCode::BAD_REQUEST, "malformed");
+        }
+    };
+    let id = header(&parts.headers, "x-gitlab-event-uuid")
+        .or_else(|| header(&parts.headers, "idempotency-key"));
+    if let Some(id) = id
+        && !st.dedupe.first_time(id)
+    {
+        m.event("duplicate");
+        return answer(StatusCode::OK, "duplicate");
+    }
+    let push = match event {
+        Event::Push(p) => p,
+        Event::Ignored(_) => {
+            m.event("ignored");
+            return answer(StatusCode::OK, "ignored");
+        }
+    };
+    let Some((namespace, repository)) = push.namespace_and_repo() else {
+        m.event("ignored");
+        return answer(StatusCode::OK, "ignored");
+    };
+    if !push.to_default_branch() {
+        m.event("ignored");
+        return answer(StatusCode::OK, "ignored");
+    }
+    // A deleted default branch is not a revision: resync the account so
+    // status reflects it, without asking for any revision.
+    let revision = (!push.deletes_branch()).then(|| {
+        push.checkout_sha
+            .clone()
+            .unwrap_or_else(|| push.after.clone())
+    });
+    st.sink.submit(SyncRequest {
+        account: namespace.to_string(),
+        repository: repository.to_string(),
+        project_id: Some(push.project_id),
+        revision,
+        pusher: Some(push.user_username.clone()),
+        pusher_id: Some(push.user_id),
+        delivery: id.map(str::to_string),
+    });
+    m.event("queued");
+    answer(StatusCode::ACCEPTED, "queued")
+}
