@@ -1,12 +1,16 @@
 //! The per-account coalescing work queue of the serve loop. At most one
 //! reconcile per account is in flight; requests arriving meanwhile collapse
-//! into one pending entry that keeps the newest revision. Memory is bounded
-//! by the number of accounts, whatever the flood of webhook deliveries.
+//! into one pending entry that keeps the newest revision. A push waits a
+//! short settle time (reset by further pushes, capped) so a burst becomes
+//! one reconcile. Memory is bounded by the number of accounts, whatever the
+//! flood of webhook deliveries.
 
 use berth_webhook::{Metrics, SyncRequest, SyncSink};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Work for one account: the newest push (if any came) or a plain resync.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,6 +20,8 @@ pub struct Work {
     pub push: Option<SyncRequest>,
     /// How many requests were coalesced into this one.
     pub coalesced: usize,
+    first_seen: Instant,
+    ready_at: Instant,
 }
 
 #[derive(Default)]
@@ -30,14 +36,24 @@ pub struct Queue {
     state: Mutex<State>,
     notify: Notify,
     metrics: Arc<Metrics>,
+    settle: Duration,
 }
 
+/// A burst is never held back longer than this.
+const MAX_SETTLE: Duration = Duration::from_secs(1);
+
 impl Queue {
+    /// A queue whose pushes settle for 50 ms.
     pub fn new(metrics: Arc<Metrics>) -> Arc<Queue> {
+        Self::with_settle(metrics, Duration::from_millis(50))
+    }
+
+    pub fn with_settle(metrics: Arc<Metrics>, settle: Duration) -> Arc<Queue> {
         Arc::new(Queue {
             state: Mutex::new(State::default()),
             notify: Notify::new(),
             metrics,
+            settle,
         })
     }
 
@@ -55,23 +71,30 @@ impl Queue {
         if st.closed {
             return;
         }
+        let now = Instant::now();
+        let settle = if push.is_some() {
+            self.settle
+        } else {
+            Duration::ZERO
+        };
         match st.pending.get_mut(account) {
             Some(work) => {
                 work.coalesced += 1;
                 // A push always wins over a resync; a newer push over an older one.
                 if push.is_some() {
                     work.push = push;
+                    work.ready_at = (now + settle).min(work.first_seen + MAX_SETTLE);
                 }
             }
             None => {
-                st.pending.insert(
-                    account.to_string(),
-                    Work {
-                        account: account.to_string(),
-                        push,
-                        coalesced: 1,
-                    },
-                );
+                let work = Work {
+                    account: account.to_string(),
+                    push,
+                    coalesced: 1,
+                    first_seen: now,
+                    ready_at: now + settle,
+                };
+                st.pending.insert(account.to_string(), work);
                 st.order.push_back(account.to_string());
             }
         }
@@ -85,7 +108,7 @@ impl Queue {
     pub async fn next(&self) -> Option<Work> {
         loop {
             let notified = self.notify.notified();
-            {
+            let wake_at = {
                 let mut st = self.lock();
                 let State {
                     pending,
@@ -93,7 +116,11 @@ impl Queue {
                     in_flight,
                     closed,
                 } = &mut *st;
-                if let Some(pos) = order.iter().position(|a| !in_flight.contains(a)) {
+                let now = Instant::now();
+                let runnable = |a: &String| {
+                    !in_flight.contains(a) && pending.get(a).is_some_and(|w| w.ready_at <= now)
+                };
+                if let Some(pos) = order.iter().position(runnable) {
                     let account = order.remove(pos).unwrap_or_default();
                     if let Some(work) = pending.remove(&account) {
                         in_flight.insert(account);
@@ -104,8 +131,21 @@ impl Queue {
                 if *closed {
                     return None;
                 }
+                order
+                    .iter()
+                    .filter(|a| !in_flight.contains(*a))
+                    .filter_map(|a| pending.get(a).map(|w| w.ready_at))
+                    .min()
+            };
+            match wake_at {
+                Some(at) => {
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                None => notified.await,
             }
-            notified.await;
         }
     }
 
@@ -165,6 +205,32 @@ mod tests {
         let w = q.next().await.expect("work");
         assert_eq!(w.push.and_then(|p| p.revision).as_deref(), Some("r99"));
         assert_eq!(w.coalesced, 101);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pushes_settle_before_running_and_each_push_restarts_the_wait() {
+        let q = Queue::with_settle(Arc::new(Metrics::default()), Duration::from_millis(50));
+        q.submit(push("alice", "r1"));
+        let started = Instant::now();
+        let next = {
+            let q = q.clone();
+            tokio::spawn(async move { q.next().await })
+        };
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        q.submit(push("alice", "r2"));
+        let w = next.await.expect("join").expect("work");
+        assert_eq!(w.push.and_then(|p| p.revision).as_deref(), Some("r2"));
+        assert!(
+            started.elapsed() >= Duration::from_millis(90),
+            "{:?}",
+            started.elapsed()
+        );
+        // A resync does not wait.
+        q.done("alice");
+        q.resync("bob");
+        let t = Instant::now();
+        assert_eq!(q.next().await.expect("work").account, "bob");
+        assert_eq!(t.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test]
