@@ -6,17 +6,9 @@ use crate::reconcile::{self, AccountPlan, AccountReport, Context, ReconcileError
 use futures::StreamExt;
 use std::sync::Arc;
 
-/// Accounts known to Berth: those with a repository, plus those with an
-/// accepted revision in the store, filtered to `only` when given.
-pub fn accounts(ctx: &Context, only: Option<&str>) -> Result<Vec<String>, ReconcileError> {
-    let mut all = ctx.source.accounts()?;
-    if let Some(only) = only {
-        all.retain(|a| a == only);
-        if all.is_empty() {
-            all.push(only.to_string());
-        }
-    }
-    Ok(all)
+/// Accounts known to Berth (see [`crate::discovery`]).
+pub async fn accounts(ctx: &Context, only: Option<&str>) -> Result<Vec<String>, ReconcileError> {
+    crate::discovery::accounts(ctx, only).await
 }
 
 /// A plan per account, or the error that prevented computing it.

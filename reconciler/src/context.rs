@@ -3,7 +3,9 @@
 //! Configuration problems are errors here, before anything is touched.
 
 use crate::backend::DockerBackend;
+use crate::gitlab::GitLab;
 use crate::identity::Directory;
+use crate::mirror::Mirrors;
 use crate::reconcile::Context;
 use crate::source::LocalSource;
 use crate::store::Store;
@@ -22,10 +24,8 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Invalid(String),
-    #[error(
-        "repositories from GitLab groups are not supported yet; use `repositories: {{ local: … }}`"
-    )]
-    GitlabSource,
+    #[error(transparent)]
+    GitLab(#[from] crate::gitlab::GitLabError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -51,9 +51,43 @@ pub fn load_site(path: &Path) -> Result<Site, ConfigError> {
 /// Opens everything a reconcile needs. Unreachable Docker endpoints are
 /// kept as errors so that only their accounts fail.
 pub async fn connect(site: Site) -> Result<Context, ConfigError> {
-    let source = match &site.repositories {
-        Repositories::Local { root, repository } => LocalSource::new(root, repository.as_str()),
-        Repositories::Gitlab { .. } => return Err(ConfigError::GitlabSource),
+    let gitlab = match &site.gitlab {
+        Some(gl) => match (&gl.url, &gl.token_env) {
+            (Some(url), Some(token_env)) => Some(GitLab::from_env(url, token_env)?),
+            _ => None,
+        },
+        None => None,
+    };
+    let (source, mirrors) = match &site.repositories {
+        Repositories::Local { root, repository } => {
+            (LocalSource::new(root, repository.as_str()), None)
+        }
+        Repositories::Gitlab {
+            repository,
+            clone_url,
+            ..
+        } => {
+            let root = Path::new(&site.state_dir.value).join("mirrors");
+            let url = site
+                .gitlab
+                .as_ref()
+                .and_then(|g| g.url.as_ref())
+                .map(|u| u.value.clone())
+                .unwrap_or_default();
+            let template = clone_url.clone().unwrap_or_else(|| {
+                format!(
+                    "{}/{{account}}/{{repository}}.git",
+                    url.trim_end_matches('/')
+                )
+            });
+            let token = site
+                .gitlab
+                .as_ref()
+                .and_then(|g| g.token_env.as_ref())
+                .and_then(|v| std::env::var(&v.value).ok());
+            let mirrors = Mirrors::new(&root, repository, &template, token);
+            (LocalSource::new(root, repository.as_str()), Some(mirrors))
+        }
     };
     let store = Store::open(Path::new(&site.state_dir.value))?;
     let directory = Directory::from_site(&site)?;
@@ -71,5 +105,7 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
         directory,
         docker,
         reservations: Default::default(),
+        mirrors,
+        gitlab,
     })
 }

@@ -19,10 +19,14 @@ pub mod cli;
 pub mod context;
 /// Workspace → desired containers; placement and port allocation.
 pub mod desired;
+/// Which accounts exist; fresh repository copies.
+pub mod discovery;
 /// GitLab REST client.
 pub mod gitlab;
 /// LDAP identity and admission.
 pub mod identity;
+/// Local mirrors of GitLab repositories.
+pub mod mirror;
 /// Desired vs observed → ordered actions (pure).
 pub mod plan;
 /// Per-account coalescing work queue.

@@ -36,6 +36,12 @@ pub enum ReconcileError {
     LostRevision(String),
     #[error("internal: {0}")]
     Join(String),
+    #[error(transparent)]
+    Fetch(crate::mirror::FetchError),
+    #[error(transparent)]
+    GitLab(#[from] crate::gitlab::GitLabError),
+    #[error("repositories from GitLab need the GitLab API (gitlab.url and gitlab.token_env)")]
+    NoGitLab,
 }
 
 pub type Result<T, E = ReconcileError> = std::result::Result<T, E>;
@@ -52,6 +58,10 @@ pub struct Context {
     /// Placements and host ports handed out by evaluations not yet
     /// persisted, so accounts evaluated concurrently never get the same port.
     pub reservations: std::sync::Mutex<Reservations>,
+    /// Local mirrors of GitLab repositories (GitLab mode only).
+    pub mirrors: Option<crate::mirror::Mirrors>,
+    /// The GitLab API, when the site configures URL and token.
+    pub gitlab: Option<crate::gitlab::GitLab>,
 }
 
 #[derive(Debug, Default)]

@@ -200,7 +200,12 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
     status(shared, push, CommitState::Running, "reconciling");
     let ctx = &shared.ctx;
     let observed = ctx.observe_account(&work.account).await;
-    let outcome = match reconcile::evaluate(ctx, &work.account, &observed, push).await {
+    let refreshed = crate::discovery::refresh(ctx, &work.account).await;
+    let evaluated = match refreshed {
+        Ok(()) => reconcile::evaluate(ctx, &work.account, &observed, push).await,
+        Err(e) => Err(e),
+    };
+    let outcome = match evaluated {
         Ok(plan) => reconcile::execute(ctx, &plan)
             .await
             .map(|report| (plan, report)),
@@ -292,7 +297,7 @@ fn backoff(attempt: u32) -> Duration {
 async fn resync_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let interval = shared.ctx.site.resync_interval();
     loop {
-        match shared.ctx.source.accounts() {
+        match crate::discovery::list(&shared.ctx, None).await {
             Ok(accounts) => accounts.iter().for_each(|a| shared.queue.resync(a)),
             Err(e) => tracing::warn!(cause = %e, "listing accounts for resync"),
         }

@@ -288,7 +288,16 @@ pub enum Repositories {
         repository: String,
     },
     /// Projects of these GitLab groups.
-    Gitlab { groups: Vec<String> },
+    Gitlab {
+        groups: Vec<String>,
+        /// Name of each account's workspace project (`<account>/<repository>`).
+        #[serde(default = "default_repository")]
+        repository: String,
+        /// Clone URL template; `{account}` and `{repository}` are replaced.
+        /// Defaults to `<gitlab url>/{account}/{repository}.git`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clone_url: Option<String>,
+    },
 }
 
 fn default_repository() -> String {
@@ -341,6 +350,14 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
                 format!("`{}` is not an environment variable name", env.value),
             );
         }
+    }
+    if let Repositories::Gitlab { .. } = &site.repositories
+        && site.gitlab.as_ref().and_then(|g| g.url.as_ref()).is_none()
+    {
+        out.push(
+            Pos::START,
+            "repositories from GitLab need `gitlab.url` and `gitlab.token_env`",
+        );
     }
     backends(&site.backends, &mut out);
     for (group, q) in &site.policy.quotas {

@@ -29,6 +29,9 @@ pub struct SiteOptions {
     /// GitLab API base URL (a mock server); enables webhooks and statuses.
     pub gitlab: Option<String>,
     pub resync: String,
+    /// Take repositories from GitLab groups (mirrored from the local bare
+    /// repositories through a file:// clone URL) instead of the directory.
+    pub gitlab_repositories: bool,
 }
 
 /// Secrets the test site names; the fixture exports them to the binary.
@@ -55,6 +58,7 @@ impl World {
                 students_containers: 4,
                 gitlab: None,
                 resync: "5m".into(),
+                gitlab_repositories: false,
             },
         }
     }
@@ -219,15 +223,22 @@ policy:
     students: {{ containers: {students}, cpus: 4, memory: 4Gi }}
     staff: {{ containers: 30, cpus: 16, memory: 16Gi }}
 repositories:
-  local: {{ root: {repos} }}
+{repositories}
 state_dir: {state}
 ",
+            repositories = if o.gitlab_repositories {
+                format!(
+                    "  gitlab: {{ groups: [students], clone_url: \"file://{}/{{account}}/{{repository}}.git\" }}",
+                    self.dir.join("repos").display()
+                )
+            } else {
+                format!("  local: {{ root: {} }}", self.dir.join("repos").display())
+            },
             bind = self.services.ldap_bind_dn,
             base = self.services.ldap_base,
             first = o.ports.0,
             last = o.ports.1,
             students = o.students_containers,
-            repos = self.dir.join("repos").display(),
             state = self.state_dir().display(),
             resync = o.resync,
         );

@@ -5,6 +5,7 @@
 mod apply;
 mod audit;
 mod diff;
+mod gitlab;
 pub mod output;
 mod schema;
 mod serve;
@@ -57,6 +58,9 @@ pub enum Command {
     Status(status::Args),
     /// The audit log: revisions accepted and rejected, actions applied.
     Audit(audit::Args),
+    /// GitLab administration (webhooks).
+    #[command(subcommand)]
+    Gitlab(gitlab::Command),
     /// Webhook, work queue, resync loop; until SIGTERM.
     Serve(serve::Args),
     /// Print the JSON Schema of workspace.yaml (or site.yaml).
@@ -89,6 +93,7 @@ fn run(cli: Cli) -> u8 {
         Command::Apply(args) => block_on(apply::run(cli.config.as_deref(), &args)),
         Command::Status(args) => block_on(status::run(cli.config.as_deref(), &args)),
         Command::Audit(args) => audit::run(cli.config.as_deref(), &args),
+        Command::Gitlab(command) => block_on(gitlab::run(cli.config.as_deref(), &command)),
         Command::Serve(args) => block_on(serve::run(cli.config.as_deref(), &args)),
     }
 }
@@ -133,7 +138,7 @@ async fn open_with_accounts(
     only: Option<&str>,
 ) -> Result<(std::sync::Arc<crate::reconcile::Context>, Vec<String>), u8> {
     let ctx = open_context(config).await?;
-    match crate::apply::accounts(&ctx, only) {
+    match crate::apply::accounts(&ctx, only).await {
         Ok(accounts) => Ok((ctx, accounts)),
         Err(e) => {
             eprintln!("reconciler: {e}");

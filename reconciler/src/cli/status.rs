@@ -3,7 +3,6 @@
 //! and the last error or rejection. Reads the store and the backends only.
 
 use super::{Output, exit, open_context, output::rfc3339};
-use crate::apply;
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -43,10 +42,17 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
     };
     let mut code = exit::OK;
     let observed = ctx.observe_all().await;
-    let mut accounts: BTreeSet<String> = apply::accounts(&ctx, args.account.as_deref())
+    // Status reads what is on disk (mirrors in GitLab mode) and fetches nothing.
+    let mut accounts: BTreeSet<String> = ctx
+        .source
+        .accounts()
         .unwrap_or_default()
         .into_iter()
+        .filter(|a| args.account.as_ref().is_none_or(|only| only == a))
         .collect();
+    if let Some(only) = &args.account {
+        accounts.insert(only.clone());
+    }
     for (endpoint, obs) in &observed {
         match obs {
             Ok(map) => accounts.extend(

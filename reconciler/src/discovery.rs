@@ -1,0 +1,113 @@
+//! Which accounts exist, and fresh copies of their repositories. Local
+//! mode lists `<root>/<account>/<repository>.git`; GitLab mode lists the
+//! projects named `<account>/<repository>` in the configured groups that
+//! hold a `workspace.yaml`, and fetches each into its local mirror.
+
+use crate::reconcile::{Context, ReconcileError};
+use berth_spec::site::Repositories;
+use futures::StreamExt;
+
+/// Accounts to reconcile (just `only` when given), with their mirrors
+/// fetched in GitLab mode.
+pub async fn accounts(ctx: &Context, only: Option<&str>) -> Result<Vec<String>, ReconcileError> {
+    let all = list(ctx, only).await?;
+    fetch_all(ctx, &all).await;
+    Ok(all)
+}
+
+/// Accounts to reconcile, without fetching anything.
+pub async fn list(ctx: &Context, only: Option<&str>) -> Result<Vec<String>, ReconcileError> {
+    let mut all = match &ctx.site.repositories {
+        Repositories::Local { .. } => ctx.source.accounts()?,
+        Repositories::Gitlab {
+            groups, repository, ..
+        } => match only {
+            Some(one) => vec![one.to_string()],
+            None => gitlab_accounts(ctx, groups, repository).await?,
+        },
+    };
+    if let Some(only) = only {
+        all.retain(|a| a == only);
+        if all.is_empty() {
+            all.push(only.to_string());
+        }
+    }
+    Ok(all)
+}
+
+async fn fetch_all(ctx: &Context, all: &[String]) {
+    if ctx.mirrors.is_some() {
+        let fetched: Vec<_> = futures::stream::iter(all.iter().cloned())
+            .map(|a| async move { (a.clone(), refresh(ctx, &a).await) })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for (account, result) in fetched {
+            if let Err(e) = result {
+                // The last fetched copy stays usable: an unreachable GitLab
+                // delays changes, it never removes anything.
+                tracing::warn!(account, cause = %e, "fetch failed; using the cached mirror");
+            }
+        }
+    }
+}
+
+/// Brings `account`'s mirror up to date (no-op in local mode).
+pub async fn refresh(ctx: &Context, account: &str) -> Result<(), ReconcileError> {
+    match &ctx.mirrors {
+        Some(m) => m.fetch(account).await.map_err(ReconcileError::Fetch),
+        None => Ok(()),
+    }
+}
+
+async fn gitlab_accounts(
+    ctx: &Context,
+    groups: &[String],
+    repository: &str,
+) -> Result<Vec<String>, ReconcileError> {
+    let mut accounts: Vec<String> = workspace_projects(ctx, groups, repository)
+        .await?
+        .into_iter()
+        .map(|(account, _)| account)
+        .collect();
+    accounts.sort();
+    accounts.dedup();
+    Ok(accounts)
+}
+
+/// `(account, project)` for every project `<account>/<repository>` of the
+/// groups that holds a `workspace.yaml` on its default branch.
+pub async fn workspace_projects(
+    ctx: &Context,
+    groups: &[String],
+    repository: &str,
+) -> Result<Vec<(String, crate::gitlab::ProjectInfo)>, ReconcileError> {
+    let Some(gl) = &ctx.gitlab else {
+        return Err(ReconcileError::NoGitLab);
+    };
+    let mut out = Vec::new();
+    for group in groups {
+        for project in gl.group_projects(group).await? {
+            let Some((namespace, name)) = project.path_with_namespace.rsplit_once('/') else {
+                continue;
+            };
+            // The account is the project's own namespace: its last segment.
+            let account = namespace
+                .rsplit('/')
+                .next()
+                .unwrap_or(namespace)
+                .to_string();
+            if name != repository {
+                continue;
+            }
+            let branch = project.default_branch.as_deref().unwrap_or("main");
+            if gl
+                .has_file(project.id, crate::source::WORKSPACE_FILE, branch)
+                .await?
+            {
+                out.push((account, project));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,133 @@
+//! Repositories discovered in GitLab groups and mirrored locally: discovery
+//! through the (mocked) API, `gitlab install-hooks`, revisions that wait for
+//! an authenticated push, and a push that fetches and converges.
+
+use berth_tests::fixture::{WEBHOOK_SECRET, World};
+use berth_tests::{Services, stdout, wait_for};
+use std::time::Duration;
+use wiremock::matchers::{body_partial_json, method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_hooks_and_push_in_gitlab_mode() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 22400);
+    let a = w.account("a", &["students"]);
+    let gl = MockServer::start().await;
+    let project = serde_json::json!([
+        {"id": 77, "path_with_namespace": format!("{a}/workspace"), "default_branch": "main"},
+        {"id": 78, "path_with_namespace": format!("{a}/homework"), "default_branch": "main"},
+        {"id": 79, "path_with_namespace": "someone/workspace", "default_branch": "main"}
+    ]);
+    Mock::given(method("GET"))
+        .and(path("/api/v4/groups/students/projects"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(project))
+        .mount(&gl)
+        .await;
+    Mock::given(method("HEAD"))
+        .and(path("/api/v4/projects/77/repository/files/workspace.yaml"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&gl)
+        .await;
+    Mock::given(method("HEAD"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&gl)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects/77/hooks"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([])))
+        .mount(&gl)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v4/projects/77/hooks"))
+        .and(body_partial_json(serde_json::json!({"url": "http://berth.test/hooks/gitlab", "token": WEBHOOK_SECRET, "push_events": true})))
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 5, "url": "http://berth.test/hooks/gitlab"})))
+        .expect(1)
+        .mount(&gl)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"/statuses/"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&gl)
+        .await;
+    w.site_overrides.gitlab = Some(gl.uri());
+    w.site_overrides.gitlab_repositories = true;
+
+    let rev = w.commit(
+        &a,
+        Some(&format!(
+            "version: 1\ncontainers:\n  - {{ name: web, image: {}, ports: [8080] }}\n",
+            s.test_image
+        )),
+        &w.mail(&a),
+    );
+    let hooks = w.reconciler(&[
+        "gitlab",
+        "install-hooks",
+        "--url",
+        "http://berth.test/hooks/gitlab",
+    ]);
+    assert_eq!(
+        hooks.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&hooks.stderr)
+    );
+    assert!(
+        stdout(&hooks).contains(&format!("{a}: {a}/workspace hook 5")),
+        "{}",
+        stdout(&hooks)
+    );
+
+    // Discovered and mirrored, but no authenticated push yet: nothing runs.
+    let diff = w.reconciler(&["diff"]);
+    assert!(
+        stdout(&diff).contains(&format!(
+            "{a}: revision {} awaits an authenticated push",
+            &rev[..12]
+        )),
+        "{}",
+        stdout(&diff)
+    );
+    assert!(
+        w.dir
+            .join(format!("state/mirrors/{a}/workspace.git/HEAD"))
+            .exists(),
+        "mirror cloned"
+    );
+    w.apply(0);
+    assert!(w.containers_of(&a).is_empty());
+
+    let server = w.serve();
+    assert_eq!(server.push(&a, &rev, &a, "g1", WEBHOOK_SECRET), 202);
+    wait_for(
+        Duration::from_secs(30),
+        "the pushed revision to run",
+        || {
+            (w.inspect(&format!("{a}-web"), "{{.State.Running}}")
+                .as_deref()
+                == Some("true"))
+            .then_some(())
+        },
+    );
+    // A later commit is fetched on its push.
+    let rev2 = w.commit(
+        &a,
+        Some(&format!(
+            "version: 1\ncontainers:\n  - {{ name: web, image: {}, env: {{ V: '2' }} }}\n",
+            s.test_image
+        )),
+        &w.mail(&a),
+    );
+    assert_eq!(server.push(&a, &rev2, &a, "g2", WEBHOOK_SECRET), 202);
+    wait_for(
+        Duration::from_secs(30),
+        "the second revision to run",
+        || {
+            w.inspect(&format!("{a}-web"), "{{.Config.Env}}")
+                .filter(|e| e.contains("V=2"))
+        },
+    );
+}
