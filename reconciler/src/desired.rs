@@ -36,6 +36,14 @@ pub struct ContainerSpec {
     /// Mount path → volume name.
     pub volumes: BTreeMap<String, String>,
     pub network: String,
+    /// Host Docker socket mounted at /var/run/docker.sock. Only Berth's own
+    /// runner containers get one; nothing in a workspace can ask for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_socket: Option<String>,
+    /// Files put into the container before it starts: path → SHA-256 of the
+    /// content (the content itself may be secret and stays out of labels).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
 }
 
 impl ContainerSpec {
@@ -70,6 +78,12 @@ impl ContainerSpec {
         for (path, vol) in &self.volumes {
             f.insert(format!("volumes.{path}"), vol.clone());
         }
+        for (path, hash) in &self.files {
+            f.insert(
+                format!("files.{path}"),
+                format!("sha256:{}", &hash[..hash.len().min(12)]),
+            );
+        }
         f
     }
 }
@@ -88,6 +102,9 @@ pub struct DesiredContainer {
     pub state: State,
     pub spec: ContainerSpec,
     pub spec_hash: String,
+    /// Content of `spec.files`, filled in just before creation.
+    #[serde(skip)]
+    pub uploads: Vec<(String, Vec<u8>)>,
 }
 
 impl DesiredContainer {
@@ -180,6 +197,8 @@ pub fn containers(ws: &Workspace, cx: &Context<'_>) -> Vec<DesiredContainer> {
                     .map(|v| (v.path.value.clone(), volume_name(cx.account, &v.name)))
                     .collect(),
                 network: network_name(cx.account),
+                docker_socket: None,
+                files: BTreeMap::new(),
             };
             DesiredContainer {
                 account: cx.account.into(),
@@ -195,6 +214,7 @@ pub fn containers(ws: &Workspace, cx: &Context<'_>) -> Vec<DesiredContainer> {
                 },
                 spec_hash: spec.hash(),
                 spec,
+                uploads: vec![],
             }
         })
         .collect()
@@ -349,6 +369,8 @@ mod tests {
             gpus: 0,
             volumes: BTreeMap::new(),
             network: "berth-alice".into(),
+            docker_socket: None,
+            files: BTreeMap::new(),
         };
         let mut other = spec.clone();
         assert_eq!(spec.hash(), other.hash());

@@ -68,7 +68,12 @@ async fn gitlab_accounts(
     let mut accounts: Vec<String> = workspace_projects(ctx, groups, repository)
         .await?
         .into_iter()
-        .map(|(account, _)| account)
+        .map(|(account, project)| {
+            if let Err(e) = ctx.store.set_project(&account, project.id) {
+                tracing::warn!(account, cause = %e, "recording the project id");
+            }
+            account
+        })
         .collect();
     accounts.sort();
     accounts.dedup();

@@ -75,6 +75,15 @@ pub enum Action {
         id: String,
         name: String,
     },
+    /// Register a GitLab runner for the account's project.
+    RegisterRunner {
+        project: u64,
+        tags: Vec<String>,
+    },
+    /// Delete the account's GitLab runner.
+    UnregisterRunner {
+        id: u64,
+    },
 }
 
 impl Action {
@@ -88,6 +97,8 @@ impl Action {
             Action::Start { .. } => "start",
             Action::Stop { .. } => "stop",
             Action::Remove { .. } => "remove",
+            Action::RegisterRunner { .. } => "register_runner",
+            Action::UnregisterRunner { .. } => "unregister_runner",
         }
     }
 
@@ -101,6 +112,7 @@ impl Action {
             Action::Start { name, .. }
             | Action::Stop { name, .. }
             | Action::Remove { name, .. } => name,
+            Action::RegisterRunner { .. } | Action::UnregisterRunner { .. } => "gitlab runner",
         }
     }
 }
@@ -211,6 +223,8 @@ mod tests {
             gpus: 0,
             volumes: BTreeMap::from([("/data".into(), "berth-alice-data".into())]),
             network: "berth-alice".into(),
+            docker_socket: None,
+            files: BTreeMap::new(),
         };
         DesiredContainer {
             account: "alice".into(),
@@ -222,6 +236,7 @@ mod tests {
             state,
             spec_hash: spec.hash(),
             spec,
+            uploads: vec![],
         }
     }
 

@@ -9,6 +9,7 @@ use crate::desired;
 use crate::identity::{self, Account, Directory, IdentityError};
 use crate::plan::{self, Action, ObservedAccount};
 use crate::source::{LocalSource, Revision, SourceError, WorkspaceFile};
+use crate::store::StoredRunner;
 use crate::store::{PortKey, Store, StoreError};
 use berth_spec::{Site, Workspace};
 use berth_webhook::SyncRequest;
@@ -321,9 +322,100 @@ pub async fn evaluate(
         }
         None => return Err(ReconcileError::NoEndpoint(account.into())),
     };
-    plan.actions = plan::plan(&desired, &observed_here, &desired::network_name(account));
+    let mut desired = desired;
+    let runner_actions = runner_plan(
+        ctx,
+        account,
+        &workspace,
+        identity.as_ref(),
+        push,
+        backend_conf,
+        &revision,
+        &mut plan,
+        &mut desired,
+    )?;
+    plan.actions = runner_actions;
+    plan.actions.extend(plan::plan(
+        &desired,
+        &observed_here,
+        &desired::network_name(account),
+    ));
     plan.endpoint = Some(endpoint);
     Ok(plan)
+}
+
+/// Runner registration actions, and the runner container added to
+/// `desired`, when the workspace asks for a runner (or had one).
+#[allow(clippy::too_many_arguments)]
+fn runner_plan(
+    ctx: &Context,
+    account: &str,
+    ws: &Workspace,
+    identity: Option<&Account>,
+    push: Option<&SyncRequest>,
+    endpoint: &berth_spec::site::DockerEndpoint,
+    revision: &str,
+    plan: &mut AccountPlan,
+    desired: &mut Vec<desired::DesiredContainer>,
+) -> Result<Vec<Action>> {
+    let wanted: Option<Vec<String>> = ws
+        .runner
+        .as_ref()
+        .filter(|r| r.enabled)
+        .map(|r| r.tags.iter().map(|t| t.value.clone()).collect());
+    let stored = ctx.store.runner(account)?;
+    let (Some(_), Some(gl), Some(url)) = (
+        &ctx.gitlab,
+        &ctx.site.gitlab,
+        ctx.site.gitlab.as_ref().and_then(|g| g.url.as_ref()),
+    ) else {
+        if wanted.is_some() {
+            plan.warnings.push(
+                "a runner needs the GitLab API (gitlab.url and gitlab.token_env in site.yaml)"
+                    .into(),
+            );
+        }
+        return Ok(vec![]);
+    };
+    let project = push
+        .and_then(|p| p.project_id)
+        .or(ctx.store.project(account)?);
+    let actions = match crate::runner::registration(wanted.as_deref(), stored.as_ref(), project) {
+        Ok(a) => a,
+        Err(why) => {
+            plan.warnings.push(why);
+            return Ok(vec![]);
+        }
+    };
+    let registering = actions
+        .iter()
+        .any(|a| matches!(a, Action::RegisterRunner { .. }));
+    if let Some(tags) = &wanted
+        && (stored.is_some() || registering)
+    {
+        let groups = identity.map(|a| a.groups.clone()).unwrap_or_default();
+        let quota = berth_spec::policy::effective_quota(&ctx.site, &groups);
+        let defaults = &ctx.site.policy.default_resources;
+        let settings = crate::runner::Settings {
+            gitlab_url: url.value.clone(),
+            image: gl.runner_image.clone(),
+            docker: crate::runner::DockerAccess::from_endpoint(&endpoint.endpoint),
+            job_cpus: quota.as_ref().map_or(defaults.cpus, |q| q.cpus),
+            job_memory: quota
+                .as_ref()
+                .map_or(defaults.memory.bytes().unwrap_or(512 << 20), |q| q.memory),
+        };
+        let workspace = plan.repository.clone().unwrap_or_default();
+        desired.push(crate::runner::desired(
+            &settings,
+            account,
+            &workspace,
+            revision,
+            tags,
+            plan.disabled,
+        ));
+    }
+    Ok(actions)
 }
 
 /// Chooses the account's endpoint and host ports, against both the store
@@ -443,7 +535,48 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
         let backend = ctx.backend(endpoint)?;
         for action in &plan.actions {
             let line = describe(action);
-            match backend.execute(account, action).await {
+            let result = match action {
+                Action::RegisterRunner { .. } | Action::UnregisterRunner { .. } => {
+                    gitlab_action(ctx, account, action).await
+                }
+                Action::Create { container } if crate::runner::is_runner(container) => {
+                    match ctx.store.runner(account)? {
+                        Some(r) => {
+                            let real = Action::Create {
+                                container: Box::new(crate::runner::with_token(container, &r.token)),
+                            };
+                            backend
+                                .execute(account, &real)
+                                .await
+                                .map_err(|e| e.to_string())
+                        }
+                        None => Err("no runner is registered (registration failed?)".to_string()),
+                    }
+                }
+                Action::Recreate {
+                    id,
+                    container,
+                    changes,
+                } if crate::runner::is_runner(container) => match ctx.store.runner(account)? {
+                    Some(r) => {
+                        let real = Action::Recreate {
+                            id: id.clone(),
+                            container: Box::new(crate::runner::with_token(container, &r.token)),
+                            changes: changes.clone(),
+                        };
+                        backend
+                            .execute(account, &real)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    None => Err("no runner is registered (registration failed?)".to_string()),
+                },
+                _ => backend
+                    .execute(account, action)
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            match result {
                 Ok(()) => {
                     store.audit(account, "action", plan.revision.as_deref(), &line)?;
                     report.applied.push(line);
@@ -464,6 +597,41 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
     let last = rejection.or_else(|| report.errors.first().cloned());
     store.set_last_error(account, last.as_deref())?;
     Ok(report)
+}
+
+/// Registers or deletes the account's GitLab runner; the token goes to the
+/// store only.
+async fn gitlab_action(
+    ctx: &Context,
+    account: &str,
+    action: &Action,
+) -> std::result::Result<(), String> {
+    let Some(gl) = &ctx.gitlab else {
+        return Err("the site has no GitLab API".into());
+    };
+    match action {
+        Action::RegisterRunner { project, tags } => {
+            let created = gl
+                .create_runner(*project, &format!("berth {account}"), tags)
+                .await
+                .map_err(|e| e.to_string())?;
+            let stored = StoredRunner {
+                id: created.id,
+                token: created.token,
+                tags: tags.clone(),
+            };
+            ctx.store
+                .set_runner(account, Some(&stored))
+                .map_err(|e| e.to_string())
+        }
+        Action::UnregisterRunner { id } => {
+            gl.delete_runner(*id).await.map_err(|e| e.to_string())?;
+            ctx.store
+                .set_runner(account, None)
+                .map_err(|e| e.to_string())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// One line for logs and the audit: `create alice-web`.

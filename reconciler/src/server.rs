@@ -200,6 +200,11 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
     status(shared, push, CommitState::Running, "reconciling");
     let ctx = &shared.ctx;
     let observed = ctx.observe_account(&work.account).await;
+    if let Some(project) = push.and_then(|p| p.project_id)
+        && let Err(e) = ctx.store.set_project(&work.account, project)
+    {
+        tracing::warn!(cause = %e, "recording the project id");
+    }
     let refreshed = crate::discovery::refresh(ctx, &work.account).await;
     let evaluated = match refreshed {
         Ok(()) => reconcile::evaluate(ctx, &work.account, &observed, push).await,

@@ -89,12 +89,47 @@ CREATE TABLE IF NOT EXISTS placements (
     account TEXT PRIMARY KEY,
     endpoint TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS projects (
+    account TEXT PRIMARY KEY,
+    project_id INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runners (
+    account TEXT PRIMARY KEY,
+    runner_id INTEGER NOT NULL,
+    token TEXT NOT NULL,
+    tags TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS last_error (
     account TEXT PRIMARY KEY,
     at INTEGER NOT NULL,
     message TEXT NOT NULL
 );
 ";
+
+fn restrict(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+/// A GitLab runner registered for an account. The token is a secret: it
+/// never leaves the store except into the runner's own container.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredRunner {
+    pub id: u64,
+    pub token: String,
+    pub tags: Vec<String>,
+}
+
+impl std::fmt::Debug for StoredRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRunner")
+            .field("id", &self.id)
+            .field("tags", &self.tags)
+            .finish_non_exhaustive()
+    }
+}
 
 pub fn now() -> i64 {
     SystemTime::now()
@@ -110,7 +145,15 @@ impl Store {
             path: dir.display().to_string(),
             source,
         })?;
-        let conn = Connection::open(dir.join("berth.sqlite3"))?;
+        let path = dir.join("berth.sqlite3");
+        let conn = Connection::open(&path)?;
+        // Runner tokens live here: readable by Berth's user only.
+        restrict(&path);
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.clone().into_os_string();
+            side.push(suffix);
+            restrict(Path::new(&side));
+        }
         Self::init(conn)
     }
 
@@ -261,6 +304,62 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The GitLab project id of an account's workspace, learnt from pushes.
+    pub fn project(&self, account: &str) -> Result<Option<u64>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT project_id FROM projects WHERE account = ?1",
+                [account],
+                |r| r.get::<_, i64>(0).map(|v| v as u64),
+            )
+            .optional()?)
+    }
+
+    pub fn set_project(&self, account: &str, project: u64) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO projects (account, project_id) VALUES (?1, ?2)
+             ON CONFLICT(account) DO UPDATE SET project_id = ?2",
+            params![account, project as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn runner(&self, account: &str) -> Result<Option<StoredRunner>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT runner_id, token, tags FROM runners WHERE account = ?1",
+                [account],
+                |r| {
+                    let tags: String = r.get(2)?;
+                    Ok(StoredRunner {
+                        id: r.get::<_, i64>(0)? as u64,
+                        token: r.get(1)?,
+                        tags: tags
+                            .split(',')
+                            .filter(|t| !t.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn set_runner(&self, account: &str, runner: Option<&StoredRunner>) -> Result<()> {
+        let conn = self.conn();
+        match runner {
+            Some(r) => conn.execute(
+                "INSERT INTO runners (account, runner_id, token, tags) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(account) DO UPDATE SET runner_id = ?2, token = ?3, tags = ?4",
+                params![account, r.id as i64, r.token, r.tags.join(",")],
+            )?,
+            None => conn.execute("DELETE FROM runners WHERE account = ?1", [account])?,
+        };
+        Ok(())
+    }
+
     /// All allocations on `endpoint`: key → host port.
     pub fn ports(&self, endpoint: &str) -> Result<BTreeMap<PortKey, u16>> {
         let conn = self.conn();
@@ -352,6 +451,30 @@ mod tests {
         s.set_account_ports("local", "alice", &BTreeMap::new())
             .expect("release");
         assert!(s.ports("local").expect("read").is_empty());
+    }
+
+    #[test]
+    fn runners_round_trip_and_the_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("berth-store-runner-{}", std::process::id()));
+        let s = Store::open(&dir).expect("open");
+        let r = StoredRunner {
+            id: 7,
+            token: "glrt-secret".into(),
+            tags: vec!["docker".into(), "gpu".into()],
+        };
+        s.set_runner("alice", Some(&r)).expect("set");
+        assert_eq!(s.runner("alice").expect("read"), Some(r.clone()));
+        assert!(!format!("{r:?}").contains("glrt-secret"));
+        s.set_runner("alice", None).expect("clear");
+        assert_eq!(s.runner("alice").expect("read"), None);
+        let mode = std::fs::metadata(dir.join("berth.sqlite3"))
+            .expect("file")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct SiteOptions {
     /// Take repositories from GitLab groups (mirrored from the local bare
     /// repositories through a file:// clone URL) instead of the directory.
     pub gitlab_repositories: bool,
+    /// Image of runner containers (a local stand-in in tests).
+    pub runner_image: Option<String>,
 }
 
 /// Secrets the test site names; the fixture exports them to the binary.
@@ -59,6 +61,7 @@ impl World {
                 gitlab: None,
                 resync: "5m".into(),
                 gitlab_repositories: false,
+                runner_image: None,
             },
         }
     }
@@ -198,7 +201,11 @@ impl World {
             .unwrap_or_else(|| self.services.ldap_url.clone());
         let gitlab = match &o.gitlab {
             Some(url) => format!(
-                "gitlab:\n  url: {url}\n  token_env: BERTH_GITLAB_TOKEN\n  webhook_secret_env: BERTH_WEBHOOK_SECRET\n"
+                "gitlab:\n  url: {url}\n  token_env: BERTH_GITLAB_TOKEN\n  webhook_secret_env: BERTH_WEBHOOK_SECRET\n{}",
+                o.runner_image
+                    .as_ref()
+                    .map(|i| format!("  runner_image: {i}\n"))
+                    .unwrap_or_default()
             ),
             None => String::new(),
         };

@@ -45,6 +45,8 @@ pub enum DockerError {
     NoGpuSupport(String),
     #[error("pulling {image}: {message}")]
     Pull { image: String, message: String },
+    #[error("packing files for {name}: {message}")]
+    Upload { name: String, message: String },
 }
 
 pub type Result<T, E = DockerError> = std::result::Result<T, E>;
@@ -255,6 +257,8 @@ impl DockerBackend {
                 }
             }
             Action::Remove { id, name } => self.remove(id, name).await,
+            // GitLab's business, done by the reconciler before any container action.
+            Action::RegisterRunner { .. } | Action::UnregisterRunner { .. } => Ok(()),
         }
     }
 
@@ -310,6 +314,19 @@ impl DockerBackend {
             }
             Err(e) => return Err(Self::api("create", &d.full_name)(e)),
         };
+        if !d.uploads.is_empty() {
+            let tar = archive(&d.uploads).map_err(|e| DockerError::Upload {
+                name: d.full_name.clone(),
+                message: e.to_string(),
+            })?;
+            let opts = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+                .path("/")
+                .build();
+            self.docker
+                .upload_to_container(&created.id, Some(opts), bollard::body_full(tar.into()))
+                .await
+                .map_err(Self::api("upload files into", &d.full_name))?;
+        }
         if d.state == State::Running {
             self.start(&created.id, &d.full_name).await?;
         }
@@ -368,6 +385,12 @@ impl DockerBackend {
                 typ: Some(MountType::VOLUME),
                 ..Default::default()
             })
+            .chain(spec.docker_socket.iter().map(|socket| Mount {
+                target: Some("/var/run/docker.sock".into()),
+                source: Some(socket.clone()),
+                typ: Some(MountType::BIND),
+                ..Default::default()
+            }))
             .collect();
         let host_config = HostConfig {
             memory: i64::try_from(spec.memory).ok(),
@@ -396,6 +419,22 @@ impl DockerBackend {
             ..Default::default()
         })
     }
+}
+
+/// A tar archive of `files` (absolute path → content), mode 0600, owned
+/// by root, with their parent directories.
+fn archive(files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let rel = path.trim_start_matches('/');
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o600);
+        header.set_mtime(0);
+        header.set_cksum();
+        builder.append_data(&mut header, rel, content.as_slice())?;
+    }
+    builder.into_inner()
 }
 
 /// `registry/repo:tag` → (`registry/repo`, `tag`); digests stay whole.
@@ -444,6 +483,8 @@ mod tests {
             gpus,
             volumes: BTreeMap::from([("/data".into(), "berth-alice-data".into())]),
             network: "berth-alice".into(),
+            docker_socket: None,
+            files: BTreeMap::new(),
         };
         DesiredContainer {
             account: "alice".into(),
@@ -455,6 +496,7 @@ mod tests {
             state: State::Running,
             spec_hash: spec.hash(),
             spec,
+            uploads: vec![],
         }
     }
 

@@ -85,7 +85,10 @@ pub fn summarize(plans: &[(String, Result<AccountPlan, ReconcileError>)]) -> Sum
                 Action::Remove { .. } => s.remove += 1,
                 Action::Start { .. } => s.start += 1,
                 Action::Stop { .. } => s.stop += 1,
-                Action::CreateNetwork { .. } | Action::CreateVolume { .. } => s.setup += 1,
+                Action::CreateNetwork { .. }
+                | Action::CreateVolume { .. }
+                | Action::RegisterRunner { .. }
+                | Action::UnregisterRunner { .. } => s.setup += 1,
             }
         }
     }
@@ -223,6 +226,10 @@ pub fn plan_text(plans: &[(String, Result<AccountPlan, ReconcileError>)]) -> Str
                 Action::Remove { name, .. } => format!("  - remove {name} (volumes kept)"),
                 Action::Start { name, .. } => format!("  > start {name}"),
                 Action::Stop { name, .. } => format!("  < stop {name}"),
+                Action::RegisterRunner { tags, .. } => {
+                    format!("  + register GitLab runner (tags: {})", tags.join(", "))
+                }
+                Action::UnregisterRunner { id } => format!("  - unregister GitLab runner {id}"),
             };
             let _ = writeln!(out, "{line}");
             for c in fields_of(a) {
