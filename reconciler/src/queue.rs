@@ -1,8 +1,9 @@
 //! The per-account coalescing work queue of the serve loop. At most one
 //! reconcile per account is in flight; requests arriving meanwhile collapse
-//! into one pending entry that keeps the newest revision. A push waits a
-//! short settle time (reset by further pushes, capped) so a burst becomes
-//! one reconcile. Memory is bounded by the number of accounts, whatever the
+//! into one pending entry that keeps the newest revision. A push after a
+//! quiet spell runs at once; pushes inside a burst wait a short settle time
+//! (reset by each push, capped), so a burst costs two reconciles at most:
+//! its first push and its last. Memory is bounded by the number of accounts, whatever the
 //! flood of webhook deliveries.
 
 use berth_webhook::{Metrics, SyncRequest, SyncSink};
@@ -29,6 +30,9 @@ struct State {
     pending: BTreeMap<String, Work>,
     order: VecDeque<String>,
     in_flight: HashSet<String>,
+    /// When each account last got a push: a push after a quiet spell runs
+    /// at once, one inside a burst waits for the burst to end.
+    last_push: BTreeMap<String, Instant>,
     closed: bool,
 }
 
@@ -72,7 +76,20 @@ impl Queue {
             return;
         }
         let now = Instant::now();
-        let settle = if push.is_some() {
+        let in_burst = push.is_some()
+            && st
+                .last_push
+                .get(account)
+                .is_some_and(|at| now.duration_since(*at) < self.settle);
+        if push.is_some() {
+            st.last_push.insert(account.to_string(), now);
+            if st.last_push.len() > 100_000 {
+                let settle = self.settle;
+                st.last_push
+                    .retain(|_, at| now.duration_since(*at) < settle);
+            }
+        }
+        let settle = if in_burst {
             self.settle
         } else {
             Duration::ZERO
@@ -115,6 +132,7 @@ impl Queue {
                     order,
                     in_flight,
                     closed,
+                    ..
                 } = &mut *st;
                 let now = Instant::now();
                 let runnable = |a: &String| {
@@ -208,18 +226,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn pushes_settle_before_running_and_each_push_restarts_the_wait() {
+    async fn the_first_push_runs_at_once_and_a_burst_settles() {
         let q = Queue::with_settle(Arc::new(Metrics::default()), Duration::from_millis(50));
+        let t = Instant::now();
         q.submit(push("alice", "r1"));
+        assert_eq!(
+            q.next()
+                .await
+                .and_then(|w| w.push)
+                .and_then(|p| p.revision)
+                .as_deref(),
+            Some("r1")
+        );
+        assert_eq!(t.elapsed(), Duration::ZERO, "no wait after a quiet spell");
+        q.done("alice");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        q.submit(push("alice", "r2"));
         let started = Instant::now();
         let next = {
             let q = q.clone();
             tokio::spawn(async move { q.next().await })
         };
         tokio::time::sleep(Duration::from_millis(40)).await;
-        q.submit(push("alice", "r2"));
+        q.submit(push("alice", "r3"));
         let w = next.await.expect("join").expect("work");
-        assert_eq!(w.push.and_then(|p| p.revision).as_deref(), Some("r2"));
+        assert_eq!(w.push.and_then(|p| p.revision).as_deref(), Some("r3"));
         assert!(
             started.elapsed() >= Duration::from_millis(90),
             "{:?}",
