@@ -185,6 +185,10 @@ impl World {
         )
     }
 
+    pub fn repos_dir(&self) -> PathBuf {
+        self.dir.join("repos")
+    }
+
     pub fn site_path(&self) -> PathBuf {
         self.dir.join("site.yaml")
     }
@@ -273,13 +277,24 @@ state_dir: {state}
     /// Starts `reconciler serve` on a free loopback port and waits until it
     /// answers `/healthz`.
     pub fn serve(&self) -> Server {
+        self.serve_with(&[])
+    }
+
+    /// `serve` with extra arguments (e.g. `--watch DIR`).
+    pub fn serve_with(&self, extra: &[&str]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
         let addr = format!("127.0.0.1:{port}");
         let child = self
-            .reconciler_command(&["serve", "--listen", &addr, "--workers", "4"])
+            .reconciler_command(
+                &[
+                    &["serve", "--listen", addr.as_str(), "--workers", "4"][..],
+                    extra,
+                ]
+                .concat(),
+            )
             .env("BERTH_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -269,3 +269,38 @@ async fn sigterm_mid_reconcile_exits_cleanly_and_the_next_start_converges() {
         (names.len() == 10 && names.iter().all(|n| running(&w, n))).then_some(())
     });
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_mode_reconciles_local_pushes_without_gitlab() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let _lock = SERIAL.lock().await;
+    let mut w = World::new(&s, 22600);
+    let a = w.account("a", &["students"]);
+    w.commit(&a, Some("version: 1\n"), &w.mail(&a));
+    let repos = w.repos_dir().display().to_string();
+    let _server = w.serve_with(&["--watch", &repos]);
+    w.commit(&a, Some(&web("watched", &s.test_image)), &w.mail(&a));
+    wait_for(
+        Duration::from_secs(30),
+        "the pushed revision to run",
+        || running(&w, &format!("{a}-web")).then_some(()),
+    );
+    // A commit from someone else is refused the same way as through apply.
+    w.commit(&a, Some(&web("evil", &s.test_image)), "mallory@evil.test");
+    wait_for(
+        Duration::from_secs(30),
+        "the rejection to be recorded",
+        || {
+            w.status(&a)["last_error"]
+                .as_str()
+                .filter(|e| e.contains("committer email"))
+                .map(str::to_string)
+        },
+    );
+    assert!(
+        w.inspect(&format!("{a}-web"), "{{.Config.Env}}")
+            .is_some_and(|e| e.contains("GREETING=watched"))
+    );
+}
