@@ -302,6 +302,47 @@ pub fn place(
         .cloned()
 }
 
+/// Fixtures shared by the tests of the modules that consume desired
+/// containers (plan, backends).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// nginx with one env var, port 80 on 127.0.0.1:20000 and a volume.
+    pub fn spec() -> ContainerSpec {
+        ContainerSpec {
+            image: "docker.io/library/nginx:1".into(),
+            command: None,
+            env: BTreeMap::from([("GREETING".into(), "hello".into())]),
+            ports: BTreeMap::from([(80, 20000)]),
+            bind_address: "127.0.0.1".into(),
+            cpus: 1.0,
+            memory: 1 << 28,
+            gpus: 0,
+            volumes: BTreeMap::from([("/data".into(), "berth-alice-data".into())]),
+            network: "berth-alice".into(),
+            docker_socket: None,
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// alice's container `name` with `spec`.
+    pub fn container(name: &str, spec: ContainerSpec, state: State) -> DesiredContainer {
+        DesiredContainer {
+            account: "alice".into(),
+            name: name.into(),
+            full_name: format!("alice-{name}"),
+            workspace: "alice/workspace".into(),
+            revision: "abc".into(),
+            backend: Backend::Docker,
+            state,
+            spec_hash: spec.hash(),
+            spec,
+            uploads: vec![],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,25 +399,13 @@ mod tests {
 
     #[test]
     fn spec_hash_changes_with_the_spec_only() {
-        let spec = ContainerSpec {
-            image: "docker.io/library/nginx:1".into(),
-            command: None,
-            env: BTreeMap::from([("A".into(), "1".into())]),
-            ports: BTreeMap::from([(80, 20000)]),
-            bind_address: "127.0.0.1".into(),
-            cpus: 1.0,
-            memory: 1 << 28,
-            gpus: 0,
-            volumes: BTreeMap::new(),
-            network: "berth-alice".into(),
-            docker_socket: None,
-            files: BTreeMap::new(),
-        };
+        let spec = fixtures::spec();
         let mut other = spec.clone();
         assert_eq!(spec.hash(), other.hash());
-        other.env.insert("A".into(), "2".into());
+        other.env.insert("GREETING".into(), "hi".into());
         assert_ne!(spec.hash(), other.hash());
-        assert_eq!(other.fields()["env.A"], "2");
+        assert_eq!(other.fields()["env.GREETING"], "hi");
+        assert_eq!(spec.fields()["memory"], "256Mi");
         assert_eq!(spec.fields()["ports.80"], "127.0.0.1:20000");
     }
 }

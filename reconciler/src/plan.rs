@@ -208,36 +208,12 @@ pub fn changes(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::ContainerSpec;
-    use berth_spec::Backend;
+    use crate::desired::fixtures;
 
     fn desired(name: &str, env: &str, state: State) -> DesiredContainer {
-        let spec = ContainerSpec {
-            image: "docker.io/library/nginx:1".into(),
-            command: None,
-            env: BTreeMap::from([("GREETING".into(), env.into())]),
-            ports: BTreeMap::from([(80, 20000)]),
-            bind_address: "127.0.0.1".into(),
-            cpus: 1.0,
-            memory: 1 << 28,
-            gpus: 0,
-            volumes: BTreeMap::from([("/data".into(), "berth-alice-data".into())]),
-            network: "berth-alice".into(),
-            docker_socket: None,
-            files: BTreeMap::new(),
-        };
-        DesiredContainer {
-            account: "alice".into(),
-            name: name.into(),
-            full_name: format!("alice-{name}"),
-            workspace: "alice/workspace".into(),
-            revision: "r1".into(),
-            backend: Backend::Docker,
-            state,
-            spec_hash: spec.hash(),
-            spec,
-            uploads: vec![],
-        }
+        let mut spec = fixtures::spec();
+        spec.env.insert("GREETING".into(), env.into());
+        fixtures::container(name, spec, state)
     }
 
     fn observed(d: &DesiredContainer, running: bool) -> ObservedContainer {

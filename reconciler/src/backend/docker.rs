@@ -457,8 +457,7 @@ fn api_at_least(version: &str, major: u32, minor: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::ContainerSpec;
-    use berth_spec::Backend;
+    use crate::desired::fixtures;
 
     fn backend(api: &str) -> DockerBackend {
         let docker =
@@ -472,32 +471,13 @@ mod tests {
     }
 
     fn desired(gpus: u32) -> DesiredContainer {
-        let spec = ContainerSpec {
-            image: "docker.io/library/nginx:1".into(),
-            command: Some(vec!["nginx".into()]),
-            env: BTreeMap::from([("A".into(), "1".into())]),
-            ports: BTreeMap::from([(80, 20001)]),
-            bind_address: "127.0.0.1".into(),
-            cpus: 0.5,
-            memory: 64 << 20,
-            gpus,
-            volumes: BTreeMap::from([("/data".into(), "berth-alice-data".into())]),
-            network: "berth-alice".into(),
-            docker_socket: None,
-            files: BTreeMap::new(),
-        };
-        DesiredContainer {
-            account: "alice".into(),
-            name: "web".into(),
-            full_name: "alice-web".into(),
-            workspace: "alice/workspace".into(),
-            revision: "abc".into(),
-            backend: Backend::Docker,
-            state: State::Running,
-            spec_hash: spec.hash(),
-            spec,
-            uploads: vec![],
-        }
+        let mut spec = fixtures::spec();
+        spec.command = Some(vec!["nginx".into()]);
+        spec.ports = BTreeMap::from([(80, 20001)]);
+        spec.cpus = 0.5;
+        spec.memory = 64 << 20;
+        spec.gpus = gpus;
+        fixtures::container("web", spec, State::Running)
     }
 
     #[test]
