@@ -99,17 +99,7 @@ impl World {
     }
 
     fn ldapmodify(&self, ldif: &str, add_first: bool) {
-        let s = &self.services;
-        let mut cmd = Command::new("ldapmodify");
-        cmd.args([
-            "-x",
-            "-H",
-            &s.ldap_url,
-            "-D",
-            &s.ldap_bind_dn,
-            "-w",
-            &s.ldap_password,
-        ]);
+        let mut cmd = self.services.ldap_tool("ldapmodify");
         if add_first {
             cmd.arg("-a");
         }
@@ -379,16 +369,8 @@ impl Drop for World {
                     s.docker(&args);
                 }
             }
-            let _ = Command::new("ldapdelete")
-                .args([
-                    "-x",
-                    "-H",
-                    &s.ldap_url,
-                    "-D",
-                    &s.ldap_bind_dn,
-                    "-w",
-                    &s.ldap_password,
-                ])
+            let _ = s
+                .ldap_tool("ldapdelete")
                 .arg(format!("uid={account},ou=people,{}", s.ldap_base))
                 .output();
         }

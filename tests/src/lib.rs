@@ -55,11 +55,27 @@ impl Services {
             .expect("docker CLI runs")
     }
 
+    /// An OpenLDAP client tool (`ldapsearch`, `ldapmodify`, …) bound as
+    /// the directory's admin.
+    pub fn ldap_tool(&self, tool: &str) -> Command {
+        let mut cmd = Command::new(tool);
+        cmd.args([
+            "-x",
+            "-H",
+            &self.ldap_url,
+            "-D",
+            &self.ldap_bind_dn,
+            "-w",
+            &self.ldap_password,
+        ]);
+        cmd
+    }
+
     /// `ldapsearch` under the base DN; returns its LDIF output.
     pub fn ldapsearch(&self, filter: &str, attrs: &[&str]) -> String {
-        let out = Command::new("ldapsearch")
-            .args(["-x", "-LLL", "-H", &self.ldap_url, "-D", &self.ldap_bind_dn])
-            .args(["-w", &self.ldap_password, "-b", &self.ldap_base, filter])
+        let out = self
+            .ldap_tool("ldapsearch")
+            .args(["-LLL", "-b", &self.ldap_base, filter])
             .args(attrs)
             .output()
             .expect("ldapsearch runs");
