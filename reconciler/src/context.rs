@@ -89,6 +89,10 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
             (LocalSource::new(root, repository.as_str()), Some(mirrors))
         }
     };
+    let site_registry = site
+        .registry
+        .as_ref()
+        .map(crate::registry::Registry::from_site);
     let store = Store::open(Path::new(&site.state_dir.value))?;
     let directory = Directory::from_site(&site)?;
     let mut docker = BTreeMap::new();
@@ -107,5 +111,6 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
         reservations: Default::default(),
         mirrors,
         gitlab,
+        registry: site_registry,
     })
 }

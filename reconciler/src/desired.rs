@@ -150,6 +150,8 @@ pub struct Context<'a> {
     pub bind_address: &'a str,
     /// Host port of each (container, container port); see [`allocate_ports`].
     pub ports: &'a BTreeMap<PortKey, u16>,
+    /// Digests the revision was accepted with (share key → digest).
+    pub pins: &'a BTreeMap<String, String>,
     /// A disabled account keeps its containers, stopped.
     pub disabled: bool,
 }
@@ -162,9 +164,13 @@ pub fn containers(ws: &Workspace, cx: &Context<'_>) -> Vec<DesiredContainer> {
         .filter(|c| policy::backend_of(cx.site, c) == Backend::Docker)
         .map(|c| {
             let (cpus, memory, gpus) = policy::requested(cx.site, c);
-            let image = ImageRef::parse(&c.image)
-                .map(|r| r.to_string())
-                .unwrap_or_else(|_| c.image.value.clone());
+            let image = match ImageRef::parse(&c.image) {
+                Ok(r) => match cx.pins.get(&berth_spec::policy::share_key(&r)) {
+                    Some(digest) => format!("{}@{digest}", r.repository()),
+                    None => r.to_string(),
+                },
+                Err(_) => c.image.value.clone(),
+            };
             let ports = c
                 .ports
                 .iter()

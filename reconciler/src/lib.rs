@@ -33,6 +33,8 @@ pub mod plan;
 pub mod queue;
 /// One account: evaluate, then execute.
 pub mod reconcile;
+/// The department registry's API.
+pub mod registry;
 /// Per-account GitLab runners.
 pub mod runner;
 /// `reconciler serve`.

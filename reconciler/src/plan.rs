@@ -16,6 +16,8 @@ pub struct ObservedContainer {
     /// Declared name (`berth.name` label).
     pub name: String,
     pub full_name: String,
+    /// The image reference the container was created from.
+    pub image: String,
     pub spec_hash: String,
     pub revision: String,
     pub running: bool,
@@ -222,6 +224,7 @@ mod tests {
             account: d.account.clone(),
             name: d.name.clone(),
             full_name: d.full_name.clone(),
+            image: d.spec.image.clone(),
             spec_hash: d.spec_hash.clone(),
             revision: d.revision.clone(),
             running,

@@ -11,6 +11,7 @@ use crate::plan::{self, Action, ObservedAccount};
 use crate::source::{LocalSource, Revision, SourceError, WorkspaceFile};
 use crate::store::StoredRunner;
 use crate::store::{PortKey, Store, StoreError};
+use berth_spec::policy::{Shared, share_key};
 use berth_spec::{Site, Workspace};
 use berth_webhook::SyncRequest;
 use serde::Serialize;
@@ -43,6 +44,8 @@ pub enum ReconcileError {
     GitLab(#[from] crate::gitlab::GitLabError),
     #[error("repositories from GitLab need the GitLab API (gitlab.url and gitlab.token_env)")]
     NoGitLab,
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 pub type Result<T, E = ReconcileError> = std::result::Result<T, E>;
@@ -63,6 +66,8 @@ pub struct Context {
     pub mirrors: Option<crate::mirror::Mirrors>,
     /// The GitLab API, when the site configures URL and token.
     pub gitlab: Option<crate::gitlab::GitLab>,
+    /// The department registry, when the site names one.
+    pub registry: Option<crate::registry::Registry>,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +106,11 @@ pub struct AccountPlan {
     pub actions: Vec<Action>,
     #[serde(skip)]
     pub ports: BTreeMap<PortKey, u16>,
+    /// Department-registry images of the revision, pinned: share key → digest.
+    pub pins: BTreeMap<String, String>,
+    /// What an accepted revision shares (share key → description).
+    #[serde(skip)]
+    pub shares: BTreeMap<String, String>,
     pub warnings: Vec<String>,
 }
 
@@ -168,6 +178,7 @@ fn check_revision(
     site: &Site,
     account: &Account,
     rev: &Revision,
+    shared: &Shared,
 ) -> std::result::Result<Workspace, String> {
     let bytes = match &rev.file {
         WorkspaceFile::Missing => {
@@ -190,8 +201,83 @@ fn check_revision(
             .join("; ")
     };
     let ws = berth_spec::parse_workspace(bytes).map_err(describe)?;
-    berth_spec::policy::check(&ws, site, &account.name, &account.groups).map_err(describe)?;
+    berth_spec::policy::check_with(&ws, site, &account.name, &account.groups, shared)
+        .map_err(describe)?;
     Ok(ws)
+}
+
+/// Images other accounts share with `account`.
+fn shared_with(ctx: &Context, account: &str) -> Result<Shared> {
+    Ok(ctx
+        .store
+        .shares()?
+        .into_iter()
+        .filter(|(owner, _, _)| owner != account)
+        .map(|(_, image, _)| image)
+        .collect())
+}
+
+/// Digests of the workspace's department-registry images (share key →
+/// digest), or why the revision cannot run (an image that does not exist).
+async fn resolve_pins(
+    ctx: &Context,
+    ws: &Workspace,
+) -> Result<std::result::Result<BTreeMap<String, String>, String>> {
+    let mut pins = BTreeMap::new();
+    let Some(registry) = &ctx.registry else {
+        return Ok(Ok(pins));
+    };
+    for c in &ws.containers {
+        let Ok(image) = berth_spec::ImageRef::parse(&c.image) else {
+            continue;
+        };
+        if image.registry != registry.host() {
+            continue;
+        }
+        let key = share_key(&image);
+        let digest = match (&image.digest, &image.tag) {
+            (Some(d), _) => Some(d.clone()),
+            (None, Some(tag)) => registry.digest(&image.path, tag).await?,
+            (None, None) => None,
+        };
+        match digest {
+            Some(d) => {
+                pins.insert(key, d);
+            }
+            None => {
+                return Ok(Err(format!(
+                    "image `{image}` does not exist in the department registry"
+                )));
+            }
+        }
+    }
+    Ok(Ok(pins))
+}
+
+/// Warnings for images the workspace runs that their owner no longer shares.
+fn unshared_warnings(
+    ctx: &Context,
+    account: &str,
+    ws: &Workspace,
+    shared: &Shared,
+    pins: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let Some(reg) = &ctx.site.registry else {
+        return vec![];
+    };
+    ws.containers
+        .iter()
+        .filter_map(|c| berth_spec::ImageRef::parse(&c.image).ok())
+        .filter(|i| i.registry == reg.host.value)
+        .filter_map(|i| {
+            let owner = i.namespace()?.to_string();
+            let key = share_key(&i);
+            (owner != account && !shared.contains(&key)).then(|| {
+                let pin = pins.get(&key).map(String::as_str).unwrap_or("its last digest");
+                format!("image `{key}` is no longer shared by `{owner}`; running the pinned {pin}; a new revision naming it will be refused")
+            })
+        })
+        .collect()
 }
 
 /// Observed state by endpoint, then by account.
@@ -218,6 +304,8 @@ pub async fn evaluate(
         disabled: false,
         actions: vec![],
         ports: BTreeMap::new(),
+        pins: BTreeMap::new(),
+        shares: BTreeMap::new(),
         warnings: vec![],
     };
     let Some(head) = head else { return Ok(plan) };
@@ -243,12 +331,37 @@ pub async fn evaluate(
             }
             _ => Ok(()),
         };
+        let shared = shared_with(ctx, account)?;
         let verdict = pusher_ok
             .and_then(|()| identity::admit(site, account, identity.as_ref(), &head.committer_email))
             .map_err(|r| r.to_string())
             .and_then(|()| {
-                check_revision(site, identity.as_ref().ok_or("unknown account")?, &head)
+                check_revision(
+                    site,
+                    identity.as_ref().ok_or("unknown account")?,
+                    &head,
+                    &shared,
+                )
             });
+        let verdict = match verdict {
+            Ok(ws) => match resolve_pins(ctx, &ws).await? {
+                Ok(pins) => {
+                    plan.pins = pins;
+                    plan.shares = ws
+                        .images
+                        .iter()
+                        .flat_map(|i| i.share.iter())
+                        .filter_map(|s| {
+                            let image = berth_spec::ImageRef::parse(&s.image).ok()?;
+                            Some((share_key(&image), s.description.clone().unwrap_or_default()))
+                        })
+                        .collect();
+                    Ok(ws)
+                }
+                Err(reason) => Err(reason),
+            },
+            Err(e) => Err(e),
+        };
         match verdict {
             Ok(ws) => {
                 let (name, sha, since) = (
@@ -292,6 +405,13 @@ pub async fn evaluate(
             .await?
         }
     };
+    if !matches!(plan.decision, Decision::Accept { .. }) {
+        plan.pins = ctx.store.pins(account, &revision)?;
+    }
+    let shared = shared_with(ctx, account)?;
+    plan.warnings.extend(unshared_warnings(
+        ctx, account, &workspace, &shared, &plan.pins,
+    ));
     let (endpoint, ports) = reserve(ctx, account, &workspace)?;
     plan.ports = ports;
     let backend_conf = site
@@ -309,6 +429,7 @@ pub async fn evaluate(
             revision: &revision,
             bind_address: &backend_conf.bind_address,
             ports: &plan.ports,
+            pins: &plan.pins,
             disabled: plan.disabled,
         },
     );
@@ -517,6 +638,8 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
                 revision,
                 &format!("{commits} new commit(s); identity and policy checks passed"),
             )?;
+            store.set_pins(account, revision, &plan.pins)?;
+            store.set_shares(account, &plan.shares)?;
         }
         Decision::Reject { revision, reason } => {
             let message = format!("revision {} rejected: {reason}", short(revision));
@@ -596,6 +719,7 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
     }
     let last = rejection.or_else(|| report.errors.first().cloned());
     store.set_last_error(account, last.as_deref())?;
+    store.set_warnings(account, &plan.warnings)?;
     Ok(report)
 }
 

@@ -99,6 +99,23 @@ CREATE TABLE IF NOT EXISTS runners (
     token TEXT NOT NULL,
     tags TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS shares (
+    owner TEXT NOT NULL,
+    image TEXT NOT NULL,
+    description TEXT NOT NULL,
+    PRIMARY KEY (owner, image)
+);
+CREATE TABLE IF NOT EXISTS pins (
+    account TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    image TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (account, revision, image)
+);
+CREATE TABLE IF NOT EXISTS warnings (
+    account TEXT PRIMARY KEY,
+    message TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS last_error (
     account TEXT PRIMARY KEY,
     at INTEGER NOT NULL,
@@ -358,6 +375,90 @@ impl Store {
             None => conn.execute("DELETE FROM runners WHERE account = ?1", [account])?,
         };
         Ok(())
+    }
+
+    /// Replaces the images `owner` shares (share key → description).
+    pub fn set_shares(&self, owner: &str, shares: &BTreeMap<String, String>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM shares WHERE owner = ?1", [owner])?;
+        for (image, description) in shares {
+            tx.execute(
+                "INSERT INTO shares (owner, image, description) VALUES (?1, ?2, ?3)",
+                params![owner, image, description],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every share: (owner, share key, description).
+    pub fn shares(&self) -> Result<Vec<(String, String, String)>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT owner, image, description FROM shares ORDER BY image")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records the digests a revision was accepted with (image → digest).
+    pub fn set_pins(
+        &self,
+        account: &str,
+        revision: &str,
+        pins: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM pins WHERE account = ?1 AND revision != ?2",
+            params![account, revision],
+        )?;
+        for (image, digest) in pins {
+            tx.execute(
+                "INSERT OR REPLACE INTO pins (account, revision, image, digest) VALUES (?1, ?2, ?3, ?4)",
+                params![account, revision, image, digest],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn pins(&self, account: &str, revision: &str) -> Result<BTreeMap<String, String>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT image, digest FROM pins WHERE account = ?1 AND revision = ?2")?;
+        let rows = stmt.query_map(params![account, revision], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The account's current warnings (replaced on each reconcile).
+    pub fn set_warnings(&self, account: &str, warnings: &[String]) -> Result<()> {
+        let conn = self.conn();
+        if warnings.is_empty() {
+            conn.execute("DELETE FROM warnings WHERE account = ?1", [account])?;
+        } else {
+            conn.execute(
+                "INSERT INTO warnings (account, message) VALUES (?1, ?2)
+                 ON CONFLICT(account) DO UPDATE SET message = ?2",
+                params![account, warnings.join("\n")],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn warnings(&self, account: &str) -> Result<Vec<String>> {
+        let msg: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT message FROM warnings WHERE account = ?1",
+                [account],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(msg
+            .map(|m| m.lines().map(str::to_string).collect())
+            .unwrap_or_default())
     }
 
     /// All allocations on `endpoint`: key → host port.

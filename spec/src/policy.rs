@@ -73,6 +73,32 @@ pub fn backend_of(site: &Site, c: &Container) -> Backend {
 /// registry in the account's own namespace. (Shared images are added by the
 /// caller that knows the shares.)
 pub fn image_allowed(site: &Site, account: &str, image: &ImageRef) -> Result<(), String> {
+    image_allowed_with(site, account, image, &Shared::new())
+}
+
+/// Images their owners share, as [`share_key`]s.
+pub type Shared = std::collections::BTreeSet<String>;
+
+/// `registry/path:tag` of an image, the unit of sharing (a digest pins bits,
+/// it does not change what is shared).
+pub fn share_key(image: &ImageRef) -> String {
+    format!(
+        "{}:{}",
+        image.repository(),
+        image.tag.as_deref().unwrap_or("latest")
+    )
+}
+
+/// [`image_allowed`], also accepting images in `shared`.
+pub fn image_allowed_with(
+    site: &Site,
+    account: &str,
+    image: &ImageRef,
+    shared: &Shared,
+) -> Result<(), String> {
+    if shared.contains(&share_key(image)) {
+        return Ok(());
+    }
     if site
         .policy
         .allowed_registries
@@ -125,13 +151,24 @@ pub fn check(
     account: &str,
     groups: &[String],
 ) -> Result<(), Diagnostics> {
+    check_with(ws, site, account, groups, &Shared::new())
+}
+
+/// [`check`], with the images other accounts share.
+pub fn check_with(
+    ws: &Workspace,
+    site: &Site,
+    account: &str,
+    groups: &[String],
+    shared: &Shared,
+) -> Result<(), Diagnostics> {
     let mut out = Collector::default();
     if let Some(problem) = dns_label_problem(account, MAX_ACCOUNT) {
         out.push(Pos::START, format!("account {problem}"));
     }
     for c in &ws.containers {
         if let Ok(image) = ImageRef::parse(&c.image)
-            && let Err(why) = image_allowed(site, account, &image)
+            && let Err(why) = image_allowed_with(site, account, &image, shared)
         {
             out.push(c.image.pos, why);
         }

@@ -34,6 +34,8 @@ pub struct SiteOptions {
     pub gitlab_repositories: bool,
     /// Image of runner containers (a local stand-in in tests).
     pub runner_image: Option<String>,
+    /// The department registry (host:port, plain HTTP).
+    pub registry: Option<String>,
 }
 
 /// Secrets the test site names; the fixture exports them to the binary.
@@ -62,6 +64,7 @@ impl World {
                 resync: "5m".into(),
                 gitlab_repositories: false,
                 runner_image: None,
+                registry: None,
             },
         }
     }
@@ -203,8 +206,12 @@ impl World {
             ),
             None => String::new(),
         };
+        let registry = match &o.registry {
+            Some(host) => format!("registry: {{ host: \"{host}\", insecure: true }}\n"),
+            None => String::new(),
+        };
         let site = format!(
-            "{gitlab}resync_interval: {resync}
+            "{gitlab}{registry}resync_interval: {resync}
 ldap:
   url: {ldap_url}
   bind_dn: {bind}

@@ -176,6 +176,7 @@ impl DockerBackend {
                     account: owner,
                     name: labels.get(LABEL_NAME).cloned().unwrap_or_default(),
                     full_name,
+                    image: c.image.clone().unwrap_or_default(),
                     spec_hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
                     revision: labels.get(LABEL_REVISION).cloned().unwrap_or_default(),
                     running,

@@ -19,6 +19,8 @@ pub struct ContainerStatus {
     pub name: String,
     pub container: String,
     pub state: String,
+    /// The image reference the container runs (with `@sha256:` when pinned).
+    pub image: String,
     pub revision: String,
     /// `host_ip:host_port->container_port`.
     pub ports: Vec<String>,
@@ -33,6 +35,7 @@ pub struct AccountStatus {
     pub containers: Vec<ContainerStatus>,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
+    pub warnings: Vec<String>,
 }
 
 pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
@@ -69,6 +72,7 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
     let mut out = Vec::new();
     for account in accounts {
         let accepted = ctx.store.accepted(&account).ok().flatten();
+        let warnings = ctx.store.warnings(&account).unwrap_or_default();
         let last = ctx.store.last_error(&account).ok().flatten();
         let endpoint = ctx.store.placement(&account).ok().flatten();
         let mut containers: Vec<ContainerStatus> = observed
@@ -80,6 +84,7 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
                 name: c.name.clone(),
                 container: c.full_name.clone(),
                 state: c.state.clone(),
+                image: c.image.clone(),
                 revision: c.revision.clone(),
                 ports: c
                     .ports
@@ -97,6 +102,7 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
             containers,
             last_error: last.as_ref().map(|l| l.1.clone()),
             last_error_at: last.as_ref().map(|l| rfc3339(l.0)),
+            warnings,
         });
     }
     match args.output {
@@ -138,6 +144,9 @@ fn print_text(accounts: &[AccountStatus]) {
                 c.state,
                 c.ports.join(", ")
             );
+        }
+        for w in &a.warnings {
+            println!("  warning: {w}");
         }
         if let Some(e) = &a.last_error {
             println!("  last error: {e}");

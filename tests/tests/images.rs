@@ -1,0 +1,117 @@
+//! Images in the department registry (a real docker-registry on loopback):
+//! another account's unshared image is refused naming its owner; sharing
+//! lets others run it pinned to a digest; unsharing keeps what runs, with a
+//! warning, and refuses new revisions; other registries are refused.
+
+use berth_tests::fixture::World;
+use berth_tests::{Services, stdout};
+
+fn uses(image: &str, greeting: &str) -> String {
+    format!(
+        "version: 1\ncontainers:\n  - name: tool\n    image: {image}\n    env: {{ GREETING: {greeting} }}\n"
+    )
+}
+
+#[test]
+fn sharing_pinning_and_unsharing() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 22700);
+    w.site_overrides.registry = Some(s.registry.clone());
+    let alice = w.account("al", &["students"]);
+    let bob = w.account("bo", &["students"]);
+    let image = format!("{}/{alice}/tools:1", s.registry);
+    assert!(s.docker(&["tag", &s.test_image, &image]).status.success());
+    let push = s.docker(&["push", &image]);
+    assert!(
+        push.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    let apply = |account: &str| {
+        let out = w.reconciler(&["apply", "--account", account]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let last_error = |account: &str| {
+        w.status(account)["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // Unshared: refused, naming the owner.
+    w.commit(&bob, Some(&uses(&image, "one")), &w.mail(&bob));
+    apply(&bob);
+    assert!(w.containers_of(&bob).is_empty());
+    assert!(
+        last_error(&bob).contains(&format!("belongs to `{alice}` and is not shared with you")),
+        "{}",
+        last_error(&bob)
+    );
+
+    // Shared by alice: bob's next revision runs it, pinned to the registry's digest.
+    let share = format!(
+        "version: 1\nimages:\n  share:\n    - image: {image}\n      description: \"test tools\"\n"
+    );
+    w.commit(&alice, Some(&share), &w.mail(&alice));
+    apply(&alice);
+    w.commit(&bob, Some(&uses(&image, "two")), &w.mail(&bob));
+    apply(&bob);
+    let status = w.status(&bob);
+    let running = &status["containers"][0];
+    assert_eq!(running["state"], "running", "{status}");
+    let pinned = running["image"].as_str().unwrap_or_default().to_string();
+    let repo_digest =
+        stdout(&s.docker(&["image", "inspect", "-f", "{{index .RepoDigests 0}}", &image]));
+    assert_eq!(pinned, repo_digest, "runs the digest the registry serves");
+    assert!(
+        pinned.starts_with(&format!("{}/{alice}/tools@sha256:", s.registry)),
+        "{pinned}"
+    );
+
+    // Unshared again: bob keeps running the pinned digest, with a warning …
+    let id = w.inspect(&format!("{bob}-tool"), "{{.Id}}");
+    w.commit(&alice, Some("version: 1\n"), &w.mail(&alice));
+    apply(&alice);
+    apply(&bob);
+    assert_eq!(
+        w.inspect(&format!("{bob}-tool"), "{{.Id}}"),
+        id,
+        "still running the same container"
+    );
+    let warnings = w.status(&bob)["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!("is no longer shared by `{alice}`")),
+        "{warnings}"
+    );
+    // … and a new revision naming it is refused.
+    w.commit(&bob, Some(&uses(&image, "three")), &w.mail(&bob));
+    apply(&bob);
+    assert_eq!(w.inspect(&format!("{bob}-tool"), "{{.Id}}"), id);
+    assert!(
+        last_error(&bob).contains("is not shared with you"),
+        "{}",
+        last_error(&bob)
+    );
+
+    // A registry outside the site's list is refused.
+    w.commit(
+        &bob,
+        Some(&uses("quay.io/someone/tool:1", "four")),
+        &w.mail(&bob),
+    );
+    apply(&bob);
+    assert!(
+        last_error(&bob).contains("registry `quay.io` is not allowed"),
+        "{}",
+        last_error(&bob)
+    );
+    s.docker(&["rmi", &image]);
+}
