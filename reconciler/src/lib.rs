@@ -25,6 +25,8 @@ pub mod discovery;
 pub mod gitlab;
 /// LDAP identity and admission.
 pub mod identity;
+/// The department registry's image catalogue.
+pub mod images;
 /// Local mirrors of GitLab repositories.
 pub mod mirror;
 /// Desired vs observed → ordered actions (pure).

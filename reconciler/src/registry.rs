@@ -33,7 +33,18 @@ pub struct Registry {
     host: String,
     base: String,
     auth: Option<(String, String)>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// A manifest as the catalogue shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestInfo {
+    pub digest: String,
+    /// Config plus layers, compressed, as the registry stores them.
+    pub size: u64,
+}
+
+const PAGE: usize = 1000;
 
 impl Registry {
     pub fn from_site(config: &RegistryConfig) -> Registry {
@@ -54,7 +65,133 @@ impl Registry {
             host: config.host.value.clone(),
             base: format!("{scheme}://{}", config.host.value),
             auth,
+            requests: Default::default(),
         }
+    }
+
+    /// Requests sent so far (for benchmarks).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn get(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(a) = accept {
+            req = req.header("Accept", a);
+        }
+        if let Some((u, p)) = &self.auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        req.send()
+            .await
+            .map_err(|source| RegistryError::Unreachable {
+                host: self.host.clone(),
+                source,
+            })
+    }
+
+    fn status(&self, path: &str, resp: &reqwest::Response) -> RegistryError {
+        RegistryError::Status {
+            host: self.host.clone(),
+            path: path.to_string(),
+            status: resp.status().as_u16(),
+        }
+    }
+
+    /// Follows `Link: <…>; rel="next"` pages of a list endpoint.
+    async fn paged(&self, first: String, field: &str) -> Result<Vec<String>, RegistryError> {
+        let mut out = Vec::new();
+        let mut next = Some(first);
+        while let Some(path) = next.take() {
+            let resp = self.get(&path, None).await?;
+            if resp.status().as_u16() == 404 {
+                break;
+            }
+            if !resp.status().is_success() {
+                return Err(self.status(&path, &resp));
+            }
+            next = resp
+                .headers()
+                .get("link")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| {
+                    l.split_once('<')
+                        .and_then(|(_, rest)| rest.split_once('>'))
+                        .map(|(p, _)| p.to_string())
+                });
+            let body: serde_json::Value =
+                resp.json()
+                    .await
+                    .map_err(|source| RegistryError::Unreachable {
+                        host: self.host.clone(),
+                        source,
+                    })?;
+            out.extend(
+                body[field]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every repository (`GET /v2/_catalog`, paginated).
+    pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
+        self.paged(format!("/v2/_catalog?n={PAGE}"), "repositories")
+            .await
+    }
+
+    /// Tags of a repository (`GET /v2/<name>/tags/list`, paginated).
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+        self.paged(format!("/v2/{repository}/tags/list?n={PAGE}"), "tags")
+            .await
+    }
+
+    /// Digest and size of `repository:tag` (`GET /v2/<name>/manifests/<tag>`).
+    pub async fn manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<ManifestInfo>, RegistryError> {
+        let path = format!("/v2/{repository}/manifests/{tag}");
+        let resp = self.get(&path, Some(ACCEPT)).await?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(self.status(&path, &resp));
+        }
+        let digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body: serde_json::Value =
+            resp.json()
+                .await
+                .map_err(|source| RegistryError::Unreachable {
+                    host: self.host.clone(),
+                    source,
+                })?;
+        let sizes = |key: &str| {
+            body[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l["size"].as_u64())
+                .sum::<u64>()
+        };
+        let size =
+            body["config"]["size"].as_u64().unwrap_or(0) + sizes("layers") + sizes("manifests");
+        Ok(digest.map(|digest| ManifestInfo { digest, size }))
     }
 
     pub fn host(&self) -> &str {
@@ -64,6 +201,8 @@ impl Registry {
     /// The digest `path:tag` points at now, `None` if there is no such tag.
     pub async fn digest(&self, path: &str, tag: &str) -> Result<Option<String>, RegistryError> {
         let url_path = format!("/v2/{path}/manifests/{tag}");
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut req = self
             .http
             .head(format!("{}{url_path}", self.base))

@@ -432,6 +432,17 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every account's pinned images: (account, share key, digest).
+    pub fn all_pins(&self) -> Result<Vec<(String, String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT p.account, p.image, p.digest FROM pins p JOIN accepted a
+             ON a.account = p.account AND a.revision = p.revision",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The account's current warnings (replaced on each reconcile).
     pub fn set_warnings(&self, account: &str, warnings: &[String]) -> Result<()> {
         let conn = self.conn();

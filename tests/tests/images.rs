@@ -76,6 +76,34 @@ fn sharing_pinning_and_unsharing() {
         "{pinned}"
     );
 
+    // The catalogue shows it: owner, digest, size, description, users.
+    let out = w.reconciler(&["images", "--shared", "--output", "json"]);
+    let catalogue: serde_json::Value = serde_json::from_slice(&out.stdout).expect("catalogue JSON");
+    let entry = catalogue["images"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["reference"] == image.as_str()).cloned())
+        .unwrap_or_else(|| panic!("{image} not in {catalogue}"));
+    assert_eq!(entry["owner"], alice.as_str());
+    assert_eq!(entry["description"], "test tools");
+    assert_eq!(entry["users"], serde_json::json!([bob]));
+    assert_eq!(
+        format!(
+            "{}/{alice}/tools@{}",
+            s.registry,
+            entry["digest"].as_str().unwrap_or_default()
+        ),
+        pinned
+    );
+    assert!(
+        entry["size"].as_u64().unwrap_or(0) > 500_000,
+        "busybox is ~1 MB: {entry}"
+    );
+    let text = stdout(&w.reconciler(&["images"]));
+    assert!(
+        text.contains(&image) && text.contains("test tools"),
+        "{text}"
+    );
+
     // Unshared again: bob keeps running the pinned digest, with a warning …
     let id = w.inspect(&format!("{bob}-tool"), "{{.Id}}");
     w.commit(&alice, Some("version: 1\n"), &w.mail(&alice));

@@ -6,6 +6,7 @@ mod apply;
 mod audit;
 mod diff;
 mod gitlab;
+mod images;
 pub mod output;
 mod schema;
 mod serve;
@@ -58,6 +59,8 @@ pub enum Command {
     Status(status::Args),
     /// The audit log: revisions accepted and rejected, actions applied.
     Audit(audit::Args),
+    /// The department registry's catalogue.
+    Images(images::Args),
     /// GitLab administration (webhooks).
     #[command(subcommand)]
     Gitlab(gitlab::Command),
@@ -93,6 +96,7 @@ fn run(cli: Cli) -> u8 {
         Command::Apply(args) => block_on(apply::run(cli.config.as_deref(), &args)),
         Command::Status(args) => block_on(status::run(cli.config.as_deref(), &args)),
         Command::Audit(args) => audit::run(cli.config.as_deref(), &args),
+        Command::Images(args) => block_on(images::run(cli.config.as_deref(), &args)),
         Command::Gitlab(command) => block_on(gitlab::run(cli.config.as_deref(), &command)),
         Command::Serve(args) => block_on(serve::run(cli.config.as_deref(), &args)),
     }

@@ -1,0 +1,89 @@
+//! The image catalogue: every image of the department registry (owner,
+//! name, tag, digest, size) joined with what the store knows (who shares it
+//! with which description, who runs it). Registry API calls: one
+//! `_catalog` listing, one `tags/list` per repository, one manifest GET per
+//! tag, 16 at a time.
+
+use crate::reconcile::{Context, ReconcileError};
+use futures::StreamExt;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CatalogEntry {
+    /// The namespace: the owning account.
+    pub owner: String,
+    /// Path below the namespace.
+    pub name: String,
+    pub tag: String,
+    /// `registry/owner/name:tag`.
+    pub reference: String,
+    pub digest: String,
+    pub size: u64,
+    pub shared: bool,
+    pub description: Option<String>,
+    /// Accounts whose accepted revision runs this image.
+    pub users: Vec<String>,
+}
+
+/// Reads the registry and the store. `None` when the site has no registry.
+pub async fn catalogue(ctx: &Context) -> Result<Option<Vec<CatalogEntry>>, ReconcileError> {
+    let Some(registry) = &ctx.registry else {
+        return Ok(None);
+    };
+    let host = registry.host().to_string();
+    let shares: BTreeMap<String, (String, String)> = ctx
+        .store
+        .shares()?
+        .into_iter()
+        .map(|(owner, image, desc)| (image, (owner, desc)))
+        .collect();
+    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (account, image, _) in ctx.store.all_pins()? {
+        users.entry(image).or_default().push(account);
+    }
+    let repositories = registry.catalog().await?;
+    let tagged: Vec<(String, Vec<String>)> = futures::stream::iter(repositories)
+        .map(|repo| async move { registry.tags(&repo).await.map(|tags| (repo, tags)) })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let pairs: Vec<(String, String)> = tagged
+        .into_iter()
+        .flat_map(|(repo, tags)| tags.into_iter().map(move |t| (repo.clone(), t)))
+        .collect();
+    let manifests: Vec<_> =
+        futures::stream::iter(pairs)
+            .map(|(repo, tag)| async move {
+                registry.manifest(&repo, &tag).await.map(|m| (repo, tag, m))
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+    let mut out = Vec::new();
+    for item in manifests {
+        let (repo, tag, manifest) = item?;
+        let Some(manifest) = manifest else { continue };
+        let (owner, name) = repo
+            .split_once('/')
+            .map(|(o, n)| (o.to_string(), n.to_string()))
+            .unwrap_or((String::new(), repo.clone()));
+        let key = format!("{host}/{repo}:{tag}");
+        let share = shares.get(&key);
+        out.push(CatalogEntry {
+            owner,
+            name,
+            tag,
+            reference: key.clone(),
+            digest: manifest.digest,
+            size: manifest.size,
+            shared: share.is_some(),
+            description: share.map(|(_, d)| d.clone()).filter(|d| !d.is_empty()),
+            users: users.get(&key).cloned().unwrap_or_default(),
+        });
+    }
+    out.sort_by(|a, b| a.reference.cmp(&b.reference));
+    Ok(Some(out))
+}
