@@ -143,3 +143,69 @@ fn sharing_pinning_and_unsharing() {
     );
     s.docker(&["rmi", &image]);
 }
+
+#[test]
+fn fifty_accounts_needing_one_image_cause_one_pull() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 22800);
+    w.site_overrides.registry = Some(s.registry.clone());
+    let owner = w.account("ow", &["students"]);
+    let image = format!("{}/{owner}/tools:2", s.registry);
+    assert!(s.docker(&["tag", &s.test_image, &image]).status.success());
+    assert!(s.docker(&["push", &image]).status.success());
+    let share = format!("version: 1\nimages:\n  share:\n    - image: {image}\n");
+    w.commit(&owner, Some(&share), &w.mail(&owner));
+    assert_eq!(
+        w.reconciler(&["apply", "--account", &owner]).status.code(),
+        Some(0)
+    );
+    // Only the registry has it now (under that name and digest).
+    assert!(s.docker(&["rmi", &image]).status.success());
+    let users: Vec<String> = (0..50)
+        .map(|i| w.account(&format!("u{i}"), &["students"]))
+        .collect();
+    for u in &users {
+        w.commit(u, Some(&uses(&image, "x")), &w.mail(u));
+    }
+    let since = stdout(
+        &std::process::Command::new("date")
+            .arg("+%s")
+            .output()
+            .expect("date"),
+    );
+    w.apply(0);
+    let until = stdout(
+        &std::process::Command::new("date")
+            .arg("+%s")
+            .output()
+            .expect("date"),
+    );
+    for u in &users {
+        assert_eq!(
+            w.inspect(&format!("{u}-tool"), "{{.State.Running}}")
+                .as_deref(),
+            Some("true"),
+            "{u}"
+        );
+    }
+    let events = stdout(&s.docker(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &format!("{}", until.parse::<u64>().unwrap_or(0) + 1),
+        "--filter",
+        "type=image",
+        "--filter",
+        "event=pull",
+        "--format",
+        "{{.ID}}",
+    ]));
+    let pulls: Vec<&str> = events
+        .lines()
+        .filter(|l| l.contains(&format!("{owner}/tools")))
+        .collect();
+    assert_eq!(pulls.len(), 1, "pulls: {pulls:?}");
+}

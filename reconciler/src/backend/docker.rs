@@ -22,6 +22,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,9 @@ pub struct DockerBackend {
     pub name: String,
     docker: Docker,
     api_version: String,
+    /// Pulls in progress, so many accounts needing one image at once cause
+    /// one pull on this host.
+    pulls: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Result<(), String>>>>>>,
 }
 
 const STOP_TIMEOUT_SECS: i32 = 10;
@@ -86,6 +90,7 @@ impl DockerBackend {
             name: name.to_string(),
             docker,
             api_version,
+            pulls: Default::default(),
         })
     }
 
@@ -334,8 +339,28 @@ impl DockerBackend {
         Ok(())
     }
 
-    /// Pulls an image that is not on this daemon.
+    /// Pulls an image that is not on this daemon; concurrent callers for
+    /// the same image share one pull.
     pub async fn pull(&self, image: &str) -> Result<()> {
+        let cell = {
+            let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
+            pulls.entry(image.to_string()).or_default().clone()
+        };
+        let result = cell.get_or_init(|| self.pull_once(image)).await.clone();
+        {
+            let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
+            if pulls.get(image).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                pulls.remove(image);
+            }
+        }
+        result.map_err(|message| DockerError::Pull {
+            image: image.to_string(),
+            message,
+        })
+    }
+
+    async fn pull_once(&self, image: &str) -> Result<(), String> {
+        tracing::info!(image, endpoint = %self.name, "pulling");
         let (repo, tag) = split_tag(image);
         let opts = CreateImageOptionsBuilder::default()
             .from_image(repo)
@@ -343,10 +368,7 @@ impl DockerBackend {
             .build();
         let mut stream = self.docker.create_image(Some(opts), None, None);
         while let Some(item) = stream.next().await {
-            item.map_err(|e| DockerError::Pull {
-                image: image.to_string(),
-                message: e.to_string(),
-            })?;
+            item.map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -468,6 +490,7 @@ mod tests {
             name: "test".into(),
             docker,
             api_version: api.into(),
+            pulls: Default::default(),
         }
     }
 
