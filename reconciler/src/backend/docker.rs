@@ -60,8 +60,11 @@ pub struct DockerBackend {
     api_version: String,
     /// Pulls in progress, so many accounts needing one image at once cause
     /// one pull on this host.
-    pulls: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Result<(), String>>>>>>,
+    pulls: Arc<std::sync::Mutex<HashMap<String, Arc<PullOnce>>>>,
 }
+
+/// The outcome of one pull, shared by everyone waiting for it.
+type PullOnce = tokio::sync::OnceCell<Result<(), String>>;
 
 const STOP_TIMEOUT_SECS: i32 = 10;
 
