@@ -242,6 +242,9 @@ async fn resolve_pins(
         };
         match digest {
             Some(d) => {
+                if let Err(why) = scan(ctx, &key, &d).await? {
+                    return Ok(Err(why));
+                }
                 pins.insert(key, d);
             }
             None => {
@@ -252,6 +255,66 @@ async fn resolve_pins(
         }
     }
     Ok(Ok(pins))
+}
+
+/// Runs the site's scan command on an image not scanned before. Passing
+/// digests are remembered, so each image is scanned once.
+async fn scan(
+    ctx: &Context,
+    reference: &str,
+    digest: &str,
+) -> Result<std::result::Result<(), String>> {
+    let Some(argv) = ctx
+        .site
+        .registry
+        .as_ref()
+        .and_then(|r| r.scan_command.as_ref())
+    else {
+        return Ok(Ok(()));
+    };
+    let Some((program, args)) = argv.split_first() else {
+        return Ok(Ok(()));
+    };
+    if ctx.store.scanned(digest)? {
+        return Ok(Ok(()));
+    }
+    let run = tokio::process::Command::new(program)
+        .args(args)
+        .arg(reference)
+        .arg(digest)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(std::time::Duration::from_secs(300), run).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => {
+            return Ok(Err(format!(
+                "image scan of `{reference}` could not run `{program}`: {e}"
+            )));
+        }
+        Err(_) => {
+            return Ok(Err(format!(
+                "image scan of `{reference}` took longer than 5 minutes"
+            )));
+        }
+    };
+    if out.status.success() {
+        ctx.store.mark_scanned(digest)?;
+        return Ok(Ok(()));
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(300)
+        .collect();
+    Ok(Err(format!("image scan refused `{reference}`: {text}")))
 }
 
 /// Warnings for images the workspace runs that their owner no longer shares.

@@ -112,6 +112,10 @@ CREATE TABLE IF NOT EXISTS pins (
     digest TEXT NOT NULL,
     PRIMARY KEY (account, revision, image)
 );
+CREATE TABLE IF NOT EXISTS scans (
+    digest TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS warnings (
     account TEXT PRIMARY KEY,
     message TEXT NOT NULL
@@ -441,6 +445,27 @@ impl Store {
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether `digest` passed the site's scan command already.
+    pub fn scanned(&self, digest: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM scans WHERE digest = ?1",
+                [digest],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    pub fn mark_scanned(&self, digest: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO scans (digest, at) VALUES (?1, ?2)",
+            params![digest, now()],
+        )?;
+        Ok(())
     }
 
     /// The account's current warnings (replaced on each reconcile).

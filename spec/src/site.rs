@@ -274,6 +274,11 @@ pub struct Registry {
     /// Plain HTTP (loopback test registries only).
     #[serde(default)]
     pub insecure: bool,
+    /// Command run on each newly accepted image of this registry, with the
+    /// image reference and digest appended; a non-zero exit refuses the
+    /// revision with the command's output as the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_command: Option<Vec<String>>,
 }
 
 /// Exactly one source of repositories.

@@ -36,6 +36,8 @@ pub struct SiteOptions {
     pub runner_image: Option<String>,
     /// The department registry (host:port, plain HTTP).
     pub registry: Option<String>,
+    /// The registry's scan command (one program path).
+    pub scan_command: Option<String>,
 }
 
 /// Secrets the test site names; the fixture exports them to the binary.
@@ -65,6 +67,7 @@ impl World {
                 gitlab_repositories: false,
                 runner_image: None,
                 registry: None,
+                scan_command: None,
             },
         }
     }
@@ -207,7 +210,13 @@ impl World {
             None => String::new(),
         };
         let registry = match &o.registry {
-            Some(host) => format!("registry: {{ host: \"{host}\", insecure: true }}\n"),
+            Some(host) => format!(
+                "registry: {{ host: \"{host}\", insecure: true{} }}\n",
+                o.scan_command
+                    .as_ref()
+                    .map(|c| format!(", scan_command: [\"{c}\"]"))
+                    .unwrap_or_default()
+            ),
             None => String::new(),
         };
         let site = format!(

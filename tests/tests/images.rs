@@ -209,3 +209,79 @@ fn fifty_accounts_needing_one_image_cause_one_pull() {
         .collect();
     assert_eq!(pulls.len(), 1, "pulls: {pulls:?}");
 }
+
+#[test]
+fn export_for_singularity_and_the_scan_hook() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 22900);
+    w.site_overrides.registry = Some(s.registry.clone());
+    let owner = w.account("ex", &["students"]);
+    let other = w.account("ot", &["students"]);
+    let image = format!("{}/{owner}/tools:3", s.registry);
+    assert!(s.docker(&["tag", &s.test_image, &image]).status.success());
+    assert!(s.docker(&["push", &image]).status.success());
+
+    // export-image: refused for an account that may not use it …
+    let file = w.dir.join("tools.tar");
+    let file_arg = file.display().to_string();
+    let refused = w.reconciler(&["export-image", &image, "-o", &file_arg, "--account", &other]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not shared with you"));
+    assert!(!file.exists());
+    // … written for its owner, and the archive loads back and runs.
+    let out = w.reconciler(&["export-image", &image, "-o", &file_arg, "--account", &owner]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(s.docker(&["rmi", &image]).status.success());
+    let load = s.docker(&["load", "-i", &file_arg]);
+    assert!(stdout(&load).contains(&image), "{}", stdout(&load));
+    assert_eq!(
+        stdout(&s.docker(&["run", "--rm", &image, "/bin/busybox", "echo", "loaded"])),
+        "loaded"
+    );
+
+    // The scan hook refuses a revision with its output, then lets it through.
+    let script = w.dir.join("scan.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"CVE-2026-0001 in $1 ($2)\"\nexit 1\n",
+    )
+    .expect("script");
+    let chmod = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status();
+    assert!(chmod.is_ok_and(|s| s.success()));
+    w.site_overrides.scan_command = Some(script.display().to_string());
+    w.commit(&owner, Some(&uses(&image, "scan")), &w.mail(&owner));
+    let applied = w.apply(0);
+    assert!(
+        w.containers_of(&owner).is_empty(),
+        "{applied}\n{}",
+        std::fs::read_to_string(w.site_path()).unwrap_or_default()
+    );
+    let err = w.status(&owner)["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "image scan refused `{image}`: CVE-2026-0001 in {image} (sha256:"
+        )),
+        "{err}"
+    );
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").expect("script");
+    w.commit(&owner, Some(&uses(&image, "scanned")), &w.mail(&owner));
+    w.apply(0);
+    assert_eq!(
+        w.inspect(&format!("{owner}-tool"), "{{.State.Running}}")
+            .as_deref(),
+        Some("true")
+    );
+}

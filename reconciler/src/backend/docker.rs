@@ -362,6 +362,36 @@ impl DockerBackend {
         })
     }
 
+    /// Writes `image` as a `docker save` archive (what `singularity build
+    /// x.sif docker-archive://FILE` takes) to `path`, pulling it first if
+    /// this host lacks it. Returns the bytes written.
+    pub async fn export(&self, image: &str, path: &std::path::Path) -> Result<u64> {
+        if self.docker.inspect_image(image).await.is_err() {
+            self.pull(image).await?;
+        }
+        let io = |e: std::io::Error| DockerError::Upload {
+            name: image.to_string(),
+            message: e.to_string(),
+        };
+        let partial = path.with_extension("partial");
+        let mut file =
+            tokio::io::BufWriter::new(tokio::fs::File::create(&partial).await.map_err(io)?);
+        let mut stream = self.docker.export_image(image);
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(Self::api("export", image))?;
+            written += chunk.len() as u64;
+            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+                .await
+                .map_err(io)?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(io)?;
+        tokio::fs::rename(&partial, path).await.map_err(io)?;
+        Ok(written)
+    }
+
     async fn pull_once(&self, image: &str) -> Result<(), String> {
         tracing::info!(image, endpoint = %self.name, "pulling");
         let (repo, tag) = split_tag(image);

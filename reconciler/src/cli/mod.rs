@@ -5,6 +5,7 @@
 mod apply;
 mod audit;
 mod diff;
+mod export;
 mod gitlab;
 mod images;
 pub mod output;
@@ -59,6 +60,8 @@ pub enum Command {
     Status(status::Args),
     /// The audit log: revisions accepted and rejected, actions applied.
     Audit(audit::Args),
+    /// Save an image as a docker-archive tarball (for Singularity/Apptainer).
+    ExportImage(export::Args),
     /// The department registry's catalogue.
     Images(images::Args),
     /// GitLab administration (webhooks).
@@ -96,6 +99,7 @@ fn run(cli: Cli) -> u8 {
         Command::Apply(args) => block_on(apply::run(cli.config.as_deref(), &args)),
         Command::Status(args) => block_on(status::run(cli.config.as_deref(), &args)),
         Command::Audit(args) => audit::run(cli.config.as_deref(), &args),
+        Command::ExportImage(args) => block_on(export::run(cli.config.as_deref(), &args)),
         Command::Images(args) => block_on(images::run(cli.config.as_deref(), &args)),
         Command::Gitlab(command) => block_on(gitlab::run(cli.config.as_deref(), &command)),
         Command::Serve(args) => block_on(serve::run(cli.config.as_deref(), &args)),
