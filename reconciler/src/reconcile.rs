@@ -111,6 +111,9 @@ pub struct AccountPlan {
     /// What an accepted revision shares (share key → description).
     #[serde(skip)]
     pub shares: BTreeMap<String, String>,
+    /// Images of the desired containers (for image GC bookkeeping).
+    #[serde(skip)]
+    pub images: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -369,6 +372,7 @@ pub async fn evaluate(
         ports: BTreeMap::new(),
         pins: BTreeMap::new(),
         shares: BTreeMap::new(),
+        images: vec![],
         warnings: vec![],
     };
     let Some(head) = head else { return Ok(plan) };
@@ -496,6 +500,7 @@ pub async fn evaluate(
             disabled: plan.disabled,
         },
     );
+    plan.images = desired.iter().map(|d| d.spec.image.clone()).collect();
     let observed_here = match observed.get(&endpoint) {
         Some(Ok(map)) => map.get(account).cloned().unwrap_or_default(),
         Some(Err(reason)) => {
@@ -781,6 +786,14 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
         }
     }
     let last = rejection.or_else(|| report.errors.first().cloned());
+    if let Some(endpoint) = &plan.endpoint
+        && let Ok(backend) = ctx.backend(endpoint)
+    {
+        for image in backend.take_pulled() {
+            store.record_pull(endpoint, &image)?;
+        }
+        store.touch_images(endpoint, &plan.images)?;
+    }
     store.set_last_error(account, last.as_deref())?;
     store.set_warnings(account, &plan.warnings)?;
     Ok(report)

@@ -112,6 +112,13 @@ CREATE TABLE IF NOT EXISTS pins (
     digest TEXT NOT NULL,
     PRIMARY KEY (account, revision, image)
 );
+CREATE TABLE IF NOT EXISTS images (
+    endpoint TEXT NOT NULL,
+    image TEXT NOT NULL,
+    pulled_at INTEGER NOT NULL,
+    last_used INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, image)
+);
 CREATE TABLE IF NOT EXISTS scans (
     digest TEXT PRIMARY KEY,
     at INTEGER NOT NULL
@@ -445,6 +452,45 @@ impl Store {
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records that Berth pulled `image` onto `endpoint` (so `gc` may remove it).
+    pub fn record_pull(&self, endpoint: &str, image: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO images (endpoint, image, pulled_at, last_used) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT(endpoint, image) DO UPDATE SET last_used = ?3",
+            params![endpoint, image, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Marks images as used by declared containers now.
+    pub fn touch_images(&self, endpoint: &str, images: &[String]) -> Result<()> {
+        let conn = self.conn();
+        for image in images {
+            conn.execute(
+                "UPDATE images SET last_used = ?3 WHERE endpoint = ?1 AND image = ?2",
+                params![endpoint, image, now()],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Images Berth pulled onto `endpoint`, with when they were last used.
+    pub fn pulled_images(&self, endpoint: &str) -> Result<Vec<(String, i64)>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT image, last_used FROM images WHERE endpoint = ?1 ORDER BY image")?;
+        let rows = stmt.query_map([endpoint], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn forget_image(&self, endpoint: &str, image: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM images WHERE endpoint = ?1 AND image = ?2",
+            params![endpoint, image],
+        )?;
+        Ok(())
     }
 
     /// Whether `digest` passed the site's scan command already.

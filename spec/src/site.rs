@@ -234,6 +234,14 @@ pub struct Policy {
     pub default_resources: DefaultResources,
     /// Quota per LDAP group; an account gets the most generous of its groups.
     pub quotas: BTreeMap<String, Quota>,
+    /// Images Berth pulled are removed by `gc` once no container uses them
+    /// and no declared container has used them for this long.
+    #[serde(default = "default_gc_after")]
+    pub image_gc_after: Located<String>,
+}
+
+fn default_gc_after() -> Located<String> {
+    Located::new("7d".to_string())
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -314,6 +322,7 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
     let mut out = Collector::default();
     duration(&site.resync_interval, &mut out);
     duration(&site.ldap.cache_ttl, &mut out);
+    duration(&site.policy.image_gc_after, &mut out);
     let url = &site.ldap.url;
     if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
         out.push(
@@ -493,6 +502,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 impl Site {
     pub fn resync_interval(&self) -> Duration {
         parse_duration(&self.resync_interval).unwrap_or(Duration::from_secs(300))
+    }
+
+    pub fn image_gc_after(&self) -> Duration {
+        parse_duration(&self.policy.image_gc_after).unwrap_or(Duration::from_secs(7 * 86_400))
     }
 
     pub fn ldap_cache_ttl(&self) -> Duration {

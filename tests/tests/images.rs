@@ -285,3 +285,103 @@ fn export_for_singularity_and_the_scan_hook() {
         Some("true")
     );
 }
+
+/// Builds a variant of the test image (distinct id) and pushes it.
+fn variant(s: &Services, reference: &str, marker: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", reference, "-"])
+        .env("DOCKER_HOST", &s.docker_host)
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("docker build");
+    let dockerfile = format!(
+        "FROM {}\nRUN [\"/bin/busybox\", \"touch\", \"/{marker}\"]\n",
+        s.test_image
+    );
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(dockerfile.as_bytes())
+        .expect("dockerfile");
+    assert!(
+        child.wait().is_ok_and(|st| st.success()),
+        "build {reference}"
+    );
+    assert!(
+        s.docker(&["push", reference]).status.success(),
+        "push {reference}"
+    );
+    assert!(
+        s.docker(&["rmi", reference]).status.success(),
+        "only the registry keeps {reference}"
+    );
+}
+
+#[test]
+fn gc_removes_unreferenced_pulled_images_only() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 23000);
+    w.site_overrides.registry = Some(s.registry.clone());
+    let owner = w.account("gc", &["students"]);
+    let kept = format!("{}/{owner}/kept:1", s.registry);
+    let dropped = format!("{}/{owner}/dropped:1", s.registry);
+    variant(&s, &kept, &format!("{owner}-kept"));
+    variant(&s, &dropped, &format!("{owner}-dropped"));
+    let both = format!(
+        "version: 1\ncontainers:\n  - {{ name: a, image: {kept} }}\n  - {{ name: b, image: {dropped} }}\n"
+    );
+    w.commit(&owner, Some(&both), &w.mail(&owner));
+    w.apply(0);
+    let dropped_ref = w
+        .inspect(&format!("{owner}-b"), "{{.Config.Image}}")
+        .expect("b runs");
+    let kept_ref = w
+        .inspect(&format!("{owner}-a"), "{{.Config.Image}}")
+        .expect("a runs");
+    w.commit(
+        &owner,
+        Some(&format!(
+            "version: 1\ncontainers:\n  - {{ name: a, image: {kept} }}\n"
+        )),
+        &w.mail(&owner),
+    );
+    w.apply(0);
+    assert!(w.inspect(&format!("{owner}-b"), "{{.Id}}").is_none());
+
+    let dry = stdout(&w.reconciler(&["gc", "--dry-run", "--older-than", "0s"]));
+    assert!(
+        dry.contains(&format!("would remove {dropped_ref}")) && !dry.contains(&kept_ref),
+        "{dry}"
+    );
+    assert!(
+        s.docker(&["image", "inspect", &dropped_ref])
+            .status
+            .success(),
+        "dry run removes nothing"
+    );
+    let out = w.reconciler(&["gc", "--older-than", "0s"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("removed {dropped_ref}")) && text.contains("bytes freed"),
+        "{text}"
+    );
+    assert!(
+        !s.docker(&["image", "inspect", &dropped_ref])
+            .status
+            .success(),
+        "unreferenced image removed"
+    );
+    assert!(
+        s.docker(&["image", "inspect", &kept_ref]).status.success(),
+        "referenced image kept"
+    );
+    // The site's own age (7 days by default) keeps a just-used image.
+    assert!(stdout(&w.reconciler(&["gc", "--dry-run"])).starts_with("0 image(s)"));
+}

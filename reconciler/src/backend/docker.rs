@@ -61,6 +61,8 @@ pub struct DockerBackend {
     /// Pulls in progress, so many accounts needing one image at once cause
     /// one pull on this host.
     pulls: Arc<std::sync::Mutex<HashMap<String, Arc<PullOnce>>>>,
+    /// Images pulled since the last [`DockerBackend::take_pulled`].
+    pulled: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// The outcome of one pull, shared by everyone waiting for it.
@@ -94,6 +96,7 @@ impl DockerBackend {
             docker,
             api_version,
             pulls: Default::default(),
+            pulled: Default::default(),
         })
     }
 
@@ -403,7 +406,61 @@ impl DockerBackend {
         while let Some(item) = stream.next().await {
             item.map_err(|e| e.to_string())?;
         }
+        self.pulled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(image.to_string());
         Ok(())
+    }
+
+    /// Images pulled since the last call (for the store's GC records).
+    pub fn take_pulled(&self) -> Vec<String> {
+        std::mem::take(&mut *self.pulled.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Image ids every container on this host (Berth's or not, running or
+    /// stopped) was created from.
+    pub async fn images_in_use(&self) -> Result<std::collections::HashSet<String>> {
+        let opts = ListContainersOptionsBuilder::default().all(true).build();
+        let containers = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(Self::api("list", "containers"))?;
+        Ok(containers.into_iter().filter_map(|c| c.image_id).collect())
+    }
+
+    /// Id and size of an image, `None` when the host does not have it.
+    pub async fn image_info(&self, image: &str) -> Result<Option<(String, u64)>> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(Some((
+                i.id.unwrap_or_default(),
+                i.size.unwrap_or(0).max(0) as u64,
+            ))),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(Self::api("inspect image", image)(e)),
+        }
+    }
+
+    /// Removes an image reference (never forced: an image a container uses stays).
+    pub async fn remove_image(&self, image: &str) -> Result<()> {
+        match self
+            .docker
+            .remove_image(
+                image,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+        {
+            Ok(_)
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(Self::api("remove image", image)(e)),
+        }
     }
 
     fn create_body(&self, d: &DesiredContainer) -> Result<ContainerCreateBody> {
@@ -524,6 +581,7 @@ mod tests {
             docker,
             api_version: api.into(),
             pulls: Default::default(),
+            pulled: Default::default(),
         }
     }
 

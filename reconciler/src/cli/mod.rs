@@ -6,6 +6,7 @@ mod apply;
 mod audit;
 mod diff;
 mod export;
+mod gc;
 mod gitlab;
 mod images;
 pub mod output;
@@ -62,6 +63,8 @@ pub enum Command {
     Audit(audit::Args),
     /// Save an image as a docker-archive tarball (for Singularity/Apptainer).
     ExportImage(export::Args),
+    /// Remove images Berth pulled that nothing uses any more.
+    Gc(gc::Args),
     /// The department registry's catalogue.
     Images(images::Args),
     /// GitLab administration (webhooks).
@@ -100,6 +103,7 @@ fn run(cli: Cli) -> u8 {
         Command::Status(args) => block_on(status::run(cli.config.as_deref(), &args)),
         Command::Audit(args) => audit::run(cli.config.as_deref(), &args),
         Command::ExportImage(args) => block_on(export::run(cli.config.as_deref(), &args)),
+        Command::Gc(args) => block_on(gc::run(cli.config.as_deref(), &args)),
         Command::Images(args) => block_on(images::run(cli.config.as_deref(), &args)),
         Command::Gitlab(command) => block_on(gitlab::run(cli.config.as_deref(), &command)),
         Command::Serve(args) => block_on(serve::run(cli.config.as_deref(), &args)),
