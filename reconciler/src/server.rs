@@ -82,7 +82,16 @@ struct Shared {
     metrics: Arc<Metrics>,
     statuses: Option<mpsc::Sender<StatusUpdate>>,
     failures: Mutex<BTreeMap<String, u32>>,
+    /// The image catalogue as last read, served at `GET /images`.
+    catalogue: tokio::sync::RwLock<serde_json::Value>,
+    /// Asks for an early catalogue refresh (a push touched images).
+    refresh: tokio::sync::Notify,
 }
+
+/// How often `serve` re-reads the registry (the earlier console: 5 min)
+/// and collects unused images.
+const CATALOGUE_EVERY: Duration = Duration::from_secs(300);
+const GC_EVERY: Duration = Duration::from_secs(3600);
 
 /// Runs until `shutdown` resolves, then drains in-flight work and returns.
 pub async fn serve(
@@ -127,7 +136,13 @@ pub async fn serve(
         metrics,
         statuses,
         failures: Mutex::new(BTreeMap::new()),
+        catalogue: tokio::sync::RwLock::new(serde_json::json!({ "images": [] })),
+        refresh: tokio::sync::Notify::new(),
     });
+    let images_route = axum::Router::new()
+        .route("/images", axum::routing::get(serve_catalogue))
+        .with_state(shared.clone());
+    let app = app.merge(images_route);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http = {
@@ -144,6 +159,7 @@ pub async fn serve(
         .map(|_| tokio::spawn(worker(shared.clone())))
         .collect();
     let resync = tokio::spawn(resync_loop(shared.clone(), stop_rx.clone()));
+    let images = tokio::spawn(images_loop(shared.clone(), stop_rx.clone()));
     let _watcher = match &opts.watch {
         Some(dir) => Some(watch(dir.clone(), queue.clone())?),
         None => None,
@@ -158,6 +174,7 @@ pub async fn serve(
         let _ = w.await;
     }
     let _ = resync.await;
+    let _ = images.await;
     let _ = http.await;
     drop(shared);
     if let Some(task) = status_task {
@@ -230,6 +247,15 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                     .action(line.split(' ').next().unwrap_or("unknown"));
             }
             let (state, text) = match (&plan.decision, report.errors.first()) {
+                (Decision::Accept { .. }, None)
+                    if !plan.shares.is_empty() || !plan.pins.is_empty() =>
+                {
+                    shared.refresh.notify_one();
+                    (
+                        CommitState::Success,
+                        format!("{} action(s) applied", report.applied.len()),
+                    )
+                }
                 (Decision::Reject { reason, .. }, _) => {
                     shared.metrics.rejected(rejection_label(reason));
                     (CommitState::Failed, format!("rejected: {reason}"))
@@ -297,6 +323,46 @@ fn rejection_label(reason: &str) -> &'static str {
 /// 1 s, 2 s, 4 s, … capped at 5 minutes.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.saturating_sub(1).min(8)).min(Duration::from_secs(300))
+}
+
+async fn serve_catalogue(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(shared.catalogue.read().await.clone())
+}
+
+/// Keeps the catalogue fresh (every 5 minutes and after pushes that touch
+/// images) and collects unused images every hour.
+async fn images_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if shared.ctx.registry.is_none() && shared.ctx.docker.is_empty() {
+        return;
+    }
+    let mut last_gc = Instant::now();
+    loop {
+        match crate::images::catalogue(&shared.ctx).await {
+            Ok(Some(entries)) => {
+                *shared.catalogue.write().await = serde_json::json!({ "images": entries })
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(cause = %e, "catalogue refresh failed"),
+        }
+        if last_gc.elapsed() >= GC_EVERY {
+            last_gc = Instant::now();
+            match crate::gc::collect(&shared.ctx, shared.ctx.site.image_gc_after(), false).await {
+                Ok(removed) if !removed.is_empty() => {
+                    let bytes: u64 = removed.iter().map(|r| r.bytes).sum();
+                    tracing::info!(images = removed.len(), bytes, "image gc");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(cause = %e, "image gc failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(CATALOGUE_EVERY.min(GC_EVERY)) => {}
+            _ = shared.refresh.notified() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 async fn resync_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {

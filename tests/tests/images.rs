@@ -385,3 +385,31 @@ fn gc_removes_unreferenced_pulled_images_only() {
     // The site's own age (7 days by default) keeps a just-used image.
     assert!(stdout(&w.reconciler(&["gc", "--dry-run"])).starts_with("0 image(s)"));
 }
+
+#[test]
+fn serve_publishes_the_catalogue() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 23100);
+    w.site_overrides.registry = Some(s.registry.clone());
+    let owner = w.account("ca", &["students"]);
+    let image = format!("{}/{owner}/tools:6", s.registry);
+    assert!(s.docker(&["tag", &s.test_image, &image]).status.success());
+    assert!(s.docker(&["push", &image]).status.success());
+    let server = w.serve();
+    let body = berth_tests::wait_for(std::time::Duration::from_secs(20), "the catalogue", || {
+        berth_tests::http_get(&server.addr, "/images")
+            .ok()
+            .map(|(_, b)| b)
+            .filter(|b| b.contains(&image))
+    });
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let entry = v["images"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["reference"] == image.as_str()).cloned());
+    assert_eq!(
+        entry.map(|e| e["owner"].clone()),
+        Some(serde_json::Value::from(owner))
+    );
+}
