@@ -85,5 +85,10 @@ pub async fn catalogue(ctx: &Context) -> Result<Option<Vec<CatalogEntry>>, Recon
         });
     }
     out.sort_by(|a, b| a.reference.cmp(&b.reference));
+    tracing::info!(
+        images = out.len(),
+        registry_requests = registry.requests(),
+        "catalogue read"
+    );
     Ok(Some(out))
 }
