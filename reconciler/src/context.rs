@@ -99,6 +99,10 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
     for ep in &site.backends.docker {
         let backend = DockerBackend::connect(&ep.name, &ep.endpoint)
             .await
+            .map(|b| match registry_credentials(&site) {
+                Some((host, user, password)) => b.with_registry_auth(&host, user, password),
+                None => b,
+            })
             .map_err(|e| e.to_string());
         docker.insert(ep.name.value.clone(), backend);
     }
@@ -113,4 +117,16 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
         gitlab,
         registry: site_registry,
     })
+}
+
+/// The department registry's host and credentials, when the site names
+/// both variables and they are set.
+fn registry_credentials(site: &Site) -> Option<(String, String, String)> {
+    let reg = site.registry.as_ref()?;
+    let var = |v: &Option<berth_spec::Located<String>>| std::env::var(&v.as_ref()?.value).ok();
+    Some((
+        reg.host.value.clone(),
+        var(&reg.username_env)?,
+        var(&reg.password_env)?,
+    ))
 }

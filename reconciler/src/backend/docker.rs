@@ -63,6 +63,8 @@ pub struct DockerBackend {
     pulls: Arc<std::sync::Mutex<HashMap<String, Arc<PullOnce>>>>,
     /// Images pulled since the last [`DockerBackend::take_pulled`].
     pulled: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Credentials for the department registry: (host, user, password).
+    registry_auth: Option<(String, String, String)>,
 }
 
 /// The outcome of one pull, shared by everyone waiting for it.
@@ -97,7 +99,14 @@ impl DockerBackend {
             api_version,
             pulls: Default::default(),
             pulled: Default::default(),
+            registry_auth: None,
         })
+    }
+
+    /// Pulls from `host` use these credentials (the site's registry account).
+    pub fn with_registry_auth(mut self, host: &str, user: String, password: String) -> Self {
+        self.registry_auth = Some((host.to_string(), user, password));
+        self
     }
 
     pub fn api_version(&self) -> &str {
@@ -402,7 +411,17 @@ impl DockerBackend {
             .from_image(repo)
             .tag(tag)
             .build();
-        let mut stream = self.docker.create_image(Some(opts), None, None);
+        let credentials = self
+            .registry_auth
+            .as_ref()
+            .filter(|(host, _, _)| image.starts_with(&format!("{host}/")))
+            .map(|(host, user, password)| bollard::auth::DockerCredentials {
+                username: Some(user.clone()),
+                password: Some(password.clone()),
+                serveraddress: Some(host.clone()),
+                ..Default::default()
+            });
+        let mut stream = self.docker.create_image(Some(opts), None, credentials);
         while let Some(item) = stream.next().await {
             item.map_err(|e| e.to_string())?;
         }
@@ -582,6 +601,7 @@ mod tests {
             api_version: api.into(),
             pulls: Default::default(),
             pulled: Default::default(),
+            registry_auth: None,
         }
     }
 
