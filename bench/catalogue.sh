@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
+source bench/lib.sh
 
 B=${BERTH_BENCH_DIR:-/tmp/berth-bench-catalogue}
 REPOS=${1:-50}
@@ -36,25 +37,8 @@ for ((r = 0; r < REPOS; r++)); do
 done | MANIFEST=$manifest xargs -P 8 -n 2 sh -c \
     'curl -sf -o /dev/null -X PUT -H "Content-Type: $MT" --data-binary "$MANIFEST" "http://$BERTH_REGISTRY/v2/$1/manifests/$2"' _
 # (xargs hands each "repository tag" pair to sh as $1 $2; every tag gets the same manifest)
-cat >"$B/site.yaml" <<YAML
-registry: { host: "$BERTH_REGISTRY", insecure: true }
-ldap:
-  url: $BERTH_LDAP_URL
-  bind_dn: $BERTH_LDAP_BIND_DN
-  bind_password_env: BERTH_LDAP_PASSWORD
-  base_dn: ou=people,$BERTH_LDAP_BASE
-  allowed_groups: [students]
-backends:
-  docker:
-    - { name: local, endpoint: env, host_ports: { first: 41000, last: 41099 } }
-policy:
-  allowed_registries: [docker.io]
-  quotas:
-    students: { containers: 4, cpus: 4, memory: 4Gi }
-repositories:
-  local: { root: $B/repos }
-state_dir: $B/state
-YAML
+bench_site "$B/site.yaml" "$B/repos" "$B/state" 41000 "registry: { host: \"$BERTH_REGISTRY\", insecure: true }
+"
 times=()
 for _ in 1 2 3 4 5; do
     t=$(date +%s.%N)

@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
+source bench/lib.sh
 
 N=${1:-200}
 EXTRA=$((N / 3))          # accounts added for the 800-container diff
@@ -80,25 +81,7 @@ site() { # site NAME ACCOUNTS
     local root=$B/root-$1
     mkdir -p "$root"
     for ((i = 0; i < $2; i++)); do ln -sfn "$B/repos/$(account $i)" "$root/$(account $i)"; done
-    cat >"$B/site-$1.yaml" <<YAML
-ldap:
-  url: $BERTH_LDAP_URL
-  bind_dn: $BERTH_LDAP_BIND_DN
-  bind_password_env: BERTH_LDAP_PASSWORD
-  base_dn: ou=people,$BERTH_LDAP_BASE
-  allowed_groups: [students]
-  cache_ttl: 5m
-backends:
-  docker:
-    - { name: local, endpoint: env, host_ports: { first: 30000, last: 39999 } }
-policy:
-  allowed_registries: [docker.io]
-  quotas:
-    students: { containers: 4, cpus: 4, memory: 4Gi }
-repositories:
-  local: { root: $root }
-state_dir: $B/state
-YAML
+    bench_site "$B/site-$1.yaml" "$root" "$B/state" 30000
 }
 site all $((N + EXTRA))
 site main "$N"

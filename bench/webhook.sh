@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
+source bench/lib.sh
 
 B=${BERTH_BENCH_DIR:-/tmp/berth-bench-webhook}
 LISTEN=127.0.0.1:18080
@@ -31,28 +32,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$B/site.yaml" <<YAML
-gitlab:
+bench_site "$B/site.yaml" "$B/repos" "$B/state" 40000 "gitlab:
   webhook_secret_env: BERTH_WEBHOOK_SECRET
 resync_interval: 1h
-ldap:
-  url: $BERTH_LDAP_URL
-  bind_dn: $BERTH_LDAP_BIND_DN
-  bind_password_env: BERTH_LDAP_PASSWORD
-  base_dn: ou=people,$BERTH_LDAP_BASE
-  allowed_groups: [students]
-  cache_ttl: 5m
-backends:
-  docker:
-    - { name: local, endpoint: env, host_ports: { first: 40000, last: 40999 } }
-policy:
-  allowed_registries: [docker.io]
-  quotas:
-    students: { containers: 4, cpus: 4, memory: 4Gi }
-repositories:
-  local: { root: $B/repos }
-state_dir: $B/state
-YAML
+"
 
 start_serve() {
     "$R" --config "$B/site.yaml" serve --listen "$LISTEN" --workers 8 >"$B/serve.log" 2>&1 &

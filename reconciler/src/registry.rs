@@ -104,6 +104,15 @@ impl Registry {
         }
     }
 
+    async fn json(&self, resp: reqwest::Response) -> Result<serde_json::Value, RegistryError> {
+        resp.json()
+            .await
+            .map_err(|source| RegistryError::Unreachable {
+                host: self.host.clone(),
+                source,
+            })
+    }
+
     /// Follows `Link: <…>; rel="next"` pages of a list endpoint.
     async fn paged(&self, first: String, field: &str) -> Result<Vec<String>, RegistryError> {
         let mut out = Vec::new();
@@ -125,13 +134,7 @@ impl Registry {
                         .and_then(|(_, rest)| rest.split_once('>'))
                         .map(|(p, _)| p.to_string())
                 });
-            let body: serde_json::Value =
-                resp.json()
-                    .await
-                    .map_err(|source| RegistryError::Unreachable {
-                        host: self.host.clone(),
-                        source,
-                    })?;
+            let body = self.json(resp).await?;
             out.extend(
                 body[field]
                     .as_array()
@@ -174,13 +177,7 @@ impl Registry {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body: serde_json::Value =
-            resp.json()
-                .await
-                .map_err(|source| RegistryError::Unreachable {
-                    host: self.host.clone(),
-                    source,
-                })?;
+        let body = self.json(resp).await?;
         let sizes = |key: &str| {
             body[key]
                 .as_array()
