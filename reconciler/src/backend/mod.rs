@@ -2,5 +2,6 @@
 //! Berth's labels and executes plan actions; neither decides anything.
 
 pub mod docker;
+pub mod kube;
 
 pub use docker::{DockerBackend, DockerError};

@@ -1,0 +1,636 @@
+//! The Kubernetes backend's manifests, built as typed `k8s-openapi` objects
+//! (API v1.33) by pure functions: a namespace per account with Pod Security
+//! Admission `baseline` enforced; per container a Deployment (Recreate, 1 or
+//! 0 replicas), a Service for declared ports, an Ingress for ports the site
+//! marks HTTP, PersistentVolumeClaims that are never pruned; ResourceQuota
+//! and LimitRange from the account's quota; and the student's
+//! ServiceAccount, Role (get/list/watch pods and logs, exec) and RoleBinding.
+//!
+//! Applying them (server-side apply with field manager `berth`) and
+//! observing them is the part still to come; see the issue notes.
+
+use crate::desired::{LABEL_HASH, LABEL_NAME, LABEL_OWNER, LABEL_REVISION, LABEL_WORKSPACE};
+use berth_spec::policy::{EffectiveQuota, requested};
+use berth_spec::{Container, ImageRef, Site, State};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container as PodContainer, ContainerPort, EnvVar, LimitRange, LimitRangeItem,
+    LimitRangeSpec, Namespace, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, ResourceQuota, ResourceQuotaSpec,
+    SeccompProfile, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
+    VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, ServiceBackendPort,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// The student's service account in every account namespace.
+pub const STUDENT: &str = "student";
+const GPU: &str = "nvidia.com/gpu";
+const CLAIM_SIZE: &str = "1Gi";
+
+/// What the site says about its cluster.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub namespace_prefix: String,
+    pub ingress_domain: Option<String>,
+    pub http_ports: Vec<u16>,
+}
+
+impl Settings {
+    pub fn from_site(site: &Site) -> Option<Settings> {
+        let k = site.backends.kubernetes.as_ref()?;
+        Some(Settings {
+            namespace_prefix: k.namespace_prefix.value.clone(),
+            ingress_domain: k.ingress_domain.clone(),
+            http_ports: k.http_ports.clone(),
+        })
+    }
+
+    pub fn namespace(&self, account: &str) -> String {
+        format!("{}{account}", self.namespace_prefix)
+    }
+}
+
+/// Everything one workspace container becomes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workload {
+    pub deployment: Deployment,
+    pub service: Option<Service>,
+    pub ingress: Option<Ingress>,
+    pub claims: Vec<PersistentVolumeClaim>,
+}
+
+fn labels(account: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::from([(LABEL_OWNER.to_string(), account.to_string())]);
+    l.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    l
+}
+
+fn meta(name: &str, namespace: Option<&str>, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: namespace.map(str::to_string),
+        labels: Some(labels),
+        ..Default::default()
+    }
+}
+
+pub fn namespace(s: &Settings, account: &str) -> Namespace {
+    let l = labels(
+        account,
+        &[
+            ("pod-security.kubernetes.io/enforce", "baseline"),
+            ("pod-security.kubernetes.io/enforce-version", "latest"),
+        ],
+    );
+    Namespace {
+        metadata: meta(&s.namespace(account), None, l),
+        ..Default::default()
+    }
+}
+
+fn cpu(cores: f64) -> Quantity {
+    Quantity(format!("{}m", (cores * 1000.0).round() as u64))
+}
+
+fn bytes(n: u64) -> Quantity {
+    Quantity(n.to_string())
+}
+
+/// The manifests of one container of `account`'s workspace.
+pub fn workload(
+    s: &Settings,
+    site: &Site,
+    account: &str,
+    repository: &str,
+    revision: &str,
+    c: &Container,
+    disabled: bool,
+) -> Workload {
+    let ns = s.namespace(account);
+    let name = c.name.value.as_str();
+    let (cores, memory, gpus) = requested(site, c);
+    let mut limits = BTreeMap::from([
+        ("cpu".to_string(), cpu(cores)),
+        ("memory".to_string(), bytes(memory)),
+    ]);
+    if gpus > 0 {
+        limits.insert(GPU.to_string(), Quantity(gpus.to_string()));
+    }
+    let ports: Vec<u16> = c
+        .ports
+        .iter()
+        .filter_map(|p| u16::try_from(p.value).ok())
+        .collect();
+    let image = ImageRef::parse(&c.image)
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| c.image.value.clone());
+    let container = PodContainer {
+        name: name.to_string(),
+        image: Some(image),
+        // The workspace's `command` replaces the image's command, as on
+        // Docker (CMD), keeping the image's entrypoint.
+        args: c.command.as_ref().map(|c| c.value.clone()),
+        env: Some(
+            c.env
+                .iter()
+                .map(|(k, v)| EnvVar {
+                    name: k.clone(),
+                    value: Some(v.value.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ports: Some(
+            ports
+                .iter()
+                .map(|p| ContainerPort {
+                    container_port: i32::from(*p),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
+            requests: Some(limits.clone()),
+            limits: Some(limits),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["NET_RAW".into()]),
+                ..Default::default()
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(
+            c.volumes
+                .iter()
+                .map(|v| VolumeMount {
+                    name: v.name.value.clone(),
+                    mount_path: v.path.value.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let selector = labels(account, &[(LABEL_NAME, name)]);
+    let pod = PodSpec {
+        containers: vec![container],
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        volumes: Some(
+            c.volumes
+                .iter()
+                .map(|v| Volume {
+                    name: v.name.value.clone(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: v.name.value.clone(),
+                        read_only: None,
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let spec = DeploymentSpec {
+        replicas: Some(if disabled || c.state() == State::Stopped {
+            0
+        } else {
+            1
+        }),
+        selector: LabelSelector {
+            match_labels: Some(selector.clone()),
+            ..Default::default()
+        },
+        strategy: Some(DeploymentStrategy {
+            type_: Some("Recreate".into()),
+            ..Default::default()
+        }),
+        template: PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(selector.clone()),
+                ..Default::default()
+            }),
+            spec: Some(pod),
+        },
+        ..Default::default()
+    };
+    let hash: String = Sha256::digest(serde_json::to_vec(&spec).unwrap_or_default())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let object_labels = labels(
+        account,
+        &[
+            (LABEL_NAME, name),
+            (LABEL_WORKSPACE, repository),
+            (LABEL_HASH, &hash),
+            (LABEL_REVISION, revision),
+        ],
+    );
+    let deployment = Deployment {
+        metadata: meta(name, Some(&ns), object_labels.clone()),
+        spec: Some(spec),
+        ..Default::default()
+    };
+    let service = (!ports.is_empty()).then(|| Service {
+        metadata: meta(name, Some(&ns), object_labels.clone()),
+        spec: Some(ServiceSpec {
+            selector: Some(selector.clone()),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        name: Some(format!("p{p}")),
+                        port: i32::from(*p),
+                        target_port: Some(IntOrString::Int(i32::from(*p))),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let http_port = ports.iter().find(|p| s.http_ports.contains(p));
+    let ingress = match (&s.ingress_domain, http_port) {
+        (Some(domain), Some(port)) => Some(Ingress {
+            metadata: meta(name, Some(&ns), object_labels.clone()),
+            spec: Some(IngressSpec {
+                rules: Some(vec![IngressRule {
+                    host: Some(format!("{account}-{name}.{domain}")),
+                    http: Some(HTTPIngressRuleValue {
+                        paths: vec![HTTPIngressPath {
+                            path: Some("/".into()),
+                            path_type: "Prefix".into(),
+                            backend: IngressBackend {
+                                service: Some(IngressServiceBackend {
+                                    name: name.to_string(),
+                                    port: Some(ServiceBackendPort {
+                                        number: Some(i32::from(*port)),
+                                        ..Default::default()
+                                    }),
+                                }),
+                                ..Default::default()
+                            },
+                        }],
+                    }),
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        _ => None,
+    };
+    let claims = c
+        .volumes
+        .iter()
+        .map(|v| PersistentVolumeClaim {
+            metadata: meta(&v.name, Some(&ns), labels(account, &[])),
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([(
+                        "storage".to_string(),
+                        Quantity(CLAIM_SIZE.into()),
+                    )])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    Workload {
+        deployment,
+        service,
+        ingress,
+        claims,
+    }
+}
+
+/// The account's quota as a ResourceQuota.
+pub fn resource_quota(s: &Settings, account: &str, q: &EffectiveQuota) -> ResourceQuota {
+    let hard = BTreeMap::from([
+        ("pods".to_string(), Quantity(q.containers.to_string())),
+        ("requests.cpu".to_string(), cpu(q.cpus)),
+        ("limits.cpu".to_string(), cpu(q.cpus)),
+        ("requests.memory".to_string(), bytes(q.memory)),
+        ("limits.memory".to_string(), bytes(q.memory)),
+        (format!("requests.{GPU}"), Quantity(q.gpus.to_string())),
+    ]);
+    ResourceQuota {
+        metadata: meta(
+            "berth-quota",
+            Some(&s.namespace(account)),
+            labels(account, &[]),
+        ),
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(hard),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Defaults for containers that declare no resources (the site's).
+pub fn limit_range(s: &Settings, site: &Site, account: &str) -> LimitRange {
+    let d = &site.policy.default_resources;
+    let default = BTreeMap::from([
+        ("cpu".to_string(), cpu(d.cpus)),
+        (
+            "memory".to_string(),
+            bytes(d.memory.bytes().unwrap_or(512 << 20)),
+        ),
+    ]);
+    LimitRange {
+        metadata: meta(
+            "berth-defaults",
+            Some(&s.namespace(account)),
+            labels(account, &[]),
+        ),
+        spec: Some(LimitRangeSpec {
+            limits: vec![LimitRangeItem {
+                type_: "Container".into(),
+                default: Some(default.clone()),
+                default_request: Some(default),
+                ..Default::default()
+            }],
+        }),
+    }
+}
+
+/// The student's identity in their namespace: read pods and logs, exec
+/// (which `kubectl cp` uses), nothing else.
+pub fn student_access(s: &Settings, account: &str) -> (ServiceAccount, Role, RoleBinding) {
+    let ns = s.namespace(account);
+    let rule = |resources: &[&str], verbs: &[&str]| PolicyRule {
+        api_groups: Some(vec![String::new()]),
+        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    };
+    let sa = ServiceAccount {
+        metadata: meta(STUDENT, Some(&ns), labels(account, &[])),
+        ..Default::default()
+    };
+    let role = Role {
+        metadata: meta("berth-student", Some(&ns), labels(account, &[])),
+        rules: Some(vec![
+            rule(&["pods", "pods/log"], &["get", "list", "watch"]),
+            rule(&["pods/exec"], &["create", "get"]),
+        ]),
+    };
+    let binding = RoleBinding {
+        metadata: meta("berth-student", Some(&ns), labels(account, &[])),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: "berth-student".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: STUDENT.into(),
+            namespace: Some(ns),
+            ..Default::default()
+        }]),
+    };
+    (sa, role, binding)
+}
+
+/// Whether `role` lets its subject do `verb` on a core-group `resource`.
+pub fn allows(role: &Role, verb: &str, resource: &str) -> bool {
+    role.rules.iter().flatten().any(|r| {
+        r.api_groups
+            .iter()
+            .flatten()
+            .any(|g| g.is_empty() || g == "*")
+            && r.resources
+                .iter()
+                .flatten()
+                .any(|x| x == resource || x == "*")
+            && r.verbs.iter().any(|v| v == verb || v == "*")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::Resource;
+
+    fn site() -> Site {
+        let text = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/site.yaml"
+        ))
+        .expect("example site");
+        berth_spec::parse_site(&text).expect("valid")
+    }
+
+    fn api() -> berth_spec::Container {
+        let text = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/workspace-kubernetes.yaml"
+        ))
+        .expect("example");
+        berth_spec::parse_workspace(&text)
+            .expect("valid")
+            .containers
+            .remove(0)
+    }
+
+    fn settings() -> Settings {
+        Settings::from_site(&site()).expect("the example site has a cluster")
+    }
+
+    /// Round-trips through JSON with the typed API: the manifest uses only
+    /// fields of the Kubernetes v1.33 schema, with their wire names.
+    fn round_trips<
+        T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug + Resource,
+    >(
+        object: &T,
+    ) {
+        let json = serde_json::to_value(object).expect("serializes");
+        assert_eq!(json["apiVersion"], T::API_VERSION);
+        assert_eq!(json["kind"], T::KIND);
+        let back: T = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(&back, object);
+    }
+
+    #[test]
+    fn student_rbac_matches_the_table() {
+        let (_, role, binding) = student_access(&settings(), "alice");
+        let allowed = [
+            ("get", "pods"),
+            ("list", "pods"),
+            ("watch", "pods"),
+            ("get", "pods/log"),
+            ("create", "pods/exec"),
+        ];
+        let denied = [
+            ("create", "pods"),
+            ("delete", "pods"),
+            ("patch", "pods"),
+            ("get", "secrets"),
+            ("list", "secrets"),
+            ("create", "pods/portforward"),
+            ("create", "deployments"),
+            ("get", "nodes"),
+            ("create", "serviceaccounts/token"),
+            ("escalate", "roles"),
+        ];
+        for (verb, resource) in allowed {
+            assert!(
+                allows(&role, verb, resource),
+                "{verb} {resource} must be allowed"
+            );
+        }
+        for (verb, resource) in denied {
+            assert!(
+                !allows(&role, verb, resource),
+                "{verb} {resource} must be denied"
+            );
+        }
+        assert_eq!(
+            binding.subjects.as_ref().map(|s| s[0].namespace.clone()),
+            Some(Some("berth-alice".into()))
+        );
+        round_trips(&role);
+        round_trips(&binding);
+    }
+
+    #[test]
+    fn deployment_is_confined_and_follows_the_file() {
+        let s = settings();
+        let w = workload(
+            &s,
+            &site(),
+            "alice",
+            "alice/workspace",
+            "abc",
+            &api(),
+            false,
+        );
+        let d = &w.deployment;
+        assert_eq!(d.metadata.namespace.as_deref(), Some("berth-alice"));
+        let spec = d.spec.as_ref().expect("spec");
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(
+            spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+            Some("Recreate")
+        );
+        let pod = spec.template.spec.as_ref().expect("pod");
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
+        assert!(pod.volumes.iter().flatten().all(|v| v.host_path.is_none()));
+        let c = &pod.containers[0];
+        let sc = c.security_context.as_ref().expect("security context");
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+        assert_eq!(
+            c.args.as_deref(),
+            Some(
+                &[
+                    "python".to_string(),
+                    "-m".into(),
+                    "http.server".into(),
+                    "8080".into()
+                ][..]
+            )
+        );
+        let limits = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .expect("limits");
+        assert_eq!(limits["cpu"], Quantity("500m".into()));
+        assert_eq!(limits["memory"], Quantity((256u64 << 20).to_string()));
+        let ingress = w
+            .ingress
+            .as_ref()
+            .expect("8080 is an HTTP port of the site");
+        let host = ingress
+            .spec
+            .as_ref()
+            .and_then(|s| s.rules.as_ref())
+            .and_then(|r| r[0].host.clone());
+        assert_eq!(host.as_deref(), Some("alice-api.apps.berth.test"));
+        assert!(w.service.is_some());
+        round_trips(d);
+        round_trips(ingress);
+        round_trips(w.service.as_ref().expect("service"));
+        let stopped = workload(&s, &site(), "alice", "alice/workspace", "abc", &api(), true);
+        assert_eq!(
+            stopped.deployment.spec.and_then(|s| s.replicas),
+            Some(0),
+            "disabled accounts scale to zero"
+        );
+    }
+
+    #[test]
+    fn gpus_volumes_namespace_and_quota() {
+        let s = settings();
+        let text = "version: 1\ncontainers:\n  - name: train\n    image: pytorch/pytorch:2\n    backend: kubernetes\n    resources: { gpus: 1 }\n    volumes: [{ name: work, path: /work }]\n";
+        let c = berth_spec::parse_workspace(text.as_bytes())
+            .expect("valid")
+            .containers
+            .remove(0);
+        let w = workload(&s, &site(), "alice", "alice/workspace", "abc", &c, false);
+        let pod = w
+            .deployment
+            .spec
+            .as_ref()
+            .and_then(|d| d.template.spec.clone())
+            .expect("pod");
+        let limits = pod.containers[0]
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .expect("limits");
+        assert_eq!(limits[GPU], Quantity("1".into()));
+        assert_eq!(w.claims.len(), 1);
+        assert_eq!(w.claims[0].metadata.name.as_deref(), Some("work"));
+        round_trips(&w.claims[0]);
+        let ns = namespace(&s, "alice");
+        assert_eq!(
+            ns.metadata
+                .labels
+                .as_ref()
+                .map(|l| l["pod-security.kubernetes.io/enforce"].clone()),
+            Some("baseline".into())
+        );
+        round_trips(&ns);
+        let q = berth_spec::policy::effective_quota(&site(), &["students".into()]).expect("quota");
+        let quota = resource_quota(&s, "alice", &q);
+        assert_eq!(
+            quota
+                .spec
+                .as_ref()
+                .and_then(|s| s.hard.clone())
+                .map(|h| h[&format!("requests.{GPU}")].clone()),
+            Some(Quantity("1".into()))
+        );
+        round_trips(&quota);
+        round_trips(&limit_range(&s, &site(), "alice"));
+    }
+}
