@@ -3,5 +3,6 @@
 
 pub mod docker;
 pub mod kube;
+pub mod kube_apply;
 
 pub use docker::{DockerBackend, DockerError};
