@@ -31,6 +31,8 @@ pub mod identity;
 pub mod images;
 /// Local mirrors of GitLab repositories.
 pub mod mirror;
+/// Images at acceptance: shares, digests, scans.
+pub mod pins;
 /// Desired vs observed → ordered actions (pure).
 pub mod plan;
 /// Per-account coalescing work queue.
