@@ -415,6 +415,59 @@ pub fn student_access(s: &Settings, account: &str) -> (ServiceAccount, Role, Rol
     (sa, role, binding)
 }
 
+/// A kubeconfig for the student: their namespace, their service account's
+/// bound token, the cluster's address and CA (DER certificates).
+pub fn kubeconfig(
+    server: &str,
+    ca_der: &[Vec<u8>],
+    namespace: &str,
+    account: &str,
+    token: &str,
+) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let pem: String = ca_der
+        .iter()
+        .map(|der| {
+            let body = b64.encode(der);
+            let lines: Vec<&str> = body
+                .as_bytes()
+                .chunks(64)
+                .filter_map(|c| std::str::from_utf8(c).ok())
+                .collect();
+            format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                lines.join("\n")
+            )
+        })
+        .collect();
+    let ca = if pem.is_empty() {
+        String::new()
+    } else {
+        format!("      certificate-authority-data: {}\n", b64.encode(pem))
+    };
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+  - name: berth
+    cluster:
+      server: {server}
+{ca}contexts:
+  - name: {account}
+    context:
+      cluster: berth
+      namespace: {namespace}
+      user: {account}
+current-context: {account}
+users:
+  - name: {account}
+    user:
+      token: {token}
+"
+    )
+}
+
 /// Whether `role` lets its subject do `verb` on a core-group `resource`.
 pub fn allows(role: &Role, verb: &str, resource: &str) -> bool {
     role.rules.iter().flatten().any(|r| {
@@ -472,6 +525,33 @@ mod tests {
         assert_eq!(json["kind"], T::KIND);
         let back: T = serde_json::from_value(json).expect("deserializes");
         assert_eq!(&back, object);
+    }
+
+    #[test]
+    fn kubeconfig_points_the_student_at_their_namespace() {
+        let text = kubeconfig(
+            "https://k8s.example:6443",
+            &[vec![1, 2, 3]],
+            "berth-alice",
+            "alice",
+            "tok.en",
+        );
+        let v: serde_json::Value = serde_saphyr::from_str(&text).expect("valid YAML");
+        assert_eq!(
+            v["clusters"][0]["cluster"]["server"],
+            "https://k8s.example:6443"
+        );
+        assert_eq!(v["contexts"][0]["context"]["namespace"], "berth-alice");
+        assert_eq!(v["users"][0]["user"]["token"], "tok.en");
+        assert_eq!(v["current-context"], "alice");
+        use base64::Engine;
+        let ca = v["clusters"][0]["cluster"]["certificate-authority-data"]
+            .as_str()
+            .expect("CA");
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(ca)
+            .expect("base64");
+        assert!(String::from_utf8_lossy(&pem).starts_with("-----BEGIN CERTIFICATE-----\nAQID\n"));
     }
 
     #[test]

@@ -111,6 +111,38 @@ impl KubeBackend {
         Ok(())
     }
 
+    /// A bound token of the student's service account, valid for `lifetime`.
+    pub async fn student_token(
+        &self,
+        namespace: &str,
+        lifetime: std::time::Duration,
+    ) -> Result<String, KubeError> {
+        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec![],
+                expiration_seconds: Some(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let created = api
+            .create_token_request(
+                super::kube::STUDENT,
+                &kube::api::PostParams::default(),
+                &request,
+            )
+            .await
+            .map_err(|e| KubeError {
+                op: "create token for",
+                kind: "ServiceAccount".into(),
+                name: namespace.into(),
+                source: Box::new(e),
+            })?;
+        Ok(created.status.map(|s| s.token).unwrap_or_default())
+    }
+
     /// The account's Deployments: declared name → spec hash.
     pub async fn observe(
         &self,
@@ -247,6 +279,39 @@ mod tests {
             .expect("namespace applied");
         backend.apply_workload(&w).await.expect("workload applied");
         server.await.expect("every expected request came");
+    }
+
+    #[tokio::test]
+    async fn student_tokens_are_bound_tokens_with_the_site_lifetime() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let backend = KubeBackend::new(Client::new(service, "default"));
+        let server = tokio::spawn(async move {
+            let (request, send) = handle.next_request().await.expect("a request");
+            assert_eq!(request.method(), http::Method::POST);
+            assert_eq!(
+                request.uri().path(),
+                "/api/v1/namespaces/berth-alice/serviceaccounts/student/token"
+            );
+            let body: serde_json::Value =
+                serde_json::from_slice(&request.into_body().collect_bytes().await.expect("body"))
+                    .expect("JSON");
+            assert_eq!(body["spec"]["expirationSeconds"], 28800);
+            let answer = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": [], "expirationSeconds": 28800},
+                "status": {"token": "eyJ.bound", "expirationTimestamp": "2026-11-26T12:00:00Z"}});
+            send.send_response(
+                Response::builder()
+                    .status(201)
+                    .body(Body::from(answer.to_string().into_bytes()))
+                    .expect("response"),
+            );
+        });
+        let token = backend
+            .student_token("berth-alice", std::time::Duration::from_secs(8 * 3600))
+            .await
+            .expect("token");
+        assert_eq!(token, "eyJ.bound");
+        server.await.expect("served");
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ mod export;
 mod gc;
 mod gitlab;
 mod images;
+mod kubeconfig;
 pub mod output;
 mod schema;
 mod serve;
@@ -67,6 +68,8 @@ pub enum Command {
     Gc(gc::Args),
     /// The department registry's catalogue.
     Images(images::Args),
+    /// A kubeconfig for a student's namespace (bound, expiring token).
+    Kubeconfig(kubeconfig::Args),
     /// GitLab administration (webhooks).
     #[command(subcommand)]
     Gitlab(gitlab::Command),
@@ -105,6 +108,7 @@ fn run(cli: Cli) -> u8 {
         Command::ExportImage(args) => block_on(export::run(cli.config.as_deref(), &args)),
         Command::Gc(args) => block_on(gc::run(cli.config.as_deref(), &args)),
         Command::Images(args) => block_on(images::run(cli.config.as_deref(), &args)),
+        Command::Kubeconfig(args) => block_on(kubeconfig::run(cli.config.as_deref(), &args)),
         Command::Gitlab(command) => block_on(gitlab::run(cli.config.as_deref(), &command)),
         Command::Serve(args) => block_on(serve::run(cli.config.as_deref(), &args)),
     }
