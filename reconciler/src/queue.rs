@@ -47,9 +47,11 @@ pub struct Queue {
 const MAX_SETTLE: Duration = Duration::from_secs(1);
 
 impl Queue {
-    /// A queue whose pushes settle for 50 ms.
+    /// A queue whose bursts settle for 250 ms: long enough that a burst
+    /// delivered by a busy GitLab (or a loaded machine) is not split in two,
+    /// short against a container recreation. A lone push never waits.
     pub fn new(metrics: Arc<Metrics>) -> Arc<Queue> {
-        Self::with_settle(metrics, Duration::from_millis(50))
+        Self::with_settle(metrics, Duration::from_millis(250))
     }
 
     pub fn with_settle(metrics: Arc<Metrics>, settle: Duration) -> Arc<Queue> {
