@@ -313,13 +313,8 @@ fn rdn_value(dn: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn site() -> Site {
-        let text = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/site.yaml"
-        ))
-        .expect("example site");
-        berth_spec::parse_site(&text).expect("valid")
+    fn site() -> berth_spec::Site {
+        crate::context::example_site()
     }
 
     fn alice() -> Account {

@@ -137,57 +137,38 @@ mod tests {
         std::fs::create_dir_all(&work).expect("dirs");
         git(&upstream, &["init", "-q", "--bare", "-b", "main"]);
         git(&work, &["init", "-q", "-b", "main"]);
-        git(
-            &work,
-            &[
-                "-c",
-                "user.name=a",
-                "-c",
-                "user.email=a@x",
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                "one",
-            ],
-        );
-        git(
-            &work,
-            &[
-                "push",
-                "-q",
-                upstream.to_str().unwrap_or_default(),
-                "HEAD:main",
-            ],
-        );
+        let commit_and_push = |message: &str| {
+            git(
+                &work,
+                &[
+                    "-c",
+                    "user.name=a",
+                    "-c",
+                    "user.email=a@x",
+                    "commit",
+                    "-q",
+                    "--allow-empty",
+                    "-m",
+                    message,
+                ],
+            );
+            git(
+                &work,
+                &[
+                    "push",
+                    "-q",
+                    upstream.to_str().unwrap_or_default(),
+                    "HEAD:main",
+                ],
+            );
+        };
+        commit_and_push("one");
         let template = format!("file://{}/up/{{account}}/{{repository}}.git", tmp.display());
         let mirrors = Mirrors::new(tmp.join("mirrors"), "workspace", &template, None);
         mirrors.fetch("alice").await.expect("clone");
         let source = crate::source::LocalSource::new(mirrors.root(), "workspace");
         let first = source.head("alice").expect("read").expect("head");
-        git(
-            &work,
-            &[
-                "-c",
-                "user.name=a",
-                "-c",
-                "user.email=a@x",
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                "two",
-            ],
-        );
-        git(
-            &work,
-            &[
-                "push",
-                "-q",
-                upstream.to_str().unwrap_or_default(),
-                "HEAD:main",
-            ],
-        );
+        commit_and_push("two");
         mirrors.fetch("alice").await.expect("fetch");
         let second = source.head("alice").expect("read").expect("head");
         assert_ne!(first.sha, second.sha);

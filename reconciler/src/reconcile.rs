@@ -243,6 +243,8 @@ pub async fn evaluate(
     let identity = ctx.directory.lookup(account).await?;
     plan.disabled = identity.as_ref().is_some_and(|a| a.disabled);
     let accepted = ctx.store.accepted(account)?;
+    // Read once: admission checks and the unshared-image warnings both use it.
+    let shared = shared_with(ctx, account)?;
     let mut workspace = None;
     if accepted.as_ref().map(|a| a.revision.as_str()) == Some(head.sha.as_str()) {
         plan.decision = Decision::Unchanged;
@@ -262,7 +264,6 @@ pub async fn evaluate(
             }
             _ => Ok(()),
         };
-        let shared = shared_with(ctx, account)?;
         let verdict = pusher_ok
             .and_then(|()| identity::admit(site, account, identity.as_ref(), &head.committer_email))
             .map_err(|r| r.to_string())
@@ -339,7 +340,6 @@ pub async fn evaluate(
     if !matches!(plan.decision, Decision::Accept { .. }) {
         plan.pins = ctx.store.pins(account, &revision)?;
     }
-    let shared = shared_with(ctx, account)?;
     plan.warnings.extend(unshared_warnings(
         ctx, account, &workspace, &shared, &plan.pins,
     ));

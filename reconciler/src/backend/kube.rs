@@ -488,13 +488,8 @@ mod tests {
     use super::*;
     use k8s_openapi::Resource;
 
-    fn site() -> Site {
-        let text = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/site.yaml"
-        ))
-        .expect("example site");
-        berth_spec::parse_site(&text).expect("valid")
+    fn site() -> berth_spec::Site {
+        crate::context::example_site()
     }
 
     fn api() -> berth_spec::Container {

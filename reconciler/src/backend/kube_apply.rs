@@ -191,12 +191,7 @@ mod tests {
     }
 
     fn site() -> berth_spec::Site {
-        let text = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/site.yaml"
-        ))
-        .expect("example site");
-        berth_spec::parse_site(&text).expect("valid")
+        crate::context::example_site()
     }
 
     /// Answers the next request after checking it is a server-side apply
