@@ -1,12 +1,13 @@
 //! Builds the reconcile [`Context`] from a site file: opens the store,
-//! the git source and the directory, and connects every Docker endpoint.
+//! the git source and the directory, and connects every Docker endpoint and
+//! the Kubernetes cluster.
 //! Configuration problems are errors here, before anything is touched.
 
 use crate::backend::DockerBackend;
 use crate::gitlab::GitLab;
 use crate::identity::Directory;
 use crate::mirror::Mirrors;
-use crate::reconcile::Context;
+use crate::reconcile::{Context, KubeCluster};
 use crate::source::LocalSource;
 use crate::store::Store;
 use berth_spec::Site;
@@ -106,8 +107,25 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
             .map_err(|e| e.to_string());
         docker.insert(ep.name.value.clone(), backend);
     }
+    let kube = match (
+        &site.backends.kubernetes,
+        crate::backend::kube::Settings::from_site(&site),
+    ) {
+        (Some(k), Some(settings)) => {
+            let client = kube_config(k.kubeconfig.as_deref(), k.context.as_deref())
+                .await
+                .and_then(|c| kube::Client::try_from(c).map_err(|e| e.to_string()))
+                .map(crate::backend::kube_apply::KubeBackend::new);
+            Some(KubeCluster {
+                settings,
+                backend: client,
+            })
+        }
+        _ => None,
+    };
     Ok(Context {
         site,
+        kube,
         store,
         source,
         directory,
@@ -117,6 +135,30 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
         gitlab,
         registry: site_registry,
     })
+}
+
+/// The site's kubeconfig file and context, else the usual inference
+/// (in-cluster, then `KUBECONFIG` / `~/.kube/config`).
+pub async fn kube_config(
+    path: Option<&str>,
+    context: Option<&str>,
+) -> Result<kube::Config, String> {
+    let options = kube::config::KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    match path {
+        Some(p) => {
+            let file = kube::config::Kubeconfig::read_from(p).map_err(|e| e.to_string())?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        None if context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| e.to_string()),
+        None => kube::Config::infer().await.map_err(|e| e.to_string()),
+    }
 }
 
 /// The department registry's host and credentials, when the site names

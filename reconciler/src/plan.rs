@@ -3,6 +3,8 @@
 //! `apply --dry-run` and `apply` share one code path. Only objects carrying
 //! Berth's labels are ever observed, so nothing else can appear in a plan.
 
+use crate::backend::kube::{AccountManifests, KubeObject};
+use crate::backend::kube_drift::drift;
 use crate::desired::DesiredContainer;
 use berth_spec::State;
 use serde::Serialize;
@@ -35,6 +37,35 @@ pub struct ObservedAccount {
     pub containers: Vec<ObservedContainer>,
     pub network: bool,
     pub volumes: BTreeSet<String>,
+}
+
+/// A pod of a Berth Deployment, as status shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PodState {
+    pub name: String,
+    /// Declared container name (`berth.name` label).
+    pub workload: String,
+    pub phase: String,
+    pub ready: bool,
+    pub restarts: i32,
+    /// Why the container is not running (`ImagePullBackOff`, …), if it says.
+    pub reason: Option<String>,
+}
+
+/// What the cluster holds for one account: Berth-labelled objects in the
+/// account's namespace (and the namespace itself), and its pods.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct KubeObserved {
+    pub objects: Vec<KubeObject>,
+    pub pods: Vec<PodState>,
+}
+
+impl KubeObserved {
+    pub fn get(&self, kind: &str, name: &str) -> Option<&KubeObject> {
+        self.objects
+            .iter()
+            .find(|o| o.kind == kind && o.name == name)
+    }
 }
 
 /// A changed field: `None` means absent on that side.
@@ -86,6 +117,23 @@ pub enum Action {
     UnregisterRunner {
         id: u64,
     },
+    /// Server-side apply of Kubernetes objects, in order: the account's
+    /// namespace objects, or one container's workload. `create` when its
+    /// main object (Namespace or Deployment) does not exist yet.
+    KubeApply {
+        target: String,
+        create: bool,
+        objects: Vec<KubeObject>,
+        changes: Vec<Change>,
+    },
+    /// Delete a Berth-labelled object that is no longer declared. Never a
+    /// PersistentVolumeClaim or a Namespace: data outlives declarations.
+    KubeDelete {
+        target: String,
+        kind: String,
+        namespace: String,
+        name: String,
+    },
 }
 
 impl Action {
@@ -101,6 +149,9 @@ impl Action {
             Action::Remove { .. } => "remove",
             Action::RegisterRunner { .. } => "register_runner",
             Action::UnregisterRunner { .. } => "unregister_runner",
+            Action::KubeApply { create: true, .. } => "kube_create",
+            Action::KubeApply { create: false, .. } => "kube_update",
+            Action::KubeDelete { .. } => "kube_delete",
         }
     }
 
@@ -115,6 +166,7 @@ impl Action {
             | Action::Stop { name, .. }
             | Action::Remove { name, .. } => name,
             Action::RegisterRunner { .. } | Action::UnregisterRunner { .. } => "gitlab runner",
+            Action::KubeApply { target, .. } | Action::KubeDelete { target, .. } => target,
         }
     }
 }
@@ -192,6 +244,98 @@ pub fn plan(
         .chain(creates)
         .chain(starts)
         .collect()
+}
+
+/// Kinds the plan may delete when no longer declared, in deletion order
+/// (dependents first).
+const PRUNABLE: &[&str] = &[
+    "Ingress",
+    "Service",
+    "Deployment",
+    "RoleBinding",
+    "Role",
+    "ServiceAccount",
+    "LimitRange",
+    "ResourceQuota",
+];
+
+/// Ordered Kubernetes actions for one account: its namespace objects
+/// first (namespace, quota, access), then deletions of Berth objects no
+/// longer declared (freeing quota), then each container's workload.
+/// An account with no Kubernetes containers and no namespace gets nothing.
+pub fn plan_kube(desired: &AccountManifests, observed: &KubeObserved) -> Vec<Action> {
+    let ns = desired.namespace.as_str();
+    let has_namespace = observed.get("Namespace", ns).is_some();
+    if desired.workloads.is_empty() && !has_namespace {
+        return vec![];
+    }
+    let mut actions = Vec::new();
+    let account_changes = object_changes(&desired.account, observed);
+    if !account_changes.is_empty() {
+        actions.push(Action::KubeApply {
+            target: ns.to_string(),
+            create: !has_namespace,
+            objects: desired.account.clone(),
+            changes: account_changes,
+        });
+    }
+    let wanted: BTreeSet<(&str, &str)> = desired
+        .account
+        .iter()
+        .chain(desired.workloads.values().flatten())
+        .map(|o| (o.kind.as_str(), o.name.as_str()))
+        .collect();
+    let mut unwanted: Vec<(usize, &KubeObject)> = observed
+        .objects
+        .iter()
+        .filter(|o| !wanted.contains(&(o.kind.as_str(), o.name.as_str())))
+        .filter_map(|o| Some((PRUNABLE.iter().position(|k| *k == o.kind)?, o)))
+        .collect();
+    unwanted.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+    actions.extend(unwanted.into_iter().map(|(_, o)| Action::KubeDelete {
+        target: format!("{ns}/{} ({})", o.name, o.kind.to_lowercase()),
+        kind: o.kind.clone(),
+        namespace: ns.to_string(),
+        name: o.name.clone(),
+    }));
+    for (name, objects) in &desired.workloads {
+        let changes = object_changes(objects, observed);
+        if !changes.is_empty() {
+            actions.push(Action::KubeApply {
+                target: format!("{ns}/{name}"),
+                create: observed.get("Deployment", name).is_none(),
+                objects: objects.clone(),
+                changes,
+            });
+        }
+    }
+    actions
+}
+
+/// What differs between desired objects and their live versions, with
+/// fields named `deployment.spec.replicas`; a missing object is one change.
+/// Claims are only checked for existence: their spec is the storage's.
+fn object_changes(desired: &[KubeObject], observed: &KubeObserved) -> Vec<Change> {
+    let mut out = Vec::new();
+    for d in desired {
+        let kind = d.kind.to_lowercase();
+        match observed.get(&d.kind, &d.name) {
+            None => out.push(Change {
+                field: kind,
+                old: None,
+                new: Some(d.describe()),
+            }),
+            Some(_) if d.kind == "PersistentVolumeClaim" => {}
+            Some(live) => {
+                let container = format!("spec.template.spec.containers[{}].", d.name);
+                out.extend(drift(&d.value, &live.value).into_iter().map(|c| Change {
+                    field: format!("{kind}.{}", c.field.replace(&container, "container.")),
+                    ..c
+                }));
+            }
+        }
+    }
+    out
 }
 
 /// Field-level differences between two flat specs.
@@ -324,5 +468,320 @@ mod tests {
         let gone = desired("web", "hi", State::Running);
         let got = plan(&[], &world(vec![observed(&gone, true)]), "berth-alice");
         assert_eq!(kinds(&got), ["remove alice-web"]);
+    }
+}
+
+#[cfg(test)]
+mod kube_tests {
+    use super::*;
+    use crate::backend::kube::{AccountManifests, Settings, fixtures, manifests};
+    use serde_json::{Value, json};
+
+    const WORKSPACE: &str = "version: 1
+containers:
+  - name: api
+    image: python:3.12
+    backend: kubernetes
+    command: [python, -m, http.server, \"8080\"]
+    env: { GREETING: hello }
+    ports: [8080]
+    resources: { cpus: 1, memory: 256Mi }
+    volumes: [{ name: data, path: /data }]
+  - name: job
+    image: busybox:1.36
+    backend: kubernetes
+    state: stopped
+";
+
+    fn settings() -> Settings {
+        Settings {
+            namespace_prefix: "berth-".into(),
+            ingress_domain: Some("apps.test".into()),
+            http_ports: vec![8080],
+        }
+    }
+
+    fn desired_from(text: &str, disabled: bool) -> AccountManifests {
+        let site = crate::context::example_site();
+        let ws = berth_spec::parse_workspace(text.as_bytes()).expect("valid");
+        let containers: Vec<&berth_spec::Container> = ws.containers.iter().collect();
+        let quota = berth_spec::policy::effective_quota(&site, &["students".into()]);
+        manifests(
+            &settings(),
+            &site,
+            &fixtures::owner(disabled),
+            &containers,
+            quota.as_ref(),
+        )
+    }
+
+    /// What an API server (v1.33) returns for an applied object: its
+    /// defaults filled in, quantities canonical, empty lists dropped,
+    /// bookkeeping metadata and status added.
+    fn served(o: &KubeObject) -> KubeObject {
+        fn canonical(key: &str, v: &mut Value) {
+            const QUANTITIES: &[&str] =
+                &["limits", "requests", "hard", "default", "defaultRequest"];
+            match v {
+                Value::Object(map) => {
+                    map.retain(|_, x| !matches!(x, Value::Array(a) if a.is_empty()));
+                    let quantities = QUANTITIES.contains(&key);
+                    for (k, x) in map.iter_mut() {
+                        if quantities && let Value::String(s) = x {
+                            if let Ok(n) = s.parse::<u64>()
+                                && n >= 1 << 20
+                                && n % (1 << 20) == 0
+                            {
+                                *s = format!("{}Mi", n >> 20);
+                            } else if s == "1000m" {
+                                *s = "1".into();
+                            }
+                        }
+                        canonical(k, x);
+                    }
+                }
+                Value::Array(items) => items.iter_mut().for_each(|x| canonical(key, x)),
+                _ => {}
+            }
+        }
+        let mut v = o.value.clone();
+        canonical("", &mut v);
+        let meta = &mut v["metadata"];
+        meta["uid"] = json!("6f1c0d9e-0000-4000-8000-000000000001");
+        meta["resourceVersion"] = json!("4711");
+        meta["creationTimestamp"] = json!("2026-11-26T10:00:00Z");
+        meta["managedFields"] = json!([{"manager": "berth", "operation": "Apply"}]);
+        match o.kind.as_str() {
+            "Namespace" => {
+                v["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(o.name);
+                v["spec"] = json!({"finalizers": ["kubernetes"]});
+                v["status"] = json!({"phase": "Active"});
+            }
+            "Deployment" => {
+                v["metadata"]["generation"] = json!(1);
+                v["metadata"]["annotations"] = json!({"deployment.kubernetes.io/revision": "1"});
+                let spec = &mut v["spec"];
+                spec["revisionHistoryLimit"] = json!(10);
+                spec["progressDeadlineSeconds"] = json!(600);
+                spec["template"]["metadata"]["creationTimestamp"] = Value::Null;
+                let pod = &mut spec["template"]["spec"];
+                pod["restartPolicy"] = json!("Always");
+                pod["dnsPolicy"] = json!("ClusterFirst");
+                pod["schedulerName"] = json!("default-scheduler");
+                pod["securityContext"] = json!({});
+                pod["terminationGracePeriodSeconds"] = json!(30);
+                for c in pod["containers"].as_array_mut().into_iter().flatten() {
+                    c["imagePullPolicy"] = json!("IfNotPresent");
+                    c["terminationMessagePath"] = json!("/dev/termination-log");
+                    c["terminationMessagePolicy"] = json!("File");
+                    for p in c["ports"].as_array_mut().into_iter().flatten() {
+                        p["protocol"] = json!("TCP");
+                    }
+                }
+                for vol in pod["volumes"].as_array_mut().into_iter().flatten() {
+                    vol["persistentVolumeClaim"]["readOnly"] = json!(false);
+                }
+                v["status"] = json!({"replicas": 1, "readyReplicas": 1, "observedGeneration": 1});
+            }
+            "Service" => {
+                let spec = &mut v["spec"];
+                spec["clusterIP"] = json!("10.96.12.34");
+                spec["clusterIPs"] = json!(["10.96.12.34"]);
+                spec["type"] = json!("ClusterIP");
+                spec["sessionAffinity"] = json!("None");
+                spec["ipFamilies"] = json!(["IPv4"]);
+                spec["ipFamilyPolicy"] = json!("SingleStack");
+                spec["internalTrafficPolicy"] = json!("Cluster");
+                for p in spec["ports"].as_array_mut().into_iter().flatten() {
+                    p["protocol"] = json!("TCP");
+                }
+            }
+            "Ingress" => {
+                v["spec"]["ingressClassName"] = json!("nginx");
+                v["status"] = json!({"loadBalancer": {}});
+            }
+            "PersistentVolumeClaim" => {
+                v["spec"]["volumeName"] = json!("pvc-1234");
+                v["spec"]["storageClassName"] = json!("standard");
+                v["spec"]["volumeMode"] = json!("Filesystem");
+                v["status"] = json!({"phase": "Bound", "capacity": {"storage": "1Gi"}});
+            }
+            "ResourceQuota" => {
+                v["status"] = json!({"hard": v["spec"]["hard"].clone(), "used": {"pods": "1"}});
+            }
+            "ServiceAccount" | "Role" | "RoleBinding" | "LimitRange" => {}
+            other => panic!("unexpected kind {other}"),
+        }
+        KubeObject {
+            value: v,
+            ..o.clone()
+        }
+    }
+
+    fn cluster_holding(d: &AccountManifests) -> KubeObserved {
+        KubeObserved {
+            objects: d
+                .account
+                .iter()
+                .chain(d.workloads.values().flatten())
+                .map(served)
+                .collect(),
+            pods: vec![],
+        }
+    }
+
+    fn kinds(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| format!("{} {}", a.kind(), a.target()))
+            .collect()
+    }
+
+    #[test]
+    fn a_fresh_account_gets_its_namespace_before_its_workloads() {
+        let d = desired_from(WORKSPACE, false);
+        let got = plan_kube(&d, &KubeObserved::default());
+        assert_eq!(
+            kinds(&got),
+            [
+                "kube_create berth-alice",
+                "kube_create berth-alice/api",
+                "kube_create berth-alice/job"
+            ]
+        );
+        let Action::KubeApply { objects, .. } = &got[1] else {
+            panic!()
+        };
+        let order: Vec<&str> = objects.iter().map(|o| o.kind.as_str()).collect();
+        assert_eq!(
+            order,
+            ["PersistentVolumeClaim", "Deployment", "Service", "Ingress"]
+        );
+    }
+
+    #[test]
+    fn fields_the_api_server_defaults_are_not_drift() {
+        let d = desired_from(WORKSPACE, false);
+        let live = cluster_holding(&d);
+        let got = plan_kube(&d, &live);
+        assert!(got.is_empty(), "false drift: {got:#?}");
+    }
+
+    #[test]
+    fn a_new_revision_with_the_same_spec_changes_nothing() {
+        let d = desired_from(WORKSPACE, false);
+        let mut live = cluster_holding(&d);
+        for o in &mut live.objects {
+            if let Some(labels) = o.value["metadata"]["labels"].as_object_mut()
+                && labels.contains_key("berth.revision")
+            {
+                labels.insert("berth.revision".into(), json!("0123456789ab"));
+            }
+        }
+        assert!(plan_kube(&d, &live).is_empty());
+    }
+
+    #[test]
+    fn a_kubectl_edit_of_a_field_berth_sets_is_drift_and_reverted() {
+        let d = desired_from(WORKSPACE, false);
+        let mut live = cluster_holding(&d);
+        let dep = live
+            .objects
+            .iter_mut()
+            .find(|o| o.kind == "Deployment" && o.name == "api")
+            .expect("deployment");
+        dep.value["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil:latest");
+        dep.value["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] =
+            json!("4Gi");
+        let got = plan_kube(&d, &live);
+        let [
+            Action::KubeApply {
+                target,
+                create: false,
+                changes,
+                ..
+            },
+        ] = got.as_slice()
+        else {
+            panic!("{got:#?}")
+        };
+        assert_eq!(target, "berth-alice/api");
+        let fields: Vec<(&str, Option<&str>, Option<&str>)> = changes
+            .iter()
+            .map(|c| (c.field.as_str(), c.old.as_deref(), c.new.as_deref()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (
+                    "deployment.container.image",
+                    Some("evil:latest"),
+                    Some("docker.io/library/python:3.12")
+                ),
+                (
+                    "deployment.container.resources.limits.memory",
+                    Some("4Gi"),
+                    Some("268435456")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn removed_containers_are_pruned_but_their_claims_kept() {
+        let before = desired_from(WORKSPACE, false);
+        let live = cluster_holding(&before);
+        let after = desired_from("version: 1\ncontainers: []\n", false);
+        let got = plan_kube(&after, &live);
+        assert_eq!(
+            kinds(&got),
+            [
+                "kube_delete berth-alice/api (ingress)",
+                "kube_delete berth-alice/api (service)",
+                "kube_delete berth-alice/api (deployment)",
+                "kube_delete berth-alice/job (deployment)",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_account_that_never_used_the_cluster_gets_nothing() {
+        let d = desired_from("version: 1\ncontainers: []\n", false);
+        assert!(plan_kube(&d, &KubeObserved::default()).is_empty());
+    }
+
+    #[test]
+    fn a_disabled_account_is_scaled_to_zero_and_loses_kubectl_access() {
+        let before = desired_from(WORKSPACE, false);
+        let live = cluster_holding(&before);
+        let got = plan_kube(&desired_from(WORKSPACE, true), &live);
+        assert_eq!(
+            kinds(&got),
+            [
+                "kube_delete berth-alice/berth-student (rolebinding)",
+                "kube_update berth-alice/api"
+            ]
+        );
+        let Action::KubeApply { changes, .. } = &got[1] else {
+            panic!()
+        };
+        let replicas = changes
+            .iter()
+            .find(|c| c.field == "deployment.spec.replicas")
+            .expect("replicas change");
+        assert_eq!(replicas.new.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn a_deleted_service_is_recreated() {
+        let d = desired_from(WORKSPACE, false);
+        let mut live = cluster_holding(&d);
+        live.objects.retain(|o| o.kind != "Service");
+        let got = plan_kube(&d, &live);
+        let [Action::KubeApply { changes, .. }] = got.as_slice() else {
+            panic!("{got:#?}")
+        };
+        assert_eq!(changes[0].field, "service");
+        assert_eq!(changes[0].new.as_deref(), Some("service berth-alice/api"));
     }
 }

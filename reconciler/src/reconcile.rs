@@ -4,16 +4,18 @@
 //! records the decision and runs the plan's actions. A rejected revision
 //! changes nothing: the last accepted one keeps running.
 
+use crate::backend::kube::{Owner, Settings as KubeSettings, manifests};
+use crate::backend::kube_apply::KubeBackend;
 use crate::backend::{DockerBackend, DockerError};
 use crate::desired;
 use crate::identity::{self, Account, Directory, IdentityError};
 use crate::pins::{resolve_pins, shared_with, unshared_warnings};
-use crate::plan::{self, Action, ObservedAccount};
+use crate::plan::{self, Action, KubeObserved, ObservedAccount};
 use crate::source::{LocalSource, Revision, SourceError, WorkspaceFile};
 use crate::store::StoredRunner;
 use crate::store::{PortKey, Store, StoreError};
 use berth_spec::policy::{Shared, share_key};
-use berth_spec::{Site, Workspace};
+use berth_spec::{Backend, Site, Workspace};
 use berth_webhook::SyncRequest;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -47,6 +49,8 @@ pub enum ReconcileError {
     NoGitLab,
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    #[error("kubernetes cluster is unavailable: {0}")]
+    ClusterDown(String),
 }
 
 pub type Result<T, E = ReconcileError> = std::result::Result<T, E>;
@@ -69,6 +73,15 @@ pub struct Context {
     pub gitlab: Option<crate::gitlab::GitLab>,
     /// The department registry, when the site names one.
     pub registry: Option<crate::registry::Registry>,
+    /// The Kubernetes cluster, when the site has one.
+    pub kube: Option<KubeCluster>,
+}
+
+/// The site's cluster: its settings, and a client or why there is none
+/// (only accounts with Kubernetes containers fail then).
+pub struct KubeCluster {
+    pub settings: KubeSettings,
+    pub backend: std::result::Result<KubeBackend, String>,
 }
 
 #[derive(Debug, Default)]
@@ -143,6 +156,16 @@ impl Context {
         }
     }
 
+    fn kube_backend(&self) -> std::result::Result<&KubeBackend, String> {
+        match &self.kube {
+            Some(k) => k
+                .backend
+                .as_ref()
+                .map_err(|e| format!("kubernetes cluster is unavailable: {e}")),
+            None => Err("the site has no Kubernetes cluster".into()),
+        }
+    }
+
     /// Observes every reachable endpoint once: endpoint → account → objects.
     pub async fn observe_all(&self) -> Observed {
         self.observe(None).await
@@ -155,15 +178,25 @@ impl Context {
     }
 
     async fn observe(&self, account: Option<&str>) -> Observed {
-        let mut out = BTreeMap::new();
+        let mut docker = BTreeMap::new();
         for (name, backend) in &self.docker {
             let observed = match backend {
                 Ok(b) => b.observe(account).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.clone()),
             };
-            out.insert(name.clone(), observed);
+            docker.insert(name.clone(), observed);
         }
-        out
+        let kube = match &self.kube {
+            Some(k) => Some(match &k.backend {
+                Ok(b) => b
+                    .observe(&k.settings.namespace_prefix, account)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.clone()),
+            }),
+            None => None,
+        };
+        Observed { docker, kube }
     }
 
     async fn read_source<T: Send + 'static>(
@@ -210,8 +243,15 @@ fn check_revision(
     Ok(ws)
 }
 
-/// Observed state by endpoint, then by account.
-pub type Observed = BTreeMap<String, Result<BTreeMap<String, ObservedAccount>, String>>;
+/// Observed state of every backend, by account. An unreachable backend
+/// keeps its error so that only the accounts using it fail.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// By Docker endpoint, then by account.
+    pub docker: BTreeMap<String, Result<BTreeMap<String, ObservedAccount>, String>>,
+    /// By account; `None` when the site has no cluster.
+    pub kube: Option<Result<BTreeMap<String, KubeObserved>, String>>,
+}
 
 /// Computes the plan of one account. Reads only. `push` is the
 /// authenticated push that asks for this reconcile, if any.
@@ -343,7 +383,99 @@ pub async fn evaluate(
     plan.warnings.extend(unshared_warnings(
         ctx, account, &workspace, &shared, &plan.pins,
     ));
-    let (endpoint, ports) = reserve(ctx, account, &workspace)?;
+    if !ctx.docker.is_empty() {
+        docker_plan(
+            ctx,
+            account,
+            &workspace,
+            identity.as_ref(),
+            push,
+            observed,
+            &revision,
+            &mut plan,
+        )?;
+    }
+    kube_plan(
+        ctx,
+        account,
+        &workspace,
+        identity.as_ref(),
+        observed,
+        &revision,
+        &mut plan,
+    )?;
+    Ok(plan)
+}
+
+/// The Kubernetes half of the plan: the account's manifests against the
+/// cluster's objects. An account without Kubernetes containers is not held
+/// up by an unreachable cluster (its prune waits for the next reconcile).
+fn kube_plan(
+    ctx: &Context,
+    account: &str,
+    workspace: &Workspace,
+    identity: Option<&Account>,
+    observed: &Observed,
+    revision: &str,
+    plan: &mut AccountPlan,
+) -> Result<()> {
+    let Some(cluster) = &ctx.kube else {
+        return Ok(());
+    };
+    let containers: Vec<&berth_spec::Container> = workspace
+        .containers
+        .iter()
+        .filter(|c| berth_spec::policy::backend_of(&ctx.site, c) == Backend::Kubernetes)
+        .collect();
+    let live = match &observed.kube {
+        Some(Ok(map)) => map.get(account).cloned().unwrap_or_default(),
+        Some(Err(reason)) if !containers.is_empty() => {
+            return Err(ReconcileError::ClusterDown(reason.clone()));
+        }
+        _ => return Ok(()),
+    };
+    let Some(identity) = identity else {
+        if !containers.is_empty() {
+            plan.warnings.push(
+                "kubernetes objects are left as they are: the account is not in the directory"
+                    .into(),
+            );
+        }
+        return Ok(());
+    };
+    let quota = berth_spec::policy::effective_quota(&ctx.site, &identity.groups);
+    let desired = manifests(
+        &cluster.settings,
+        &ctx.site,
+        &Owner {
+            account,
+            repository: plan.repository.as_deref().unwrap_or_default(),
+            revision,
+            disabled: plan.disabled,
+            pins: &plan.pins,
+        },
+        &containers,
+        quota.as_ref(),
+    );
+    plan.actions.extend(plan::plan_kube(&desired, &live));
+    Ok(())
+}
+
+/// The Docker half of the plan: endpoint and host ports, the containers
+/// (and the runner's) against what the endpoint holds.
+#[allow(clippy::too_many_arguments)]
+fn docker_plan(
+    ctx: &Arc<Context>,
+    account: &str,
+    workspace: &Workspace,
+    identity: Option<&Account>,
+    push: Option<&SyncRequest>,
+    observed: &Observed,
+    revision: &str,
+    plan: &mut AccountPlan,
+) -> Result<()> {
+    let site = &ctx.site;
+    let (endpoint, ports) = reserve(ctx, account, workspace)?;
     plan.ports = ports;
     let backend_conf = site
         .backends
@@ -352,12 +484,12 @@ pub async fn evaluate(
         .find(|d| d.name.value == endpoint)
         .ok_or_else(|| ReconcileError::NoEndpoint(account.into()))?;
     let desired = desired::containers(
-        &workspace,
+        workspace,
         &desired::Context {
             site,
             account,
             workspace: plan.repository.as_deref().unwrap_or_default(),
-            revision: &revision,
+            revision,
             bind_address: &backend_conf.bind_address,
             ports: &plan.ports,
             pins: &plan.pins,
@@ -365,7 +497,7 @@ pub async fn evaluate(
         },
     );
     plan.images = desired.iter().map(|d| d.spec.image.clone()).collect();
-    let observed_here = match observed.get(&endpoint) {
+    let observed_here = match observed.docker.get(&endpoint) {
         Some(Ok(map)) => map.get(account).cloned().unwrap_or_default(),
         Some(Err(reason)) => {
             return Err(ReconcileError::EndpointDown {
@@ -379,12 +511,12 @@ pub async fn evaluate(
     let runner_actions = runner_plan(
         ctx,
         account,
-        &workspace,
-        identity.as_ref(),
+        workspace,
+        identity,
         push,
         backend_conf,
-        &revision,
-        &mut plan,
+        revision,
+        plan,
         &mut desired,
     )?;
     plan.actions = runner_actions;
@@ -394,7 +526,7 @@ pub async fn evaluate(
         &desired::network_name(account),
     ));
     plan.endpoint = Some(endpoint);
-    Ok(plan)
+    Ok(())
 }
 
 /// Runner registration actions, and the runner container added to
@@ -587,65 +719,24 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
         // killed mid-apply leaks nothing and the next run reuses them.
         store.set_placement(account, endpoint)?;
         store.set_account_ports(endpoint, account, &plan.ports)?;
-        let backend = ctx.backend(endpoint)?;
-        for action in &plan.actions {
-            let line = describe(action);
-            let result = match action {
-                Action::RegisterRunner { .. } | Action::UnregisterRunner { .. } => {
-                    gitlab_action(ctx, account, action).await
-                }
-                Action::Create { container } if crate::runner::is_runner(container) => {
-                    match ctx.store.runner(account)? {
-                        Some(r) => {
-                            let real = Action::Create {
-                                container: Box::new(crate::runner::with_token(container, &r.token)),
-                            };
-                            backend
-                                .execute(account, &real)
-                                .await
-                                .map_err(|e| e.to_string())
-                        }
-                        None => Err("no runner is registered (registration failed?)".to_string()),
-                    }
-                }
-                Action::Recreate {
-                    id,
-                    container,
-                    changes,
-                } if crate::runner::is_runner(container) => match ctx.store.runner(account)? {
-                    Some(r) => {
-                        let real = Action::Recreate {
-                            id: id.clone(),
-                            container: Box::new(crate::runner::with_token(container, &r.token)),
-                            changes: changes.clone(),
-                        };
-                        backend
-                            .execute(account, &real)
-                            .await
-                            .map_err(|e| e.to_string())
-                    }
-                    None => Err("no runner is registered (registration failed?)".to_string()),
-                },
-                _ => backend
-                    .execute(account, action)
-                    .await
-                    .map_err(|e| e.to_string()),
-            };
-            match result {
-                Ok(()) => {
-                    store.audit(account, "action", plan.revision.as_deref(), &line)?;
-                    report.applied.push(line);
-                }
-                Err(e) => {
-                    tracing::warn!(cause = %e, "action failed");
-                    store.audit(
-                        account,
-                        "action-failed",
-                        plan.revision.as_deref(),
-                        &format!("{line}: {e}"),
-                    )?;
-                    report.errors.push(format!("{line}: {e}"));
-                }
+        ctx.backend(endpoint)?;
+    }
+    for action in &plan.actions {
+        let line = describe(action);
+        match run_action(ctx, plan, action).await? {
+            Ok(()) => {
+                store.audit(account, "action", plan.revision.as_deref(), &line)?;
+                report.applied.push(line);
+            }
+            Err(e) => {
+                tracing::warn!(cause = %e, "action failed");
+                store.audit(
+                    account,
+                    "action-failed",
+                    plan.revision.as_deref(),
+                    &format!("{line}: {e}"),
+                )?;
+                report.errors.push(format!("{line}: {e}"));
             }
         }
     }
@@ -661,6 +752,102 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
     store.set_last_error(account, last.as_deref())?;
     store.set_warnings(account, &plan.warnings)?;
     Ok(report)
+}
+
+/// Runs one action on the backend it belongs to. The outer error is the
+/// store's (fatal for this account); the inner one is the action's.
+async fn run_action(
+    ctx: &Context,
+    plan: &AccountPlan,
+    action: &Action,
+) -> Result<std::result::Result<(), String>> {
+    let account = plan.account.as_str();
+    let docker = || match &plan.endpoint {
+        Some(endpoint) => ctx.backend(endpoint).map_err(|e| e.to_string()),
+        None => Err("no docker endpoint was chosen for this account".to_string()),
+    };
+    let with_runner_token = |container: &desired::DesiredContainer| -> Result<_> {
+        Ok(ctx
+            .store
+            .runner(account)?
+            .map(|r| Box::new(crate::runner::with_token(container, &r.token))))
+    };
+    const NO_RUNNER: &str = "no runner is registered (registration failed?)";
+    Ok(match action {
+        Action::RegisterRunner { .. } | Action::UnregisterRunner { .. } => {
+            gitlab_action(ctx, account, action).await
+        }
+        Action::KubeApply {
+            objects, changes, ..
+        } => kube_apply(ctx, account, objects, changes).await,
+        Action::KubeDelete {
+            kind,
+            namespace,
+            name,
+            ..
+        } => match ctx.kube_backend() {
+            Ok(k) => k
+                .delete(kind, namespace, name)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        },
+        Action::Create { container } if crate::runner::is_runner(container) => {
+            match (with_runner_token(container)?, docker()) {
+                (Some(container), Ok(b)) => b
+                    .execute(account, &Action::Create { container })
+                    .await
+                    .map_err(|e| e.to_string()),
+                (None, _) => Err(NO_RUNNER.to_string()),
+                (_, Err(e)) => Err(e),
+            }
+        }
+        Action::Recreate {
+            id,
+            container,
+            changes,
+        } if crate::runner::is_runner(container) => {
+            match (with_runner_token(container)?, docker()) {
+                (Some(container), Ok(b)) => {
+                    let real = Action::Recreate {
+                        id: id.clone(),
+                        container,
+                        changes: changes.clone(),
+                    };
+                    b.execute(account, &real).await.map_err(|e| e.to_string())
+                }
+                (None, _) => Err(NO_RUNNER.to_string()),
+                (_, Err(e)) => Err(e),
+            }
+        }
+        _ => match docker() {
+            Ok(b) => b.execute(account, action).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        },
+    })
+}
+
+/// Applies Kubernetes objects in order, stopping at the first failure (a
+/// workload needs its namespace). An object the plan found missing is
+/// first checked not to be someone else's: a forced apply would take it.
+async fn kube_apply(
+    ctx: &Context,
+    account: &str,
+    objects: &[crate::backend::kube::KubeObject],
+    changes: &[plan::Change],
+) -> std::result::Result<(), String> {
+    let k = ctx.kube_backend()?;
+    for o in objects {
+        let described = o.describe();
+        let missing = changes
+            .iter()
+            .any(|c| c.old.is_none() && c.new.as_deref() == Some(described.as_str()));
+        if missing {
+            k.check_owner(o, account).await.map_err(|e| e.to_string())?;
+        }
+        k.apply(o).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Registers or deletes the account's GitLab runner; the token goes to the

@@ -278,8 +278,11 @@ impl DockerBackend {
                 }
             }
             Action::Remove { id, name } => self.remove(id, name).await,
-            // GitLab's business, done by the reconciler before any container action.
-            Action::RegisterRunner { .. } | Action::UnregisterRunner { .. } => Ok(()),
+            // GitLab's and the cluster's business, not this daemon's.
+            Action::RegisterRunner { .. }
+            | Action::UnregisterRunner { .. }
+            | Action::KubeApply { .. }
+            | Action::KubeDelete { .. } => Ok(()),
         }
     }
 

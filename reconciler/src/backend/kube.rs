@@ -6,8 +6,8 @@
 //! and LimitRange from the account's quota; and the student's
 //! ServiceAccount, Role (get/list/watch pods and logs, exec) and RoleBinding.
 //!
-//! Applying them (server-side apply with field manager `berth`) and
-//! observing them is the part still to come; see the issue notes.
+//! [`manifests`] gathers one account's objects as [`KubeObject`]s (the JSON
+//! that is server-side applied), which the plan compares with live objects.
 
 use crate::desired::{LABEL_HASH, LABEL_NAME, LABEL_OWNER, LABEL_REVISION, LABEL_WORKSPACE};
 use berth_spec::policy::{EffectiveQuota, requested};
@@ -28,6 +28,7 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -56,6 +57,107 @@ impl Settings {
 
     pub fn namespace(&self, account: &str) -> String {
         format!("{}{account}", self.namespace_prefix)
+    }
+}
+
+/// Who a workload belongs to and which revision it comes from.
+pub struct Owner<'a> {
+    pub account: &'a str,
+    /// `<account>/<repository>`.
+    pub repository: &'a str,
+    pub revision: &'a str,
+    /// A disabled account keeps its Deployments, scaled to zero.
+    pub disabled: bool,
+    /// Digests the revision was accepted with (share key → digest).
+    pub pins: &'a BTreeMap<String, String>,
+}
+
+/// One manifest as the JSON Berth server-side applies.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KubeObject {
+    pub kind: String,
+    /// `None` for cluster-scoped objects (the namespace).
+    pub namespace: Option<String>,
+    pub name: String,
+    pub value: serde_json::Value,
+}
+
+impl KubeObject {
+    /// The typed object as JSON, with its `apiVersion` and `kind`.
+    pub fn of<K>(object: &K) -> KubeObject
+    where
+        K: k8s_openapi::Resource + k8s_openapi::Metadata<Ty = ObjectMeta> + Serialize,
+    {
+        let meta = object.metadata();
+        KubeObject {
+            kind: K::KIND.to_string(),
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone().unwrap_or_default(),
+            value: serde_json::to_value(object).unwrap_or_default(),
+        }
+    }
+
+    /// `berth-alice/web` (or `berth-alice` for the namespace).
+    pub fn describe_name(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{ns}/{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// `deployment berth-alice/web`.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.kind.to_lowercase(), self.describe_name())
+    }
+}
+
+/// Everything Berth wants in one account's namespace.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AccountManifests {
+    pub namespace: String,
+    /// Namespace, quota, defaults and the student's access, in apply order.
+    pub account: Vec<KubeObject>,
+    /// Per declared container: claims, Deployment, Service, Ingress, in
+    /// apply order.
+    pub workloads: BTreeMap<String, Vec<KubeObject>>,
+}
+
+/// The account's Kubernetes objects for the `backend: kubernetes`
+/// containers of its workspace. A disabled account keeps its workloads
+/// scaled to zero and loses the student's RoleBinding (no kubectl access).
+pub fn manifests(
+    s: &Settings,
+    site: &Site,
+    owner: &Owner<'_>,
+    containers: &[&Container],
+    quota: Option<&EffectiveQuota>,
+) -> AccountManifests {
+    let mut account = vec![KubeObject::of(&namespace(s, owner.account))];
+    if let Some(q) = quota {
+        account.push(KubeObject::of(&resource_quota(s, owner.account, q)));
+    }
+    account.push(KubeObject::of(&limit_range(s, site, owner.account)));
+    let (sa, role, binding) = student_access(s, owner.account);
+    account.push(KubeObject::of(&sa));
+    account.push(KubeObject::of(&role));
+    if !owner.disabled {
+        account.push(KubeObject::of(&binding));
+    }
+    let workloads = containers
+        .iter()
+        .map(|c| {
+            let w = workload(s, site, owner, c);
+            let mut objects: Vec<KubeObject> = w.claims.iter().map(KubeObject::of).collect();
+            objects.push(KubeObject::of(&w.deployment));
+            objects.extend(w.service.as_ref().map(KubeObject::of));
+            objects.extend(w.ingress.as_ref().map(KubeObject::of));
+            (c.name.value.clone(), objects)
+        })
+        .collect();
+    AccountManifests {
+        namespace: s.namespace(owner.account),
+        account,
+        workloads,
     }
 }
 
@@ -106,15 +208,8 @@ fn bytes(n: u64) -> Quantity {
 }
 
 /// The manifests of one container of `account`'s workspace.
-pub fn workload(
-    s: &Settings,
-    site: &Site,
-    account: &str,
-    repository: &str,
-    revision: &str,
-    c: &Container,
-    disabled: bool,
-) -> Workload {
+pub fn workload(s: &Settings, site: &Site, owner: &Owner<'_>, c: &Container) -> Workload {
+    let (account, repository, revision) = (owner.account, owner.repository, owner.revision);
     let ns = s.namespace(account);
     let name = c.name.value.as_str();
     let (cores, memory, gpus) = requested(site, c);
@@ -130,9 +225,13 @@ pub fn workload(
         .iter()
         .filter_map(|p| u16::try_from(p.value).ok())
         .collect();
-    let image = ImageRef::parse(&c.image)
-        .map(|r| r.to_string())
-        .unwrap_or_else(|_| c.image.value.clone());
+    let image = match ImageRef::parse(&c.image) {
+        Ok(r) => match owner.pins.get(&berth_spec::policy::share_key(&r)) {
+            Some(digest) => format!("{}@{digest}", r.repository()),
+            None => r.to_string(),
+        },
+        Err(_) => c.image.value.clone(),
+    };
     let container = PodContainer {
         name: name.to_string(),
         image: Some(image),
@@ -209,7 +308,7 @@ pub fn workload(
         ..Default::default()
     };
     let spec = DeploymentSpec {
-        replicas: Some(if disabled || c.state() == State::Stopped {
+        replicas: Some(if owner.disabled || c.state() == State::Stopped {
             0
         } else {
             1
@@ -484,7 +583,26 @@ pub fn allows(role: &Role, verb: &str, resource: &str) -> bool {
 }
 
 #[cfg(test)]
+pub(crate) mod fixtures {
+    use super::Owner;
+    use std::collections::BTreeMap;
+
+    static NO_PINS: BTreeMap<String, String> = BTreeMap::new();
+
+    pub fn owner(disabled: bool) -> Owner<'static> {
+        Owner {
+            account: "alice",
+            repository: "alice/workspace",
+            revision: "abc",
+            disabled,
+            pins: &NO_PINS,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
+    use super::fixtures::owner;
     use super::*;
     use k8s_openapi::Resource;
 
@@ -594,15 +712,7 @@ mod tests {
     #[test]
     fn deployment_is_confined_and_follows_the_file() {
         let s = settings();
-        let w = workload(
-            &s,
-            &site(),
-            "alice",
-            "alice/workspace",
-            "abc",
-            &api(),
-            false,
-        );
+        let w = workload(&s, &site(), &owner(false), &api());
         let d = &w.deployment;
         assert_eq!(d.metadata.namespace.as_deref(), Some("berth-alice"));
         let spec = d.spec.as_ref().expect("spec");
@@ -654,7 +764,7 @@ mod tests {
         round_trips(d);
         round_trips(ingress);
         round_trips(w.service.as_ref().expect("service"));
-        let stopped = workload(&s, &site(), "alice", "alice/workspace", "abc", &api(), true);
+        let stopped = workload(&s, &site(), &owner(true), &api());
         assert_eq!(
             stopped.deployment.spec.and_then(|s| s.replicas),
             Some(0),
@@ -670,7 +780,7 @@ mod tests {
             .expect("valid")
             .containers
             .remove(0);
-        let w = workload(&s, &site(), "alice", "alice/workspace", "abc", &c, false);
+        let w = workload(&s, &site(), &owner(false), &c);
         let pod = w
             .deployment
             .spec

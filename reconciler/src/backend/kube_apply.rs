@@ -1,41 +1,80 @@
 //! Talks to the cluster for the Kubernetes backend: server-side apply of
 //! Berth's manifests with field manager `berth` (forced, so Berth owns the
-//! fields it sets and a student's `kubectl edit` of them is reverted), and
-//! observation of the account's Deployments by label. No decisions here.
+//! fields it sets and a student's `kubectl edit` of them is reverted),
+//! deletion of objects the plan prunes, and observation of Berth-labelled
+//! objects and pods. No decisions here: the plan makes them.
 
-use super::kube::Workload;
-use crate::desired::{LABEL_HASH, LABEL_NAME, LABEL_OWNER};
-use k8s_openapi::NamespaceResourceScope;
+use super::kube::KubeObject;
+use crate::desired::{LABEL_NAME, LABEL_OWNER};
+use crate::plan::{KubeObserved, PodState};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::{Client, Resource};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use kube::Client;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use std::collections::BTreeMap;
 
 pub const FIELD_MANAGER: &str = "berth";
 
 #[derive(Debug, thiserror::Error)]
-#[error("kubernetes {op} {kind} {name}: {source}")]
+#[error("kubernetes {op} {kind} {name}: {reason}")]
 pub struct KubeError {
     pub op: &'static str,
     pub kind: String,
     pub name: String,
-    #[source]
-    pub source: Box<kube::Error>,
+    /// The API server's answer (`403 Forbidden: …`) or the client's error.
+    pub reason: String,
 }
 
-/// The account-level objects applied before any workload.
-pub struct AccountObjects {
-    pub namespace: Namespace,
-    pub quota: ResourceQuota,
-    pub limits: LimitRange,
-    pub service_account: ServiceAccount,
-    pub role: Role,
-    pub binding: RoleBinding,
+impl KubeError {
+    fn new(op: &'static str, kind: &str, name: &str, e: kube::Error) -> KubeError {
+        let reason = match &e {
+            kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
+            other => other.to_string(),
+        };
+        KubeError {
+            op,
+            kind: kind.to_string(),
+            name: name.to_string(),
+            reason,
+        }
+    }
 }
+
+/// Kinds Berth applies, with their API resource and whether they live in
+/// a namespace. Pods are only read.
+fn resource(kind: &str) -> Option<(ApiResource, bool)> {
+    Some(match kind {
+        "Namespace" => (ApiResource::erase::<Namespace>(&()), false),
+        "ResourceQuota" => (ApiResource::erase::<ResourceQuota>(&()), true),
+        "LimitRange" => (ApiResource::erase::<LimitRange>(&()), true),
+        "ServiceAccount" => (ApiResource::erase::<ServiceAccount>(&()), true),
+        "Role" => (ApiResource::erase::<Role>(&()), true),
+        "RoleBinding" => (ApiResource::erase::<RoleBinding>(&()), true),
+        "PersistentVolumeClaim" => (ApiResource::erase::<PersistentVolumeClaim>(&()), true),
+        "Deployment" => (ApiResource::erase::<Deployment>(&()), true),
+        "Service" => (ApiResource::erase::<Service>(&()), true),
+        "Ingress" => (ApiResource::erase::<Ingress>(&()), true),
+        _ => return None,
+    })
+}
+
+/// Every kind [`KubeBackend::observe`] lists, in apply order.
+const KINDS: &[&str] = &[
+    "Namespace",
+    "ResourceQuota",
+    "LimitRange",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "PersistentVolumeClaim",
+    "Deployment",
+    "Service",
+    "Ingress",
+];
 
 #[derive(Clone)]
 pub struct KubeBackend {
@@ -47,68 +86,153 @@ impl KubeBackend {
         KubeBackend { client }
     }
 
-    fn params() -> PatchParams {
-        PatchParams::apply(FIELD_MANAGER).force()
+    /// The API of `kind`: in `namespace`, or cluster-wide (`None`).
+    fn api(&self, kind: &str, namespace: Option<&str>) -> Result<Api<DynamicObject>, KubeError> {
+        let (ar, namespaced) = resource(kind).ok_or_else(|| KubeError {
+            op: "handle",
+            kind: kind.to_string(),
+            name: String::new(),
+            reason: "not a kind Berth manages".into(),
+        })?;
+        Ok(match (namespaced, namespace) {
+            (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            _ => Api::all_with(self.client.clone(), &ar),
+        })
     }
 
-    /// Server-side applies the account's namespace.
-    pub async fn apply_namespace(&self, object: &Namespace) -> Result<Namespace, KubeError> {
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        Self::patch(api, object).await
+    /// Server-side applies one object.
+    pub async fn apply(&self, o: &KubeObject) -> Result<(), KubeError> {
+        let api = self.api(&o.kind, o.namespace.as_deref())?;
+        api.patch(
+            &o.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&o.value),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| KubeError::new("apply", &o.kind, &o.describe_name(), e))
     }
 
-    /// Server-side applies one namespaced object, in its metadata's namespace.
-    pub async fn apply<K>(&self, object: &K) -> Result<K, KubeError>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Clone
-            + Serialize
-            + DeserializeOwned
-            + std::fmt::Debug,
-    {
-        let ns = object.meta().namespace.clone().unwrap_or_default();
-        Self::patch(Api::namespaced(self.client.clone(), &ns), object).await
-    }
-
-    async fn patch<K>(api: Api<K>, object: &K) -> Result<K, KubeError>
-    where
-        K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
-    {
-        let name = object.meta().name.clone().unwrap_or_default();
-        api.patch(&name, &Self::params(), &Patch::Apply(object))
+    /// Refuses an object of the same name that Berth did not create for
+    /// `account`: a forced apply would otherwise take it over.
+    pub async fn check_owner(&self, o: &KubeObject, account: &str) -> Result<(), KubeError> {
+        let api = self.api(&o.kind, o.namespace.as_deref())?;
+        let existing = api
+            .get_opt(&o.name)
             .await
-            .map_err(|e| KubeError {
+            .map_err(|e| KubeError::new("read", &o.kind, &o.describe_name(), e))?;
+        match existing {
+            None => Ok(()),
+            Some(obj) if obj.metadata.labels.as_ref().and_then(|l| l.get(LABEL_OWNER))
+                == Some(&account.to_string()) =>
+            {
+                Ok(())
+            }
+            Some(_) => Err(KubeError {
                 op: "apply",
-                kind: K::kind(&()).to_string(),
-                name,
-                source: Box::new(e),
-            })
+                kind: o.kind.clone(),
+                name: o.describe_name(),
+                reason: "an object of that name exists and was not created by Berth for this account; it is left alone".into(),
+            }),
+        }
     }
 
-    /// Namespace first, then quota, defaults and the student's access.
-    pub async fn apply_account(&self, o: &AccountObjects) -> Result<(), KubeError> {
-        self.apply_namespace(&o.namespace).await?;
-        self.apply(&o.quota).await?;
-        self.apply(&o.limits).await?;
-        self.apply(&o.service_account).await?;
-        self.apply(&o.role).await?;
-        self.apply(&o.binding).await?;
-        Ok(())
+    /// Deletes one object; already gone is fine.
+    pub async fn delete(&self, kind: &str, namespace: &str, name: &str) -> Result<(), KubeError> {
+        let api = self.api(kind, Some(namespace))?;
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(KubeError::new(
+                "delete",
+                kind,
+                &format!("{namespace}/{name}"),
+                e,
+            )),
+        }
     }
 
-    /// Claims, then the Deployment, Service and Ingress of one container.
-    pub async fn apply_workload(&self, w: &Workload) -> Result<(), KubeError> {
-        for claim in &w.claims {
-            self.apply(claim).await?;
+    /// Berth's objects and pods by account: every account (`None`) with one
+    /// cluster-wide list per kind, or one account's namespace. Only objects
+    /// labelled with an owner *and* inside that owner's namespace count, so
+    /// nothing outside Berth's namespaces can ever be pruned.
+    pub async fn observe(
+        &self,
+        prefix: &str,
+        account: Option<&str>,
+    ) -> Result<BTreeMap<String, KubeObserved>, KubeError> {
+        let selector = match account {
+            Some(a) => format!("{LABEL_OWNER}={a}"),
+            None => LABEL_OWNER.to_string(),
+        };
+        let params = ListParams::default().labels(&selector);
+        let namespace = account.map(|a| format!("{prefix}{a}"));
+        let mut out: BTreeMap<String, KubeObserved> = BTreeMap::new();
+        for kind in KINDS {
+            let api = self.api(kind, namespace.as_deref())?;
+            let (ar, _) = resource(kind).ok_or_else(|| KubeError {
+                op: "list",
+                kind: kind.to_string(),
+                name: String::new(),
+                reason: "unknown kind".into(),
+            })?;
+            let list = api.list(&params).await.map_err(|e| {
+                KubeError::new("list", kind, namespace.as_deref().unwrap_or("(all)"), e)
+            })?;
+            for item in list.items {
+                let Some(owner) = item
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_OWNER))
+                else {
+                    continue;
+                };
+                let home = format!("{prefix}{owner}");
+                let name = item.metadata.name.clone().unwrap_or_default();
+                let inside = match &item.metadata.namespace {
+                    Some(ns) => *ns == home,
+                    None => name == home,
+                };
+                if !inside {
+                    continue;
+                }
+                let mut value = serde_json::to_value(&item).unwrap_or_default();
+                // List items come without their type; the desired side has it.
+                value["apiVersion"] = ar.api_version.clone().into();
+                value["kind"] = ar.kind.clone().into();
+                out.entry(owner.clone())
+                    .or_default()
+                    .objects
+                    .push(KubeObject {
+                        kind: kind.to_string(),
+                        namespace: item.metadata.namespace.clone(),
+                        name,
+                        value,
+                    });
+            }
         }
-        self.apply(&w.deployment).await?;
-        if let Some(s) = &w.service {
-            self.apply(s).await?;
+        let pods: Api<Pod> = match &namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let list = pods.list(&params).await.map_err(|e| {
+            KubeError::new("list", "Pod", namespace.as_deref().unwrap_or("(all)"), e)
+        })?;
+        for pod in list.items {
+            let labels = pod.metadata.labels.clone().unwrap_or_default();
+            let Some(owner) = labels.get(LABEL_OWNER) else {
+                continue;
+            };
+            if pod.metadata.namespace.as_deref() != Some(&format!("{prefix}{owner}")) {
+                continue;
+            }
+            out.entry(owner.clone())
+                .or_default()
+                .pods
+                .push(pod_state(&pod, &labels));
         }
-        if let Some(i) = &w.ingress {
-            self.apply(i).await?;
-        }
-        Ok(())
+        Ok(out)
     }
 
     /// A bound token of the student's service account, valid for `lifetime`.
@@ -134,49 +258,36 @@ impl KubeBackend {
                 &request,
             )
             .await
-            .map_err(|e| KubeError {
-                op: "create token for",
-                kind: "ServiceAccount".into(),
-                name: namespace.into(),
-                source: Box::new(e),
-            })?;
+            .map_err(|e| KubeError::new("create token for", "ServiceAccount", namespace, e))?;
         Ok(created.status.map(|s| s.token).unwrap_or_default())
     }
+}
 
-    /// The account's Deployments: declared name → spec hash.
-    pub async fn observe(
-        &self,
-        namespace: &str,
-        account: &str,
-    ) -> Result<BTreeMap<String, String>, KubeError> {
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
-        let list = api
-            .list(&ListParams::default().labels(&format!("{LABEL_OWNER}={account}")))
-            .await
-            .map_err(|e| KubeError {
-                op: "list",
-                kind: "Deployment".into(),
-                name: namespace.into(),
-                source: Box::new(e),
-            })?;
-        Ok(list
-            .items
-            .into_iter()
-            .filter_map(|d| {
-                let labels = d.metadata.labels?;
-                Some((
-                    labels.get(LABEL_NAME)?.clone(),
-                    labels.get(LABEL_HASH).cloned().unwrap_or_default(),
-                ))
-            })
-            .collect())
+fn pod_state(pod: &Pod, labels: &BTreeMap<String, String>) -> PodState {
+    let status = pod.status.clone().unwrap_or_default();
+    let first = status
+        .container_statuses
+        .unwrap_or_default()
+        .into_iter()
+        .next();
+    PodState {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        workload: labels.get(LABEL_NAME).cloned().unwrap_or_default(),
+        phase: status.phase.unwrap_or_else(|| "Unknown".into()),
+        ready: first.as_ref().is_some_and(|c| c.ready),
+        restarts: first.as_ref().map_or(0, |c| c.restart_count),
+        reason: first.and_then(|c| c.state).and_then(|s| {
+            s.waiting
+                .and_then(|w| w.reason)
+                .or(s.terminated.and_then(|t| t.reason))
+        }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::kube::{Settings, namespace, workload};
+    use crate::backend::kube::{Settings, manifests, namespace};
     use http::{Request, Response};
     use kube::client::Body;
 
@@ -231,18 +342,39 @@ mod tests {
             .expect("valid")
             .containers
             .remove(0);
-        let w = workload(
+        let m = manifests(
             &settings(),
             &site(),
-            "alice",
-            "alice/workspace",
-            "abc",
-            &c,
-            false,
+            &crate::backend::kube::fixtures::owner(false),
+            &[&c],
+            None,
         );
-        let ns = namespace(&settings(), "alice");
         let server = tokio::spawn(async move {
             expect_apply(&mut handle, "/api/v1/namespaces/berth-alice", "Namespace").await;
+            expect_apply(
+                &mut handle,
+                "/api/v1/namespaces/berth-alice/limitranges/berth-defaults",
+                "LimitRange",
+            )
+            .await;
+            expect_apply(
+                &mut handle,
+                "/api/v1/namespaces/berth-alice/serviceaccounts/student",
+                "ServiceAccount",
+            )
+            .await;
+            expect_apply(
+                &mut handle,
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/berth-alice/roles/berth-student",
+                "Role",
+            )
+            .await;
+            expect_apply(
+                &mut handle,
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/berth-alice/rolebindings/berth-student",
+                "RoleBinding",
+            )
+            .await;
             expect_apply(
                 &mut handle,
                 "/api/v1/namespaces/berth-alice/persistentvolumeclaims/data",
@@ -268,12 +400,129 @@ mod tests {
             )
             .await;
         });
-        backend
-            .apply_namespace(&ns)
-            .await
-            .expect("namespace applied");
-        backend.apply_workload(&w).await.expect("workload applied");
+        for o in m.account.iter().chain(m.workloads.values().flatten()) {
+            backend.apply(o).await.expect("applied");
+        }
         server.await.expect("every expected request came");
+    }
+
+    /// Answers the next request, checking method and path, with `status`
+    /// and `body`; returns the query string.
+    async fn answer(
+        handle: &mut Handle,
+        method: http::Method,
+        path: &str,
+        status: u16,
+        body: serde_json::Value,
+    ) -> String {
+        let (request, send) = handle.next_request().await.expect("a request");
+        assert_eq!(request.method(), method);
+        assert_eq!(request.uri().path(), path);
+        let query = request.uri().query().unwrap_or_default().to_string();
+        send.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(body.to_string().into_bytes()))
+                .expect("response"),
+        );
+        query
+    }
+
+    fn not_found() -> serde_json::Value {
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": "not found", "reason": "NotFound", "code": 404})
+    }
+
+    #[tokio::test]
+    async fn deleting_an_object_already_gone_succeeds() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let backend = KubeBackend::new(Client::new(service, "default"));
+        let server = tokio::spawn(async move {
+            let path = "/apis/apps/v1/namespaces/berth-alice/deployments/old";
+            answer(&mut handle, http::Method::DELETE, path, 404, not_found()).await;
+        });
+        backend
+            .delete("Deployment", "berth-alice", "old")
+            .await
+            .expect("already gone is fine");
+        server.await.expect("served");
+    }
+
+    #[tokio::test]
+    async fn an_object_berth_did_not_create_is_not_taken_over() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let backend = KubeBackend::new(Client::new(service, "default"));
+        let server = tokio::spawn(async move {
+            let path = "/apis/apps/v1/namespaces/berth-alice/deployments/web";
+            let theirs = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "berth-alice", "labels": {"app": "web"}}});
+            answer(&mut handle, http::Method::GET, path, 200, theirs).await;
+        });
+        let object = KubeObject {
+            kind: "Deployment".into(),
+            namespace: Some("berth-alice".into()),
+            name: "web".into(),
+            value: serde_json::json!({}),
+        };
+        let err = backend
+            .check_owner(&object, "alice")
+            .await
+            .expect_err("not Berth's");
+        assert!(err.to_string().contains("not created by Berth"), "{err}");
+        server.await.expect("served");
+    }
+
+    #[tokio::test]
+    async fn observation_lists_by_label_and_ignores_objects_outside_the_owners_namespace() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let backend = KubeBackend::new(Client::new(service, "default"));
+        let server = tokio::spawn(async move {
+            for path in [
+                "/api/v1/namespaces",
+                "/api/v1/resourcequotas",
+                "/api/v1/limitranges",
+                "/api/v1/serviceaccounts",
+                "/apis/rbac.authorization.k8s.io/v1/roles",
+                "/apis/rbac.authorization.k8s.io/v1/rolebindings",
+                "/api/v1/persistentvolumeclaims",
+                "/apis/apps/v1/deployments",
+                "/api/v1/services",
+                "/apis/networking.k8s.io/v1/ingresses",
+                "/api/v1/pods",
+            ] {
+                let items = if path == "/apis/apps/v1/deployments" {
+                    serde_json::json!([
+                        {"metadata": {"name": "web", "namespace": "berth-alice",
+                            "labels": {"berth.owner": "alice", "berth.name": "web"}}},
+                        {"metadata": {"name": "web", "namespace": "kube-system",
+                            "labels": {"berth.owner": "alice", "berth.name": "web"}}}
+                    ])
+                } else if path == "/api/v1/pods" {
+                    serde_json::json!([{"metadata": {"name": "web-1", "namespace": "berth-alice",
+                        "labels": {"berth.owner": "alice", "berth.name": "web"}},
+                        "status": {"phase": "Pending", "containerStatuses": [{"name": "web",
+                            "ready": false, "restartCount": 3, "image": "x", "imageID": "",
+                            "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}}])
+                } else {
+                    serde_json::json!([])
+                };
+                let list = serde_json::json!({"kind": "List", "apiVersion": "v1",
+                    "metadata": {"resourceVersion": "1"}, "items": items});
+                let query = answer(&mut handle, http::Method::GET, path, 200, list).await;
+                assert!(
+                    query.contains("labelSelector=berth.owner"),
+                    "{path}?{query}"
+                );
+            }
+        });
+        let got = backend.observe("berth-", None).await.expect("observed");
+        server.await.expect("every list came");
+        let alice = &got["alice"];
+        assert_eq!(alice.objects.len(), 1, "kube-system's copy is not Berth's");
+        assert_eq!(alice.objects[0].value["kind"], "Deployment");
+        assert_eq!(alice.objects[0].value["apiVersion"], "apps/v1");
+        assert_eq!(alice.pods[0].restarts, 3);
+        assert_eq!(alice.pods[0].reason.as_deref(), Some("ImagePullBackOff"));
     }
 
     #[tokio::test]
@@ -325,13 +574,12 @@ mod tests {
             );
         });
         let err = backend
-            .apply_namespace(&namespace(&settings(), "alice"))
+            .apply(&KubeObject::of(&namespace(&settings(), "alice")))
             .await
             .expect_err("forbidden");
-        assert!(
-            err.to_string()
-                .starts_with("kubernetes apply Namespace berth-alice:"),
-            "{err}"
+        assert_eq!(
+            err.to_string(),
+            "kubernetes apply Namespace berth-alice: 403 Forbidden: namespaces \"berth-alice\" is forbidden"
         );
         server.await.expect("served");
     }

@@ -4,5 +4,6 @@
 pub mod docker;
 pub mod kube;
 pub mod kube_apply;
+pub mod kube_drift;
 
 pub use docker::{DockerBackend, DockerError};

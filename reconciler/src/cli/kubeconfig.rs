@@ -26,13 +26,14 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
     };
     let lifetime = berth_spec::site::parse_duration(&k.token_lifetime)
         .unwrap_or(std::time::Duration::from_secs(8 * 3600));
-    let config = match load_config(k.kubeconfig.as_deref(), k.context.as_deref()).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("reconciler kubeconfig: no cluster configuration: {e}");
-            return exit::ERROR;
-        }
-    };
+    let config =
+        match crate::context::kube_config(k.kubeconfig.as_deref(), k.context.as_deref()).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("reconciler kubeconfig: no cluster configuration: {e}");
+                return exit::ERROR;
+            }
+        };
     let client = match kube::Client::try_from(config.clone()) {
         Ok(c) => c,
         Err(e) => {
@@ -63,23 +64,5 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
             eprintln!("reconciler kubeconfig: {e}");
             exit::ERROR
         }
-    }
-}
-
-/// The site's kubeconfig file and context, else the usual inference
-/// (in-cluster, then `KUBECONFIG` / `~/.kube/config`).
-async fn load_config(path: Option<&str>, context: Option<&str>) -> Result<kube::Config, String> {
-    let options = kube::config::KubeConfigOptions {
-        context: context.map(str::to_string),
-        ..Default::default()
-    };
-    match path {
-        Some(p) => {
-            let file = kube::config::Kubeconfig::read_from(p).map_err(|e| e.to_string())?;
-            kube::Config::from_custom_kubeconfig(file, &options)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        None => kube::Config::infer().await.map_err(|e| e.to_string()),
     }
 }

@@ -12,6 +12,8 @@ use std::fmt::Write;
 pub struct Summary {
     pub create: usize,
     pub recreate: usize,
+    /// Kubernetes objects updated in place by server-side apply.
+    pub update: usize,
     pub remove: usize,
     pub start: usize,
     pub stop: usize,
@@ -22,7 +24,13 @@ pub struct Summary {
 
 impl Summary {
     pub fn changes(&self) -> usize {
-        self.create + self.recreate + self.remove + self.start + self.stop + self.setup
+        self.create
+            + self.recreate
+            + self.update
+            + self.remove
+            + self.start
+            + self.stop
+            + self.setup
     }
 }
 
@@ -63,7 +71,7 @@ fn fields_of(action: &Action) -> Vec<Change> {
                 new: Some(new),
             })
             .collect(),
-        Action::Recreate { changes, .. } => changes.clone(),
+        Action::Recreate { changes, .. } | Action::KubeApply { changes, .. } => changes.clone(),
         _ => vec![],
     }
 }
@@ -82,7 +90,9 @@ pub fn summarize(plans: &[(String, Result<AccountPlan, ReconcileError>)]) -> Sum
             match a {
                 Action::Create { .. } => s.create += 1,
                 Action::Recreate { .. } => s.recreate += 1,
-                Action::Remove { .. } => s.remove += 1,
+                Action::KubeApply { create: true, .. } => s.create += 1,
+                Action::KubeApply { create: false, .. } => s.update += 1,
+                Action::Remove { .. } | Action::KubeDelete { .. } => s.remove += 1,
                 Action::Start { .. } => s.start += 1,
                 Action::Stop { .. } => s.stop += 1,
                 Action::CreateNetwork { .. }
@@ -230,6 +240,15 @@ pub fn plan_text(plans: &[(String, Result<AccountPlan, ReconcileError>)]) -> Str
                     format!("  + register GitLab runner (tags: {})", tags.join(", "))
                 }
                 Action::UnregisterRunner { id } => format!("  - unregister GitLab runner {id}"),
+                Action::KubeApply {
+                    target,
+                    create: true,
+                    ..
+                } => format!("  + create {target} (kubernetes)"),
+                Action::KubeApply { target, .. } => format!("  ~ update {target} (kubernetes)"),
+                Action::KubeDelete { target, .. } => {
+                    format!("  - delete {target} (kubernetes; claims kept)")
+                }
             };
             let _ = writeln!(out, "{line}");
             for c in fields_of(a) {
@@ -249,8 +268,8 @@ pub fn plan_text(plans: &[(String, Result<AccountPlan, ReconcileError>)]) -> Str
     let s = summarize(plans);
     let _ = writeln!(
         out,
-        "\nPlan: {} to create, {} to recreate, {} to remove, {} to start, {} to stop. {} revision(s) rejected, {} error(s).",
-        s.create, s.recreate, s.remove, s.start, s.stop, s.rejected, s.errors
+        "\nPlan: {} to create, {} to recreate, {} to update, {} to remove, {} to start, {} to stop. {} revision(s) rejected, {} error(s).",
+        s.create, s.recreate, s.update, s.remove, s.start, s.stop, s.rejected, s.errors
     );
     out
 }
