@@ -38,6 +38,9 @@ pub struct SiteOptions {
     pub registry: Option<String>,
     /// The registry's scan command (one program path).
     pub scan_command: Option<String>,
+    /// A Kubernetes cluster (a kubeconfig file); ingress domain `apps.test`,
+    /// HTTP port 8080.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// Secrets the test site names; the fixture exports them to the binary.
@@ -68,6 +71,7 @@ impl World {
                 runner_image: None,
                 registry: None,
                 scan_command: None,
+                kubeconfig: None,
             },
         }
     }
@@ -233,7 +237,7 @@ ldap:
 backends:
   docker:
     - {{ name: local, endpoint: env, host_ports: {{ first: {first}, last: {last} }} }}
-policy:
+{kubernetes}policy:
   allowed_registries: [docker.io]
   default_resources: {{ cpus: 0.1, memory: 32Mi }}
   quotas:
@@ -258,6 +262,13 @@ state_dir: {state}
             students = o.students_containers,
             state = self.state_dir().display(),
             resync = o.resync,
+            kubernetes = match &o.kubeconfig {
+                Some(path) => format!(
+                    "  kubernetes: {{ kubeconfig: \"{}\", ingress_domain: apps.test, http_ports: [8080] }}\n",
+                    path.display()
+                ),
+                None => String::new(),
+            },
         );
         std::fs::write(self.site_path(), site).expect("write site.yaml");
     }

@@ -156,4 +156,5 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+pub mod fakekube;
 pub mod fixture;

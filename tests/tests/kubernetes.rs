@@ -1,0 +1,270 @@
+//! Mixed Docker + Kubernetes workspaces through one plan, end to end: the
+//! real reconciler binary, real dockerd, slapd and git, and an in-process
+//! fake API server (no API server can be installed here) that stores what
+//! is applied with the server's defaults, so a `diff` right after `apply`
+//! proves there is no false drift.
+
+use berth_tests::fakekube::FakeKube;
+use berth_tests::fixture::World;
+use berth_tests::{Services, stdout};
+
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces";
+
+fn mixed(image: &str, greeting: &str, with_api: bool) -> String {
+    let api = if with_api {
+        "  - name: api
+    image: python:3.12
+    backend: kubernetes
+    command: [python, -m, http.server, \"8080\"]
+    env: { MODE: prod }
+    ports: [8080]
+    resources: { cpus: 0.5, memory: 256Mi }
+    volumes: [{ name: data, path: /srv }]
+"
+    } else {
+        ""
+    };
+    format!(
+        "version: 1
+containers:
+  - name: web
+    image: {image}
+    env: {{ GREETING: {greeting} }}
+    ports: [8080]
+    resources: {{ cpus: 0.2, memory: 32Mi }}
+{api}"
+    )
+}
+
+fn world_with_cluster(s: &Services, first_port: u16) -> (World, FakeKube, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let kube = rt.block_on(FakeKube::start());
+    let mut w = World::new(s, first_port);
+    let kubeconfig = w.dir.join("kubeconfig");
+    kube.write_kubeconfig(&kubeconfig);
+    w.site_overrides.kubeconfig = Some(kubeconfig);
+    (w, kube, rt)
+}
+
+fn run(w: &World, args: &[&str]) -> (Option<i32>, String) {
+    let out = w.reconciler(args);
+    (
+        out.status.code(),
+        format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[test]
+fn mixed_workspace_applies_diffs_clean_changes_and_prunes() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (mut w, kube, _rt) = world_with_cluster(&s, 23_100);
+    let a = w.account("kmix", &["students"]);
+    let mail = w.mail(&a);
+    let ns = format!("berth-{a}");
+    w.commit(&a, Some(&mixed(&s.test_image, "hello", true)), &mail);
+
+    let (code, text) = run(&w, &["diff"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(&format!("+ create {a}-web")), "{text}");
+    assert!(
+        text.contains(&format!("+ create {ns} (kubernetes)")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("+ create {ns}/api (kubernetes)")),
+        "{text}"
+    );
+    assert!(
+        kube.writes().is_empty(),
+        "diff wrote to the cluster: {:?}",
+        kube.writes()
+    );
+
+    w.apply(0);
+    // Docker half: the container really runs.
+    assert_eq!(
+        w.inspect(&format!("{a}-web"), "{{.State.Running}}")
+            .as_deref(),
+        Some("true")
+    );
+    // Kubernetes half: every object server-side applied by `berth`, forced.
+    let writes = kube.writes();
+    assert!(
+        writes.iter().all(|l| l.starts_with("PATCH ")
+            && l.contains("fieldManager=berth")
+            && l.contains("force=true")),
+        "{writes:#?}"
+    );
+    let paths: Vec<&str> = writes
+        .iter()
+        .map(|l| l.split(['?', ' ']).nth(1).unwrap_or_default())
+        .collect();
+    let want = [
+        format!("/api/v1/namespaces/{ns}"),
+        format!("/api/v1/namespaces/{ns}/resourcequotas/berth-quota"),
+        format!("/api/v1/namespaces/{ns}/limitranges/berth-defaults"),
+        format!("/api/v1/namespaces/{ns}/serviceaccounts/student"),
+        format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/berth-student"),
+        format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/berth-student"),
+        format!("/api/v1/namespaces/{ns}/persistentvolumeclaims/data"),
+        format!("{DEPLOYMENTS}/{ns}/deployments/api"),
+        format!("/api/v1/namespaces/{ns}/services/api"),
+        format!("/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses/api"),
+    ];
+    assert_eq!(paths, want.iter().map(String::as_str).collect::<Vec<_>>());
+    let dep = kube
+        .get(&format!("{DEPLOYMENTS}/{ns}/deployments/api"))
+        .expect("deployment stored");
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["containers"][0]["image"],
+        "docker.io/library/python:3.12"
+    );
+    assert_eq!(dep["metadata"]["labels"]["berth.owner"], a.as_str());
+
+    // No false drift from the server's defaults and canonical quantities.
+    let (code, text) = run(&w, &["diff"]);
+    assert_eq!(code, Some(0), "drift right after apply:\n{text}");
+
+    // Status: Docker state and Kubernetes readiness, pods, URL.
+    let status = w.status(&a);
+    let api = status["containers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "api"))
+        .unwrap_or_else(|| panic!("api not in {status}"));
+    assert_eq!(api["backend"], "kubernetes");
+    assert_eq!(api["state"], "running");
+    assert_eq!(api["ready"], "1/1");
+    assert_eq!(api["restarts"], 0);
+    assert_eq!(api["url"], format!("http://{a}-api.apps.test/"));
+    assert_eq!(api["ports"][0], format!("api.{ns}.svc:8080"));
+
+    // An admin's edit of a field Berth sets is drift, named, and reverted.
+    let path = format!("{DEPLOYMENTS}/{ns}/deployments/api");
+    let mut edited = dep.clone();
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:latest".into();
+    kube.put(&path, edited);
+    let (code, text) = run(&w, &["diff"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(
+            "deployment.container.image: \"evil:latest\" → \"docker.io/library/python:3.12\""
+        ),
+        "{text}"
+    );
+    w.apply(0);
+    assert_eq!(
+        kube.get(&path).expect("still there")["spec"]["template"]["spec"]["containers"][0]["image"],
+        "docker.io/library/python:3.12"
+    );
+
+    // Dropping the Kubernetes container prunes its objects but not its claim;
+    // the Docker container is recreated for its own change in the same plan.
+    w.commit(&a, Some(&mixed(&s.test_image, "bye", false)), &mail);
+    let (code, text) = run(&w, &["diff"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(&format!("~ recreate {a}-web")), "{text}");
+    assert!(
+        text.contains(&format!("- delete {ns}/api (deployment)")),
+        "{text}"
+    );
+    w.apply(0);
+    assert!(kube.get(&path).is_none(), "deployment pruned");
+    assert!(
+        kube.get(&format!("/api/v1/namespaces/{ns}/services/api"))
+            .is_none()
+    );
+    assert!(
+        kube.get(&format!(
+            "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses/api"
+        ))
+        .is_none()
+    );
+    assert!(
+        kube.get(&format!(
+            "/api/v1/namespaces/{ns}/persistentvolumeclaims/data"
+        ))
+        .is_some(),
+        "claims are never pruned"
+    );
+    assert!(
+        kube.get(&format!("/api/v1/namespaces/{ns}")).is_some(),
+        "namespace kept"
+    );
+    assert_eq!(
+        w.inspect(&format!("{a}-web"), "{{.State.Running}}")
+            .as_deref(),
+        Some("true")
+    );
+    let (code, text) = run(&w, &["diff"]);
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn api_errors_surface_in_status_and_other_accounts_converge() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (mut w, kube, _rt) = world_with_cluster(&s, 23_200);
+    let denied = w.account("kden", &["students"]);
+    let fine = w.account("kok", &["students"]);
+    for a in [&denied, &fine] {
+        let mail = w.mail(a);
+        w.commit(a, Some(&mixed(&s.test_image, "hi", true)), &mail);
+    }
+    kube.forbid(&format!("berth-{denied}"));
+    let text = w.apply(2);
+    assert!(text.contains("403"), "{text}");
+
+    let status = w.status(&denied);
+    let error = status["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("Namespace berth-{denied}")) && error.contains("403 Forbidden"),
+        "status names the object and the reason: {status}"
+    );
+    // The account's Docker container is not held back by the cluster.
+    assert_eq!(
+        w.inspect(&format!("{denied}-web"), "{{.State.Running}}")
+            .as_deref(),
+        Some("true")
+    );
+    let ok = w.status(&fine);
+    assert!(ok["last_error"].is_null(), "{ok}");
+    assert!(
+        kube.get(&format!("{DEPLOYMENTS}/berth-{fine}/deployments/api"))
+            .is_some(),
+        "the other account converged"
+    );
+}
+
+#[test]
+fn an_object_berth_did_not_create_is_never_taken_over() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (mut w, kube, _rt) = world_with_cluster(&s, 23_300);
+    let a = w.account("kown", &["students"]);
+    let mail = w.mail(&a);
+    let ns = format!("berth-{a}");
+    let path = format!("{DEPLOYMENTS}/{ns}/deployments/api");
+    let theirs = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "api", "namespace": ns, "labels": {"app": "theirs"}},
+        "spec": {"replicas": 3}});
+    kube.put(&path, theirs.clone());
+    w.commit(&a, Some(&mixed(&s.test_image, "hi", true)), &mail);
+    let text = w.apply(2);
+    assert!(text.contains("not created by Berth"), "{text}");
+    assert_eq!(kube.get(&path), Some(theirs), "left exactly as it was");
+    let status = w.status(&a);
+    assert!(
+        status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("Deployment {ns}/api"))),
+        "{status}"
+    );
+}
