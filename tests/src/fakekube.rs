@@ -114,9 +114,9 @@ impl Route {
 
 fn parse(path: &str) -> Option<Route> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let (prefix, rest) = match segs.first()? {
-        &"api" => (format!("/api/{}", segs.get(1)?), &segs[2..]),
-        &"apis" => (
+    let (prefix, rest) = match *segs.first()? {
+        "api" => (format!("/api/{}", segs.get(1)?), &segs[2..]),
+        "apis" => (
             format!("/apis/{}/{}", segs.get(1)?, segs.get(2)?),
             &segs[3..],
         ),
