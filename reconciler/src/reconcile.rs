@@ -210,12 +210,14 @@ impl Context {
     }
 }
 
-/// Parses a revision's workspace and checks it against site policy.
+/// Parses a revision's workspace and checks it against site policy and
+/// the names of the other `accounts`.
 fn check_revision(
     site: &Site,
     account: &Account,
     rev: &Revision,
     shared: &Shared,
+    accounts: &std::collections::BTreeSet<String>,
 ) -> std::result::Result<Workspace, String> {
     let bytes = match &rev.file {
         WorkspaceFile::Missing => {
@@ -240,6 +242,7 @@ fn check_revision(
     let ws = berth_spec::parse_workspace(bytes).map_err(describe)?;
     berth_spec::policy::check_with(&ws, site, &account.name, &account.groups, shared)
         .map_err(describe)?;
+    berth_spec::policy::check_prefixes(&ws, &account.name, accounts).map_err(describe)?;
     Ok(ws)
 }
 
@@ -304,6 +307,13 @@ pub async fn evaluate(
             }
             _ => Ok(()),
         };
+        // Only new revisions are checked against other accounts' names.
+        let accounts: std::collections::BTreeSet<String> = ctx
+            .read_source(|s| s.accounts())
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let verdict = pusher_ok
             .and_then(|()| identity::admit(site, account, identity.as_ref(), &head.committer_email))
             .map_err(|r| r.to_string())
@@ -313,6 +323,7 @@ pub async fn evaluate(
                     identity.as_ref().ok_or("unknown account")?,
                     &head,
                     &shared,
+                    &accounts,
                 )
             });
         let verdict = match verdict {

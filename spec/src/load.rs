@@ -184,6 +184,10 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("ipc", "host and shared namespaces are never available"),
     ("security_opt", "security options are set by the site"),
     (
+        "namespace",
+        "the namespace is always your own (`<prefix><account>`) and cannot be chosen",
+    ),
+    (
         "host_path",
         "host paths are never mounted; volumes are named per-account volumes (`name` + `path`)",
     ),

@@ -204,6 +204,42 @@ pub fn check_with(
     out.finish()
 }
 
+/// Names that would collide with another account's after prefixing. Backend
+/// names are `<account>-<name>` (Docker containers and volumes, Ingress
+/// hosts), so with accounts `alice` and `alice-x`, alice's `x-web` and
+/// alice-x's `web` would both be `alice-x-web`. The longer account owns
+/// that space: `account` may not use a name that makes `<account>-<name>`
+/// start with `<other>-` for a longer account `other` in `accounts`.
+pub fn check_prefixes(
+    ws: &Workspace,
+    account: &str,
+    accounts: &std::collections::BTreeSet<String>,
+) -> Result<(), Diagnostics> {
+    let mut out = Collector::default();
+    let longer: Vec<&String> = accounts
+        .iter()
+        .filter(|b| b.len() > account.len() && b.starts_with(&format!("{account}-")))
+        .collect();
+    let names = ws.containers.iter().flat_map(|c| {
+        std::iter::once((&c.name, "container"))
+            .chain(c.volumes.iter().map(|v| (&v.name, "volume")))
+    });
+    for (name, what) in names {
+        let full = format!("{account}-{}", name.value);
+        if let Some(other) = longer.iter().find(|b| full.starts_with(&format!("{b}-"))) {
+            let reserved = &other[account.len() + 1..];
+            out.push(
+                name.pos,
+                format!(
+                    "{what} name `{}` would be `{full}`, which collides with the names of account `{other}`; choose a name that does not start with `{reserved}-`",
+                    name.value
+                ),
+            );
+        }
+    }
+    out.finish()
+}
+
 fn quota(ws: &Workspace, site: &Site, account: &str, groups: &[String], out: &mut Collector) {
     let Some(q) = effective_quota(site, groups) else {
         out.push(

@@ -268,3 +268,38 @@ fn an_object_berth_did_not_create_is_never_taken_over() {
         "{status}"
     );
 }
+
+#[test]
+fn a_name_colliding_with_another_account_after_prefixing_is_rejected() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (mut w, kube, _rt) = world_with_cluster(&s, 23_400);
+    let short = w.account("kc", &["students"]);
+    let long = w.account("kc-x", &["students"]);
+    let mail = w.mail(&short);
+    let long_mail = w.mail(&long);
+    w.commit(&long, Some("version: 1\ncontainers: []\n"), &long_mail);
+    let ws = format!(
+        "version: 1\ncontainers:\n  - name: x-web\n    image: {}\n    backend: kubernetes\n",
+        s.test_image
+    );
+    w.commit(&short, Some(&ws), &mail);
+    let (code, text) = run(&w, &["diff", "--account", &short]);
+    assert_eq!(code, Some(0), "a rejected head changes nothing: {text}");
+    assert!(
+        text.contains(&format!(
+            "container name `x-web` would be `{long}-web`, which collides with the names of account `{long}`"
+        )),
+        "{text}"
+    );
+    w.apply(0);
+    assert!(kube.writes().is_empty(), "nothing applied: {:?}", kube.writes());
+    let status = w.status(&short);
+    assert!(
+        status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("collides")),
+        "{status}"
+    );
+}
