@@ -10,6 +10,7 @@ source scripts/lib/services.sh
 trap services_stop_started EXIT
 start=$SECONDS
 services_up
+services_install_kube_validate
 
 # Tests that need a service fail (not skip) when this is set.
 export BERTH_E2E_REQUIRED=1

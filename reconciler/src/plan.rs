@@ -559,7 +559,7 @@ containers:
             }
             "Deployment" => {
                 v["metadata"]["generation"] = json!(1);
-                v["metadata"]["annotations"] = json!({"deployment.kubernetes.io/revision": "1"});
+                v["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("1");
                 let spec = &mut v["spec"];
                 spec["revisionHistoryLimit"] = json!(10);
                 spec["progressDeadlineSeconds"] = json!(600);

@@ -187,6 +187,23 @@ DOCKERFILE
     docker image inspect "$BERTH_TEST_IMAGE" >/dev/null
 }
 
+# kubernetes-validate (PyPI, pinned): the Kubernetes OpenAPI schemas of
+# every release the manifests are checked against. In its own venv.
+BERTH_KUBE_VALIDATE_VERSION=1.37.0
+services_install_kube_validate() {
+    local venv=${BERTH_TOOLS_DIR:-$HOME/.cache/berth-tools}/kubernetes-validate-$BERTH_KUBE_VALIDATE_VERSION
+    if [[ ! -x $venv/bin/kubernetes-validate ]]; then
+        log "installing kubernetes-validate $BERTH_KUBE_VALIDATE_VERSION"
+        if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+            rm -rf "$venv"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv python3-pip >/dev/null
+            python3 -m venv "$venv"
+        fi
+        "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$BERTH_KUBE_VALIDATE_VERSION"
+    fi
+    export BERTH_KUBE_VALIDATE=$venv/bin/kubernetes-validate
+}
+
 services_up() {
     services_install
     services_start_dockerd

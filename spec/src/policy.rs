@@ -221,8 +221,7 @@ pub fn check_prefixes(
         .filter(|b| b.len() > account.len() && b.starts_with(&format!("{account}-")))
         .collect();
     let names = ws.containers.iter().flat_map(|c| {
-        std::iter::once((&c.name, "container"))
-            .chain(c.volumes.iter().map(|v| (&v.name, "volume")))
+        std::iter::once((&c.name, "container")).chain(c.volumes.iter().map(|v| (&v.name, "volume")))
     });
     for (name, what) in names {
         let full = format!("{account}-{}", name.value);

@@ -84,12 +84,16 @@ fn kubernetes_containers_get_the_same_policy_as_docker_ones() {
     assert!(berth_spec::policy::check(&ok, &site, "alice", &students).is_ok());
     let greedy = kube_workspace("    resources: { gpus: 8 }\n");
     assert_eq!(
-        problems(berth_spec::policy::check(&greedy, &site, "alice", &students)),
+        problems(berth_spec::policy::check(
+            &greedy, &site, "alice", &students
+        )),
         ["3:11: quota exceeded: GPUs requested beyond the 1 that group `students` allows"]
     );
     let text = "version: 1\ncontainers:\n  - name: api\n    image: evil.example/miner:1\n    backend: kubernetes\n";
     let foreign = berth_spec::parse_workspace(text.as_bytes()).expect("valid");
-    let got = problems(berth_spec::policy::check(&foreign, &site, "alice", &students));
+    let got = problems(berth_spec::policy::check(
+        &foreign, &site, "alice", &students,
+    ));
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(
         got[0].starts_with("4:12: registry `evil.example` is not allowed"),

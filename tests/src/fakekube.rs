@@ -306,7 +306,7 @@ fn serve(mut v: Value, version: u64) -> Value {
         }
         "Deployment" => {
             v["metadata"]["generation"] = json!(1);
-            v["metadata"]["annotations"] = json!({"deployment.kubernetes.io/revision": "1"});
+            v["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("1");
             let replicas = v["spec"]["replicas"].as_i64().unwrap_or(1);
             let spec = &mut v["spec"];
             spec["revisionHistoryLimit"] = json!(10);

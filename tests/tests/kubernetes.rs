@@ -294,7 +294,11 @@ fn a_name_colliding_with_another_account_after_prefixing_is_rejected() {
         "{text}"
     );
     w.apply(0);
-    assert!(kube.writes().is_empty(), "nothing applied: {:?}", kube.writes());
+    assert!(
+        kube.writes().is_empty(),
+        "nothing applied: {:?}",
+        kube.writes()
+    );
     let status = w.status(&short);
     assert!(
         status["last_error"]

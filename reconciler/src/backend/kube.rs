@@ -207,6 +207,16 @@ fn bytes(n: u64) -> Quantity {
     Quantity(n.to_string())
 }
 
+/// `<account>/<repository>` is not a valid label value (no `/`), so on
+/// Kubernetes the workspace goes in an annotation.
+fn annotated(mut meta: ObjectMeta, repository: &str) -> ObjectMeta {
+    meta.annotations = Some(BTreeMap::from([(
+        LABEL_WORKSPACE.to_string(),
+        repository.to_string(),
+    )]));
+    meta
+}
+
 /// The manifests of one container of `account`'s workspace.
 pub fn workload(s: &Settings, site: &Site, owner: &Owner<'_>, c: &Container) -> Workload {
     let (account, repository, revision) = (owner.account, owner.repository, owner.revision);
@@ -339,18 +349,17 @@ pub fn workload(s: &Settings, site: &Site, owner: &Owner<'_>, c: &Container) -> 
         account,
         &[
             (LABEL_NAME, name),
-            (LABEL_WORKSPACE, repository),
             (LABEL_HASH, &hash),
             (LABEL_REVISION, revision),
         ],
     );
     let deployment = Deployment {
-        metadata: meta(name, Some(&ns), object_labels.clone()),
+        metadata: annotated(meta(name, Some(&ns), object_labels.clone()), repository),
         spec: Some(spec),
         ..Default::default()
     };
     let service = (!ports.is_empty()).then(|| Service {
-        metadata: meta(name, Some(&ns), object_labels.clone()),
+        metadata: annotated(meta(name, Some(&ns), object_labels.clone()), repository),
         spec: Some(ServiceSpec {
             selector: Some(selector.clone()),
             ports: Some(
@@ -371,7 +380,7 @@ pub fn workload(s: &Settings, site: &Site, owner: &Owner<'_>, c: &Container) -> 
     let http_port = ports.iter().find(|p| s.http_ports.contains(p));
     let ingress = match (&s.ingress_domain, http_port) {
         (Some(domain), Some(port)) => Some(Ingress {
-            metadata: meta(name, Some(&ns), object_labels.clone()),
+            metadata: annotated(meta(name, Some(&ns), object_labels.clone()), repository),
             spec: Some(IngressSpec {
                 rules: Some(vec![IngressRule {
                     host: Some(format!("{account}-{name}.{domain}")),
