@@ -323,7 +323,7 @@ fn object_changes(desired: &[KubeObject], observed: &KubeObserved) -> Vec<Change
             None => out.push(Change {
                 field: kind,
                 old: None,
-                new: Some(d.describe()),
+                new: Some(d.describe_name()),
             }),
             Some(_) if d.kind == "PersistentVolumeClaim" => {}
             Some(live) => {
@@ -782,6 +782,6 @@ containers:
             panic!("{got:#?}")
         };
         assert_eq!(changes[0].field, "service");
-        assert_eq!(changes[0].new.as_deref(), Some("service berth-alice/api"));
+        assert_eq!(changes[0].new.as_deref(), Some("berth-alice/api"));
     }
 }

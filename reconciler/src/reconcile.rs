@@ -849,10 +849,10 @@ async fn kube_apply(
 ) -> std::result::Result<(), String> {
     let k = ctx.kube_backend()?;
     for o in objects {
-        let described = o.describe();
+        let (kind, name) = (o.kind.to_lowercase(), o.describe_name());
         let missing = changes
             .iter()
-            .any(|c| c.old.is_none() && c.new.as_deref() == Some(described.as_str()));
+            .any(|c| c.field == kind && c.old.is_none() && c.new.as_deref() == Some(name.as_str()));
         if missing {
             k.check_owner(o, account).await.map_err(|e| e.to_string())?;
         }

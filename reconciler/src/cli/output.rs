@@ -246,9 +246,10 @@ pub fn plan_text(plans: &[(String, Result<AccountPlan, ReconcileError>)]) -> Str
                     ..
                 } => format!("  + create {target} (kubernetes)"),
                 Action::KubeApply { target, .. } => format!("  ~ update {target} (kubernetes)"),
-                Action::KubeDelete { target, .. } => {
-                    format!("  - delete {target} (kubernetes; claims kept)")
+                Action::KubeDelete { target, kind, .. } if kind == "Deployment" => {
+                    format!("  - delete {target} (kubernetes; volume claims kept)")
                 }
+                Action::KubeDelete { target, .. } => format!("  - delete {target} (kubernetes)"),
             };
             let _ = writeln!(out, "{line}");
             for c in fields_of(a) {
