@@ -307,3 +307,62 @@ fn a_name_colliding_with_another_account_after_prefixing_is_rejected() {
         "{status}"
     );
 }
+
+#[test]
+fn serve_converges_kubernetes_containers_on_push() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (mut w, kube, rt) = world_with_cluster(&s, 23_600);
+    // Webhooks need the GitLab section; its API (commit statuses) says yes.
+    let gitlab = rt.block_on(async {
+        let gl = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::any())
+            .respond_with(wiremock::ResponseTemplate::new(201).set_body_json(serde_json::json!({})))
+            .mount(&gl)
+            .await;
+        gl
+    });
+    w.site_overrides.gitlab = Some(gitlab.uri());
+    let a = w.account("kserve", &["students"]);
+    let mail = w.mail(&a);
+    let path = format!("{DEPLOYMENTS}/berth-{a}/deployments/api");
+    let server = w.serve();
+    let env_of = |kube: &FakeKube| {
+        kube.get(&path).map(|d| {
+            d["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+    };
+    let r1 = w.commit(&a, Some(&mixed(&s.test_image, "one", true)), &mail);
+    let secret = berth_tests::fixture::WEBHOOK_SECRET;
+    assert_eq!(server.push(&a, &r1, &a, "k1", secret), 202);
+    berth_tests::wait_for(
+        std::time::Duration::from_secs(30),
+        "the deployment to be applied",
+        || env_of(&kube).filter(|v| v == "prod"),
+    );
+    // A change reaches the cluster through the account's own (namespaced)
+    // observation, and nothing else is rewritten.
+    let before = kube.writes().len();
+    let changed = mixed(&s.test_image, "two", true).replace("MODE: prod", "MODE: test");
+    let r2 = w.commit(&a, Some(&changed), &mail);
+    assert_eq!(server.push(&a, &r2, &a, "k2", secret), 202);
+    berth_tests::wait_for(
+        std::time::Duration::from_secs(30),
+        "the deployment to follow the push",
+        || env_of(&kube).filter(|v| v == "test"),
+    );
+    let writes = kube.writes();
+    let new: Vec<&String> = writes[before..].iter().collect();
+    assert_eq!(
+        new.len(),
+        4,
+        "claims, Deployment, Service, Ingress only: {new:#?}"
+    );
+    assert!(new[1].contains("/deployments/api"), "{new:#?}");
+    let (code, _) = server.terminate();
+    assert_eq!(code, Some(0));
+}
