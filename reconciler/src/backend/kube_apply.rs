@@ -168,17 +168,36 @@ impl KubeBackend {
         let params = ListParams::default().labels(&selector);
         let namespace = account.map(|a| format!("{prefix}{a}"));
         let mut out: BTreeMap<String, KubeObserved> = BTreeMap::new();
-        for kind in KINDS {
-            let api = self.api(kind, namespace.as_deref())?;
-            let (ar, _) = resource(kind).ok_or_else(|| KubeError {
-                op: "list",
-                kind: kind.to_string(),
-                name: String::new(),
-                reason: "unknown kind".into(),
-            })?;
-            let list = api.list(&params).await.map_err(|e| {
-                KubeError::new("list", kind, namespace.as_deref().unwrap_or("(all)"), e)
-            })?;
+        // One list per kind, all in flight at once: observation sits on the
+        // push-to-running path.
+        let lists = futures::future::try_join_all(KINDS.iter().map(|kind| {
+            let (params, namespace) = (&params, namespace.as_deref());
+            async move {
+                let api = self.api(kind, namespace)?;
+                let (ar, _) = resource(kind).ok_or_else(|| KubeError {
+                    op: "list",
+                    kind: kind.to_string(),
+                    name: String::new(),
+                    reason: "unknown kind".into(),
+                })?;
+                let list = api
+                    .list(params)
+                    .await
+                    .map_err(|e| KubeError::new("list", kind, namespace.unwrap_or("(all)"), e))?;
+                Ok::<_, KubeError>((*kind, ar, list))
+            }
+        }));
+        let pods: Api<Pod> = match &namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let (lists, pod_list) = futures::future::try_join(lists, async {
+            pods.list(&params).await.map_err(|e| {
+                KubeError::new("list", "Pod", namespace.as_deref().unwrap_or("(all)"), e)
+            })
+        })
+        .await?;
+        for (kind, ar, list) in lists {
             for item in list.items {
                 let Some(owner) = item
                     .metadata
@@ -212,14 +231,7 @@ impl KubeBackend {
                     });
             }
         }
-        let pods: Api<Pod> = match &namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        };
-        let list = pods.list(&params).await.map_err(|e| {
-            KubeError::new("list", "Pod", namespace.as_deref().unwrap_or("(all)"), e)
-        })?;
-        for pod in list.items {
+        for pod in pod_list.items {
             let labels = pod.metadata.labels.clone().unwrap_or_default();
             let Some(owner) = labels.get(LABEL_OWNER) else {
                 continue;
@@ -477,7 +489,7 @@ mod tests {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let backend = KubeBackend::new(Client::new(service, "default"));
         let server = tokio::spawn(async move {
-            for path in [
+            let mut expected: std::collections::BTreeSet<&str> = [
                 "/api/v1/namespaces",
                 "/api/v1/resourcequotas",
                 "/api/v1/limitranges",
@@ -489,7 +501,21 @@ mod tests {
                 "/api/v1/services",
                 "/apis/networking.k8s.io/v1/ingresses",
                 "/api/v1/pods",
-            ] {
+            ]
+            .into();
+            while !expected.is_empty() {
+                let (request, send) = handle.next_request().await.expect("a request");
+                let path = request.uri().path().to_string();
+                assert!(
+                    expected.remove(path.as_str()),
+                    "unexpected or repeated {path}"
+                );
+                let query = request.uri().query().unwrap_or_default().to_string();
+                assert!(
+                    query.contains("labelSelector=berth.owner"),
+                    "{path}?{query}"
+                );
+                let path = path.as_str();
                 let items = if path == "/apis/apps/v1/deployments" {
                     serde_json::json!([
                         {"metadata": {"name": "web", "namespace": "berth-alice",
@@ -508,10 +534,10 @@ mod tests {
                 };
                 let list = serde_json::json!({"kind": "List", "apiVersion": "v1",
                     "metadata": {"resourceVersion": "1"}, "items": items});
-                let query = answer(&mut handle, http::Method::GET, path, 200, list).await;
-                assert!(
-                    query.contains("labelSelector=berth.owner"),
-                    "{path}?{query}"
+                send.send_response(
+                    Response::builder()
+                        .body(Body::from(list.to_string().into_bytes()))
+                        .expect("response"),
                 );
             }
         });
