@@ -293,6 +293,23 @@ fn a_name_colliding_with_another_account_after_prefixing_is_rejected() {
         )),
         "{text}"
     );
+    // `validate` says the same before any push.
+    let file = w.dir.join("workspace.yaml");
+    std::fs::write(&file, &ws).expect("write workspace");
+    let file = file.display().to_string();
+    let (code, text) = run(
+        &w,
+        &[
+            "validate",
+            "--account",
+            &short,
+            "--group",
+            "students",
+            &file,
+        ],
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(":3:11: container name `x-web`"), "{text}");
     w.apply(0);
     assert!(
         kube.writes().is_empty(),

@@ -1,6 +1,8 @@
 //! `reconciler validate [PATH...]`: strict parse + validation of workspace
 //! and site files, and, with `--config` and `--account`, the site policy for
-//! that account. Prints `path:line:col: message`; never touches a backend.
+//! that account (including names that would collide with another account's
+//! after prefixing, for the accounts found in the site's local repository
+//! root). Prints `path:line:col: message`; never touches a backend.
 
 use super::exit;
 use berth_spec::{Diagnostics, Site};
@@ -117,7 +119,9 @@ fn check_file(path: &Path, args: &Args, groups: &[String], site: Option<&Site>) 
         FileKind::Workspace => {
             berth_spec::parse_workspace(&bytes).and_then(|ws| match (site, &args.account) {
                 (Some(site), Some(account)) => {
-                    berth_spec::policy::check(&ws, site, account, groups)
+                    berth_spec::policy::check(&ws, site, account, groups).and_then(|()| {
+                        berth_spec::policy::check_prefixes(&ws, account, &known_accounts(site))
+                    })
                 }
                 _ => Ok(()),
             })
@@ -129,6 +133,21 @@ fn check_file(path: &Path, args: &Args, groups: &[String], site: Option<&Site>) 
             print_diags(path, &d);
             exit::CHANGES_OR_INVALID
         }
+    }
+}
+
+/// Accounts with a repository under the site's local root (none in GitLab
+/// mode: the reconciler checks those at acceptance).
+fn known_accounts(site: &Site) -> std::collections::BTreeSet<String> {
+    match &site.repositories {
+        berth_spec::site::Repositories::Local { root, repository } => {
+            crate::source::LocalSource::new(root, repository.as_str())
+                .accounts()
+                .unwrap_or_default()
+                .into_iter()
+                .collect()
+        }
+        _ => Default::default(),
     }
 }
 
