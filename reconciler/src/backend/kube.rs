@@ -136,7 +136,7 @@ pub fn manifests(
     if let Some(q) = quota {
         account.push(KubeObject::of(&resource_quota(s, owner.account, q)));
     }
-    account.push(KubeObject::of(&limit_range(s, site, owner.account)));
+    account.push(KubeObject::of(&limit_range(s, site, owner.account, quota)));
     let (sa, role, binding) = student_access(s, owner.account);
     account.push(KubeObject::of(&sa));
     account.push(KubeObject::of(&role));
@@ -458,8 +458,14 @@ pub fn resource_quota(s: &Settings, account: &str, q: &EffectiveQuota) -> Resour
     }
 }
 
-/// Defaults for containers that declare no resources (the site's).
-pub fn limit_range(s: &Settings, site: &Site, account: &str) -> LimitRange {
+/// Defaults for containers that declare no resources (the site's), and
+/// the account's quota as the most any one container may have.
+pub fn limit_range(
+    s: &Settings,
+    site: &Site,
+    account: &str,
+    quota: Option<&EffectiveQuota>,
+) -> LimitRange {
     let d = &site.policy.default_resources;
     let default = BTreeMap::from([
         ("cpu".to_string(), cpu(d.cpus)),
@@ -479,6 +485,12 @@ pub fn limit_range(s: &Settings, site: &Site, account: &str) -> LimitRange {
                 type_: "Container".into(),
                 default: Some(default.clone()),
                 default_request: Some(default),
+                max: quota.map(|q| {
+                    BTreeMap::from([
+                        ("cpu".to_string(), cpu(q.cpus)),
+                        ("memory".to_string(), bytes(q.memory)),
+                    ])
+                }),
                 ..Default::default()
             }],
         }),
@@ -825,6 +837,12 @@ mod tests {
             Some(Quantity("1".into()))
         );
         round_trips(&quota);
-        round_trips(&limit_range(&s, &site(), "alice"));
+        let limits = limit_range(&s, &site(), "alice", Some(&q));
+        let max = limits.spec.as_ref().and_then(|l| l.limits[0].max.clone());
+        assert_eq!(
+            max.map(|m| m["cpu"].clone()),
+            Some(Quantity("4000m".into()))
+        );
+        round_trips(&limits);
     }
 }

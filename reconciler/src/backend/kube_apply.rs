@@ -585,28 +585,43 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn api_errors_name_the_object() {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let backend = KubeBackend::new(Client::new(service, "default"));
-        let server = tokio::spawn(async move {
-            let (_, send) = handle.next_request().await.expect("a request");
-            let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                "message": "namespaces \"berth-alice\" is forbidden", "reason": "Forbidden", "code": 403});
-            send.send_response(
-                Response::builder()
-                    .status(403)
-                    .body(Body::from(status.to_string().into_bytes()))
-                    .expect("response"),
+    async fn api_errors_name_the_object_and_the_servers_reason() {
+        let cases = [
+            (403, "Forbidden", "namespaces \"berth-alice\" is forbidden"),
+            (
+                409,
+                "Conflict",
+                "Operation cannot be fulfilled on namespaces \"berth-alice\": the namespace is being terminated",
+            ),
+            (
+                422,
+                "Invalid",
+                "Deployment.apps \"api\" is invalid: spec.template.spec.containers[0].image: Required value",
+            ),
+        ];
+        for (code, reason, message) in cases {
+            let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+            let backend = KubeBackend::new(Client::new(service, "default"));
+            let server = tokio::spawn(async move {
+                let (_, send) = handle.next_request().await.expect("a request");
+                let status = serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                    "status": "Failure", "message": message, "reason": reason, "code": code});
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(status.to_string().into_bytes()))
+                        .expect("response"),
+                );
+            });
+            let err = backend
+                .apply(&KubeObject::of(&namespace(&settings(), "alice")))
+                .await
+                .expect_err("refused");
+            assert_eq!(
+                err.to_string(),
+                format!("kubernetes apply Namespace berth-alice: {code} {reason}: {message}")
             );
-        });
-        let err = backend
-            .apply(&KubeObject::of(&namespace(&settings(), "alice")))
-            .await
-            .expect_err("forbidden");
-        assert_eq!(
-            err.to_string(),
-            "kubernetes apply Namespace berth-alice: 403 Forbidden: namespaces \"berth-alice\" is forbidden"
-        );
-        server.await.expect("served");
+            server.await.expect("served");
+        }
     }
 }
