@@ -358,9 +358,14 @@ fn serve_converges_kubernetes_containers_on_push() {
     assert_eq!(server.push(&a, &r1, &a, "k1", secret), 202);
     berth_tests::wait_for(
         std::time::Duration::from_secs(30),
-        "the deployment to be applied",
-        || env_of(&kube).filter(|v| v == "prod"),
+        "the first reconcile to finish (its last object is the Ingress)",
+        || {
+            kube.get(&format!(
+                "/apis/networking.k8s.io/v1/namespaces/berth-{a}/ingresses/api"
+            ))
+        },
     );
+    assert_eq!(env_of(&kube).as_deref(), Some("prod"));
     // A change reaches the cluster through the account's own (namespaced)
     // observation, and nothing else is rewritten.
     let before = kube.writes().len();
