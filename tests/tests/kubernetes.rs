@@ -377,6 +377,15 @@ fn serve_converges_kubernetes_containers_on_push() {
         "the deployment to follow the push",
         || env_of(&kube).filter(|v| v == "test"),
     );
+    // The Deployment is the second of the workload's four writes.
+    berth_tests::wait_for(
+        std::time::Duration::from_secs(30),
+        "the workload's remaining writes",
+        || (kube.writes().len() >= before + 4).then_some(()),
+    );
+    // `terminate` lets an in-flight reconcile finish: nothing more follows.
+    let (code, _) = server.terminate();
+    assert_eq!(code, Some(0));
     let writes = kube.writes();
     let new: Vec<&String> = writes[before..].iter().collect();
     assert_eq!(
@@ -385,6 +394,4 @@ fn serve_converges_kubernetes_containers_on_push() {
         "claims, Deployment, Service, Ingress only: {new:#?}"
     );
     assert!(new[1].contains("/deployments/api"), "{new:#?}");
-    let (code, _) = server.terminate();
-    assert_eq!(code, Some(0));
 }
