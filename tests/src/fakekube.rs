@@ -99,6 +99,8 @@ struct Route {
     resource: String,
     namespace: Option<String>,
     name: Option<String>,
+    /// `token` in `…/serviceaccounts/student/token`.
+    sub: Option<String>,
 }
 
 impl Route {
@@ -129,24 +131,35 @@ fn parse(path: &str) -> Option<Route> {
             resource: s(0)?,
             namespace: None,
             name: None,
+            sub: None,
         },
         (Some("namespaces"), 2) => Route {
             prefix,
             resource: "namespaces".into(),
             namespace: None,
             name: s(1),
+            sub: None,
         },
         (Some("namespaces"), 3) => Route {
             prefix,
             resource: s(2)?,
             namespace: s(1),
             name: None,
+            sub: None,
         },
         (Some("namespaces"), 4) => Route {
             prefix,
             resource: s(2)?,
             namespace: s(1),
             name: s(3),
+            sub: None,
+        },
+        (Some("namespaces"), 5) => Route {
+            prefix,
+            resource: s(2)?,
+            namespace: s(1),
+            name: s(3),
+            sub: s(4),
         },
         _ => return None,
     })
@@ -204,6 +217,12 @@ fn respond(s: &mut State, r: &Request) -> ResponseTemplate {
             );
         }
     }
+    if method == "POST" && route.sub.as_deref() == Some("token") {
+        return token(s, &route, &r.body);
+    }
+    if route.sub.is_some() {
+        return status(404, "NotFound", &format!("no subresource {path}"));
+    }
     match (method, route.key()) {
         ("GET", None) => {
             let items: Vec<Value> = s
@@ -258,6 +277,38 @@ fn respond(s: &mut State, r: &Request) -> ResponseTemplate {
         },
         _ => status(405, "MethodNotAllowed", "not supported by the fake"),
     }
+}
+
+/// TokenRequest for a service account that exists: a fake bound token
+/// naming the account and the lifetime asked for.
+fn token(s: &State, route: &Route, body: &[u8]) -> ResponseTemplate {
+    let Some(ns) = &route.namespace else {
+        return status(404, "NotFound", "no namespace");
+    };
+    let account = route.name.as_deref().unwrap_or_default();
+    let key = (
+        route.prefix.clone(),
+        "serviceaccounts".to_string(),
+        Some(ns.clone()),
+        account.to_string(),
+    );
+    if !s.objects.contains_key(&key) {
+        return status(
+            404,
+            "NotFound",
+            &format!("serviceaccounts \"{account}\" not found"),
+        );
+    }
+    let request: Value = serde_json::from_slice(body).unwrap_or_default();
+    let seconds = request["spec"]["expirationSeconds"]
+        .as_i64()
+        .unwrap_or(3600);
+    ResponseTemplate::new(201).set_body_json(json!({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": request["spec"],
+        "status": {"token": format!("fake-bound-{ns}-{account}-{seconds}s"),
+                   "expirationTimestamp": "2026-11-26T18:00:00Z"}
+    }))
 }
 
 fn list(items: &[Value]) -> ResponseTemplate {

@@ -144,6 +144,22 @@ fn mixed_workspace_applies_diffs_clean_changes_and_prunes() {
     assert_eq!(api["url"], format!("http://{a}-api.apps.test/"));
     assert_eq!(api["ports"][0], format!("api.{ns}.svc:8080"));
 
+    // The student's kubeconfig: their namespace, a bound token of the
+    // site's lifetime (8h by default), the cluster's address.
+    let (code, config) = run(&w, &["kubeconfig", "--account", &a]);
+    assert_eq!(code, Some(0), "{config}");
+    assert!(
+        config.contains(&format!("server: {}", kube.server.uri())),
+        "{config}"
+    );
+    assert!(config.contains(&format!("namespace: {ns}")), "{config}");
+    assert!(
+        config.contains(&format!("token: fake-bound-{ns}-student-28800s")),
+        "{config}"
+    );
+    let (code, text) = run(&w, &["kubeconfig", "--account", "nobody-here"]);
+    assert_eq!(code, Some(2), "no namespace, no token: {text}");
+
     // An admin's edit of a field Berth sets is drift, named, and reverted.
     let path = format!("{DEPLOYMENTS}/{ns}/deployments/api");
     let mut edited = dep.clone();
