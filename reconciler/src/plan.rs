@@ -471,11 +471,17 @@ mod tests {
     }
 }
 
+/// The test suite's model of an API server's stored objects, shared with
+/// the end-to-end tests' fake API server.
+#[cfg(test)]
+#[path = "../../tests/src/apiserver.rs"]
+mod apiserver;
+
 #[cfg(test)]
 mod kube_tests {
     use super::*;
     use crate::backend::kube::{AccountManifests, Settings, fixtures, manifests};
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     const WORKSPACE: &str = "version: 1
 containers:
@@ -515,105 +521,10 @@ containers:
         )
     }
 
-    /// What an API server (v1.33) returns for an applied object: its
-    /// defaults filled in, quantities canonical, empty lists dropped,
-    /// bookkeeping metadata and status added.
+    /// The object as an API server stores it after the apply.
     fn served(o: &KubeObject) -> KubeObject {
-        fn canonical(key: &str, v: &mut Value) {
-            const QUANTITIES: &[&str] =
-                &["limits", "requests", "hard", "default", "defaultRequest"];
-            match v {
-                Value::Object(map) => {
-                    map.retain(|_, x| !matches!(x, Value::Array(a) if a.is_empty()));
-                    let quantities = QUANTITIES.contains(&key);
-                    for (k, x) in map.iter_mut() {
-                        if quantities && let Value::String(s) = x {
-                            if let Ok(n) = s.parse::<u64>()
-                                && n >= 1 << 20
-                                && n % (1 << 20) == 0
-                            {
-                                *s = format!("{}Mi", n >> 20);
-                            } else if s == "1000m" {
-                                *s = "1".into();
-                            }
-                        }
-                        canonical(k, x);
-                    }
-                }
-                Value::Array(items) => items.iter_mut().for_each(|x| canonical(key, x)),
-                _ => {}
-            }
-        }
-        let mut v = o.value.clone();
-        canonical("", &mut v);
-        let meta = &mut v["metadata"];
-        meta["uid"] = json!("6f1c0d9e-0000-4000-8000-000000000001");
-        meta["resourceVersion"] = json!("4711");
-        meta["creationTimestamp"] = json!("2026-11-26T10:00:00Z");
-        meta["managedFields"] = json!([{"manager": "berth", "operation": "Apply"}]);
-        match o.kind.as_str() {
-            "Namespace" => {
-                v["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(o.name);
-                v["spec"] = json!({"finalizers": ["kubernetes"]});
-                v["status"] = json!({"phase": "Active"});
-            }
-            "Deployment" => {
-                v["metadata"]["generation"] = json!(1);
-                v["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("1");
-                let spec = &mut v["spec"];
-                spec["revisionHistoryLimit"] = json!(10);
-                spec["progressDeadlineSeconds"] = json!(600);
-                spec["template"]["metadata"]["creationTimestamp"] = Value::Null;
-                let pod = &mut spec["template"]["spec"];
-                pod["restartPolicy"] = json!("Always");
-                pod["dnsPolicy"] = json!("ClusterFirst");
-                pod["schedulerName"] = json!("default-scheduler");
-                pod["securityContext"] = json!({});
-                pod["terminationGracePeriodSeconds"] = json!(30);
-                for c in pod["containers"].as_array_mut().into_iter().flatten() {
-                    c["imagePullPolicy"] = json!("IfNotPresent");
-                    c["terminationMessagePath"] = json!("/dev/termination-log");
-                    c["terminationMessagePolicy"] = json!("File");
-                    for p in c["ports"].as_array_mut().into_iter().flatten() {
-                        p["protocol"] = json!("TCP");
-                    }
-                }
-                for vol in pod["volumes"].as_array_mut().into_iter().flatten() {
-                    vol["persistentVolumeClaim"]["readOnly"] = json!(false);
-                }
-                v["status"] = json!({"replicas": 1, "readyReplicas": 1, "observedGeneration": 1});
-            }
-            "Service" => {
-                let spec = &mut v["spec"];
-                spec["clusterIP"] = json!("10.96.12.34");
-                spec["clusterIPs"] = json!(["10.96.12.34"]);
-                spec["type"] = json!("ClusterIP");
-                spec["sessionAffinity"] = json!("None");
-                spec["ipFamilies"] = json!(["IPv4"]);
-                spec["ipFamilyPolicy"] = json!("SingleStack");
-                spec["internalTrafficPolicy"] = json!("Cluster");
-                for p in spec["ports"].as_array_mut().into_iter().flatten() {
-                    p["protocol"] = json!("TCP");
-                }
-            }
-            "Ingress" => {
-                v["spec"]["ingressClassName"] = json!("nginx");
-                v["status"] = json!({"loadBalancer": {}});
-            }
-            "PersistentVolumeClaim" => {
-                v["spec"]["volumeName"] = json!("pvc-1234");
-                v["spec"]["storageClassName"] = json!("standard");
-                v["spec"]["volumeMode"] = json!("Filesystem");
-                v["status"] = json!({"phase": "Bound", "capacity": {"storage": "1Gi"}});
-            }
-            "ResourceQuota" => {
-                v["status"] = json!({"hard": v["spec"]["hard"].clone(), "used": {"pods": "1"}});
-            }
-            "ServiceAccount" | "Role" | "RoleBinding" | "LimitRange" => {}
-            other => panic!("unexpected kind {other}"),
-        }
         KubeObject {
-            value: v,
+            value: apiserver::stored(o.value.clone(), 1),
             ..o.clone()
         }
     }

@@ -2,9 +2,9 @@
 //! server can be installed on the test machines. It keeps objects in
 //! memory and answers the calls Berth makes the way an API server does:
 //! server-side apply (PATCH with `application/apply-patch+yaml`) stores the
-//! object with the server's defaults filled in, quantities made canonical
-//! and empty lists dropped (so a `diff` after `apply` would show any false
-//! drift); GET of objects and of collections (with `labelSelector`),
+//! object as [`crate::apiserver::stored`] models it (defaults, canonical
+//! quantities, empty lists dropped: a `diff` after `apply` would show any
+//! false drift); GET of objects and of collections (with `labelSelector`),
 //! DELETE, and one Running pod per Deployment with replicas. Namespaces can
 //! be made to answer 403 to test how API errors surface.
 
@@ -262,7 +262,7 @@ fn respond(s: &mut State, r: &Request) -> ResponseTemplate {
                 return status(422, "Invalid", "metadata.name does not match the path");
             }
             s.version += 1;
-            let stored = serve(body, s.version);
+            let stored = crate::apiserver::stored(body, s.version);
             s.objects.insert(key, stored.clone());
             ResponseTemplate::new(200).set_body_json(stored)
         }
@@ -337,95 +337,4 @@ fn pods(s: &State, namespace: Option<&str>, query: &str) -> Vec<Value> {
         })
         .filter(|p| selector_matches(query, &p["metadata"]["labels"]))
         .collect()
-}
-
-/// The object as an API server stores it after an apply.
-fn serve(mut v: Value, version: u64) -> Value {
-    canonical("", &mut v);
-    let kind = v["kind"].as_str().unwrap_or_default().to_string();
-    let meta = &mut v["metadata"];
-    meta["uid"] = json!(format!("00000000-0000-4000-8000-{version:012}"));
-    meta["resourceVersion"] = json!(version.to_string());
-    meta["creationTimestamp"] = json!("2026-11-26T10:00:00Z");
-    meta["managedFields"] = json!([{"manager": "berth", "operation": "Apply"}]);
-    match kind.as_str() {
-        "Namespace" => {
-            let name = v["metadata"]["name"].clone();
-            v["metadata"]["labels"]["kubernetes.io/metadata.name"] = name;
-            v["spec"] = json!({"finalizers": ["kubernetes"]});
-            v["status"] = json!({"phase": "Active"});
-        }
-        "Deployment" => {
-            v["metadata"]["generation"] = json!(1);
-            v["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("1");
-            let replicas = v["spec"]["replicas"].as_i64().unwrap_or(1);
-            let spec = &mut v["spec"];
-            spec["revisionHistoryLimit"] = json!(10);
-            spec["progressDeadlineSeconds"] = json!(600);
-            let pod = &mut spec["template"]["spec"];
-            pod["restartPolicy"] = json!("Always");
-            pod["dnsPolicy"] = json!("ClusterFirst");
-            pod["schedulerName"] = json!("default-scheduler");
-            pod["securityContext"] = json!({});
-            pod["terminationGracePeriodSeconds"] = json!(30);
-            for c in pod["containers"].as_array_mut().into_iter().flatten() {
-                c["imagePullPolicy"] = json!("IfNotPresent");
-                c["terminationMessagePath"] = json!("/dev/termination-log");
-                c["terminationMessagePolicy"] = json!("File");
-                for p in c["ports"].as_array_mut().into_iter().flatten() {
-                    p["protocol"] = json!("TCP");
-                }
-            }
-            v["status"] = json!({"replicas": replicas, "readyReplicas": replicas,
-                                 "availableReplicas": replicas, "observedGeneration": 1});
-        }
-        "Service" => {
-            let spec = &mut v["spec"];
-            spec["clusterIP"] = json!("10.96.12.34");
-            spec["type"] = json!("ClusterIP");
-            spec["sessionAffinity"] = json!("None");
-            for p in spec["ports"].as_array_mut().into_iter().flatten() {
-                p["protocol"] = json!("TCP");
-            }
-        }
-        "PersistentVolumeClaim" => {
-            v["spec"]["volumeMode"] = json!("Filesystem");
-            v["status"] = json!({"phase": "Bound"});
-        }
-        _ => {}
-    }
-    v
-}
-
-/// Quantities as the server prints them (`268435456` → `256Mi`,
-/// `1000m` → `1`), empty lists and maps dropped.
-fn canonical(key: &str, v: &mut Value) {
-    const QUANTITIES: &[&str] = &["limits", "requests", "hard", "default", "defaultRequest"];
-    match v {
-        Value::Object(map) => {
-            map.retain(|_, x| match x {
-                Value::Array(a) => !a.is_empty(),
-                Value::Null => false,
-                _ => true,
-            });
-            let quantities = QUANTITIES.contains(&key);
-            for (k, x) in map.iter_mut() {
-                if quantities && let Value::String(s) = x {
-                    if let Ok(n) = s.parse::<u64>()
-                        && n >= 1 << 20
-                        && n % (1 << 20) == 0
-                    {
-                        *s = format!("{}Mi", n >> 20);
-                    } else if let Some(m) = s.strip_suffix('m').and_then(|m| m.parse::<u64>().ok())
-                        && m % 1000 == 0
-                    {
-                        *s = (m / 1000).to_string();
-                    }
-                }
-                canonical(k, x);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|x| canonical(key, x)),
-        _ => {}
-    }
 }

@@ -156,5 +156,6 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+pub mod apiserver;
 pub mod fakekube;
 pub mod fixture;
