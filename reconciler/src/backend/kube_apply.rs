@@ -44,36 +44,71 @@ impl KubeError {
     }
 }
 
-/// Kinds Berth applies, with their API resource and whether they live in
-/// a namespace. Pods are only read.
-fn resource(kind: &str) -> Option<(ApiResource, bool)> {
-    Some(match kind {
-        "Namespace" => (ApiResource::erase::<Namespace>(&()), false),
-        "ResourceQuota" => (ApiResource::erase::<ResourceQuota>(&()), true),
-        "LimitRange" => (ApiResource::erase::<LimitRange>(&()), true),
-        "ServiceAccount" => (ApiResource::erase::<ServiceAccount>(&()), true),
-        "Role" => (ApiResource::erase::<Role>(&()), true),
-        "RoleBinding" => (ApiResource::erase::<RoleBinding>(&()), true),
-        "PersistentVolumeClaim" => (ApiResource::erase::<PersistentVolumeClaim>(&()), true),
-        "Deployment" => (ApiResource::erase::<Deployment>(&()), true),
-        "Service" => (ApiResource::erase::<Service>(&()), true),
-        "Ingress" => (ApiResource::erase::<Ingress>(&()), true),
-        _ => return None,
-    })
+/// A kind Berth manages: its API resource and whether it lives in a
+/// namespace.
+struct Kind {
+    name: &'static str,
+    resource: fn() -> ApiResource,
+    namespaced: bool,
 }
 
-/// Every kind [`KubeBackend::observe`] lists, in apply order.
-const KINDS: &[&str] = &[
-    "Namespace",
-    "ResourceQuota",
-    "LimitRange",
-    "ServiceAccount",
-    "Role",
-    "RoleBinding",
-    "PersistentVolumeClaim",
-    "Deployment",
-    "Service",
-    "Ingress",
+fn erase<K: kube::Resource<DynamicType = ()>>() -> ApiResource {
+    ApiResource::erase::<K>(&())
+}
+
+/// Every kind Berth applies and [`KubeBackend::observe`] lists, in apply
+/// order. Pods are only read.
+const KINDS: &[Kind] = &[
+    Kind {
+        name: "Namespace",
+        resource: erase::<Namespace>,
+        namespaced: false,
+    },
+    Kind {
+        name: "ResourceQuota",
+        resource: erase::<ResourceQuota>,
+        namespaced: true,
+    },
+    Kind {
+        name: "LimitRange",
+        resource: erase::<LimitRange>,
+        namespaced: true,
+    },
+    Kind {
+        name: "ServiceAccount",
+        resource: erase::<ServiceAccount>,
+        namespaced: true,
+    },
+    Kind {
+        name: "Role",
+        resource: erase::<Role>,
+        namespaced: true,
+    },
+    Kind {
+        name: "RoleBinding",
+        resource: erase::<RoleBinding>,
+        namespaced: true,
+    },
+    Kind {
+        name: "PersistentVolumeClaim",
+        resource: erase::<PersistentVolumeClaim>,
+        namespaced: true,
+    },
+    Kind {
+        name: "Deployment",
+        resource: erase::<Deployment>,
+        namespaced: true,
+    },
+    Kind {
+        name: "Service",
+        resource: erase::<Service>,
+        namespaced: true,
+    },
+    Kind {
+        name: "Ingress",
+        resource: erase::<Ingress>,
+        namespaced: true,
+    },
 ];
 
 #[derive(Clone)]
@@ -88,16 +123,24 @@ impl KubeBackend {
 
     /// The API of `kind`: in `namespace`, or cluster-wide (`None`).
     fn api(&self, kind: &str, namespace: Option<&str>) -> Result<Api<DynamicObject>, KubeError> {
-        let (ar, namespaced) = resource(kind).ok_or_else(|| KubeError {
-            op: "handle",
-            kind: kind.to_string(),
-            name: String::new(),
-            reason: "not a kind Berth manages".into(),
-        })?;
-        Ok(match (namespaced, namespace) {
+        let k = KINDS
+            .iter()
+            .find(|k| k.name == kind)
+            .ok_or_else(|| KubeError {
+                op: "handle",
+                kind: kind.to_string(),
+                name: String::new(),
+                reason: "not a kind Berth manages".into(),
+            })?;
+        Ok(self.api_of(k, namespace))
+    }
+
+    fn api_of(&self, k: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+        let ar = (k.resource)();
+        match (k.namespaced, namespace) {
             (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &ar),
             _ => Api::all_with(self.client.clone(), &ar),
-        })
+        }
     }
 
     /// Server-side applies one object.
@@ -173,18 +216,14 @@ impl KubeBackend {
         let lists = futures::future::try_join_all(KINDS.iter().map(|kind| {
             let (params, namespace) = (&params, namespace.as_deref());
             async move {
-                let api = self.api(kind, namespace)?;
-                let (ar, _) = resource(kind).ok_or_else(|| KubeError {
-                    op: "list",
-                    kind: kind.to_string(),
-                    name: String::new(),
-                    reason: "unknown kind".into(),
-                })?;
-                let list = api
+                let list = self
+                    .api_of(kind, namespace)
                     .list(params)
                     .await
-                    .map_err(|e| KubeError::new("list", kind, namespace.unwrap_or("(all)"), e))?;
-                Ok::<_, KubeError>((*kind, ar, list))
+                    .map_err(|e| {
+                        KubeError::new("list", kind.name, namespace.unwrap_or("(all)"), e)
+                    })?;
+                Ok::<_, KubeError>((kind, list))
             }
         }));
         let pods: Api<Pod> = match &namespace {
@@ -197,7 +236,8 @@ impl KubeBackend {
             })
         })
         .await?;
-        for (kind, ar, list) in lists {
+        for (kind, list) in lists {
+            let ar = (kind.resource)();
             for item in list.items {
                 let Some(owner) = item
                     .metadata
@@ -224,7 +264,7 @@ impl KubeBackend {
                     .or_default()
                     .objects
                     .push(KubeObject {
-                        kind: kind.to_string(),
+                        kind: kind.name.to_string(),
                         namespace: item.metadata.namespace.clone(),
                         name,
                         value,
