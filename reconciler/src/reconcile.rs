@@ -161,7 +161,7 @@ impl Context {
             Some(k) => k
                 .backend
                 .as_ref()
-                .map_err(|e| format!("kubernetes cluster is unavailable: {e}")),
+                .map_err(|e| ReconcileError::ClusterDown(e.clone()).to_string()),
             None => Err("the site has no Kubernetes cluster".into()),
         }
     }
@@ -773,17 +773,6 @@ async fn run_action(
     action: &Action,
 ) -> Result<std::result::Result<(), String>> {
     let account = plan.account.as_str();
-    let docker = || match &plan.endpoint {
-        Some(endpoint) => ctx.backend(endpoint).map_err(|e| e.to_string()),
-        None => Err("no docker endpoint was chosen for this account".to_string()),
-    };
-    let with_runner_token = |container: &desired::DesiredContainer| -> Result<_> {
-        Ok(ctx
-            .store
-            .runner(account)?
-            .map(|r| Box::new(crate::runner::with_token(container, &r.token))))
-    };
-    const NO_RUNNER: &str = "no runner is registered (registration failed?)";
     Ok(match action {
         Action::RegisterRunner { .. } | Action::UnregisterRunner { .. } => {
             gitlab_action(ctx, account, action).await
@@ -803,39 +792,46 @@ async fn run_action(
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         },
-        Action::Create { container } if crate::runner::is_runner(container) => {
-            match (with_runner_token(container)?, docker()) {
-                (Some(container), Ok(b)) => b
-                    .execute(account, &Action::Create { container })
-                    .await
-                    .map_err(|e| e.to_string()),
-                (None, _) => Err(NO_RUNNER.to_string()),
-                (_, Err(e)) => Err(e),
+        _ => {
+            let action = match with_runner_token(ctx, account, action)? {
+                Ok(action) => action,
+                Err(e) => return Ok(Err(e)),
+            };
+            let docker = match &plan.endpoint {
+                Some(endpoint) => ctx.backend(endpoint).map_err(|e| e.to_string()),
+                None => Err("no docker endpoint was chosen for this account".to_string()),
+            };
+            match docker {
+                Ok(b) => b.execute(account, &action).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
             }
         }
-        Action::Recreate {
-            id,
-            container,
-            changes,
-        } if crate::runner::is_runner(container) => {
-            match (with_runner_token(container)?, docker()) {
-                (Some(container), Ok(b)) => {
-                    let real = Action::Recreate {
-                        id: id.clone(),
-                        container,
-                        changes: changes.clone(),
-                    };
-                    b.execute(account, &real).await.map_err(|e| e.to_string())
-                }
-                (None, _) => Err(NO_RUNNER.to_string()),
-                (_, Err(e)) => Err(e),
-            }
-        }
-        _ => match docker() {
-            Ok(b) => b.execute(account, action).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        },
     })
+}
+
+/// The action with the registered runner token put into the runner
+/// container's config (it never enters the plan); other actions as they are.
+fn with_runner_token<'a>(
+    ctx: &Context,
+    account: &str,
+    action: &'a Action,
+) -> Result<std::result::Result<std::borrow::Cow<'a, Action>, String>> {
+    let (Action::Create { container } | Action::Recreate { container, .. }) = action else {
+        return Ok(Ok(std::borrow::Cow::Borrowed(action)));
+    };
+    if !crate::runner::is_runner(container) {
+        return Ok(Ok(std::borrow::Cow::Borrowed(action)));
+    }
+    let Some(runner) = ctx.store.runner(account)? else {
+        return Ok(Err(
+            "no runner is registered (registration failed?)".to_string()
+        ));
+    };
+    let mut real = action.clone();
+    if let Action::Create { container } | Action::Recreate { container, .. } = &mut real {
+        **container = crate::runner::with_token(container, &runner.token);
+    }
+    Ok(Ok(std::borrow::Cow::Owned(real)))
 }
 
 /// Applies Kubernetes objects in order, stopping at the first failure (a
