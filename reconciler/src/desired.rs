@@ -49,9 +49,7 @@ pub struct ContainerSpec {
 impl ContainerSpec {
     /// Short stable hash of the spec: equal specs, equal hashes.
     pub fn hash(&self) -> String {
-        let canonical = serde_json::to_vec(self).unwrap_or_default();
-        let digest = Sha256::digest(&canonical);
-        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+        short_hash(self)
     }
 
     /// Flat `field → value` view for showing what changed.
@@ -123,6 +121,27 @@ impl DesiredContainer {
     }
 }
 
+/// 16 hex digits of the SHA-256 of `value` as JSON: the `berth.spec-hash`
+/// of a backend object.
+pub fn short_hash(value: &impl Serialize) -> String {
+    let canonical = serde_json::to_vec(value).unwrap_or_default();
+    let digest = Sha256::digest(&canonical);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The image reference a container runs: normalised, and pinned to the
+/// digest its revision was accepted with when there is one (department
+/// images; see [`crate::pins`]).
+pub fn pinned_image(image: &str, pins: &BTreeMap<String, String>) -> String {
+    match ImageRef::parse(image) {
+        Ok(r) => match pins.get(&policy::share_key(&r)) {
+            Some(digest) => format!("{}@{digest}", r.repository()),
+            None => r.to_string(),
+        },
+        Err(_) => image.to_string(),
+    }
+}
+
 /// `67108864` → `64Mi`; sizes that are not whole KiB stay in bytes.
 fn human_bytes(n: u64) -> String {
     for (unit, size) in [("Gi", 1u64 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
@@ -164,13 +183,7 @@ pub fn containers(ws: &Workspace, cx: &Context<'_>) -> Vec<DesiredContainer> {
         .filter(|c| policy::backend_of(cx.site, c) == Backend::Docker)
         .map(|c| {
             let (cpus, memory, gpus) = policy::requested(cx.site, c);
-            let image = match ImageRef::parse(&c.image) {
-                Ok(r) => match cx.pins.get(&berth_spec::policy::share_key(&r)) {
-                    Some(digest) => format!("{}@{digest}", r.repository()),
-                    None => r.to_string(),
-                },
-                Err(_) => c.image.value.clone(),
-            };
+            let image = pinned_image(&c.image, cx.pins);
             let ports = c
                 .ports
                 .iter()

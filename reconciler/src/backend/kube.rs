@@ -9,9 +9,11 @@
 //! [`manifests`] gathers one account's objects as [`KubeObject`]s (the JSON
 //! that is server-side applied), which the plan compares with live objects.
 
-use crate::desired::{LABEL_HASH, LABEL_NAME, LABEL_OWNER, LABEL_REVISION, LABEL_WORKSPACE};
+use crate::desired::{
+    LABEL_HASH, LABEL_NAME, LABEL_OWNER, LABEL_REVISION, LABEL_WORKSPACE, pinned_image, short_hash,
+};
 use berth_spec::policy::{EffectiveQuota, requested};
-use berth_spec::{Container, ImageRef, Site, State};
+use berth_spec::{Container, Site, State};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container as PodContainer, ContainerPort, EnvVar, LimitRange, LimitRangeItem,
@@ -29,7 +31,6 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// The student's service account in every account namespace.
@@ -103,11 +104,6 @@ impl KubeObject {
             Some(ns) => format!("{ns}/{}", self.name),
             None => self.name.clone(),
         }
-    }
-
-    /// `deployment berth-alice/web`.
-    pub fn describe(&self) -> String {
-        format!("{} {}", self.kind.to_lowercase(), self.describe_name())
     }
 }
 
@@ -235,13 +231,7 @@ pub fn workload(s: &Settings, site: &Site, owner: &Owner<'_>, c: &Container) -> 
         .iter()
         .filter_map(|p| u16::try_from(p.value).ok())
         .collect();
-    let image = match ImageRef::parse(&c.image) {
-        Ok(r) => match owner.pins.get(&berth_spec::policy::share_key(&r)) {
-            Some(digest) => format!("{}@{digest}", r.repository()),
-            None => r.to_string(),
-        },
-        Err(_) => c.image.value.clone(),
-    };
+    let image = pinned_image(&c.image, owner.pins);
     let container = PodContainer {
         name: name.to_string(),
         image: Some(image),
@@ -340,11 +330,7 @@ pub fn workload(s: &Settings, site: &Site, owner: &Owner<'_>, c: &Container) -> 
         },
         ..Default::default()
     };
-    let hash: String = Sha256::digest(serde_json::to_vec(&spec).unwrap_or_default())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = short_hash(&spec);
     let object_labels = labels(
         account,
         &[
@@ -353,13 +339,14 @@ pub fn workload(s: &Settings, site: &Site, owner: &Owner<'_>, c: &Container) -> 
             (LABEL_REVISION, revision),
         ],
     );
+    let object_meta = annotated(meta(name, Some(&ns), object_labels), repository);
     let deployment = Deployment {
-        metadata: annotated(meta(name, Some(&ns), object_labels.clone()), repository),
+        metadata: object_meta.clone(),
         spec: Some(spec),
         ..Default::default()
     };
     let service = (!ports.is_empty()).then(|| Service {
-        metadata: annotated(meta(name, Some(&ns), object_labels.clone()), repository),
+        metadata: object_meta.clone(),
         spec: Some(ServiceSpec {
             selector: Some(selector.clone()),
             ports: Some(
@@ -380,7 +367,7 @@ pub fn workload(s: &Settings, site: &Site, owner: &Owner<'_>, c: &Container) -> 
     let http_port = ports.iter().find(|p| s.http_ports.contains(p));
     let ingress = match (&s.ingress_domain, http_port) {
         (Some(domain), Some(port)) => Some(Ingress {
-            metadata: annotated(meta(name, Some(&ns), object_labels.clone()), repository),
+            metadata: object_meta.clone(),
             spec: Some(IngressSpec {
                 rules: Some(vec![IngressRule {
                     host: Some(format!("{account}-{name}.{domain}")),
