@@ -64,36 +64,30 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
     };
     let mut code = exit::OK;
     let observed = ctx.observe_all().await;
-    // Status reads what is on disk (mirrors in GitLab mode) and fetches nothing.
-    let mut accounts: BTreeSet<String> = ctx
-        .source
-        .accounts()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|a| args.account.as_ref().is_none_or(|only| only == a))
-        .collect();
-    if let Some(only) = &args.account {
-        accounts.insert(only.clone());
-    }
+    // Status reads what is on disk (mirrors in GitLab mode) and fetches
+    // nothing. With --account, that account is the whole list.
+    let all = args.account.is_none();
+    let mut accounts: BTreeSet<String> = match &args.account {
+        Some(only) => BTreeSet::from([only.clone()]),
+        None => ctx
+            .source
+            .accounts()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+    };
     match &observed.kube {
-        Some(Ok(map)) => accounts.extend(
-            map.keys()
-                .filter(|a| args.account.as_ref().is_none_or(|only| only == *a))
-                .cloned(),
-        ),
+        Some(Ok(map)) if all => accounts.extend(map.keys().cloned()),
         Some(Err(e)) => {
             eprintln!("reconciler status: kubernetes: {e}");
             code = exit::ERROR;
         }
-        None => {}
+        _ => {}
     }
     for (endpoint, obs) in &observed.docker {
         match obs {
-            Ok(map) => accounts.extend(
-                map.keys()
-                    .filter(|a| args.account.as_ref().is_none_or(|only| only == *a))
-                    .cloned(),
-            ),
+            Ok(map) if all => accounts.extend(map.keys().cloned()),
+            Ok(_) => {}
             Err(e) => {
                 eprintln!("reconciler status: endpoint {endpoint}: {e}");
                 code = exit::ERROR;
