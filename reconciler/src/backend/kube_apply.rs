@@ -480,9 +480,10 @@ mod tests {
         query
     }
 
-    fn not_found() -> serde_json::Value {
+    /// The API server's failure body.
+    fn failure(code: u16, reason: &str, message: &str) -> serde_json::Value {
         serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-            "message": "not found", "reason": "NotFound", "code": 404})
+            "message": message, "reason": reason, "code": code})
     }
 
     #[tokio::test]
@@ -491,7 +492,8 @@ mod tests {
         let backend = KubeBackend::new(Client::new(service, "default"));
         let server = tokio::spawn(async move {
             let path = "/apis/apps/v1/namespaces/berth-alice/deployments/old";
-            answer(&mut handle, http::Method::DELETE, path, 404, not_found()).await;
+            let gone = failure(404, "NotFound", "not found");
+            answer(&mut handle, http::Method::DELETE, path, 404, gone).await;
         });
         backend
             .delete("Deployment", "berth-alice", "old")
@@ -643,15 +645,9 @@ mod tests {
             let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
             let backend = KubeBackend::new(Client::new(service, "default"));
             let server = tokio::spawn(async move {
-                let (_, send) = handle.next_request().await.expect("a request");
-                let status = serde_json::json!({"kind": "Status", "apiVersion": "v1",
-                    "status": "Failure", "message": message, "reason": reason, "code": code});
-                send.send_response(
-                    Response::builder()
-                        .status(code)
-                        .body(Body::from(status.to_string().into_bytes()))
-                        .expect("response"),
-                );
+                let path = "/api/v1/namespaces/berth-alice";
+                let body = failure(code, reason, message);
+                answer(&mut handle, http::Method::PATCH, path, code, body).await;
             });
             let err = backend
                 .apply(&KubeObject::of(&namespace(&settings(), "alice")))
