@@ -312,6 +312,21 @@ pub fn plan_kube(desired: &AccountManifests, observed: &KubeObserved) -> Vec<Act
     actions
 }
 
+/// The change that says `o` does not exist yet: `deployment: (none) → ns/web`.
+fn absent(o: &KubeObject) -> Change {
+    Change {
+        field: o.kind.to_lowercase(),
+        old: None,
+        new: Some(o.describe_name()),
+    }
+}
+
+/// Whether `changes` say `o` does not exist yet, so that applying it would
+/// create it (and must not take over someone else's object of that name).
+pub fn is_absent(changes: &[Change], o: &KubeObject) -> bool {
+    changes.contains(&absent(o))
+}
+
 /// What differs between desired objects and their live versions, with
 /// fields named `deployment.spec.replicas`; a missing object is one change.
 /// Claims are only checked for existence: their spec is the storage's.
@@ -320,11 +335,7 @@ fn object_changes(desired: &[KubeObject], observed: &KubeObserved) -> Vec<Change
     for d in desired {
         let kind = d.kind.to_lowercase();
         match observed.get(&d.kind, &d.name) {
-            None => out.push(Change {
-                field: kind,
-                old: None,
-                new: Some(d.describe_name()),
-            }),
+            None => out.push(absent(d)),
             Some(_) if d.kind == "PersistentVolumeClaim" => {}
             Some(live) => {
                 let container = format!("spec.template.spec.containers[{}].", d.name);

@@ -845,11 +845,7 @@ async fn kube_apply(
 ) -> std::result::Result<(), String> {
     let k = ctx.kube_backend()?;
     for o in objects {
-        let (kind, name) = (o.kind.to_lowercase(), o.describe_name());
-        let missing = changes
-            .iter()
-            .any(|c| c.field == kind && c.old.is_none() && c.new.as_deref() == Some(name.as_str()));
-        if missing {
+        if plan::is_absent(changes, o) {
             k.check_owner(o, account).await.map_err(|e| e.to_string())?;
         }
         k.apply(o).await.map_err(|e| e.to_string())?;
