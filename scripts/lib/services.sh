@@ -13,6 +13,7 @@ BERTH_LDAP_BASE=dc=berth,dc=test
 BERTH_LDAP_BIND_DN=cn=admin,dc=berth,dc=test
 BERTH_LDAP_PASSWORD=${BERTH_LDAP_PASSWORD:-berth-test-only}
 BERTH_TEST_IMAGE=berth-test/http:1
+BERTH_DOCKER_TLS_PORT=${BERTH_DOCKER_TLS_PORT:-23760}
 _BERTH_FIXTURES="$(cd "$(dirname "${BASH_SOURCE[0]}")/../fixtures" && pwd)"
 _BERTH_STARTED=()
 
@@ -32,7 +33,7 @@ wait_until() {
 }
 
 services_install() {
-    local pkgs=(docker.io busybox-static slapd ldap-utils docker-registry git curl iptables)
+    local pkgs=(docker.io busybox-static slapd ldap-utils docker-registry git curl iptables openssl)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -83,11 +84,39 @@ _dockerd_up_or_dead() {
 
 _dockerd_launch() {
     local dir=$1
+    _docker_tls_certs "$dir/tls"
     # Berth gives every account its own bridge network; dockerd's default
-    # pools hold only ~30, so hand it room for 1024 /24 networks.
+    # pools hold only ~30, so hand it room for 1024 /24 networks. The TLS
+    # listener (client certificates required) is what a remote endpoint
+    # looks like; the tests reach it on loopback only.
     setsid dockerd --data-root "$dir/data" --exec-root "$dir/exec" --host "unix://$dir/docker.sock" \
+        --host "tcp://127.0.0.1:$BERTH_DOCKER_TLS_PORT" --tlsverify \
+        --tlscacert "$dir/tls/ca.pem" --tlscert "$dir/tls/server-cert.pem" --tlskey "$dir/tls/server-key.pem" \
         --default-address-pool base=10.208.0.0/14,size=24 \
         --pidfile "$dir/docker.pid" >>"$dir/dockerd.log" 2>&1 </dev/null &
+}
+
+# A throw-away CA, a server certificate for 127.0.0.1 and a client
+# certificate (ca.pem, cert.pem, key.pem: the layout docker and GitLab
+# Runner expect), made once with openssl.
+_docker_tls_certs() {
+    local d=$1
+    [[ -f $d/cert.pem && -f $d/server-cert.pem ]] && return 0
+    mkdir -p "$d"
+    (
+        cd "$d" || exit 1
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=berth-test-ca" \
+            -keyout ca-key.pem -out ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server-key.pem -out server.csr
+        printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 3650 \
+            -extfile server.ext -out server-cert.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=berth" -keyout key.pem -out client.csr
+        printf 'extendedKeyUsage=clientAuth\n' >client.ext
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 3650 \
+            -extfile client.ext -out cert.pem
+        chmod 600 ./*key.pem
+    ) >/dev/null 2>&1
 }
 
 # Restarts the daemon behind DOCKER_HOST (tests of recovery use it): ours
@@ -211,6 +240,11 @@ services_up() {
     services_start_registry
     services_build_test_image
     export BERTH_SERVICES_DIR BERTH_LDAP_BASE BERTH_LDAP_BIND_DN BERTH_LDAP_PASSWORD BERTH_TEST_IMAGE
+    # The TLS listener exists when this script started dockerd.
+    if [[ ${DOCKER_HOST:-} == "unix://$BERTH_SERVICES_DIR/docker/docker.sock" ]]; then
+        export BERTH_DOCKER_TLS="tcp://127.0.0.1:$BERTH_DOCKER_TLS_PORT"
+        export BERTH_DOCKER_TLS_DIR=$BERTH_SERVICES_DIR/docker/tls
+    fi
 }
 
 # Stops what this shell started, newest first.
