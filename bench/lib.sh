@@ -10,6 +10,7 @@ bench_site() {
     cat >"$file" <<YAML
 ${extra}ldap:
   url: $BERTH_LDAP_URL
+  insecure: true
   bind_dn: $BERTH_LDAP_BIND_DN
   bind_password_env: BERTH_LDAP_PASSWORD
   base_dn: ou=people,$BERTH_LDAP_BASE

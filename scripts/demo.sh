@@ -73,6 +73,7 @@ gitlab:
 resync_interval: 1m
 ldap:
   url: $BERTH_LDAP_URL
+  insecure: true
   bind_dn: $BERTH_LDAP_BIND_DN
   bind_password_env: BERTH_LDAP_PASSWORD
   base_dn: ou=people,$BERTH_LDAP_BASE

@@ -75,12 +75,9 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
                 .and_then(|g| g.url.as_ref())
                 .map(|u| u.value.clone())
                 .unwrap_or_default();
-            let template = clone_url.clone().unwrap_or_else(|| {
-                format!(
-                    "{}/{{account}}/{{repository}}.git",
-                    url.trim_end_matches('/')
-                )
-            });
+            let template = clone_url
+                .clone()
+                .unwrap_or_else(|| format!("{}/{{path}}.git", url.trim_end_matches('/')));
             let token = site
                 .gitlab
                 .as_ref()
@@ -98,7 +95,7 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
     let directory = Directory::from_site(&site)?;
     let mut docker = BTreeMap::new();
     for ep in &site.backends.docker {
-        let backend = DockerBackend::connect(&ep.name, &ep.endpoint)
+        let backend = DockerBackend::connect(&ep.name, &ep.endpoint, ep.tls.as_ref())
             .await
             .map(|b| match registry_credentials(&site) {
                 Some((host, user, password)) => b.with_registry_auth(&host, user, password),

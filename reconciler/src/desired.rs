@@ -3,7 +3,8 @@
 //! backend, with their labels and spec hash. Also the two pure decisions
 //! that desired state needs: endpoint placement and host-port allocation.
 
-use crate::store::PortKey;
+use crate::store::{GpuKey, PortKey};
+use berth_spec::names::qualified;
 use berth_spec::site::PortRange;
 use berth_spec::{Backend, ImageRef, Site, State, Workspace, policy};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,9 @@ pub struct ContainerSpec {
     pub cpus: f64,
     pub memory: u64,
     pub gpus: u32,
+    /// The host's GPU ids given to this container (see [`crate::gpus`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_devices: Vec<u32>,
     /// Mount path → volume name.
     pub volumes: BTreeMap<String, String>,
     pub network: String,
@@ -72,6 +76,10 @@ impl ContainerSpec {
         f.insert("memory".into(), human_bytes(self.memory));
         if self.gpus > 0 {
             f.insert("gpus".into(), self.gpus.to_string());
+        }
+        if !self.gpu_devices.is_empty() {
+            let ids: Vec<String> = self.gpu_devices.iter().map(u32::to_string).collect();
+            f.insert("gpu_devices".into(), ids.join(","));
         }
         for (path, vol) in &self.volumes {
             f.insert(format!("volumes.{path}"), vol.clone());
@@ -134,7 +142,7 @@ pub fn short_hash(value: &impl Serialize) -> String {
 /// images; see [`crate::pins`]).
 pub fn pinned_image(image: &str, pins: &BTreeMap<String, String>) -> String {
     match ImageRef::parse(image) {
-        Ok(r) => match pins.get(&policy::share_key(&r)) {
+        Ok(r) => match pins.get(&policy::pin_key(&r)) {
             Some(digest) => format!("{}@{digest}", r.repository()),
             None => r.to_string(),
         },
@@ -156,8 +164,10 @@ pub fn network_name(account: &str) -> String {
     format!("berth-{account}")
 }
 
+/// `berth-<account>--<volume>`: never another account's volume (see
+/// [`berth_spec::names::qualified`]).
 pub fn volume_name(account: &str, volume: &str) -> String {
-    format!("berth-{account}-{volume}")
+    format!("berth-{}", qualified(account, volume))
 }
 
 /// Inputs that are not in the workspace file.
@@ -169,8 +179,10 @@ pub struct Context<'a> {
     pub bind_address: &'a str,
     /// Host port of each (container, container port); see [`allocate_ports`].
     pub ports: &'a BTreeMap<PortKey, u16>,
-    /// Digests the revision was accepted with (share key → digest).
+    /// Digests the revision was accepted with (pin key → digest).
     pub pins: &'a BTreeMap<String, String>,
+    /// GPU ids given to each GPU container on the host.
+    pub gpus: &'a BTreeMap<GpuKey, Vec<u32>>,
     /// A disabled account keeps its containers, stopped.
     pub disabled: bool,
 }
@@ -210,6 +222,14 @@ pub fn containers(ws: &Workspace, cx: &Context<'_>) -> Vec<DesiredContainer> {
                 cpus,
                 memory,
                 gpus,
+                gpu_devices: cx
+                    .gpus
+                    .get(&GpuKey {
+                        account: cx.account.into(),
+                        container: c.name.value.clone(),
+                    })
+                    .cloned()
+                    .unwrap_or_default(),
                 volumes: c
                     .volumes
                     .iter()
@@ -222,7 +242,7 @@ pub fn containers(ws: &Workspace, cx: &Context<'_>) -> Vec<DesiredContainer> {
             DesiredContainer {
                 account: cx.account.into(),
                 name: c.name.value.clone(),
-                full_name: format!("{}-{}", cx.account, c.name.value),
+                full_name: qualified(cx.account, &c.name.value),
                 workspace: cx.workspace.into(),
                 revision: cx.revision.into(),
                 backend: Backend::Docker,
@@ -235,6 +255,26 @@ pub fn containers(ws: &Workspace, cx: &Context<'_>) -> Vec<DesiredContainer> {
                 spec,
                 uploads: vec![],
             }
+        })
+        .collect()
+}
+
+/// GPU containers of a workspace on Docker and how many GPUs each wants.
+pub fn gpu_needs(ws: &Workspace, site: &Site, account: &str) -> Vec<(GpuKey, u32)> {
+    ws.containers
+        .iter()
+        .filter(|c| policy::backend_of(site, c) == Backend::Docker)
+        .filter_map(|c| {
+            let (_, _, gpus) = policy::requested(site, c);
+            (gpus > 0).then(|| {
+                (
+                    GpuKey {
+                        account: account.into(),
+                        container: c.name.value.clone(),
+                    },
+                    gpus,
+                )
+            })
         })
         .collect()
 }
@@ -338,7 +378,8 @@ pub(crate) mod fixtures {
             cpus: 1.0,
             memory: 1 << 28,
             gpus: 0,
-            volumes: BTreeMap::from([("/data".into(), "berth-alice-data".into())]),
+            gpu_devices: vec![],
+            volumes: BTreeMap::from([("/data".into(), "berth-alice--data".into())]),
             network: "berth-alice".into(),
             docker_socket: None,
             files: BTreeMap::new(),
@@ -350,7 +391,7 @@ pub(crate) mod fixtures {
         DesiredContainer {
             account: "alice".into(),
             name: name.into(),
-            full_name: format!("alice-{name}"),
+            full_name: format!("alice--{name}"),
             workspace: "alice/workspace".into(),
             revision: "abc".into(),
             backend: Backend::Docker,
@@ -414,6 +455,30 @@ mod tests {
         assert_eq!(place(None, &eps, &counts).as_deref(), Some("b"));
         assert_eq!(place(Some("gone"), &eps, &counts).as_deref(), Some("b"));
         assert_eq!(place(None, &[], &counts), None);
+    }
+
+    #[test]
+    fn each_tag_runs_the_digest_it_was_pinned_to() {
+        let (a, b) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        let pins = BTreeMap::from([
+            ("reg.example/alice/tools:1".to_string(), a.clone()),
+            ("reg.example/alice/tools:2".to_string(), b.clone()),
+        ]);
+        assert_eq!(
+            pinned_image("reg.example/alice/tools:1", &pins),
+            format!("reg.example/alice/tools@{a}")
+        );
+        assert_eq!(
+            pinned_image("reg.example/alice/tools:2", &pins),
+            format!("reg.example/alice/tools@{b}")
+        );
+        assert_eq!(
+            pinned_image("reg.example/alice/tools:3", &pins),
+            "reg.example/alice/tools:3"
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Which accounts exist, and fresh copies of their repositories. Local
 //! mode lists `<root>/<account>/<repository>.git`; GitLab mode lists the
 //! projects named `<account>/<repository>` in the configured groups that
-//! hold a `workspace.yaml`, and fetches each into its local mirror.
+//! hold a `workspace.yaml`, and fetches each into its local mirror. Either
+//! way the accounts the store knows and the owners of Berth-labelled
+//! objects are added: an archived project or a deleted repository never
+//! takes an account out of the resync.
 
 use crate::reconcile::{Context, ReconcileError};
 use berth_spec::site::Repositories;
@@ -19,11 +22,9 @@ pub async fn accounts(ctx: &Context, only: Option<&str>) -> Result<Vec<String>, 
 pub async fn list(ctx: &Context, only: Option<&str>) -> Result<Vec<String>, ReconcileError> {
     let mut all = match &ctx.site.repositories {
         Repositories::Local { .. } => ctx.source.accounts()?,
-        Repositories::Gitlab {
-            groups, repository, ..
-        } => match only {
+        Repositories::Gitlab { groups, .. } => match only {
             Some(one) => vec![one.to_string()],
-            None => gitlab_accounts(ctx, groups, repository).await?,
+            None => gitlab_accounts(ctx, groups).await?,
         },
     };
     if let Some(only) = only {
@@ -31,8 +32,33 @@ pub async fn list(ctx: &Context, only: Option<&str>) -> Result<Vec<String>, Reco
         if all.is_empty() {
             all.push(only.to_string());
         }
+        return Ok(all);
     }
+    all.extend(ctx.store.known_accounts()?);
+    all.extend(labelled_owners(ctx).await);
+    // Only names Berth could manage: a hand-made label is not an account.
+    all.retain(|a| {
+        berth_spec::names::dns_label_problem(a, berth_spec::names::MAX_ACCOUNT).is_none()
+    });
+    all.sort();
+    all.dedup();
     Ok(all)
+}
+
+/// Owners of Berth-labelled objects on every reachable backend.
+async fn labelled_owners(ctx: &Context) -> Vec<String> {
+    let observed = ctx.observe_all().await;
+    let docker = observed
+        .docker
+        .values()
+        .filter_map(|r| r.as_ref().ok())
+        .flat_map(|m| m.keys().cloned());
+    let kube = observed
+        .kube
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .flat_map(|m| m.keys().cloned());
+    docker.chain(kube).collect()
 }
 
 async fn fetch_all(ctx: &Context, all: &[String]) {
@@ -55,22 +81,27 @@ async fn fetch_all(ctx: &Context, all: &[String]) {
 /// Brings `account`'s mirror up to date (no-op in local mode).
 pub async fn refresh(ctx: &Context, account: &str) -> Result<(), ReconcileError> {
     match &ctx.mirrors {
-        Some(m) => m.fetch(account).await.map_err(ReconcileError::Fetch),
+        Some(m) => {
+            let path = ctx.store.project_path(account)?;
+            m.fetch(account, path.as_deref())
+                .await
+                .map_err(ReconcileError::Fetch)
+        }
         None => Ok(()),
     }
 }
 
-async fn gitlab_accounts(
-    ctx: &Context,
-    groups: &[String],
-    repository: &str,
-) -> Result<Vec<String>, ReconcileError> {
-    let mut accounts: Vec<String> = workspace_projects(ctx, groups, repository)
+async fn gitlab_accounts(ctx: &Context, groups: &[String]) -> Result<Vec<String>, ReconcileError> {
+    let mut accounts: Vec<String> = workspace_projects(ctx, groups)
         .await?
         .into_iter()
         .map(|(account, project)| {
-            if let Err(e) = ctx.store.set_project(&account, project.id) {
-                tracing::warn!(account, cause = %e, "recording the project id");
+            let recorded = ctx.store.set_project(&account, project.id).and_then(|()| {
+                ctx.store
+                    .set_project_path(&account, &project.path_with_namespace)
+            });
+            if let Err(e) = recorded {
+                tracing::warn!(account, cause = %e, "recording the project");
             }
             account
         })
@@ -85,7 +116,6 @@ async fn gitlab_accounts(
 pub async fn workspace_projects(
     ctx: &Context,
     groups: &[String],
-    repository: &str,
 ) -> Result<Vec<(String, crate::gitlab::ProjectInfo)>, ReconcileError> {
     let Some(gl) = &ctx.gitlab else {
         return Err(ReconcileError::NoGitLab);
@@ -93,18 +123,15 @@ pub async fn workspace_projects(
     let mut out = Vec::new();
     for group in groups {
         for project in gl.group_projects(group).await? {
-            let Some((namespace, name)) = project.path_with_namespace.rsplit_once('/') else {
+            // The same rule as the webhook's (path, group, repository name).
+            let Some(account) = ctx
+                .site
+                .repositories
+                .account_of(&project.path_with_namespace)
+                .map(str::to_string)
+            else {
                 continue;
             };
-            // The account is the project's own namespace: its last segment.
-            let account = namespace
-                .rsplit('/')
-                .next()
-                .unwrap_or(namespace)
-                .to_string();
-            if name != repository {
-                continue;
-            }
             let branch = project.default_branch.as_deref().unwrap_or("main");
             if gl
                 .has_file(project.id, crate::source::WORKSPACE_FILE, branch)

@@ -50,6 +50,33 @@ pub struct ProjectInfo {
     pub http_url_to_repo: Option<String>,
 }
 
+/// A GitLab user as `GET /users/:id` shows it. `identities` (the external
+/// logins bound to the user, such as the LDAP DN) is only shown to
+/// administrators: without an admin token it is empty.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct User {
+    pub id: u64,
+    pub username: String,
+    #[serde(default)]
+    pub identities: Vec<Identity>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Identity {
+    pub provider: String,
+    pub extern_uid: String,
+}
+
+impl User {
+    /// The DN this user logs in with through LDAP provider `provider`.
+    pub fn ldap_dn(&self, provider: &str) -> Option<&str> {
+        self.identities
+            .iter()
+            .find(|i| i.provider == provider)
+            .map(|i| i.extern_uid.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct Hook {
     pub id: u64,
@@ -209,6 +236,15 @@ impl GitLab {
         self.send(reqwest::Method::POST, "POST", &path, &[], Some(&body))
             .await
             .map(drop)
+    }
+
+    /// `GET /users/:id`.
+    pub async fn user(&self, id: u64) -> Result<User> {
+        let path = format!("/users/{id}");
+        let resp = self
+            .send(reqwest::Method::GET, "GET", &path, &[], None)
+            .await?;
+        self.json(resp, "GET", &path).await
     }
 
     /// Projects of a group and its subgroups, every page.

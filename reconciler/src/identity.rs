@@ -53,6 +53,51 @@ pub enum Rejection {
     NoMail(String),
     #[error("pusher `{pusher}` is neither `{account}` nor an admin")]
     Pusher { pusher: String, account: String },
+    #[error(
+        "pusher `{pusher}` has no GitLab login through LDAP provider `{provider}`, so the push cannot be bound to a directory account"
+    )]
+    NoLdapIdentity { pusher: String, provider: String },
+}
+
+/// Whether GitLab user `pusher`, whose LDAP login (GitLab's `identities`)
+/// is `extern_uid`, may push to `account`: the DN must be the account's own
+/// (compared as a DN), or the DN of an enabled admin the pusher's username
+/// names. A local GitLab account, or a username reused after the student
+/// left, never deploys as the LDAP account.
+pub fn pusher_bound(
+    site: &Site,
+    account: &str,
+    target: Option<&Account>,
+    pusher: &str,
+    extern_uid: Option<&str>,
+    pusher_account: Option<&Account>,
+) -> Result<(), Rejection> {
+    let provider = site
+        .gitlab
+        .as_ref()
+        .map(|g| g.ldap_provider.clone())
+        .unwrap_or_default();
+    let Some(dn) = extern_uid else {
+        return Err(Rejection::NoLdapIdentity {
+            pusher: pusher.to_string(),
+            provider,
+        });
+    };
+    if target.is_some_and(|t| dn_eq(dn, &t.dn)) {
+        return Ok(());
+    }
+    let admin = site.ldap.admin_group.as_ref();
+    let is_admin = pusher_account.is_some_and(|p| {
+        dn_eq(dn, &p.dn) && !p.disabled && admin.is_some_and(|g| p.groups.contains(g))
+    });
+    if is_admin {
+        Ok(())
+    } else {
+        Err(Rejection::Pusher {
+            pusher: pusher.to_string(),
+            account: account.to_string(),
+        })
+    }
 }
 
 /// Whether GitLab user `pusher` may push to `account`'s workspace: the
@@ -79,13 +124,11 @@ pub fn pusher_allowed(
     }
 }
 
-/// Whether a commit by `committer_email` may change `account`'s workspace.
-pub fn admit(
-    site: &Site,
-    name: &str,
-    account: Option<&Account>,
-    committer_email: &str,
-) -> Result<(), Rejection> {
+/// Whether `name` may have anything running at all: it exists in the
+/// directory, is enabled and is in an allowed group. An account that may
+/// not is stopped (containers stopped, runner removed, Kubernetes scaled to
+/// zero; volumes and claims kept), with this as the reason.
+pub fn standing(site: &Site, name: &str, account: Option<&Account>) -> Result<(), Rejection> {
     let Some(account) = account else {
         return Err(Rejection::UnknownAccount(name.to_string()));
     };
@@ -99,6 +142,20 @@ pub fn admit(
             allowed: allowed.join(", "),
         });
     }
+    Ok(())
+}
+
+/// Whether a commit by `committer_email` may change `account`'s workspace.
+pub fn admit(
+    site: &Site,
+    name: &str,
+    account: Option<&Account>,
+    committer_email: &str,
+) -> Result<(), Rejection> {
+    standing(site, name, account)?;
+    let Some(account) = account else {
+        return Err(Rejection::UnknownAccount(name.to_string()));
+    };
     let Some(mail) = &account.mail else {
         return Err(Rejection::NoMail(name.to_string()));
     };
@@ -221,7 +278,7 @@ impl Directory {
     async fn lookup_uncached(&self, name: &str) -> Result<Option<Account>> {
         let filter = user_filter(&self.config.user_filter, name);
         let mut attrs = vec![self.config.mail_attribute.as_str()];
-        if let GroupLookup::MemberOf { attribute } = &self.config.groups {
+        if let GroupLookup::MemberOf { attribute, .. } = &self.config.groups {
             attrs.push(attribute);
         }
         if let Some(attr) = self
@@ -240,10 +297,13 @@ impl Directory {
             return Ok(None);
         };
         let groups: Vec<String> = match &self.config.groups {
-            GroupLookup::MemberOf { attribute } => values(&entry, attribute)
-                .iter()
-                .filter_map(|dn| rdn_value(dn))
-                .collect(),
+            GroupLookup::MemberOf { attribute, .. } => {
+                let base = self.config.group_base_dn();
+                values(&entry, attribute)
+                    .iter()
+                    .filter_map(|dn| group_name(dn, &base))
+                    .collect()
+            }
             GroupLookup::Search {
                 base_dn,
                 filter,
@@ -255,8 +315,11 @@ impl Directory {
                 let found = self
                     .search(base_dn, &filter, &[name_attribute.as_str()])
                     .await?;
+                // Only groups directly under the configured base count:
+                // `cn=admins,ou=clubs,…` is not the admin group.
                 found
                     .iter()
+                    .filter(|g| group_name(&g.dn, base_dn).is_some())
                     .flat_map(|g| values(g, name_attribute))
                     .collect()
             }
@@ -302,11 +365,60 @@ fn values(entry: &SearchEntry, attr: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// `cn=students,ou=groups,…` → `students`.
-fn rdn_value(dn: &str) -> Option<String> {
-    let first = dn.split(',').next()?;
-    let (_, value) = first.split_once('=')?;
-    Some(value.trim().to_string())
+/// A DN as comparable parts: `(attribute type, value)` per RDN, types and
+/// values lower-cased (the attributes Berth compares, `cn`, `uid`, `ou`,
+/// `dc`, match case-insensitively), spaces around separators dropped.
+/// Escaped commas (`\,`) stay inside their value.
+pub fn dn_parts(dn: &str) -> Option<Vec<(String, String)>> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut escaped = false;
+    let mut rdns = Vec::new();
+    for c in dn.chars() {
+        match c {
+            _ if escaped => {
+                current.push(c);
+                escaped = false;
+            }
+            '\\' => {
+                current.push(c);
+                escaped = true;
+            }
+            ',' | ';' => rdns.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    rdns.push(current);
+    for rdn in rdns {
+        let (k, v) = rdn.split_once('=')?;
+        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_lowercase());
+        if k.is_empty() || v.is_empty() {
+            return None;
+        }
+        parts.push((k, v));
+    }
+    Some(parts)
+}
+
+/// Whether two DNs name the same entry.
+pub fn dn_eq(a: &str, b: &str) -> bool {
+    matches!((dn_parts(a), dn_parts(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// `cn=students,ou=groups,dc=x` under base `ou=groups,dc=x` → `students`;
+/// a group anywhere else (`cn=students,ou=clubs,dc=x`) is no group of the
+/// site's at all.
+fn group_name(dn: &str, base: &str) -> Option<String> {
+    let parts = dn_parts(dn)?;
+    let base = dn_parts(base)?;
+    let (first, parent) = parts.split_first()?;
+    (parent == base.as_slice()).then(|| {
+        // The value as the directory spells it, for messages and quotas.
+        dn.split_once('=')
+            .and_then(|(_, rest)| rest.split(',').next())
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| first.1.clone())
+    })
 }
 
 #[cfg(test)]
@@ -378,11 +490,87 @@ mod tests {
     }
 
     #[test]
-    fn group_names_come_from_the_first_rdn() {
+    fn a_pusher_is_bound_by_the_dn_gitlab_knows() {
+        let site = site();
+        let dn = "uid=alice,ou=people,dc=berth,dc=test";
+        let ok = |uid: Option<&str>, pusher: Option<&Account>| {
+            pusher_bound(&site, "alice", Some(&alice()), "x", uid, pusher)
+        };
+        assert_eq!(ok(Some(dn), None), Ok(()));
         assert_eq!(
-            rdn_value("cn=students,ou=groups,dc=x"),
+            ok(Some("UID=alice, ou=people,dc=berth,dc=test"), None),
+            Ok(())
+        );
+        // A local GitLab account called `alice`: no LDAP identity at all.
+        assert!(matches!(
+            ok(None, None),
+            Err(Rejection::NoLdapIdentity { .. })
+        ));
+        // Someone else's DN behind the username `alice`.
+        assert!(matches!(
+            ok(Some("uid=mallory,ou=people,dc=berth,dc=test"), None),
+            Err(Rejection::Pusher { .. })
+        ));
+        let admin = Account {
+            name: "root".into(),
+            dn: "uid=root,ou=people,dc=berth,dc=test".into(),
+            groups: vec!["admins".into()],
+            ..alice()
+        };
+        assert_eq!(ok(Some(&admin.dn), Some(&admin)), Ok(()));
+        // An admin's username with another DN is not that admin.
+        assert!(ok(Some("uid=eve,ou=people,dc=berth,dc=test"), Some(&admin)).is_err());
+    }
+
+    #[test]
+    fn groups_are_compared_by_full_dn() {
+        let base = "ou=groups,dc=x";
+        assert_eq!(
+            group_name("cn=students,ou=groups,dc=x", base),
             Some("students".into())
         );
-        assert_eq!(rdn_value("garbage"), None);
+        assert_eq!(
+            group_name("CN=admins, OU=Groups, DC=x", base),
+            Some("admins".into())
+        );
+        // The attack: a look-alike group elsewhere in the tree.
+        assert_eq!(group_name("cn=admins,ou=clubs,dc=x", base), None);
+        assert_eq!(group_name("cn=admins,ou=groups,dc=x,dc=evil", base), None);
+        assert_eq!(group_name("garbage", base), None);
+    }
+
+    #[test]
+    fn dns_compare_by_parts_not_spelling() {
+        assert!(dn_eq(
+            "uid=alice,ou=people,dc=berth,dc=test",
+            "UID=alice, ou=People,dc=berth, dc=test"
+        ));
+        assert!(!dn_eq(
+            "uid=alice,ou=people,dc=berth,dc=test",
+            "uid=alice,ou=guests,dc=berth,dc=test"
+        ));
+        assert!(!dn_eq(
+            "uid=alice\\,ou=people,dc=x",
+            "uid=alice,ou=people,dc=x"
+        ));
+        assert!(!dn_eq("", ""));
+    }
+
+    #[test]
+    fn standing_stops_unknown_disabled_and_outside_accounts() {
+        let site = site();
+        assert_eq!(standing(&site, "alice", Some(&alice())), Ok(()));
+        assert!(matches!(
+            standing(&site, "gone", None),
+            Err(Rejection::UnknownAccount(_))
+        ));
+        let outsider = Account {
+            groups: vec![],
+            ..alice()
+        };
+        assert!(matches!(
+            standing(&site, "alice", Some(&outsider)),
+            Err(Rejection::NotAllowed { .. })
+        ));
     }
 }

@@ -26,6 +26,53 @@ pub struct CatalogEntry {
     pub users: Vec<String>,
 }
 
+/// One shared repository as anyone may see it: what it is and how much it
+/// is used, never who owns the unshared rest or who runs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SharedRepository {
+    /// `registry/owner/name`: the unit of sharing.
+    pub repository: String,
+    pub tags: Vec<String>,
+    pub description: Option<String>,
+    /// How many accounts' accepted revisions run one of its images.
+    pub accounts_using: usize,
+}
+
+/// The public catalogue: shared repositories only.
+pub fn shared_view(entries: &[CatalogEntry]) -> Vec<SharedRepository> {
+    let mut by_repo: BTreeMap<String, (SharedRepository, std::collections::BTreeSet<&str>)> =
+        BTreeMap::new();
+    for e in entries.iter().filter(|e| e.shared) {
+        let repository = match e.reference.rsplit_once(':') {
+            Some((repo, _)) => repo.to_string(),
+            None => e.reference.clone(),
+        };
+        let (view, users) = by_repo.entry(repository.clone()).or_insert_with(|| {
+            (
+                SharedRepository {
+                    repository,
+                    tags: vec![],
+                    description: None,
+                    accounts_using: 0,
+                },
+                Default::default(),
+            )
+        });
+        view.tags.push(e.tag.clone());
+        if view.description.is_none() {
+            view.description = e.description.clone();
+        }
+        users.extend(e.users.iter().map(String::as_str));
+    }
+    by_repo
+        .into_values()
+        .map(|(mut view, users)| {
+            view.accounts_using = users.len();
+            view
+        })
+        .collect()
+}
+
 /// Reads the registry and the store. `None` when the site has no registry.
 pub async fn catalogue(ctx: &Context) -> Result<Option<Vec<CatalogEntry>>, ReconcileError> {
     let Some(registry) = &ctx.registry else {
@@ -71,17 +118,30 @@ pub async fn catalogue(ctx: &Context) -> Result<Option<Vec<CatalogEntry>>, Recon
             .map(|(o, n)| (o.to_string(), n.to_string()))
             .unwrap_or((String::new(), repo.clone()));
         let key = format!("{host}/{repo}:{tag}");
-        let share = shares.get(&key);
+        let share = shares.get(&format!("{host}/{repo}"));
         out.push(CatalogEntry {
             owner,
             name,
             tag,
             reference: key.clone(),
-            digest: manifest.digest,
+            digest: manifest.digest.clone(),
             size: manifest.size,
             shared: share.is_some(),
             description: share.map(|(_, d)| d.clone()).filter(|d| !d.is_empty()),
-            users: users.get(&key).cloned().unwrap_or_default(),
+            // Pinned by tag or, for references written with a digest, by it.
+            users: {
+                let by_digest = format!("{host}/{repo}@{}", manifest.digest);
+                let mut u: Vec<String> = users
+                    .get(&key)
+                    .into_iter()
+                    .chain(users.get(&by_digest))
+                    .flatten()
+                    .cloned()
+                    .collect();
+                u.sort();
+                u.dedup();
+                u
+            },
         });
     }
     out.sort_by(|a, b| a.reference.cmp(&b.reference));

@@ -25,6 +25,8 @@ pub mod discovery;
 pub mod gc;
 /// GitLab REST client.
 pub mod gitlab;
+/// GPU device assignment per Docker host (pure).
+pub mod gpus;
 /// LDAP identity and admission.
 pub mod identity;
 /// The department registry's image catalogue.

@@ -3,6 +3,9 @@
 //! cloned once and fetched before each reconcile. Uses the `git` command
 //! (already required for local clones); the token travels in an HTTP header
 //! set through the environment, never on a command line or in a file.
+//! A student controls what is in their repository, so every fetch is
+//! bounded in time and in size (a watchdog kills git past either), and the
+//! mirror follows the project's default branch when it changes.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,6 +23,23 @@ pub struct Mirrors {
     repository: String,
     url_template: String,
     token: Option<String>,
+    limits: Limits,
+}
+
+/// How long one fetch may take and how large a mirror may grow.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub timeout: std::time::Duration,
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: std::time::Duration::from_secs(120),
+            max_bytes: 256 << 20,
+        }
+    }
 }
 
 impl Mirrors {
@@ -35,22 +55,33 @@ impl Mirrors {
             repository: repository.to_string(),
             url_template: url_template.to_string(),
             token,
+            limits: Limits::default(),
         }
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    fn url(&self, account: &str) -> String {
+    /// The clone URL: `{path}` is the project's GitLab path when known
+    /// (discovery or an accepted push), else `<account>/<repository>`.
+    fn url(&self, account: &str, path: Option<&str>) -> String {
+        let default_path = format!("{account}/{}", self.repository);
         self.url_template
+            .replace("{path}", path.unwrap_or(&default_path))
             .replace("{account}", account)
             .replace("{repository}", &self.repository)
     }
 
-    /// Clones or fetches `account`'s repository into its mirror.
-    pub async fn fetch(&self, account: &str) -> Result<(), FetchError> {
-        let url = self.url(account);
+    /// Clones or fetches `account`'s repository into its mirror, then
+    /// points the mirror's HEAD at the project's current default branch.
+    pub async fn fetch(&self, account: &str, path: Option<&str>) -> Result<(), FetchError> {
+        let url = self.url(account, path);
         let dir = self
             .root
             .join(account)
@@ -73,9 +104,21 @@ impl Mirrors {
             }
             cmd.args(["clone", "--mirror", "--quiet", &url]).arg(&dir);
         }
+        // git reads the token as `-c http.extraHeader=…` from the
+        // environment, never from the process list.
+        self.auth(&mut cmd);
+        let fresh = !dir.join("HEAD").exists();
+        let result = self.run_bounded(cmd, &dir, &url).await;
+        if result.is_err() && fresh {
+            // A clone cut short leaves nothing half-made behind.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        result?;
+        self.follow_default_branch(&dir, &url).await
+    }
+
+    fn auth(&self, cmd: &mut tokio::process::Command) {
         if let Some(token) = &self.token {
-            // git reads these as `-c http.extraHeader=…` without exposing
-            // the token in the process list.
             cmd.env("GIT_CONFIG_COUNT", "1")
                 .env("GIT_CONFIG_KEY_0", "http.extraHeader")
                 .env(
@@ -83,22 +126,139 @@ impl Mirrors {
                     format!("Authorization: Basic {}", basic("oauth2", token)),
                 );
         }
-        cmd.env("GIT_TERMINAL_PROMPT", "0").stdin(Stdio::null());
-        let out = cmd.output().await.map_err(|e| FetchError {
-            url: url.clone(),
-            message: e.to_string(),
-        })?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            let message = String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("git failed")
-                .to_string();
-            Err(FetchError { url, message })
+    }
+
+    /// Runs git, killing it (and the helpers it started: upload-pack,
+    /// index-pack) when it outlives the time limit or the mirror outgrows
+    /// the size cap. Returns git's stdout.
+    async fn run_bounded(
+        &self,
+        mut cmd: tokio::process::Command,
+        dir: &Path,
+        url: &str,
+    ) -> Result<Vec<u8>, FetchError> {
+        use tokio::io::AsyncReadExt;
+        let fail = |message: String| FetchError {
+            url: url.to_string(),
+            message,
+        };
+        cmd.env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
+        let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+        let stdout = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            if let Some(o) = out.as_mut() {
+                let _ = o.read_to_end(&mut buf).await;
+            }
+            buf
+        });
+        let stderr = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            if let Some(e) = err.as_mut() {
+                let _ = e.read_to_end(&mut buf).await;
+            }
+            buf
+        });
+        let deadline = tokio::time::Instant::now() + self.limits.timeout;
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+        let stopped = loop {
+            tokio::select! {
+                status = child.wait() => break Ok(status.map_err(|e| fail(e.to_string()))?),
+                _ = tokio::time::sleep_until(deadline) => break Err(format!(
+                    "git took longer than {} s; stopped",
+                    self.limits.timeout.as_secs()
+                )),
+                _ = tick.tick() => {
+                    if dir_size(dir) > self.limits.max_bytes {
+                        break Err(format!(
+                            "the repository grew past {} MiB; stopped",
+                            self.limits.max_bytes >> 20
+                        ));
+                    }
+                }
+            }
+        };
+        let status = match stopped {
+            Ok(status) => status,
+            Err(why) => {
+                // The whole process group, so no helper keeps writing after
+                // the caller cleans up.
+                if let Some(pid) = child.id() {
+                    let _ = tokio::process::Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{pid}")])
+                        .status()
+                        .await;
+                }
+                let _ = child.wait().await;
+                return Err(fail(why));
+            }
+        };
+        let stdout = stdout.await.unwrap_or_default();
+        // A fast git may finish between two looks at the size.
+        if dir_size(dir) > self.limits.max_bytes {
+            return Err(fail(format!(
+                "the repository grew past {} MiB; stopped",
+                self.limits.max_bytes >> 20
+            )));
+        }
+        if status.success() {
+            return Ok(stdout);
+        }
+        let stderr = stderr.await.unwrap_or_default();
+        let message = String::from_utf8_lossy(&stderr)
+            .lines()
+            .last()
+            .unwrap_or("git failed")
+            .to_string();
+        Err(fail(message))
+    }
+
+    /// GitLab lets a project change its default branch; a mirror's HEAD is
+    /// set once at clone time, so ask the remote and follow it.
+    async fn follow_default_branch(&self, dir: &Path, url: &str) -> Result<(), FetchError> {
+        let mut cmd = tokio::process::Command::new("git");
+        cmd.arg("-C")
+            .arg(dir)
+            .args(["ls-remote", "--symref", "origin", "HEAD"]);
+        self.auth(&mut cmd);
+        let out = self.run_bounded(cmd, dir, url).await?;
+        let text = String::from_utf8_lossy(&out);
+        let Some(branch) = text.lines().find_map(|l| {
+            l.strip_prefix("ref: refs/heads/")
+                .and_then(|rest| rest.split_whitespace().next())
+        }) else {
+            return Ok(());
+        };
+        let mut cmd = tokio::process::Command::new("git");
+        cmd.arg("-C")
+            .arg(dir)
+            .args(["symbolic-ref", "HEAD", &format!("refs/heads/{branch}")]);
+        self.run_bounded(cmd, dir, url).await.map(drop)
+    }
+}
+
+/// Bytes of the files under `dir` (a missing dir is empty).
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
         }
     }
+    total
 }
 
 /// base64 of `user:password` (RFC 4648, with padding).
@@ -118,28 +278,42 @@ mod tests {
         assert_eq!(basic("ab", "c"), "YWI6Yw==");
     }
 
-    #[tokio::test]
-    async fn clones_then_fetches_new_commits() {
-        let tmp = std::env::temp_dir().join(format!("berth-mirror-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let upstream = tmp.join("up/alice/workspace.git");
-        let work = tmp.join("work");
-        let git = |dir: &Path, args: &[&str]| {
-            let ok = std::process::Command::new("git")
-                .arg("-C")
-                .arg(dir)
-                .args(args)
-                .status()
-                .map(|s| s.success());
-            assert_eq!(ok.ok(), Some(true), "git {args:?}");
-        };
-        std::fs::create_dir_all(&upstream).expect("dirs");
-        std::fs::create_dir_all(&work).expect("dirs");
-        git(&upstream, &["init", "-q", "--bare", "-b", "main"]);
-        git(&work, &["init", "-q", "-b", "main"]);
-        let commit_and_push = |message: &str| {
+    fn git(dir: &Path, args: &[&str]) {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success());
+        assert_eq!(ok.ok(), Some(true), "git {args:?}");
+    }
+
+    /// A bare upstream `<tmp>/up/alice/workspace.git` and a work tree that
+    /// pushes to it.
+    struct Upstream {
+        tmp: PathBuf,
+        bare: PathBuf,
+        work: PathBuf,
+    }
+
+    impl Upstream {
+        fn new(name: &str) -> Upstream {
+            let tmp =
+                std::env::temp_dir().join(format!("berth-mirror-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            let bare = tmp.join("up/alice/workspace.git");
+            let work = tmp.join("work");
+            std::fs::create_dir_all(&bare).expect("dirs");
+            std::fs::create_dir_all(&work).expect("dirs");
+            git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+            git(&work, &["init", "-q", "-b", "main"]);
+            Upstream { tmp, bare, work }
+        }
+
+        fn commit_and_push(&self, message: &str, branch: &str) {
             git(
-                &work,
+                &self.work,
                 &[
                     "-c",
                     "user.name=a",
@@ -152,28 +326,102 @@ mod tests {
                     message,
                 ],
             );
+            let target = format!("HEAD:{branch}");
             git(
-                &work,
+                &self.work,
                 &[
                     "push",
                     "-q",
-                    upstream.to_str().unwrap_or_default(),
-                    "HEAD:main",
+                    self.bare.to_str().unwrap_or_default(),
+                    &target,
                 ],
             );
-        };
-        commit_and_push("one");
-        let template = format!("file://{}/up/{{account}}/{{repository}}.git", tmp.display());
-        let mirrors = Mirrors::new(tmp.join("mirrors"), "workspace", &template, None);
-        mirrors.fetch("alice").await.expect("clone");
+        }
+
+        fn mirrors(&self) -> Mirrors {
+            let template = format!(
+                "file://{}/up/{{account}}/{{repository}}.git",
+                self.tmp.display()
+            );
+            Mirrors::new(self.tmp.join("mirrors"), "workspace", &template, None)
+        }
+    }
+
+    impl Drop for Upstream {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+
+    #[tokio::test]
+    async fn clones_then_fetches_new_commits() {
+        let up = Upstream::new("fetch");
+        up.commit_and_push("one", "main");
+        let mirrors = up.mirrors();
+        mirrors.fetch("alice", None).await.expect("clone");
         let source = crate::source::LocalSource::new(mirrors.root(), "workspace");
         let first = source.head("alice").expect("read").expect("head");
-        commit_and_push("two");
-        mirrors.fetch("alice").await.expect("fetch");
+        up.commit_and_push("two", "main");
+        mirrors.fetch("alice", None).await.expect("fetch");
         let second = source.head("alice").expect("read").expect("head");
         assert_ne!(first.sha, second.sha);
         assert_eq!(second.summary, "two");
-        assert!(mirrors.fetch("nobody").await.is_err());
+        assert!(mirrors.fetch("nobody", None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_changed_default_branch_is_followed() {
+        let up = Upstream::new("branch");
+        up.commit_and_push("on main", "main");
+        let mirrors = up.mirrors();
+        mirrors.fetch("alice", None).await.expect("clone");
+        up.commit_and_push("on trunk", "trunk");
+        git(&up.bare, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+        mirrors.fetch("alice", None).await.expect("fetch");
+        let source = crate::source::LocalSource::new(mirrors.root(), "workspace");
+        let head = source.head("alice").expect("read").expect("head");
+        assert_eq!(head.summary, "on trunk");
+    }
+
+    #[tokio::test]
+    async fn a_repository_past_the_size_cap_is_refused_and_left_nowhere() {
+        let up = Upstream::new("size");
+        // 3 MiB that do not compress.
+        let mut noise = Vec::with_capacity(3 << 20);
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        while noise.len() < 3 << 20 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            noise.extend_from_slice(&x.to_le_bytes());
+        }
+        std::fs::write(up.work.join("blob"), &noise).expect("blob");
+        git(&up.work, &["add", "blob"]);
+        up.commit_and_push("big", "main");
+        let mirrors = up.mirrors().with_limits(Limits {
+            timeout: std::time::Duration::from_secs(60),
+            max_bytes: 1 << 20,
+        });
+        let err = mirrors.fetch("alice", None).await.expect_err("too big");
+        assert!(err.message.contains("grew past 1 MiB"), "{err}");
+        assert!(!up.tmp.join("mirrors/alice/workspace.git").exists());
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_hangs_is_stopped() {
+        // A server that accepts connections and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let port = listener.local_addr().expect("addr").port();
+        let tmp = std::env::temp_dir().join(format!("berth-mirror-hang-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let template = format!("http://127.0.0.1:{port}/{{account}}/{{repository}}.git");
+        let mirrors = Mirrors::new(&tmp, "workspace", &template, None).with_limits(Limits {
+            timeout: std::time::Duration::from_secs(1),
+            max_bytes: 1 << 20,
+        });
+        let err = mirrors.fetch("alice", None).await.expect_err("hangs");
+        assert!(err.message.contains("took longer than 1 s"), "{err}");
+        drop(listener);
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::reconcile::{Context, Result};
 use berth_spec::Workspace;
-use berth_spec::policy::{Shared, share_key};
+use berth_spec::policy::{Shared, pin_key, share_key};
 use std::collections::BTreeMap;
 
 /// Images other accounts share with `account`.
@@ -19,7 +19,7 @@ pub(crate) fn shared_with(ctx: &Context, account: &str) -> Result<Shared> {
         .collect())
 }
 
-/// Digests of the workspace's department-registry images (share key →
+/// Digests of the workspace's department-registry images (pin key →
 /// digest), or why the revision cannot run (an image that does not exist).
 pub(crate) async fn resolve_pins(
     ctx: &Context,
@@ -36,7 +36,7 @@ pub(crate) async fn resolve_pins(
         if image.registry != registry.host() {
             continue;
         }
-        let key = share_key(&image);
+        let key = pin_key(&image);
         let digest = match (&image.digest, &image.tag) {
             (Some(d), _) => Some(d.clone()),
             (None, Some(tag)) => registry.digest(&image.path, tag).await?,
@@ -136,10 +136,10 @@ pub(crate) fn unshared_warnings(
         .filter(|i| i.registry == reg.host.value)
         .filter_map(|i| {
             let owner = i.namespace()?.to_string();
-            let key = share_key(&i);
-            (owner != account && !shared.contains(&key)).then(|| {
-                let pin = pins.get(&key).map(String::as_str).unwrap_or("its last digest");
-                format!("image `{key}` is no longer shared by `{owner}`; running the pinned {pin}; a new revision naming it will be refused")
+            let repository = share_key(&i);
+            (owner != account && !shared.contains(&repository)).then(|| {
+                let pin = pins.get(&pin_key(&i)).map(String::as_str).unwrap_or("its last digest");
+                format!("image `{repository}` is no longer shared by `{owner}`; running the pinned {pin}; a new revision naming it will be refused")
             })
         })
         .collect()

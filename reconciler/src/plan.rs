@@ -117,6 +117,16 @@ pub enum Action {
     UnregisterRunner {
         id: u64,
     },
+    /// Rewrite the running runner container's `config.toml` in place (its
+    /// allow-lists changed); GitLab Runner reloads it without restarting
+    /// its jobs. The template holds a placeholder, never the token.
+    UpdateRunnerConfig {
+        id: String,
+        name: String,
+        hash: String,
+        #[serde(skip)]
+        template: Vec<(String, Vec<u8>)>,
+    },
     /// Server-side apply of Kubernetes objects, in order: the account's
     /// namespace objects, or one container's workload. `create` when its
     /// main object (Namespace or Deployment) does not exist yet.
@@ -149,6 +159,7 @@ impl Action {
             Action::Remove { .. } => "remove",
             Action::RegisterRunner { .. } => "register_runner",
             Action::UnregisterRunner { .. } => "unregister_runner",
+            Action::UpdateRunnerConfig { .. } => "update_runner_config",
             Action::KubeApply { create: true, .. } => "kube_create",
             Action::KubeApply { create: false, .. } => "kube_update",
             Action::KubeDelete { .. } => "kube_delete",
@@ -164,7 +175,8 @@ impl Action {
             }
             Action::Start { name, .. }
             | Action::Stop { name, .. }
-            | Action::Remove { name, .. } => name,
+            | Action::Remove { name, .. }
+            | Action::UpdateRunnerConfig { name, .. } => name,
             Action::RegisterRunner { .. } | Action::UnregisterRunner { .. } => "gitlab runner",
             Action::KubeApply { target, .. } | Action::KubeDelete { target, .. } => target,
         }
@@ -243,6 +255,36 @@ pub fn plan(
         .chain(recreates)
         .chain(creates)
         .chain(starts)
+        .collect()
+}
+
+/// Stops every running container of an account (its workspace cannot be
+/// read, and it may not run). Nothing is removed.
+pub fn stop_all(observed: &ObservedAccount) -> Vec<Action> {
+    observed
+        .containers
+        .iter()
+        .filter(|c| c.running)
+        .map(|c| Action::Stop {
+            id: c.id.clone(),
+            name: c.full_name.clone(),
+        })
+        .collect()
+}
+
+/// Deletes the student's RoleBinding in `namespace`, if Berth made one: no
+/// more kubectl for an account that may not run.
+pub fn revoke_student(namespace: &str, observed: &KubeObserved) -> Vec<Action> {
+    observed
+        .objects
+        .iter()
+        .filter(|o| o.kind == "RoleBinding")
+        .map(|o| Action::KubeDelete {
+            target: format!("{namespace}/{} (rolebinding)", o.name),
+            kind: o.kind.clone(),
+            namespace: namespace.to_string(),
+            name: o.name.clone(),
+        })
         .collect()
 }
 
@@ -400,7 +442,7 @@ mod tests {
         ObservedAccount {
             containers,
             network: true,
-            volumes: BTreeSet::from(["berth-alice-data".to_string()]),
+            volumes: BTreeSet::from(["berth-alice--data".to_string()]),
         }
     }
 
@@ -412,8 +454,8 @@ mod tests {
             kinds(&got),
             [
                 "create_network berth-alice",
-                "create_volume berth-alice-data",
-                "create alice-web"
+                "create_volume berth-alice--data",
+                "create alice--web"
             ]
         );
     }
@@ -458,7 +500,7 @@ mod tests {
             &world(vec![observed(&run, false), observed(&stop, true)]),
             "berth-alice",
         );
-        assert_eq!(kinds(&got), ["stop alice-job", "start alice-web"]);
+        assert_eq!(kinds(&got), ["stop alice--job", "start alice--web"]);
     }
 
     #[test]
@@ -471,14 +513,14 @@ mod tests {
             &world(vec![observed(&keep, true), observed(&gone, true)]),
             "berth-alice",
         );
-        assert_eq!(kinds(&got), ["remove alice-old", "create alice-new"]);
+        assert_eq!(kinds(&got), ["remove alice--old", "create alice--new"]);
     }
 
     #[test]
     fn empty_workspace_removes_containers_but_never_volumes_or_creates_a_network() {
         let gone = desired("web", "hi", State::Running);
         let got = plan(&[], &world(vec![observed(&gone, true)]), "berth-alice");
-        assert_eq!(kinds(&got), ["remove alice-web"]);
+        assert_eq!(kinds(&got), ["remove alice--web"]);
     }
 }
 
@@ -513,6 +555,7 @@ containers:
     fn settings() -> Settings {
         Settings {
             namespace_prefix: "berth-".into(),
+            ingress_namespace: "ingress-nginx".into(),
             ingress_domain: Some("apps.test".into()),
             http_ports: vec![8080],
         }

@@ -69,10 +69,18 @@ impl Queue {
 
     /// Queues a resync of `account` unless work is already pending for it.
     pub fn resync(&self, account: &str) {
-        self.add(account, None);
+        self.add(account, None, false);
     }
 
-    fn add(&self, account: &str, push: Option<SyncRequest>) {
+    /// Queues again a push whose reconcile failed. Any push pending for the
+    /// account arrived after this one was taken, so it is newer and wins: a
+    /// retry never brings back an older revision.
+    pub fn retry(&self, push: SyncRequest) {
+        let account = push.account.clone();
+        self.add(&account, Some(push), true);
+    }
+
+    fn add(&self, account: &str, push: Option<SyncRequest>, retry: bool) {
         let mut st = self.lock();
         if st.closed {
             return;
@@ -99,8 +107,9 @@ impl Queue {
         match st.pending.get_mut(account) {
             Some(work) => {
                 work.coalesced += 1;
-                // A push always wins over a resync; a newer push over an older one.
-                if push.is_some() {
+                // A push always wins over a resync; a newer push over an
+                // older one; a retried push over nothing but a resync.
+                if push.is_some() && !(retry && work.push.is_some()) {
                     work.push = push;
                     work.ready_at = (now + settle).min(work.first_seen + MAX_SETTLE);
                 }
@@ -194,7 +203,7 @@ impl Queue {
 impl SyncSink for Queue {
     fn submit(&self, request: SyncRequest) {
         let account = request.account.clone();
-        self.add(&account, Some(request));
+        self.add(&account, Some(request), false);
     }
 }
 
@@ -206,6 +215,7 @@ mod tests {
         SyncRequest {
             account: account.into(),
             repository: "workspace".into(),
+            path: Some(format!("{account}/workspace")),
             project_id: Some(1),
             revision: Some(rev.into()),
             pusher: Some(account.into()),
@@ -287,6 +297,30 @@ mod tests {
         q.done(&first.account);
         let second = waiter.await.expect("join").expect("work");
         assert_eq!(second.push.and_then(|p| p.revision).as_deref(), Some("r2"));
+    }
+
+    #[tokio::test]
+    async fn a_retried_older_push_never_replaces_a_newer_one() {
+        let q = Queue::new(Arc::new(Metrics::default()));
+        q.submit(push("alice", "r1"));
+        let first = q.next().await.expect("work");
+        // r2 arrives while r1's reconcile fails.
+        q.submit(push("alice", "r2"));
+        q.done("alice");
+        // The server re-queued a failed push through `submit` before: the
+        // older r1 then replaced the waiting r2.
+        q.retry(first.push.clone().expect("push"));
+        let next = q.next().await.expect("work");
+        assert_eq!(
+            next.push.and_then(|p| p.revision).as_deref(),
+            Some("r2"),
+            "the newer push waits, not the retried older one"
+        );
+        q.done("alice");
+        // With nothing newer pending, the retry itself runs.
+        q.retry(first.push.expect("push"));
+        let again = q.next().await.expect("work");
+        assert_eq!(again.push.and_then(|p| p.revision).as_deref(), Some("r1"));
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use crate::pins::{resolve_pins, shared_with, unshared_warnings};
 use crate::plan::{self, Action, KubeObserved, ObservedAccount};
 use crate::source::{LocalSource, Revision, SourceError, WorkspaceFile};
 use crate::store::StoredRunner;
-use crate::store::{PortKey, Store, StoreError};
+use crate::store::{GpuKey, PortKey, Store, StoreError};
 use berth_spec::policy::{Shared, share_key};
 use berth_spec::{Backend, Site, Workspace};
 use berth_webhook::SyncRequest;
@@ -33,6 +33,8 @@ pub enum ReconcileError {
     Docker(#[from] DockerError),
     #[error(transparent)]
     Ports(#[from] desired::PortsExhausted),
+    #[error(transparent)]
+    Gpus(#[from] crate::gpus::GpusExhausted),
     #[error("no docker endpoint is available for account `{0}`")]
     NoEndpoint(String),
     #[error("docker endpoint `{endpoint}` is unavailable: {reason}")]
@@ -88,6 +90,7 @@ pub struct KubeCluster {
 pub struct Reservations {
     placements: BTreeMap<String, String>,
     ports: BTreeMap<String, BTreeMap<PortKey, u16>>,
+    gpus: BTreeMap<String, BTreeMap<GpuKey, Vec<u32>>>,
 }
 
 /// What happens to the revision at the head of the repository.
@@ -102,6 +105,9 @@ pub enum Decision {
     Reject { revision: String, reason: String },
     /// No repository or no commit yet: nothing is touched.
     NoRepository,
+    /// The head has no `workspace.yaml` and no revision was ever accepted:
+    /// the account is not managed (nothing is reported as failed).
+    NoWorkspace,
     /// With GitLab configured, only an authenticated push introduces a
     /// revision; this head has not come with one (yet).
     AwaitingPush { revision: String },
@@ -117,9 +123,16 @@ pub struct AccountPlan {
     /// The revision desired state comes from (after the decision).
     pub revision: Option<String>,
     pub disabled: bool,
+    /// Why the account is stopped (unknown in the directory, disabled, in
+    /// no allowed group); `None` while it may run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     pub actions: Vec<Action>,
     #[serde(skip)]
     pub ports: BTreeMap<PortKey, u16>,
+    /// GPU ids given to the account's GPU containers on its host.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub gpus: BTreeMap<GpuKey, Vec<u32>>,
     /// Department-registry images of the revision, pinned: share key → digest.
     pub pins: BTreeMap<String, String>,
     /// What an accepted revision shares (share key → description).
@@ -128,6 +141,10 @@ pub struct AccountPlan {
     /// Images of the desired containers (for image GC bookkeeping).
     #[serde(skip)]
     pub images: Vec<String>,
+    /// The pushed project's id and path, recorded once the push is
+    /// accepted (never from a push that was not).
+    #[serde(skip)]
+    pub project: Option<(u64, String)>,
     pub warnings: Vec<String>,
 }
 
@@ -138,6 +155,11 @@ pub struct AccountReport {
     pub decision: Decision,
     pub applied: Vec<String>,
     pub errors: Vec<String>,
+    /// The audit entry of the first failed action: what a student is shown
+    /// instead of the backend's words (internal addresses, other services'
+    /// answers stay in the audit log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_audit: Option<i64>,
 }
 
 impl Context {
@@ -210,23 +232,24 @@ impl Context {
     }
 }
 
-/// Parses a revision's workspace and checks it against site policy and
-/// the names of the other `accounts`.
+/// Parses a revision's workspace and checks it against site policy.
 fn check_revision(
     site: &Site,
     account: &Account,
     rev: &Revision,
     shared: &Shared,
-    accounts: &std::collections::BTreeSet<String>,
 ) -> std::result::Result<Workspace, String> {
     let bytes = match &rev.file {
         WorkspaceFile::Missing => {
-            return Ok(Workspace {
-                version: 1.into(),
-                containers: vec![],
-                runner: None,
-                images: None,
-            });
+            return Err(
+                "workspace.yaml is missing at this commit; nothing was changed (to remove every container, commit `containers: []`)"
+                    .to_string(),
+            );
+        }
+        WorkspaceFile::NotAFile(what) => {
+            return Err(format!(
+                "workspace.yaml is {what}, not a regular file; nothing was changed"
+            ));
         }
         WorkspaceFile::TooLarge(n) => {
             return Err(format!("workspace.yaml is {n} bytes, far over the limit"));
@@ -242,7 +265,6 @@ fn check_revision(
     let ws = berth_spec::parse_workspace(bytes).map_err(describe)?;
     berth_spec::policy::check_with(&ws, site, &account.name, &account.groups, shared)
         .map_err(describe)?;
-    berth_spec::policy::check_prefixes(&ws, &account.name, accounts).map_err(describe)?;
     Ok(ws)
 }
 
@@ -275,17 +297,37 @@ pub async fn evaluate(
         decision: Decision::NoRepository,
         revision: None,
         disabled: false,
+        stopped: None,
         actions: vec![],
         ports: BTreeMap::new(),
+        gpus: BTreeMap::new(),
         pins: BTreeMap::new(),
         shares: BTreeMap::new(),
         images: vec![],
+        project: None,
         warnings: vec![],
     };
-    let Some(head) = head else { return Ok(plan) };
     let identity = ctx.directory.lookup(account).await?;
-    plan.disabled = identity.as_ref().is_some_and(|a| a.disabled);
+    if let Err(why) = identity::standing(site, account, identity.as_ref()) {
+        plan.disabled = true;
+        plan.stopped = Some(why.to_string());
+        plan.warnings.push(format!(
+            "stopped: {why}; containers are stopped and volumes kept"
+        ));
+    }
     let accepted = ctx.store.accepted(account)?;
+    let Some(head) = head else {
+        // An archived or deleted repository is still visited: an account
+        // that must stop is stopped from what the backends hold.
+        if plan.disabled {
+            stop_everything(ctx, account, observed, &mut plan)?;
+        }
+        return Ok(plan);
+    };
+    if accepted.is_none() && head.file == WorkspaceFile::Missing {
+        plan.decision = Decision::NoWorkspace;
+        return Ok(plan);
+    }
     // Read once: admission checks and the unshared-image warnings both use it.
     let shared = shared_with(ctx, account)?;
     let mut workspace = None;
@@ -300,20 +342,7 @@ pub async fn evaluate(
         };
         plan.revision = accepted.as_ref().map(|a| a.revision.clone());
     } else {
-        let pusher_ok = match push.and_then(|p| p.pusher.as_deref()) {
-            Some(pusher) if pusher != account => {
-                let pusher_account = ctx.directory.lookup(pusher).await?;
-                identity::pusher_allowed(site, account, pusher, pusher_account.as_ref())
-            }
-            _ => Ok(()),
-        };
-        // Only new revisions are checked against other accounts' names.
-        let accounts: std::collections::BTreeSet<String> = ctx
-            .read_source(|s| s.accounts())
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let pusher_ok = check_pusher(ctx, account, identity.as_ref(), push).await?;
         let verdict = pusher_ok
             .and_then(|()| identity::admit(site, account, identity.as_ref(), &head.committer_email))
             .map_err(|r| r.to_string())
@@ -323,7 +352,6 @@ pub async fn evaluate(
                     identity.as_ref().ok_or("unknown account")?,
                     &head,
                     &shared,
-                    &accounts,
                 )
             });
         let verdict = match verdict {
@@ -360,6 +388,8 @@ pub async fn evaluate(
                     revision: head.sha.clone(),
                     commits,
                 };
+                plan.project =
+                    push.and_then(|p| Some((p.project_id?, p.path.clone().unwrap_or_default())));
                 plan.revision = Some(head.sha.clone());
                 workspace = Some(ws);
             }
@@ -400,7 +430,6 @@ pub async fn evaluate(
             account,
             &workspace,
             identity.as_ref(),
-            push,
             observed,
             &revision,
             &mut plan,
@@ -445,16 +474,10 @@ fn kube_plan(
         }
         _ => return Ok(()),
     };
-    let Some(identity) = identity else {
-        if !containers.is_empty() {
-            plan.warnings.push(
-                "kubernetes objects are left as they are: the account is not in the directory"
-                    .into(),
-            );
-        }
-        return Ok(());
-    };
-    let quota = berth_spec::policy::effective_quota(&ctx.site, &identity.groups);
+    // An account unknown to the directory has no groups and is stopped
+    // (scaled to zero, no RoleBinding) like a disabled one.
+    let groups = identity.map(|a| a.groups.clone()).unwrap_or_default();
+    let quota = berth_spec::policy::effective_quota(&ctx.site, &groups);
     let desired = manifests(
         &cluster.settings,
         &ctx.site,
@@ -472,6 +495,94 @@ fn kube_plan(
     Ok(())
 }
 
+/// Whether the push's pusher may push to `account`. With a GitLab token the
+/// pusher's GitLab user is bound to the directory through its LDAP
+/// identity (`extern_uid` = the account's DN, or an admin's); without one,
+/// only the username is compared (see the README for what each proves).
+async fn check_pusher(
+    ctx: &Context,
+    account: &str,
+    target: Option<&Account>,
+    push: Option<&SyncRequest>,
+) -> Result<std::result::Result<(), identity::Rejection>> {
+    let Some(push) = push else { return Ok(Ok(())) };
+    let Some(pusher) = push.pusher.as_deref() else {
+        return Ok(Ok(()));
+    };
+    let pusher_account = if pusher != account {
+        ctx.directory.lookup(pusher).await?
+    } else {
+        target.cloned()
+    };
+    match (&ctx.gitlab, push.pusher_id) {
+        (Some(gl), Some(id)) => {
+            let user = gl.user(id).await?;
+            let provider = ctx
+                .site
+                .gitlab
+                .as_ref()
+                .map(|g| g.ldap_provider.as_str())
+                .unwrap_or_default();
+            Ok(identity::pusher_bound(
+                &ctx.site,
+                account,
+                target,
+                pusher,
+                user.ldap_dn(provider),
+                pusher_account.as_ref(),
+            ))
+        }
+        _ if pusher == account => Ok(Ok(())),
+        _ => Ok(identity::pusher_allowed(
+            &ctx.site,
+            account,
+            pusher,
+            pusher_account.as_ref(),
+        )),
+    }
+}
+
+/// Stops what an account whose workspace cannot be read holds: running
+/// Docker containers are stopped (never removed), its runner unregistered,
+/// the student's RoleBinding deleted. Deployments keep their replicas until
+/// a readable revision lets Berth scale them to zero (a warning says so).
+fn stop_everything(
+    ctx: &Context,
+    account: &str,
+    observed: &Observed,
+    plan: &mut AccountPlan,
+) -> Result<()> {
+    let placed = ctx.store.placement(account)?;
+    for (endpoint, found) in &observed.docker {
+        let Ok(map) = found else { continue };
+        let Some(mine) = map.get(account) else {
+            continue;
+        };
+        if placed.as_deref().is_some_and(|p| p != endpoint) || plan.endpoint.is_some() {
+            continue;
+        }
+        plan.endpoint = Some(endpoint.clone());
+        plan.actions.extend(plan::stop_all(mine));
+    }
+    if let Some(runner) = ctx.store.runner(account)? {
+        plan.actions
+            .push(Action::UnregisterRunner { id: runner.id });
+    }
+    if let (Some(cluster), Some(Ok(map))) = (&ctx.kube, &observed.kube)
+        && let Some(live) = map.get(account)
+    {
+        let ns = cluster.settings.namespace(account);
+        plan.actions.extend(plan::revoke_student(&ns, live));
+        if live.objects.iter().any(|o| o.kind == "Deployment") {
+            plan.warnings.push(
+                "kubernetes deployments keep running until a readable revision lets Berth scale them to zero"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The Docker half of the plan: endpoint and host ports, the containers
 /// (and the runner's) against what the endpoint holds.
 #[allow(clippy::too_many_arguments)]
@@ -480,14 +591,14 @@ fn docker_plan(
     account: &str,
     workspace: &Workspace,
     identity: Option<&Account>,
-    push: Option<&SyncRequest>,
     observed: &Observed,
     revision: &str,
     plan: &mut AccountPlan,
 ) -> Result<()> {
     let site = &ctx.site;
-    let (endpoint, ports) = reserve(ctx, account, workspace)?;
+    let (endpoint, ports, gpus) = reserve(ctx, account, workspace)?;
     plan.ports = ports;
+    plan.gpus = gpus;
     let backend_conf = site
         .backends
         .docker
@@ -504,6 +615,7 @@ fn docker_plan(
             bind_address: &backend_conf.bind_address,
             ports: &plan.ports,
             pins: &plan.pins,
+            gpus: &plan.gpus,
             disabled: plan.disabled,
         },
     );
@@ -524,7 +636,6 @@ fn docker_plan(
         account,
         workspace,
         identity,
-        push,
         backend_conf,
         revision,
         plan,
@@ -536,8 +647,43 @@ fn docker_plan(
         &observed_here,
         &desired::network_name(account),
     ));
+    if let Some(update) = runner_config_update(ctx, account, &desired, &observed_here, plan)? {
+        plan.actions.push(update);
+    }
     plan.endpoint = Some(endpoint);
     Ok(())
+}
+
+/// The in-place rewrite of a running runner's config, when only what it
+/// reloads by itself (the allow-lists) changed: recreating it would kill
+/// the student's running jobs.
+fn runner_config_update(
+    ctx: &Context,
+    account: &str,
+    desired: &[desired::DesiredContainer],
+    observed: &ObservedAccount,
+    plan: &AccountPlan,
+) -> Result<Option<Action>> {
+    let Some(runner) = desired.iter().find(|d| crate::runner::is_runner(d)) else {
+        return Ok(None);
+    };
+    let replaced = plan.actions.iter().any(|a| {
+        matches!(a, Action::Create { container } | Action::Recreate { container, .. }
+            if crate::runner::is_runner(container))
+    });
+    let Some(live) = observed.containers.iter().find(|c| c.name == runner.name) else {
+        return Ok(None);
+    };
+    let hash = crate::runner::config_hash(runner);
+    if replaced || ctx.store.runner_config(account)?.as_deref() == Some(hash.as_str()) {
+        return Ok(None);
+    }
+    Ok(Some(Action::UpdateRunnerConfig {
+        id: live.id.clone(),
+        name: live.full_name.clone(),
+        hash,
+        template: runner.uploads.clone(),
+    }))
 }
 
 /// Runner registration actions, and the runner container added to
@@ -548,16 +694,17 @@ fn runner_plan(
     account: &str,
     ws: &Workspace,
     identity: Option<&Account>,
-    push: Option<&SyncRequest>,
     endpoint: &berth_spec::site::DockerEndpoint,
     revision: &str,
     plan: &mut AccountPlan,
     desired: &mut Vec<desired::DesiredContainer>,
 ) -> Result<Vec<Action>> {
+    // A stopped account's runner is unregistered and its container removed:
+    // a stopped runner container would keep a live token on the host.
     let wanted: Option<Vec<String>> = ws
         .runner
         .as_ref()
-        .filter(|r| r.enabled)
+        .filter(|r| r.enabled && plan.stopped.is_none())
         .map(|r| r.tags.iter().map(|t| t.value.clone()).collect());
     let stored = ctx.store.runner(account)?;
     let (Some(_), Some(gl), Some(url)) = (
@@ -573,8 +720,13 @@ fn runner_plan(
         }
         return Ok(vec![]);
     };
-    let project = push
-        .and_then(|p| p.project_id)
+    // Only an accepted push names the project: a push that was refused
+    // (another account's developer, a wrong path) never decides where the
+    // account's runner registers.
+    let project = plan
+        .project
+        .as_ref()
+        .map(|(id, _)| *id)
         .or(ctx.store.project(account)?);
     let actions = match crate::runner::registration(wanted.as_deref(), stored.as_ref(), project) {
         Ok(a) => a,
@@ -595,32 +747,51 @@ fn runner_plan(
         let settings = crate::runner::Settings {
             gitlab_url: url.value.clone(),
             image: gl.runner_image.clone(),
-            docker: crate::runner::DockerAccess::from_endpoint(&endpoint.endpoint),
-            job_cpus: quota.as_ref().map_or(defaults.cpus, |q| q.cpus),
-            job_memory: quota
+            docker: crate::runner::DockerAccess::from_endpoint(endpoint),
+            quota_cpus: quota.as_ref().map_or(defaults.cpus, |q| q.cpus),
+            quota_memory: quota
                 .as_ref()
                 .map_or(defaults.memory.bytes().unwrap_or(512 << 20), |q| q.memory),
+            allowed: crate::runner::allowed_images(&ctx.site, account, &shared_with(ctx, account)?),
         };
         let workspace = plan.repository.clone().unwrap_or_default();
-        desired.push(crate::runner::desired(
+        let runner = crate::runner::desired(
             &settings,
             account,
             &workspace,
             revision,
             tags,
             plan.disabled,
-        ));
+        );
+        let runner = match &endpoint.tls {
+            None => runner,
+            Some(tls) => {
+                let read = |path: &str| {
+                    std::fs::read(path).map_err(|e| format!("reading {path} for the runner: {e}"))
+                };
+                match (read(&tls.ca), read(&tls.cert), read(&tls.key)) {
+                    (Ok(ca), Ok(cert), Ok(key)) => crate::runner::with_tls_files(
+                        runner,
+                        [("ca.pem", ca), ("cert.pem", cert), ("key.pem", key)],
+                    ),
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                        plan.warnings.push(e);
+                        return Ok(actions);
+                    }
+                }
+            }
+        };
+        desired.push(runner);
     }
     Ok(actions)
 }
 
+/// What [`reserve`] hands an account: its endpoint, host ports and GPUs.
+type Reserved = (String, BTreeMap<PortKey, u16>, BTreeMap<GpuKey, Vec<u32>>);
+
 /// Chooses the account's endpoint and host ports, against both the store
 /// and reservations of evaluations not yet executed.
-fn reserve(
-    ctx: &Context,
-    account: &str,
-    ws: &Workspace,
-) -> Result<(String, BTreeMap<PortKey, u16>)> {
+fn reserve(ctx: &Context, account: &str, ws: &Workspace) -> Result<Reserved> {
     let mut res = ctx.reservations.lock().unwrap_or_else(|p| p.into_inner());
     let mut counts = ctx.store.placement_counts()?;
     let stored = ctx.store.placement(account)?;
@@ -632,14 +803,14 @@ fn reserve(
     let sticky = stored.or_else(|| res.placements.get(account).cloned());
     let endpoint = desired::place(sticky.as_deref(), &ctx.endpoints(), &counts)
         .ok_or_else(|| ReconcileError::NoEndpoint(account.into()))?;
-    let range = ctx
+    let host = ctx
         .site
         .backends
         .docker
         .iter()
         .find(|d| d.name.value == endpoint)
-        .map(|d| d.host_ports.value)
         .ok_or_else(|| ReconcileError::NoEndpoint(account.into()))?;
+    let range = host.host_ports.value;
     let mut existing = ctx.store.ports(&endpoint)?;
     let reserved = res.ports.entry(endpoint.clone()).or_default();
     for (key, port) in reserved.iter() {
@@ -649,8 +820,22 @@ fn reserve(
     let ports = desired::allocate_ports(&endpoint, range, &existing, &needs)?;
     reserved.retain(|k, _| k.account != account);
     reserved.extend(ports.iter().map(|(k, v)| (k.clone(), *v)));
+    let mut held = ctx.store.gpus(&endpoint)?;
+    let reserved = res.gpus.entry(endpoint.clone()).or_default();
+    for (key, ids) in reserved.iter() {
+        held.entry(key.clone()).or_insert_with(|| ids.clone());
+    }
+    let gpus = crate::gpus::allocate(
+        &endpoint,
+        host.gpus,
+        host.gpu_sharing,
+        &held,
+        &desired::gpu_needs(ws, &ctx.site, account),
+    )?;
+    reserved.retain(|k, _| k.account != account);
+    reserved.extend(gpus.iter().map(|(k, v)| (k.clone(), v.clone())));
     res.placements.insert(account.to_string(), endpoint.clone());
-    Ok((endpoint, ports))
+    Ok((endpoint, ports, gpus))
 }
 
 /// The workspace of an already accepted revision. It passed policy when
@@ -670,6 +855,7 @@ async fn accepted_workspace(
         .ok_or_else(|| ReconcileError::LostRevision(revision.into()))?;
     let bytes = match rev.file {
         WorkspaceFile::Present(b) => b,
+        // Accepted before files had to be present; it declared nothing.
         _ => {
             return Ok(Workspace {
                 version: 1.into(),
@@ -702,6 +888,7 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
         decision: plan.decision.clone(),
         applied: vec![],
         errors: vec![],
+        error_audit: None,
     };
     let mut rejection = None;
     match &plan.decision {
@@ -715,6 +902,12 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
             )?;
             store.set_pins(account, revision, &plan.pins)?;
             store.set_shares(account, &plan.shares)?;
+            if let Some((id, path)) = &plan.project {
+                store.set_project(account, *id)?;
+                if !path.is_empty() {
+                    store.set_project_path(account, path)?;
+                }
+            }
         }
         Decision::Reject { revision, reason } => {
             let message = format!("revision {} rejected: {reason}", short(revision));
@@ -723,13 +916,17 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
             }
             rejection = Some(message);
         }
-        Decision::Unchanged | Decision::NoRepository | Decision::AwaitingPush { .. } => {}
+        Decision::Unchanged
+        | Decision::NoRepository
+        | Decision::NoWorkspace
+        | Decision::AwaitingPush { .. } => {}
     }
     if let Some(endpoint) = &plan.endpoint {
         // Allocations are persisted before any container exists, so a run
         // killed mid-apply leaks nothing and the next run reuses them.
         store.set_placement(account, endpoint)?;
         store.set_account_ports(endpoint, account, &plan.ports)?;
+        store.set_account_gpus(endpoint, account, &plan.gpus)?;
         ctx.backend(endpoint)?;
     }
     for action in &plan.actions {
@@ -741,12 +938,13 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
             }
             Err(e) => {
                 tracing::warn!(cause = %e, "action failed");
-                store.audit(
+                let id = store.audit(
                     account,
                     "action-failed",
                     plan.revision.as_deref(),
                     &format!("{line}: {e}"),
                 )?;
+                report.error_audit.get_or_insert(id);
                 report.errors.push(format!("{line}: {e}"));
             }
         }
@@ -777,6 +975,34 @@ async fn run_action(
         Action::RegisterRunner { .. } | Action::UnregisterRunner { .. } => {
             gitlab_action(ctx, account, action).await
         }
+        Action::UpdateRunnerConfig {
+            id,
+            name,
+            hash,
+            template,
+        } => {
+            let Some(runner) = ctx.store.runner(account)? else {
+                return Ok(Err("no runner is registered".to_string()));
+            };
+            let files: Vec<(String, Vec<u8>)> = template
+                .iter()
+                .map(|(path, t)| (path.clone(), crate::runner::fill_token(t, &runner.token)))
+                .collect();
+            let docker = match &plan.endpoint {
+                Some(endpoint) => ctx.backend(endpoint).map_err(|e| e.to_string()),
+                None => Err("no docker endpoint was chosen for this account".to_string()),
+            };
+            match docker {
+                Ok(b) => match b.upload(id, name, &files).await {
+                    Ok(()) => {
+                        ctx.store.set_runner_config(account, hash)?;
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(e),
+            }
+        }
         Action::KubeApply {
             objects, changes, ..
         } => kube_apply(ctx, account, objects, changes).await,
@@ -801,10 +1027,20 @@ async fn run_action(
                 Some(endpoint) => ctx.backend(endpoint).map_err(|e| e.to_string()),
                 None => Err("no docker endpoint was chosen for this account".to_string()),
             };
-            match docker {
+            let result = match docker {
                 Ok(b) => b.execute(account, &action).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e),
+            };
+            // The config a created runner holds is the one it was made with.
+            if result.is_ok()
+                && let Action::Create { container } | Action::Recreate { container, .. } =
+                    action.as_ref()
+                && crate::runner::is_runner(container)
+            {
+                ctx.store
+                    .set_runner_config(account, &crate::runner::config_hash(container))?;
             }
+            result
         }
     })
 }

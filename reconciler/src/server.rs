@@ -23,7 +23,7 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("webhook secret variable {0} is not set")]
+    #[error("secret variable {0} is not set")]
     MissingSecret(String),
     #[error(transparent)]
     GitLab(#[from] crate::gitlab::GitLabError),
@@ -82,8 +82,12 @@ struct Shared {
     metrics: Arc<Metrics>,
     statuses: Option<mpsc::Sender<StatusUpdate>>,
     failures: Mutex<BTreeMap<String, u32>>,
-    /// The image catalogue as last read, served at `GET /images`.
-    catalogue: tokio::sync::RwLock<serde_json::Value>,
+    /// The image catalogue as last read, served at `GET /images`: in full
+    /// to the admin credential, its shared part to anyone.
+    catalogue: tokio::sync::RwLock<Vec<crate::images::CatalogEntry>>,
+    /// The admin API token (`admin_token_env`); `None` disables the admin
+    /// endpoints' full answers.
+    admin_token: Option<String>,
     /// Asks for an early catalogue refresh (a push touched images).
     refresh: tokio::sync::Notify,
 }
@@ -119,11 +123,22 @@ pub async fn serve(
         // secret is refused by the router.
         None => String::new(),
     };
+    let admin_token = match &ctx.site.admin_token_env {
+        Some(var) => Some(
+            std::env::var(&var.value)
+                .ok()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| ServeError::MissingSecret(var.value.clone()))?,
+        ),
+        None => None,
+    };
     let sink = Arc::new(PushSink {
         queue: queue.clone(),
         statuses: statuses.clone(),
     });
-    let app = berth_webhook::router(berth_webhook::Config::new(secret), sink, metrics.clone());
+    let mut config = berth_webhook::Config::new(secret);
+    config.repositories = ctx.site.repositories.clone();
+    let app = berth_webhook::router(config, sink, metrics.clone());
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -136,7 +151,8 @@ pub async fn serve(
         metrics,
         statuses,
         failures: Mutex::new(BTreeMap::new()),
-        catalogue: tokio::sync::RwLock::new(serde_json::json!({ "images": [] })),
+        catalogue: tokio::sync::RwLock::new(Vec::new()),
+        admin_token,
         refresh: tokio::sync::Notify::new(),
     });
     let images_route = axum::Router::new()
@@ -217,11 +233,6 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
     status(shared, push, CommitState::Running, "reconciling");
     let ctx = &shared.ctx;
     let observed = ctx.observe_account(&work.account).await;
-    if let Some(project) = push.and_then(|p| p.project_id)
-        && let Err(e) = ctx.store.set_project(&work.account, project)
-    {
-        tracing::warn!(cause = %e, "recording the project id");
-    }
     let refreshed = crate::discovery::refresh(ctx, &work.account).await;
     let evaluated = match refreshed {
         Ok(()) => reconcile::evaluate(ctx, &work.account, &observed, push).await,
@@ -265,7 +276,17 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                     CommitState::Canceled,
                     format!("superseded by {}", reconcile::short(revision)),
                 ),
-                (_, Some(err)) => (CommitState::Failed, format!("backend error: {err}")),
+                // Backend words (addresses, other services' answers) stay
+                // in the audit log; the student gets its entry's number.
+                (_, Some(_)) => (
+                    CommitState::Failed,
+                    format!(
+                        "{} of {} action(s) failed; an admin can read audit #{} (reconciler audit)",
+                        report.errors.len(),
+                        report.errors.len() + report.applied.len(),
+                        report.error_audit.unwrap_or_default()
+                    ),
+                ),
                 _ => (
                     CommitState::Success,
                     format!("{} action(s) applied", report.applied.len()),
@@ -287,13 +308,34 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
             let _ = ctx
                 .store
                 .set_last_error(&work.account, Some(&e.to_string()));
-            status(shared, push, CommitState::Running, format!("retrying: {e}"));
+            // The detail (LDAP, dockerd or GitLab addresses and answers) goes
+            // to the audit log once per push; the commit status names it.
+            let audit = match (attempt, push) {
+                (1, Some(p)) => ctx
+                    .store
+                    .audit(
+                        &work.account,
+                        "reconcile-failed",
+                        p.revision.as_deref(),
+                        &e.to_string(),
+                    )
+                    .ok(),
+                _ => None,
+            };
+            if let Some(id) = audit {
+                status(
+                    shared,
+                    push,
+                    CommitState::Running,
+                    format!("temporarily failing, retrying; an admin can read audit #{id}"),
+                );
+            }
             let queue = shared.queue.clone();
             let (account, push) = (work.account.clone(), work.push.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 match push {
-                    Some(p) => queue.submit(p),
+                    Some(p) => queue.retry(p),
                     None => queue.resync(&account),
                 }
             });
@@ -325,10 +367,31 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.saturating_sub(1).min(8)).min(Duration::from_secs(300))
 }
 
+/// `GET /images`: the shared catalogue (repositories, tags, descriptions,
+/// how many accounts use each; never who) to anyone; every image with its
+/// owner and users only to the admin credential.
 async fn serve_catalogue(
     axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
 ) -> axum::Json<serde_json::Value> {
-    axum::Json(shared.catalogue.read().await.clone())
+    let entries = shared.catalogue.read().await;
+    if is_admin(&headers, shared.admin_token.as_deref()) {
+        axum::Json(serde_json::json!({ "images": *entries }))
+    } else {
+        axum::Json(serde_json::json!({ "shared": crate::images::shared_view(&entries) }))
+    }
+}
+
+/// Whether the request carries the admin token as `Authorization: Bearer`,
+/// compared in constant time. No configured token admits nobody.
+pub(crate) fn is_admin(headers: &axum::http::HeaderMap, token: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(token) = token else { return false };
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())))
 }
 
 /// Keeps the catalogue fresh (every 5 minutes and after pushes that touch
@@ -340,9 +403,7 @@ async fn images_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver
     let mut last_gc = Instant::now();
     loop {
         match crate::images::catalogue(&shared.ctx).await {
-            Ok(Some(entries)) => {
-                *shared.catalogue.write().await = serde_json::json!({ "images": entries })
-            }
+            Ok(Some(entries)) => *shared.catalogue.write().await = entries,
             Ok(None) => {}
             Err(e) => tracing::warn!(cause = %e, "catalogue refresh failed"),
         }

@@ -31,8 +31,12 @@ pub type Result<T, E = SourceError> = std::result::Result<T, E>;
 /// What the repository holds at a commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WorkspaceFile {
-    /// No `workspace.yaml`: the account declares no containers.
+    /// No `workspace.yaml`. Not "no containers": a vanished file changes
+    /// nothing that runs (removing everything takes `containers: []`).
     Missing,
+    /// `workspace.yaml` is not a regular file: a symlink (even to
+    /// `/etc/passwd`), a directory or a submodule. Refused, never followed.
+    NotAFile(&'static str),
     Present(Vec<u8>),
     /// Too large to read; rejected without parsing.
     TooLarge(u64),
@@ -150,7 +154,10 @@ impl LocalSource {
         let tree = commit.tree()?;
         let file = match tree.lookup_entry_by_path(WORKSPACE_FILE)? {
             None => WorkspaceFile::Missing,
-            Some(entry) if !entry.mode().is_blob() => WorkspaceFile::Missing,
+            Some(entry) if entry.mode().is_link() => WorkspaceFile::NotAFile("a symlink"),
+            Some(entry) if entry.mode().is_tree() => WorkspaceFile::NotAFile("a directory"),
+            Some(entry) if entry.mode().is_commit() => WorkspaceFile::NotAFile("a submodule"),
+            Some(entry) if !entry.mode().is_blob() => WorkspaceFile::NotAFile("not a file"),
             Some(entry) => {
                 let header = repo.find_header(entry.oid())?;
                 if header.size() > MAX_BLOB {

@@ -46,6 +46,8 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+pub use crate::gpus::GpuKey;
+
 /// A host port given to one container port of one account.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortKey {
@@ -92,6 +94,21 @@ CREATE TABLE IF NOT EXISTS placements (
 CREATE TABLE IF NOT EXISTS projects (
     account TEXT PRIMARY KEY,
     project_id INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gpus (
+    endpoint TEXT NOT NULL,
+    account TEXT NOT NULL,
+    container TEXT NOT NULL,
+    devices TEXT NOT NULL,
+    PRIMARY KEY (endpoint, account, container)
+);
+CREATE TABLE IF NOT EXISTS runner_configs (
+    account TEXT PRIMARY KEY,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS project_paths (
+    account TEXT PRIMARY KEY,
+    path TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runners (
     account TEXT PRIMARY KEY,
@@ -249,12 +266,14 @@ impl Store {
         event: &str,
         revision: Option<&str>,
         detail: &str,
-    ) -> Result<()> {
-        self.conn().execute(
+    ) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
             "INSERT INTO audit (at, account, event, revision, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![now(), account, event, revision, detail],
         )?;
-        Ok(())
+        // The id is what a student is shown instead of the detail.
+        Ok(conn.last_insert_rowid())
     }
 
     /// Audit lines of `account` (all accounts when `None`), newest first.
@@ -321,6 +340,20 @@ impl Store {
         Ok(())
     }
 
+    /// Every account the store knows of: accepted a revision, holds a
+    /// placement, a runner or a project. The resync visits them all, so an
+    /// account whose repository vanished is still stopped when it must be.
+    pub fn known_accounts(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT account FROM accepted UNION SELECT account FROM placements
+             UNION SELECT account FROM runners UNION SELECT account FROM projects
+             ORDER BY 1",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Number of accounts placed on each endpoint.
     pub fn placement_counts(&self) -> Result<BTreeMap<String, usize>> {
         let conn = self.conn();
@@ -349,6 +382,49 @@ impl Store {
             "INSERT INTO projects (account, project_id) VALUES (?1, ?2)
              ON CONFLICT(account) DO UPDATE SET project_id = ?2",
             params![account, project as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The GitLab path of an account's workspace project (`students/alice/
+    /// workspace`), learnt from discovery or an accepted push.
+    pub fn project_path(&self, account: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT path FROM project_paths WHERE account = ?1",
+                [account],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_project_path(&self, account: &str, path: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO project_paths (account, path) VALUES (?1, ?2)
+             ON CONFLICT(account) DO UPDATE SET path = ?2",
+            params![account, path],
+        )?;
+        Ok(())
+    }
+
+    /// Hash of the config last written into the account's runner container.
+    pub fn runner_config(&self, account: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT hash FROM runner_configs WHERE account = ?1",
+                [account],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_runner_config(&self, account: &str, hash: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO runner_configs (account, hash) VALUES (?1, ?2)
+             ON CONFLICT(account) DO UPDATE SET hash = ?2",
+            params![account, hash],
         )?;
         Ok(())
     }
@@ -560,6 +636,45 @@ impl Store {
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// GPU device ids of every container on `endpoint`.
+    pub fn gpus(&self, endpoint: &str) -> Result<BTreeMap<GpuKey, Vec<u32>>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT account, container, devices FROM gpus WHERE endpoint = ?1")?;
+        let rows = stmt.query_map([endpoint], |r| {
+            let devices: String = r.get(2)?;
+            Ok((
+                GpuKey {
+                    account: r.get(0)?,
+                    container: r.get(1)?,
+                },
+                devices.split(',').filter_map(|d| d.parse().ok()).collect(),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Makes `account`'s GPU assignments exactly `wanted` (on `endpoint`).
+    pub fn set_account_gpus(
+        &self,
+        endpoint: &str,
+        account: &str,
+        wanted: &BTreeMap<GpuKey, Vec<u32>>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM gpus WHERE account = ?1", [account])?;
+        for (key, devices) in wanted {
+            let list: Vec<String> = devices.iter().map(u32::to_string).collect();
+            tx.execute(
+                "INSERT INTO gpus (endpoint, account, container, devices) VALUES (?1, ?2, ?3, ?4)",
+                params![endpoint, key.account, key.container, list.join(",")],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Makes `account`'s allocations on `endpoint` exactly `wanted`: new ones

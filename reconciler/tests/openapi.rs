@@ -126,6 +126,7 @@ fn generated_manifests_validate_against_the_kubernetes_openapi_schema() {
             "Ingress",
             "LimitRange",
             "Namespace",
+            "NetworkPolicy",
             "PersistentVolumeClaim",
             "ResourceQuota",
             "Role",

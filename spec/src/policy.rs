@@ -76,17 +76,31 @@ pub fn image_allowed(site: &Site, account: &str, image: &ImageRef) -> Result<(),
     image_allowed_with(site, account, image, &Shared::new())
 }
 
-/// Images their owners share, as [`share_key`]s.
+/// Repositories their owners share, as [`share_key`]s.
 pub type Shared = std::collections::BTreeSet<String>;
 
-/// `registry/path:tag` of an image, the unit of sharing (a digest pins bits,
-/// it does not change what is shared).
+/// `registry/path` of an image: the unit of sharing. It is the only unit a
+/// registry token can grant (`repository:alice/tools:pull`) and the unit
+/// GitLab Runner's `allowed_images` matches, so Berth's use rules, the
+/// runner's allow-list and registry tokens agree. Sharing any tag of a
+/// repository shares every tag and digest of it; an unshared repository
+/// lends none.
 pub fn share_key(image: &ImageRef) -> String {
-    format!(
-        "{}:{}",
-        image.repository(),
-        image.tag.as_deref().unwrap_or("latest")
-    )
+    image.repository()
+}
+
+/// `registry/path:tag` (or `registry/path@digest` for a reference without
+/// a tag): the key under which a revision pins an image reference to a
+/// digest. Two tags of one repository pin separately.
+pub fn pin_key(image: &ImageRef) -> String {
+    match (&image.tag, &image.digest) {
+        (None, Some(digest)) => format!("{}@{digest}", image.repository()),
+        (tag, _) => format!(
+            "{}:{}",
+            image.repository(),
+            tag.as_deref().unwrap_or("latest")
+        ),
+    }
 }
 
 /// [`image_allowed`], also accepting images in `shared`.
@@ -201,41 +215,6 @@ pub fn check_with(
         }
     }
     quota(ws, site, account, groups, &mut out);
-    out.finish()
-}
-
-/// Names that would collide with another account's after prefixing. Backend
-/// names are `<account>-<name>` (Docker containers and volumes, Ingress
-/// hosts), so with accounts `alice` and `alice-x`, alice's `x-web` and
-/// alice-x's `web` would both be `alice-x-web`. The longer account owns
-/// that space: `account` may not use a name that makes `<account>-<name>`
-/// start with `<other>-` for a longer account `other` in `accounts`.
-pub fn check_prefixes(
-    ws: &Workspace,
-    account: &str,
-    accounts: &std::collections::BTreeSet<String>,
-) -> Result<(), Diagnostics> {
-    let mut out = Collector::default();
-    let longer: Vec<&String> = accounts
-        .iter()
-        .filter(|b| b.len() > account.len() && b.starts_with(&format!("{account}-")))
-        .collect();
-    let names = ws.containers.iter().flat_map(|c| {
-        std::iter::once((&c.name, "container")).chain(c.volumes.iter().map(|v| (&v.name, "volume")))
-    });
-    for (name, what) in names {
-        let full = format!("{account}-{}", name.value);
-        if let Some(other) = longer.iter().find(|b| full.starts_with(&format!("{b}-"))) {
-            let reserved = &other[account.len() + 1..];
-            out.push(
-                name.pos,
-                format!(
-                    "{what} name `{}` would be `{full}`, which collides with the names of account `{other}`; choose a name that does not start with `{reserved}-`",
-                    name.value
-                ),
-            );
-        }
-    }
     out.finish()
 }
 

@@ -31,6 +31,11 @@ pub struct Site {
     pub resync_interval: Located<String>,
     /// Where the state store and caches live.
     pub state_dir: Located<String>,
+    /// Environment variable holding the admin API token: sent as
+    /// `Authorization: Bearer <token>`, it unlocks the admin HTTP endpoints
+    /// (the full image catalogue, and later the accounts API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_env: Option<Located<String>>,
 }
 
 fn default_resync() -> Located<String> {
@@ -52,6 +57,15 @@ pub struct GitLab {
     /// Image of the per-account runner container.
     #[serde(default = "default_runner_image")]
     pub runner_image: String,
+    /// GitLab's name of the LDAP provider whose `identities` entry binds a
+    /// GitLab user to a directory DN (`ldapmain` unless GitLab's
+    /// `gitlab.yml` names it otherwise). Used when `token_env` is set.
+    #[serde(default = "default_ldap_provider")]
+    pub ldap_provider: String,
+}
+
+fn default_ldap_provider() -> String {
+    "ldapmain".to_string()
 }
 
 fn default_runner_image() -> String {
@@ -65,6 +79,10 @@ pub struct Ldap {
     pub url: Located<String>,
     #[serde(default)]
     pub starttls: bool,
+    /// Allows `ldap://` without StartTLS (passwords and directory answers in
+    /// clear): only for a directory on loopback or a trusted link.
+    #[serde(default)]
+    pub insecure: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bind_dn: Option<String>,
     /// Environment variable holding the bind password.
@@ -110,6 +128,11 @@ pub enum GroupLookup {
     MemberOf {
         #[serde(default = "default_member_of")]
         attribute: String,
+        /// Where the site's groups live; a `memberOf` value counts only if
+        /// it is a direct child of it (compared as a DN). Defaults to
+        /// `ou=groups` beside `ldap.base_dn`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base_dn: Option<String>,
     },
     Search {
         base_dn: String,
@@ -125,6 +148,7 @@ impl Default for GroupLookup {
     fn default() -> Self {
         GroupLookup::MemberOf {
             attribute: default_member_of(),
+            base_dn: None,
         }
     }
 }
@@ -178,9 +202,30 @@ pub struct DockerEndpoint {
     #[serde(default = "default_bind")]
     pub bind_address: Located<String>,
     pub host_ports: Located<PortRange>,
-    /// GPUs this host can hand out.
+    /// GPUs this host can hand out (device ids `0`..`gpus-1`).
     #[serde(default)]
     pub gpus: u32,
+    /// Whether two accounts may be given the same GPU of this host.
+    #[serde(default)]
+    pub gpu_sharing: bool,
+    /// Client certificates for a `tcp://` endpoint (dockerd `--tlsverify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<DockerTls>,
+    /// Allows `tcp://` without TLS: whoever reaches that port is root on
+    /// the host, so only for a port reachable from this machine alone.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// PEM files that authenticate Berth to a dockerd and dockerd to Berth.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DockerTls {
+    /// CA that signed the daemon's certificate.
+    pub ca: String,
+    /// Berth's client certificate and key.
+    pub cert: String,
+    pub key: String,
 }
 
 fn default_bind() -> Located<String> {
@@ -214,6 +259,14 @@ pub struct Kubernetes {
     /// Lifetime of student tokens, e.g. `8h`.
     #[serde(default = "default_token_ttl")]
     pub token_lifetime: Located<String>,
+    /// Namespace of the ingress controller: the only one outside a
+    /// student's namespace whose pods may reach the student's pods.
+    #[serde(default = "default_ingress_namespace")]
+    pub ingress_namespace: String,
+}
+
+fn default_ingress_namespace() -> String {
+    "ingress-nginx".to_string()
 }
 
 fn default_ns_prefix() -> Located<String> {
@@ -306,11 +359,56 @@ pub enum Repositories {
         /// Name of each account's workspace project (`<account>/<repository>`).
         #[serde(default = "default_repository")]
         repository: String,
-        /// Clone URL template; `{account}` and `{repository}` are replaced.
-        /// Defaults to `<gitlab url>/{account}/{repository}.git`.
+        /// Clone URL template; `{path}` (the project's path, e.g.
+        /// `students/alice/workspace`), `{account}` and `{repository}` are
+        /// replaced. Defaults to `<gitlab url>/{path}.git`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         clone_url: Option<String>,
     },
+}
+
+impl Repositories {
+    /// The site's name of every account's workspace repository.
+    pub fn repository(&self) -> &str {
+        match self {
+            Repositories::Local { repository, .. } | Repositories::Gitlab { repository, .. } => {
+                repository
+            }
+        }
+    }
+
+    /// The account a project path belongs to, or `None` when the path is
+    /// no workspace of this site. The one rule for the webhook, discovery
+    /// and mirrors: `<account>/<repository>`, or under a configured GitLab
+    /// group `<group>/…/<account>/<repository>`, with the site's repository
+    /// name and an account name Berth can manage. Anything else (another
+    /// repository of the account, a project deeper in someone's namespace,
+    /// a group the site does not list) is not a workspace at all.
+    pub fn account_of<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let (namespace, name) = path.rsplit_once('/')?;
+        if name != self.repository() {
+            return None;
+        }
+        let (parents, account) = match namespace.rsplit_once('/') {
+            Some((parents, account)) => (Some(parents), account),
+            None => (None, namespace),
+        };
+        if crate::names::dns_label_problem(account, crate::names::MAX_ACCOUNT).is_some() {
+            return None;
+        }
+        match (parents, self) {
+            (None, _) => Some(account),
+            (Some(parents), Repositories::Gitlab { groups, .. })
+                if groups.iter().any(|g| {
+                    let g = g.trim_matches('/');
+                    parents == g || parents.starts_with(&format!("{g}/"))
+                }) =>
+            {
+                Some(account)
+            }
+            _ => None,
+        }
+    }
 }
 
 fn default_repository() -> String {
@@ -333,13 +431,27 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
             ),
         );
     }
+    if url.starts_with("ldap://") && !site.ldap.starttls && !site.ldap.insecure {
+        out.push(
+            url.pos,
+            format!(
+                "LDAP url `{}` sends passwords in clear: set `starttls: true`, use ldaps://, or say `insecure: true` for a directory on loopback",
+                url.value
+            ),
+        );
+    }
     if !site.ldap.user_filter.contains("{account}") {
         out.push(
             site.ldap.user_filter.pos,
             "user_filter must contain `{account}`",
         );
     }
-    let mut envs: Vec<&Located<String>> = site.ldap.bind_password_env.iter().collect();
+    let mut envs: Vec<&Located<String>> = site
+        .ldap
+        .bind_password_env
+        .iter()
+        .chain(site.admin_token_env.iter())
+        .collect();
     if let Some(gl) = &site.gitlab {
         envs.extend(gl.token_env.iter().chain([&gl.webhook_secret_env]));
         if let Some(url) = &gl.url
@@ -440,6 +552,18 @@ fn backends(b: &Backends, out: &mut Collector) {
                 ),
             );
         }
+        if e.starts_with("tcp://") && d.tls.is_none() && !d.insecure {
+            out.push(
+                e.pos,
+                format!(
+                    "docker endpoint `{}` is plain TCP, i.e. root on that host for anyone who reaches the port: give `tls: {{ ca, cert, key }}`, or `insecure: true` for a port only this machine reaches",
+                    e.value
+                ),
+            );
+        }
+        if d.tls.is_some() && !e.starts_with("tcp://") {
+            out.push(e.pos, "`tls` applies to tcp:// endpoints only");
+        }
         if d.bind_address.parse::<std::net::IpAddr>().is_err() {
             out.push(
                 d.bind_address.pos,
@@ -499,6 +623,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+impl Ldap {
+    /// The DN under which the site's groups live (see [`GroupLookup`]).
+    pub fn group_base_dn(&self) -> String {
+        match &self.groups {
+            GroupLookup::MemberOf {
+                base_dn: Some(b), ..
+            }
+            | GroupLookup::Search { base_dn: b, .. } => b.clone(),
+            GroupLookup::MemberOf { base_dn: None, .. } => {
+                let parent = self
+                    .base_dn
+                    .split_once(',')
+                    .map(|(_, p)| p.trim())
+                    .unwrap_or("");
+                if parent.is_empty() {
+                    "ou=groups".to_string()
+                } else {
+                    format!("ou=groups,{parent}")
+                }
+            }
+        }
+    }
+}
+
 impl Site {
     pub fn resync_interval(&self) -> Duration {
         parse_duration(&self.resync_interval).unwrap_or(Duration::from_secs(300))
@@ -516,6 +664,72 @@ impl Site {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_rule_derives_the_account_from_a_project_path() {
+        let gitlab = Repositories::Gitlab {
+            groups: vec!["students".into(), "courses/os".into()],
+            repository: "workspace".into(),
+            clone_url: None,
+        };
+        for (path, want) in [
+            ("alice/workspace", Some("alice")),
+            ("students/alice/workspace", Some("alice")),
+            ("courses/os/2026/alice/workspace", Some("alice")),
+            // Another repository of the account is not its workspace.
+            ("alice/evil", None),
+            ("alice/workspace/deeper", None),
+            // A project in a group the site does not list.
+            ("elsewhere/alice/workspace", None),
+            ("studentsx/alice/workspace", None),
+            ("workspace", None),
+            ("Alice/workspace", None),
+            ("a--b/workspace", None),
+        ] {
+            assert_eq!(gitlab.account_of(path), want, "{path}");
+        }
+        let local = Repositories::Local {
+            root: "/r".into(),
+            repository: "workspace".into(),
+        };
+        assert_eq!(local.account_of("alice/workspace"), Some("alice"));
+        assert_eq!(local.account_of("students/alice/workspace"), None);
+    }
+
+    fn problems(extra_ldap: &str, docker: &str) -> Vec<String> {
+        let text = format!(
+            "ldap:\n  url: ldap://ldap.example:389\n{extra_ldap}  base_dn: ou=people,dc=x\n  allowed_groups: [students]\nbackends:\n  docker:\n    - {docker}\npolicy:\n  quotas: {{}}\nrepositories:\n  local: {{ root: /r }}\nstate_dir: /s\n"
+        );
+        match crate::parse_site(text.as_bytes()) {
+            Ok(_) => vec![],
+            Err(d) => d.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn plaintext_ldap_and_docker_need_an_explicit_insecure() {
+        let unix = "{ name: a, endpoint: env, host_ports: { first: 1, last: 2 } }";
+        let got = problems("", unix);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("2:8: LDAP url `ldap://ldap.example:389` sends passwords in clear"),
+            "{got:?}"
+        );
+        assert!(problems("  starttls: true\n", unix).is_empty());
+        assert!(problems("  insecure: true\n", unix).is_empty());
+        let tcp =
+            "{ name: a, endpoint: \"tcp://10.0.0.5:2376\", host_ports: { first: 1, last: 2 } }";
+        let got = problems("  starttls: true\n", tcp);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].contains("is plain TCP, i.e. root on that host"),
+            "{got:?}"
+        );
+        let tls = "{ name: a, endpoint: \"tcp://10.0.0.5:2376\", tls: { ca: /c, cert: /p, key: /k }, host_ports: { first: 1, last: 2 } }";
+        assert!(problems("  starttls: true\n", tls).is_empty());
+        let insecure = "{ name: a, endpoint: \"tcp://127.0.0.1:2375\", insecure: true, host_ports: { first: 1, last: 2 } }";
+        assert!(problems("  starttls: true\n", insecure).is_empty());
+    }
 
     #[test]
     fn durations() {

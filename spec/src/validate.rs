@@ -12,6 +12,8 @@ pub const MAX_CONTAINERS: usize = 100;
 /// Smallest memory limit dockerd accepts (6 MiB).
 pub const MIN_MEMORY: u64 = 6 * 1024 * 1024;
 pub const MAX_CPUS: f64 = 256.0;
+/// Smallest CPU share: Kubernetes turns anything smaller into a `0m` limit.
+pub const MIN_CPUS: f64 = 0.01;
 pub const MAX_GPUS: u32 = 16;
 const FORBIDDEN_MOUNT_ROOTS: &[&str] = &["/proc", "/sys", "/dev"];
 
@@ -114,12 +116,14 @@ fn container(c: &Container, out: &mut Collector) {
     }
     if let Some(r) = &c.resources {
         if let Some(cpus) = &r.cpus
-            && !(cpus.value > 0.0 && cpus.value <= MAX_CPUS)
+            && !(cpus.value >= MIN_CPUS && cpus.value <= MAX_CPUS)
         {
+            // Below 0.01 Kubernetes rounds the limit to `0m`, which means
+            // no limit at all.
             out.push(
                 cpus.pos,
                 format!(
-                    "cpus must be more than 0 and at most {MAX_CPUS}, got {}",
+                    "cpus must be at least {MIN_CPUS} and at most {MAX_CPUS}, got {}",
                     cpus.value
                 ),
             );

@@ -39,17 +39,36 @@ fn own_namespace_allowed_registries_and_shares() {
         image_allowed_with(&site, "bob", &img("127.0.0.1:5000/alice/tools:1"), &shared).is_ok()
     );
     assert!(
-        image_allowed_with(&site, "bob", &img("127.0.0.1:5000/alice/tools:2"), &shared).is_err(),
-        "a share is per tag"
+        image_allowed_with(&site, "bob", &img("127.0.0.1:5000/alice/tools:2"), &shared).is_ok(),
+        "a share is per repository: every tag of it"
     );
-    let pinned = img(&format!(
-        "127.0.0.1:5000/alice/tools:1@sha256:{}",
-        "a".repeat(64)
-    ));
-    assert!(
-        image_allowed_with(&site, "bob", &pinned, &shared).is_ok(),
-        "a digest does not change what is shared"
-    );
+    let digest = format!("sha256:{}", "a".repeat(64));
+    for pinned in [
+        format!("127.0.0.1:5000/alice/tools:1@{digest}"),
+        format!("127.0.0.1:5000/alice/tools@{digest}"),
+    ] {
+        assert!(
+            image_allowed_with(&site, "bob", &img(&pinned), &shared).is_ok(),
+            "{pinned}: every digest of a shared repository"
+        );
+    }
+    // The digest bypass: a share of one repository lends nothing of another,
+    // by tag or by digest.
+    for other in [
+        "127.0.0.1:5000/alice/private:latest".to_string(),
+        format!("127.0.0.1:5000/alice/private@{digest}"),
+        format!("127.0.0.1:5000/alice/tools-private@{digest}"),
+        format!("127.0.0.1:5000/alice/tools/sub@{digest}"),
+    ] {
+        assert_eq!(
+            image_allowed_with(&site, "bob", &img(&other), &shared),
+            Err(format!(
+                "image `{}` belongs to `alice` and is not shared with you",
+                img(&other)
+            )),
+            "{other}"
+        );
+    }
     assert!(
         image_allowed(&site, "alice", &img("quay.io/x/y"))
             .unwrap_err()
@@ -102,21 +121,19 @@ fn kubernetes_containers_get_the_same_policy_as_docker_ones() {
 }
 
 #[test]
-fn names_that_collide_with_a_longer_account_after_prefixing_are_refused() {
-    let accounts: std::collections::BTreeSet<String> =
-        ["alice", "alice-x", "bob"].map(String::from).into();
+fn names_of_two_accounts_never_collide_and_accounts_may_not_hold_the_separator() {
+    let site = site();
+    let students = ["students".to_string()];
     let ws = berth_spec::parse_workspace(
-        b"version: 1\ncontainers:\n  - name: x-web\n    image: nginx\n    volumes: [{ name: x-data, path: /d }]\n  - name: xweb\n    image: nginx\n",
+        b"version: 1\ncontainers:\n  - name: x-web\n    image: nginx\n    volumes: [{ name: x-data, path: /d }]\n",
     )
     .expect("valid");
+    // `alice` + `x-web` and `alice-x` + `web` are different backend names
+    // by construction, so both accounts may use them.
+    assert!(berth_spec::policy::check(&ws, &site, "alice", &students).is_ok());
+    assert!(berth_spec::policy::check(&ws, &site, "alice-x", &students).is_ok());
     assert_eq!(
-        problems(berth_spec::policy::check_prefixes(&ws, "alice", &accounts)),
-        [
-            "3:11: container name `x-web` would be `alice-x-web`, which collides with the names of account `alice-x`; choose a name that does not start with `x-`",
-            "5:23: volume name `x-data` would be `alice-x-data`, which collides with the names of account `alice-x`; choose a name that does not start with `x-`",
-        ]
+        problems(berth_spec::policy::check(&ws, &site, "alice--x", &students)),
+        ["1:1: account name `alice--x` may not contain `--`: Berth joins account and name with it"]
     );
-    // The longer account's own names are its own.
-    assert!(berth_spec::policy::check_prefixes(&ws, "alice-x", &accounts).is_ok());
-    assert!(berth_spec::policy::check_prefixes(&ws, "bob", &accounts).is_ok());
 }

@@ -41,11 +41,18 @@ pub struct SiteOptions {
     /// A Kubernetes cluster (a kubeconfig file); ingress domain `apps.test`,
     /// HTTP port 8080.
     pub kubeconfig: Option<PathBuf>,
+    /// Extra keys of the one Docker endpoint (`gpus: 2, …`), or a whole
+    /// endpoint mapping replacing it when it starts with `{`.
+    pub docker_endpoint: Option<String>,
+    /// Top-level YAML appended to the site (e.g. `admin_token_env: …`).
+    pub extra: String,
 }
 
 /// Secrets the test site names; the fixture exports them to the binary.
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 pub const GITLAB_TOKEN: &str = "glpat-test-token";
+/// The admin API token (`admin_token_env: BERTH_ADMIN_TOKEN` in `extra`).
+pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 impl World {
     /// A world whose host ports are `first..=first+99`. Give every test its
@@ -72,6 +79,8 @@ impl World {
                 registry: None,
                 scan_command: None,
                 kubeconfig: None,
+                docker_endpoint: None,
+                extra: String::new(),
             },
         }
     }
@@ -140,6 +149,19 @@ impl World {
     /// Commits `workspace` (or removes the file when `None`) as `email` and
     /// pushes it to the account's bare repository; returns the commit id.
     pub fn commit(&self, account: &str, workspace: Option<&str>, email: &str) -> String {
+        self.commit_with(account, email, |work| {
+            let file = work.join("workspace.yaml");
+            remove_any(&file);
+            if let Some(text) = workspace {
+                std::fs::write(&file, text).expect("write workspace");
+            }
+        })
+    }
+
+    /// Lets `prepare` change the account's work tree any way it likes (a
+    /// symlink, a directory…), then commits everything as `email` and
+    /// pushes; returns the commit id.
+    pub fn commit_with(&self, account: &str, email: &str, prepare: impl FnOnce(&Path)) -> String {
         let bare = self.dir.join("repos").join(account).join("workspace.git");
         let work = self.work(account);
         if !bare.exists() {
@@ -152,13 +174,7 @@ impl World {
                 &["remote", "add", "origin", &bare.display().to_string()],
             );
         }
-        let file = work.join("workspace.yaml");
-        match workspace {
-            Some(text) => std::fs::write(&file, text).expect("write workspace"),
-            None => {
-                let _ = std::fs::remove_file(&file);
-            }
-        }
+        prepare(&work);
         git(&work, &["add", "-A"]);
         git(
             &work,
@@ -227,6 +243,7 @@ impl World {
             "{gitlab}{registry}resync_interval: {resync}
 ldap:
   url: {ldap_url}
+  insecure: true
   bind_dn: {bind}
   bind_password_env: BERTH_LDAP_PASSWORD
   base_dn: ou=people,{base}
@@ -236,17 +253,29 @@ ldap:
   cache_ttl: 1s
 backends:
   docker:
-    - {{ name: local, endpoint: env, host_ports: {{ first: {first}, last: {last} }} }}
+    - {docker}
 {kubernetes}policy:
   allowed_registries: [docker.io]
   default_resources: {{ cpus: 0.1, memory: 32Mi }}
   quotas:
-    students: {{ containers: {students}, cpus: 4, memory: 4Gi }}
+    students: {{ containers: {students}, cpus: 4, memory: 4Gi, gpus: 1 }}
     staff: {{ containers: 30, cpus: 16, memory: 16Gi }}
 repositories:
 {repositories}
 state_dir: {state}
-",
+{extra}",
+            extra = o.extra,
+            docker = match &o.docker_endpoint {
+                Some(whole) if whole.starts_with('{') => whole.clone(),
+                Some(keys) => format!(
+                    "{{ name: local, endpoint: env, host_ports: {{ first: {}, last: {} }}, {keys} }}",
+                    o.ports.0, o.ports.1
+                ),
+                None => format!(
+                    "{{ name: local, endpoint: env, host_ports: {{ first: {}, last: {} }} }}",
+                    o.ports.0, o.ports.1
+                ),
+            },
             repositories = if o.gitlab_repositories {
                 format!(
                     "  gitlab: {{ groups: [students], clone_url: \"file://{}/{{account}}/{{repository}}.git\" }}",
@@ -257,8 +286,6 @@ state_dir: {state}
             },
             bind = self.services.ldap_bind_dn,
             base = self.services.ldap_base,
-            first = o.ports.0,
-            last = o.ports.1,
             students = o.students_containers,
             state = self.state_dir().display(),
             resync = o.resync,
@@ -288,6 +315,7 @@ state_dir: {state}
         cmd.env("BERTH_LDAP_PASSWORD", &self.services.ldap_password);
         cmd.env("BERTH_WEBHOOK_SECRET", WEBHOOK_SECRET);
         cmd.env("BERTH_GITLAB_TOKEN", GITLAB_TOKEN);
+        cmd.env("BERTH_ADMIN_TOKEN", ADMIN_TOKEN);
         cmd
     }
 
@@ -405,6 +433,19 @@ impl Drop for World {
     }
 }
 
+/// Removes a file, symlink or directory at `path`, if any.
+pub fn remove_any(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .arg("-C")
@@ -504,7 +545,7 @@ pub fn push_event(account: &str, revision: &str, pusher: &str) -> String {
         "after": revision,
         "ref": "refs/heads/main",
         "checkout_sha": revision,
-        "user_id": 42,
+        "user_id": user_id(pusher),
         "user_name": pusher,
         "user_username": pusher,
         "user_email": "",
@@ -519,4 +560,81 @@ pub fn push_event(account: &str, revision: &str, pusher: &str) -> String {
         "total_commits_count": 1,
     })
     .to_string()
+}
+
+/// GitLab user ids handed out to pushers, so the mock's `GET /users/:id`
+/// answers with the right LDAP identity.
+static USERS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The GitLab user id of `username` in test push events (stable per run).
+pub fn user_id(username: &str) -> u64 {
+    let mut users = USERS.lock().unwrap_or_else(|p| p.into_inner());
+    let index = match users.iter().position(|u| u == username) {
+        Some(i) => i,
+        None => {
+            users.push(username.to_string());
+            users.len() - 1
+        }
+    };
+    1000 + index as u64
+}
+
+/// Answers `GET /api/v4/users/:id` as GitLab does for an admin token: the
+/// user, with an `ldapmain` identity whose `extern_uid` is its directory DN.
+/// Users listed in `local_only` are local GitLab accounts without one.
+pub struct GitLabUsers {
+    pub ldap_base: String,
+    pub local_only: Vec<String>,
+}
+
+impl wiremock::Respond for GitLabUsers {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let id: Option<u64> = request
+            .url
+            .path()
+            .rsplit('/')
+            .next()
+            .and_then(|id| id.parse().ok());
+        let users = USERS.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(name) = id
+            .and_then(|id| id.checked_sub(1000))
+            .and_then(|i| users.get(i as usize))
+        else {
+            return wiremock::ResponseTemplate::new(404)
+                .set_body_json(serde_json::json!({"message": "404 User Not Found"}));
+        };
+        let identities = if self.local_only.contains(name) {
+            serde_json::json!([])
+        } else {
+            serde_json::json!([{
+                "provider": "ldapmain",
+                "extern_uid": format!("uid={name},ou=people,{}", self.ldap_base),
+                "saml_provider_id": null
+            }])
+        };
+        wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": id,
+            "username": name,
+            "name": name,
+            "state": "active",
+            "identities": identities,
+        }))
+    }
+}
+
+impl World {
+    /// Points the site at the GitLab mock `gl` and serves its users with
+    /// their LDAP identities.
+    pub async fn use_gitlab(&mut self, gl: &wiremock::MockServer) {
+        self.site_overrides.gitlab = Some(gl.uri());
+        wiremock::Mock::given(wiremock::matchers::method("GET"))
+            .and(wiremock::matchers::path_regex(r"^/api/v4/users/\d+$"))
+            .respond_with(GitLabUsers {
+                ldap_base: self.services.ldap_base.clone(),
+                local_only: vec![],
+            })
+            .with_priority(1)
+            .mount(gl)
+            .await;
+    }
 }

@@ -52,7 +52,7 @@ async fn discovery_hooks_and_push_in_gitlab_mode() {
         .respond_with(ResponseTemplate::new(201))
         .mount(&gl)
         .await;
-    w.site_overrides.gitlab = Some(gl.uri());
+    w.use_gitlab(&gl).await;
     w.site_overrides.gitlab_repositories = true;
 
     let rev = w.commit(
@@ -106,7 +106,7 @@ async fn discovery_hooks_and_push_in_gitlab_mode() {
         Duration::from_secs(30),
         "the pushed revision to run",
         || {
-            (w.inspect(&format!("{a}-web"), "{{.State.Running}}")
+            (w.inspect(&format!("{a}--web"), "{{.State.Running}}")
                 .as_deref()
                 == Some("true"))
             .then_some(())
@@ -126,7 +126,7 @@ async fn discovery_hooks_and_push_in_gitlab_mode() {
         Duration::from_secs(30),
         "the second revision to run",
         || {
-            w.inspect(&format!("{a}-web"), "{{.Config.Env}}")
+            w.inspect(&format!("{a}--web"), "{{.Config.Env}}")
                 .filter(|e| e.contains("V=2"))
         },
     );

@@ -110,12 +110,12 @@ fn sharing_pinning_and_unsharing() {
     );
 
     // Unshared again: bob keeps running the pinned digest, with a warning …
-    let id = w.inspect(&format!("{bob}-tool"), "{{.Id}}");
+    let id = w.inspect(&format!("{bob}--tool"), "{{.Id}}");
     w.commit(&alice, Some("version: 1\n"), &w.mail(&alice));
     apply(&alice);
     apply(&bob);
     assert_eq!(
-        w.inspect(&format!("{bob}-tool"), "{{.Id}}"),
+        w.inspect(&format!("{bob}--tool"), "{{.Id}}"),
         id,
         "still running the same container"
     );
@@ -127,7 +127,7 @@ fn sharing_pinning_and_unsharing() {
     // … and a new revision naming it is refused.
     w.commit(&bob, Some(&uses(&image, "three")), &w.mail(&bob));
     apply(&bob);
-    assert_eq!(w.inspect(&format!("{bob}-tool"), "{{.Id}}"), id);
+    assert_eq!(w.inspect(&format!("{bob}--tool"), "{{.Id}}"), id);
     assert!(
         last_error(&bob).contains("is not shared with you"),
         "{}",
@@ -189,7 +189,7 @@ fn fifty_accounts_needing_one_image_cause_one_pull() {
     );
     for u in &users {
         assert_eq!(
-            w.inspect(&format!("{u}-tool"), "{{.State.Running}}")
+            w.inspect(&format!("{u}--tool"), "{{.State.Running}}")
                 .as_deref(),
             Some("true"),
             "{u}"
@@ -285,7 +285,7 @@ fn export_for_singularity_and_the_scan_hook() {
     w.commit(&owner, Some(&uses(&image, "scanned")), &w.mail(&owner));
     w.apply(0);
     assert_eq!(
-        w.inspect(&format!("{owner}-tool"), "{{.State.Running}}")
+        w.inspect(&format!("{owner}--tool"), "{{.State.Running}}")
             .as_deref(),
         Some("true")
     );
@@ -344,10 +344,10 @@ fn gc_removes_unreferenced_pulled_images_only() {
     w.commit(&owner, Some(&both), &w.mail(&owner));
     w.apply(0);
     let dropped_ref = w
-        .inspect(&format!("{owner}-b"), "{{.Config.Image}}")
+        .inspect(&format!("{owner}--b"), "{{.Config.Image}}")
         .expect("b runs");
     let kept_ref = w
-        .inspect(&format!("{owner}-a"), "{{.Config.Image}}")
+        .inspect(&format!("{owner}--a"), "{{.Config.Image}}")
         .expect("a runs");
     w.commit(
         &owner,
@@ -357,7 +357,7 @@ fn gc_removes_unreferenced_pulled_images_only() {
         &w.mail(&owner),
     );
     w.apply(0);
-    assert!(w.inspect(&format!("{owner}-b"), "{{.Id}}").is_none());
+    assert!(w.inspect(&format!("{owner}--b"), "{{.Id}}").is_none());
 
     let dry = stdout(&w.reconciler(&["gc", "--dry-run", "--older-than", "0s"]));
     assert!(
@@ -402,9 +402,12 @@ fn serve_publishes_the_catalogue() {
     let image = format!("{}/{owner}/tools:6", s.registry);
     assert!(s.docker(&["tag", &s.test_image, &image]).status.success());
     assert!(s.docker(&["push", &image]).status.success());
+    // The whole catalogue (owners, unshared images) is the admin's.
+    w.site_overrides.extra = "admin_token_env: BERTH_ADMIN_TOKEN\n".into();
     let server = w.serve();
+    let bearer = format!("Bearer {}", berth_tests::fixture::ADMIN_TOKEN);
     let body = berth_tests::wait_for(std::time::Duration::from_secs(20), "the catalogue", || {
-        berth_tests::http_get(&server.addr, "/images")
+        berth_tests::http_get_with(&server.addr, "/images", &[("Authorization", &bearer)])
             .ok()
             .map(|(_, b)| b)
             .filter(|b| b.contains(&image))

@@ -71,7 +71,7 @@ fn mixed_workspace_applies_diffs_clean_changes_and_prunes() {
 
     let (code, text) = run(&w, &["diff"]);
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains(&format!("+ create {a}-web")), "{text}");
+    assert!(text.contains(&format!("+ create {a}--web")), "{text}");
     assert!(
         text.contains(&format!("+ create {ns} (kubernetes)")),
         "{text}"
@@ -89,7 +89,7 @@ fn mixed_workspace_applies_diffs_clean_changes_and_prunes() {
     w.apply(0);
     // Docker half: the container really runs.
     assert_eq!(
-        w.inspect(&format!("{a}-web"), "{{.State.Running}}")
+        w.inspect(&format!("{a}--web"), "{{.State.Running}}")
             .as_deref(),
         Some("true")
     );
@@ -109,6 +109,7 @@ fn mixed_workspace_applies_diffs_clean_changes_and_prunes() {
         format!("/api/v1/namespaces/{ns}"),
         format!("/api/v1/namespaces/{ns}/resourcequotas/berth-quota"),
         format!("/api/v1/namespaces/{ns}/limitranges/berth-defaults"),
+        format!("/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/berth-isolation"),
         format!("/api/v1/namespaces/{ns}/serviceaccounts/student"),
         format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/berth-student"),
         format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/berth-student"),
@@ -141,7 +142,7 @@ fn mixed_workspace_applies_diffs_clean_changes_and_prunes() {
     assert_eq!(api["state"], "running");
     assert_eq!(api["ready"], "1/1");
     assert_eq!(api["restarts"], 0);
-    assert_eq!(api["url"], format!("http://{a}-api.apps.test/"));
+    assert_eq!(api["url"], format!("http://{a}--api.apps.test/"));
     assert_eq!(api["ports"][0], format!("api.{ns}.svc:8080"));
 
     // The student's kubeconfig: their namespace, a bound token of the
@@ -184,7 +185,7 @@ fn mixed_workspace_applies_diffs_clean_changes_and_prunes() {
     w.commit(&a, Some(&mixed(&s.test_image, "bye", false)), &mail);
     let (code, text) = run(&w, &["diff"]);
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains(&format!("~ recreate {a}-web")), "{text}");
+    assert!(text.contains(&format!("~ recreate {a}--web")), "{text}");
     assert!(
         text.contains(&format!("- delete {ns}/api (deployment)")),
         "{text}"
@@ -213,7 +214,7 @@ fn mixed_workspace_applies_diffs_clean_changes_and_prunes() {
         "namespace kept"
     );
     assert_eq!(
-        w.inspect(&format!("{a}-web"), "{{.State.Running}}")
+        w.inspect(&format!("{a}--web"), "{{.State.Running}}")
             .as_deref(),
         Some("true")
     );
@@ -245,7 +246,7 @@ fn api_errors_surface_in_status_and_other_accounts_converge() {
     );
     // The account's Docker container is not held back by the cluster.
     assert_eq!(
-        w.inspect(&format!("{denied}-web"), "{{.State.Running}}")
+        w.inspect(&format!("{denied}--web"), "{{.State.Running}}")
             .as_deref(),
         Some("true")
     );
@@ -286,62 +287,6 @@ fn an_object_berth_did_not_create_is_never_taken_over() {
 }
 
 #[test]
-fn a_name_colliding_with_another_account_after_prefixing_is_rejected() {
-    let Some(s) = Services::from_env() else {
-        return;
-    };
-    let (mut w, kube, _rt) = world_with_cluster(&s, 23_400);
-    let short = w.account("kc", &["students"]);
-    let long = w.account("kc-x", &["students"]);
-    let mail = w.mail(&short);
-    let long_mail = w.mail(&long);
-    w.commit(&long, Some("version: 1\ncontainers: []\n"), &long_mail);
-    let ws = format!(
-        "version: 1\ncontainers:\n  - name: x-web\n    image: {}\n    backend: kubernetes\n",
-        s.test_image
-    );
-    w.commit(&short, Some(&ws), &mail);
-    let (code, text) = run(&w, &["diff", "--account", &short]);
-    assert_eq!(code, Some(0), "a rejected head changes nothing: {text}");
-    assert!(
-        text.contains(&format!(
-            "container name `x-web` would be `{long}-web`, which collides with the names of account `{long}`"
-        )),
-        "{text}"
-    );
-    // `validate` says the same before any push.
-    let file = w.dir.join("workspace.yaml");
-    std::fs::write(&file, &ws).expect("write workspace");
-    let file = file.display().to_string();
-    let (code, text) = run(
-        &w,
-        &[
-            "validate",
-            "--account",
-            &short,
-            "--group",
-            "students",
-            &file,
-        ],
-    );
-    assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains(":3:11: container name `x-web`"), "{text}");
-    w.apply(0);
-    assert!(
-        kube.writes().is_empty(),
-        "nothing applied: {:?}",
-        kube.writes()
-    );
-    let status = w.status(&short);
-    assert!(
-        status["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("collides")),
-        "{status}"
-    );
-}
-
-#[test]
 fn serve_converges_kubernetes_containers_on_push() {
     let Some(s) = Services::from_env() else {
         return;
@@ -356,7 +301,7 @@ fn serve_converges_kubernetes_containers_on_push() {
             .await;
         gl
     });
-    w.site_overrides.gitlab = Some(gitlab.uri());
+    rt.block_on(w.use_gitlab(&gitlab));
     let a = w.account("kserve", &["students"]);
     let mail = w.mail(&a);
     let path = format!("{DEPLOYMENTS}/berth-{a}/deployments/api");

@@ -62,7 +62,7 @@ fn lifecycle_converges_recreates_removes_and_self_heals() {
     let mut w = World::new(&s, 21000);
     let a = w.account("a", &["students"]);
     let mail = w.mail(&a);
-    let web_name = format!("{a}-web");
+    let web_name = format!("{a}--web");
 
     // create
     w.commit(&a, Some(&web("hello", &s.test_image)), &mail);
@@ -118,7 +118,7 @@ fn lifecycle_converges_recreates_removes_and_self_heals() {
     w.commit(&a, Some("version: 1\n"), &mail);
     w.apply(0);
     assert_eq!(w.inspect(&web_name, "{{.Id}}"), None, "container removed");
-    let vol = format!("berth-{a}-data");
+    let vol = format!("berth-{a}--data");
     assert!(
         s.docker(&["volume", "inspect", &vol]).status.success(),
         "volume survives removal"
@@ -158,7 +158,7 @@ fn objects_berth_does_not_own_are_never_touched() {
     let a = w.account("a", &["students"]);
     let b = w.account("b", &["students"]);
     // An unlabelled container with a name in a's prefix, and b's container.
-    let stray = format!("{a}-stray");
+    let stray = format!("{a}--stray");
     assert!(
         s.docker(&[
             "run",
@@ -174,7 +174,7 @@ fn objects_berth_does_not_own_are_never_touched() {
     );
     w.commit(&b, Some(&web("b", &s.test_image)), &w.mail(&b));
     w.apply(0);
-    let b_id = w.inspect(&format!("{b}-web"), "{{.Id}}");
+    let b_id = w.inspect(&format!("{b}--web"), "{{.Id}}");
     w.commit(&a, Some(&web("a", &s.test_image)), &w.mail(&a));
     w.apply(0);
     w.commit(&a, Some("version: 1\n"), &w.mail(&a));
@@ -185,12 +185,12 @@ fn objects_berth_does_not_own_are_never_touched() {
         "unlabelled container untouched"
     );
     assert_eq!(
-        w.inspect(&format!("{b}-web"), "{{.Id}}"),
+        w.inspect(&format!("{b}--web"), "{{.Id}}"),
         b_id,
         "other account's container untouched"
     );
     // A name Berth wants but did not create is reported, not taken over.
-    let clash = format!("{a}-web");
+    let clash = format!("{a}--web");
     assert!(
         s.docker(&["run", "-d", "--name", &clash, &s.test_image])
             .status
@@ -217,15 +217,15 @@ fn rejected_revisions_change_nothing_and_are_reported() {
     let a = w.account("a", &["students"]);
     let good = w.commit(&a, Some(&web("ok", &s.test_image)), &w.mail(&a));
     w.apply(0);
-    let running_id = w.inspect(&format!("{a}-web"), "{{.Id}}");
+    let running_id = w.inspect(&format!("{a}--web"), "{{.Id}}");
     let assert_untouched = |w: &World, why: &str| {
         assert_eq!(
-            w.inspect(&format!("{a}-web"), "{{.Id}}"),
+            w.inspect(&format!("{a}--web"), "{{.Id}}"),
             running_id,
             "{why}: previous container still there"
         );
         assert_eq!(
-            w.inspect(&format!("{a}-web"), "{{.State.Running}}")
+            w.inspect(&format!("{a}--web"), "{{.State.Running}}")
                 .as_deref(),
             Some("true"),
             "{why}: still running"
@@ -295,12 +295,12 @@ fn rejected_revisions_change_nothing_and_are_reported() {
     w.commit(&a, Some(&web("later", &s.test_image)), &w.mail(&a));
     w.apply(0);
     assert_eq!(
-        w.inspect(&format!("{a}-web"), "{{.Id}}"),
+        w.inspect(&format!("{a}--web"), "{{.Id}}"),
         running_id,
         "disabled: container kept"
     );
     assert_eq!(
-        w.inspect(&format!("{a}-web"), "{{.State.Running}}")
+        w.inspect(&format!("{a}--web"), "{{.State.Running}}")
             .as_deref(),
         Some("false"),
         "disabled: stopped"
@@ -345,13 +345,13 @@ fn ldap_outage_is_exit_2_and_changes_nothing() {
     let a = w.account("a", &["students"]);
     w.commit(&a, Some(&web("one", &s.test_image)), &w.mail(&a));
     w.apply(0);
-    let id = w.inspect(&format!("{a}-web"), "{{.Id}}");
+    let id = w.inspect(&format!("{a}--web"), "{{.Id}}");
     w.commit(&a, Some("version: 1\n"), &w.mail(&a));
     w.site_overrides.ldap_url = Some("ldap://127.0.0.1:1".into());
     let out = w.apply(2);
     assert!(out.contains("unreachable"), "{out}");
     assert_eq!(
-        w.inspect(&format!("{a}-web"), "{{.Id}}"),
+        w.inspect(&format!("{a}--web"), "{{.Id}}"),
         id,
         "nothing removed while LDAP is down"
     );
@@ -382,7 +382,7 @@ fn converges_after_dockerd_restart() {
     );
     w.apply(0);
     assert_eq!(
-        w.inspect(&format!("{a}-web"), "{{.State.Running}}")
+        w.inspect(&format!("{a}--web"), "{{.State.Running}}")
             .as_deref(),
         Some("true")
     );

@@ -36,7 +36,7 @@ async fn runner_is_registered_run_and_removed() {
         .mount(&gl)
         .await;
     let mut w = World::new(&s, 22500);
-    w.site_overrides.gitlab = Some(gl.uri());
+    w.use_gitlab(&gl).await;
     w.site_overrides.runner_image = Some(s.test_image.clone());
     let a = w.account("a", &["students"]);
     let server = w.serve();
@@ -60,20 +60,20 @@ async fn runner_is_registered_run_and_removed() {
         "cat",
         "/etc/gitlab-runner/config.toml",
     ]));
-    for line in [
-        format!("  url = \"{}\"", gl.uri()),
-        format!("  token = \"{TOKEN}\""),
-        "  executor = \"docker\"".to_string(),
-        "    privileged = false".to_string(),
-        format!("    network_mode = \"berth-{a}\""),
-        "    cpus = \"4\"".to_string(),
-        "    memory = \"4096m\"".to_string(),
-    ] {
-        assert!(
-            config.lines().any(|l| l == line),
-            "missing {line:?} in\n{config}"
-        );
-    }
+    let parsed: toml::Value = toml::from_str(&config).expect("config.toml is TOML");
+    let runner_cfg = &parsed["runners"][0];
+    let docker = &runner_cfg["docker"];
+    assert_eq!(runner_cfg["url"].as_str(), Some(gl.uri().as_str()));
+    assert_eq!(runner_cfg["token"].as_str(), Some(TOKEN));
+    assert_eq!(runner_cfg["executor"].as_str(), Some("docker"));
+    assert_eq!(docker["privileged"].as_bool(), Some(false));
+    assert_eq!(
+        docker["network_mode"].as_str(),
+        Some(format!("berth-{a}").as_str())
+    );
+    // The students' quota (4 CPUs, 4 GiB) over 2 jobs and their services.
+    assert_eq!(docker["cpus"].as_str(), Some("1"));
+    assert_eq!(docker["memory"].as_str(), Some("1024m"));
     let mode = stdout(&s.docker(&[
         "exec",
         &runner,

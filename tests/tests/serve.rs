@@ -76,12 +76,12 @@ async fn push_converges_with_statuses_and_refuses_what_it_must() {
     let _lock = SERIAL.lock().await;
     let gl = gitlab().await;
     let mut w = World::new(&s, 22000);
-    w.site_overrides.gitlab = Some(gl.uri());
+    w.use_gitlab(&gl).await;
     let a = w.account("a", &["students"]);
     let b = w.account("b", &["students"]);
     let admin = w.account("adm", &["admins"]);
     let server = w.serve();
-    let web_name = format!("{a}-web");
+    let web_name = format!("{a}--web");
 
     // good push: pending → running → success, container converges
     let r1 = w.commit(&a, Some(&web("one", &s.test_image)), &w.mail(&a));
@@ -164,7 +164,7 @@ async fn a_burst_of_pushes_ends_in_few_reconciles_of_the_newest_revision() {
     let _lock = SERIAL.lock().await;
     let gl = gitlab().await;
     let mut w = World::new(&s, 22100);
-    w.site_overrides.gitlab = Some(gl.uri());
+    w.use_gitlab(&gl).await;
     let a = w.account("a", &["students"]);
     let server = w.serve();
     let mut revisions = Vec::new();
@@ -184,7 +184,7 @@ async fn a_burst_of_pushes_ends_in_few_reconciles_of_the_newest_revision() {
     }
     wait_status(&gl, &newest, "success").await;
     wait_for(Duration::from_secs(20), "newest revision running", || {
-        w.inspect(&format!("{a}-web"), "{{.Config.Env}}")
+        w.inspect(&format!("{a}--web"), "{{.Config.Env}}")
             .filter(|e| e.contains("GREETING=v4"))
     });
     let reconciles = server.metric("berth_reconcile_duration_seconds_count") - before;
@@ -214,7 +214,7 @@ async fn statuses_are_retried_when_gitlab_fails() {
         .mount(&gl)
         .await;
     let mut w = World::new(&s, 22200);
-    w.site_overrides.gitlab = Some(gl.uri());
+    w.use_gitlab(&gl).await;
     let a = w.account("a", &["students"]);
     let server = w.serve();
     let r = w.commit(&a, Some(&web("x", &s.test_image)), &w.mail(&a));
@@ -226,7 +226,7 @@ async fn statuses_are_retried_when_gitlab_fails() {
         3,
         "{seen:?}"
     );
-    assert!(running(&w, &format!("{a}-web")));
+    assert!(running(&w, &format!("{a}--web")));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -237,7 +237,7 @@ async fn sigterm_mid_reconcile_exits_cleanly_and_the_next_start_converges() {
     let _lock = SERIAL.lock().await;
     let gl = gitlab().await;
     let mut w = World::new(&s, 22300);
-    w.site_overrides.gitlab = Some(gl.uri());
+    w.use_gitlab(&gl).await;
     let a = w.account("a", &["staff"]);
     let many: String = (0..10)
         .map(|i| {
@@ -285,7 +285,7 @@ async fn watch_mode_reconciles_local_pushes_without_gitlab() {
     wait_for(
         Duration::from_secs(30),
         "the pushed revision to run",
-        || running(&w, &format!("{a}-web")).then_some(()),
+        || running(&w, &format!("{a}--web")).then_some(()),
     );
     // A commit from someone else is refused the same way as through apply.
     w.commit(&a, Some(&web("evil", &s.test_image)), "mallory@evil.test");
@@ -300,7 +300,7 @@ async fn watch_mode_reconciles_local_pushes_without_gitlab() {
         },
     );
     assert!(
-        w.inspect(&format!("{a}-web"), "{{.Config.Env}}")
+        w.inspect(&format!("{a}--web"), "{{.Config.Env}}")
             .is_some_and(|e| e.contains("GREETING=watched"))
     );
 }

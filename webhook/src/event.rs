@@ -89,9 +89,4 @@ impl PushEvent {
     pub fn deletes_branch(&self) -> bool {
         self.after == ZERO_SHA
     }
-
-    /// `alice/workspace` → (`alice`, `workspace`).
-    pub fn namespace_and_repo(&self) -> Option<(&str, &str)> {
-        self.project.path_with_namespace.split_once('/')
-    }
 }

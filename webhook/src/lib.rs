@@ -30,6 +30,8 @@ pub struct SyncRequest {
     pub repository: String,
     /// GitLab's project id (for commit statuses).
     pub project_id: Option<u64>,
+    /// GitLab's project path (`students/alice/workspace`).
+    pub path: Option<String>,
     /// The pushed commit; `None` when the push deleted the branch.
     pub revision: Option<String>,
     /// The authenticated GitLab user who pushed.

@@ -14,6 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use berth_spec::site::Repositories;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -26,14 +27,24 @@ pub struct Config {
     pub max_body: usize,
     /// How many delivery ids are remembered for deduplication.
     pub dedupe_capacity: usize,
+    /// Which project paths are workspaces, and whose
+    /// ([`Repositories::account_of`]); pushes to any other project are
+    /// answered 200 and ignored.
+    pub repositories: Repositories,
 }
 
 impl Config {
+    /// Workspaces are `<account>/workspace` until [`Config::repositories`]
+    /// says otherwise.
     pub fn new(secret: impl Into<String>) -> Self {
         Config {
             secret: secret.into(),
             max_body: 2 * 1024 * 1024,
             dedupe_capacity: 65_536,
+            repositories: Repositories::Local {
+                root: String::new(),
+                repository: "workspace".into(),
+            },
         }
     }
 }
@@ -133,10 +144,13 @@ async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
             return answer(StatusCode::OK, "ignored");
         }
     };
-    let Some((namespace, repository)) = push.namespace_and_repo() else {
-        m.event("ignored");
+    // Not a workspace of this site: no LDAP lookup, no clone, no retry.
+    let path = push.project.path_with_namespace.as_str();
+    let Some(namespace) = st.config.repositories.account_of(path) else {
+        m.event("not_a_workspace");
         return answer(StatusCode::OK, "ignored");
     };
+    let repository = st.config.repositories.repository();
     if !push.to_default_branch() {
         m.event("ignored");
         return answer(StatusCode::OK, "ignored");
@@ -152,6 +166,7 @@ async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
         account: namespace.to_string(),
         repository: repository.to_string(),
         project_id: Some(push.project_id),
+        path: Some(path.to_string()),
         revision,
         pusher: Some(push.user_username.clone()),
         pusher_id: Some(push.user_id),

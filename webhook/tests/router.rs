@@ -87,6 +87,7 @@ async fn documented_push_event_becomes_one_sync_request() {
         vec![SyncRequest {
             account: "alice".into(),
             repository: "workspace".into(),
+            path: Some("alice/workspace".into()),
             project_id: Some(15),
             revision: Some("da1560886d4f094c3e6c9ef40349f7d38b5d27d7".into()),
             pusher: Some("alice".into()),

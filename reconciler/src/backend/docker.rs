@@ -42,6 +42,12 @@ pub enum DockerError {
     },
     #[error("a container named {0} exists that Berth did not create; rename or remove it by hand")]
     NameTaken(String),
+    #[error("{kind} `{name}` exists and belongs to {owner}, not to this account; left alone")]
+    NotOwned {
+        kind: &'static str,
+        name: String,
+        owner: String,
+    },
     #[error("dockerd API {0} is too old for GPUs (needs 1.40)")]
     NoGpuSupport(String),
     #[error("pulling {image}: {message}")]
@@ -79,15 +85,31 @@ fn label_filter(label: &str) -> HashMap<String, Vec<String>> {
 impl DockerBackend {
     /// Connects to `endpoint` (`unix://…`, `tcp://…`, or `env` for DOCKER_HOST)
     /// and negotiates the API version.
-    pub async fn connect(name: &str, endpoint: &str) -> Result<DockerBackend> {
+    pub async fn connect(
+        name: &str,
+        endpoint: &str,
+        tls: Option<&berth_spec::site::DockerTls>,
+    ) -> Result<DockerBackend> {
         let unreachable = |source| DockerError::Unreachable {
             endpoint: name.to_string(),
             source,
         };
-        let docker = if endpoint == "env" {
-            Docker::connect_with_defaults()
-        } else {
-            Docker::connect_with_host(endpoint)
+        let docker = match tls {
+            // dockerd `--tlsverify`: the daemon proves itself with the CA,
+            // Berth with its client certificate.
+            Some(t) => {
+                crate::tls::install_provider();
+                Docker::connect_with_ssl(
+                    endpoint,
+                    std::path::Path::new(&t.key),
+                    std::path::Path::new(&t.cert),
+                    std::path::Path::new(&t.ca),
+                    120,
+                    bollard::API_DEFAULT_VERSION,
+                )
+            }
+            None if endpoint == "env" => Docker::connect_with_defaults(),
+            None => Docker::connect_with_host(endpoint),
         }
         .map_err(unreachable)?
         .with_timeout(Duration::from_secs(120));
@@ -237,14 +259,31 @@ impl DockerBackend {
                 };
                 match self.docker.create_network(req).await {
                     Ok(_) => Ok(()),
-                    // Created concurrently or by a killed earlier run: converged.
+                    // Created concurrently or by a killed earlier run:
+                    // converged, if it is this account's.
                     Err(BollardError::DockerResponseServerError {
                         status_code: 409, ..
-                    }) => Ok(()),
+                    }) => {
+                        let found = self
+                            .docker
+                            .inspect_network(name, None)
+                            .await
+                            .map_err(Self::api("inspect network", name))?;
+                        owned("network", name, found.labels.as_ref(), account)
+                    }
                     Err(e) => Err(Self::api("create network", name)(e)),
                 }
             }
             Action::CreateVolume { name } => {
+                // Docker answers a create of an existing volume with that
+                // volume: never mount one that is not this account's.
+                match self.docker.inspect_volume(name).await {
+                    Ok(v) => return owned("volume", name, Some(&v.labels), account),
+                    Err(BollardError::DockerResponseServerError {
+                        status_code: 404, ..
+                    }) => {}
+                    Err(e) => return Err(Self::api("inspect volume", name)(e)),
+                }
                 let req = VolumeCreateRequest {
                     name: Some(name.clone()),
                     labels: Some(HashMap::from([(
@@ -281,9 +320,53 @@ impl DockerBackend {
             // GitLab's and the cluster's business, not this daemon's.
             Action::RegisterRunner { .. }
             | Action::UnregisterRunner { .. }
+            | Action::UpdateRunnerConfig { .. }
             | Action::KubeApply { .. }
             | Action::KubeDelete { .. } => Ok(()),
         }
+    }
+
+    /// Before a container mounts a volume or joins a network, both must be
+    /// its account's: dockerd would otherwise mount any volume of that name
+    /// (or create an unlabelled one). A missing volume is created labelled.
+    async fn check_mounts(&self, d: &DesiredContainer) -> Result<()> {
+        for volume in d.spec.volumes.values() {
+            match self.docker.inspect_volume(volume).await {
+                Ok(v) => owned("volume", volume, Some(&v.labels), &d.account)?,
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    let action = Action::CreateVolume {
+                        name: volume.clone(),
+                    };
+                    Box::pin(self.execute(&d.account, &action)).await?;
+                }
+                Err(e) => return Err(Self::api("inspect volume", volume)(e)),
+            }
+        }
+        let network = &d.spec.network;
+        let found = self
+            .docker
+            .inspect_network(network, None)
+            .await
+            .map_err(Self::api("inspect network", network))?;
+        owned("network", network, found.labels.as_ref(), &d.account)
+    }
+
+    /// Puts `files` (absolute path → content, mode 0600) into a container,
+    /// running or not.
+    pub async fn upload(&self, id: &str, name: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+        let tar = archive(files).map_err(|e| DockerError::Upload {
+            name: name.to_string(),
+            message: e.to_string(),
+        })?;
+        let opts = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+            .path("/")
+            .build();
+        self.docker
+            .upload_to_container(id, Some(opts), bollard::body_full(tar.into()))
+            .await
+            .map_err(Self::api("upload files into", name))
     }
 
     async fn start(&self, id: &str, name: &str) -> Result<()> {
@@ -312,6 +395,7 @@ impl DockerBackend {
     }
 
     async fn create(&self, d: &DesiredContainer) -> Result<()> {
+        self.check_mounts(d).await?;
         let body = self.create_body(d)?;
         let opts = CreateContainerOptionsBuilder::default()
             .name(&d.full_name)
@@ -339,17 +423,7 @@ impl DockerBackend {
             Err(e) => return Err(Self::api("create", &d.full_name)(e)),
         };
         if !d.uploads.is_empty() {
-            let tar = archive(&d.uploads).map_err(|e| DockerError::Upload {
-                name: d.full_name.clone(),
-                message: e.to_string(),
-            })?;
-            let opts = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
-                .path("/")
-                .build();
-            self.docker
-                .upload_to_container(&created.id, Some(opts), bollard::body_full(tar.into()))
-                .await
-                .map_err(Self::api("upload files into", &d.full_name))?;
+            self.upload(&created.id, &d.full_name, &d.uploads).await?;
         }
         if d.state == State::Running {
             self.start(&created.id, &d.full_name).await?;
@@ -491,9 +565,20 @@ impl DockerBackend {
             if !api_at_least(&self.api_version, 1, 40) {
                 return Err(DockerError::NoGpuSupport(self.api_version.clone()));
             }
+            // The host's assigned cards by id; a bare count would let
+            // dockerd pick cards another account already uses.
+            let (count, device_ids) = if spec.gpu_devices.is_empty() {
+                (Some(i64::from(spec.gpus)), None)
+            } else {
+                (
+                    None,
+                    Some(spec.gpu_devices.iter().map(u32::to_string).collect()),
+                )
+            };
             Some(vec![DeviceRequest {
                 driver: Some("nvidia".into()),
-                count: Some(i64::from(spec.gpus)),
+                count,
+                device_ids,
                 capabilities: Some(vec![vec!["gpu".into()]]),
                 ..Default::default()
             }])
@@ -553,6 +638,28 @@ impl DockerBackend {
             host_config: Some(host_config),
             ..Default::default()
         })
+    }
+}
+
+/// Ok when `labels` say `account` owns the object, else why not.
+fn owned(
+    kind: &'static str,
+    name: &str,
+    labels: Option<&HashMap<String, String>>,
+    account: &str,
+) -> Result<()> {
+    match labels.and_then(|l| l.get(LABEL_OWNER)) {
+        Some(owner) if owner == account => Ok(()),
+        Some(owner) => Err(DockerError::NotOwned {
+            kind,
+            name: name.to_string(),
+            owner: format!("account `{owner}`"),
+        }),
+        None => Err(DockerError::NotOwned {
+            kind,
+            name: name.to_string(),
+            owner: "nobody Berth knows (no berth.owner label)".to_string(),
+        }),
     }
 }
 
@@ -642,7 +749,7 @@ mod tests {
         );
         let mount = &hc.mounts.expect("mounts")[0];
         assert_eq!(mount.typ, Some(MountType::VOLUME));
-        assert_eq!(mount.source.as_deref(), Some("berth-alice-data"));
+        assert_eq!(mount.source.as_deref(), Some("berth-alice--data"));
         let labels = body.labels.expect("labels");
         assert_eq!(labels["berth.owner"], "alice");
         assert_eq!(labels["berth.workspace"], "alice/workspace");

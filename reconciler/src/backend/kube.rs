@@ -12,6 +12,7 @@
 use crate::desired::{
     LABEL_HASH, LABEL_NAME, LABEL_OWNER, LABEL_REVISION, LABEL_WORKSPACE, pinned_image, short_hash,
 };
+use berth_spec::names::qualified;
 use berth_spec::policy::{EffectiveQuota, requested};
 use berth_spec::{Container, Site, State};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
@@ -24,7 +25,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
-    IngressServiceBackend, IngressSpec, ServiceBackendPort,
+    IngressServiceBackend, IngressSpec, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicySpec, ServiceBackendPort,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -42,6 +44,8 @@ const CLAIM_SIZE: &str = "1Gi";
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub namespace_prefix: String,
+    /// The ingress controller's namespace, let through the default deny.
+    pub ingress_namespace: String,
     pub ingress_domain: Option<String>,
     pub http_ports: Vec<u16>,
 }
@@ -51,6 +55,7 @@ impl Settings {
         let k = site.backends.kubernetes.as_ref()?;
         Some(Settings {
             namespace_prefix: k.namespace_prefix.value.clone(),
+            ingress_namespace: k.ingress_namespace.clone(),
             ingress_domain: k.ingress_domain.clone(),
             http_ports: k.http_ports.clone(),
         })
@@ -133,6 +138,7 @@ pub fn manifests(
         account.push(KubeObject::of(&resource_quota(s, owner.account, q)));
     }
     account.push(KubeObject::of(&limit_range(s, site, owner.account, quota)));
+    account.push(KubeObject::of(&network_policy(s, owner.account)));
     let (sa, role, binding) = student_access(s, owner.account);
     account.push(KubeObject::of(&sa));
     account.push(KubeObject::of(&role));
@@ -370,7 +376,7 @@ pub fn workload(s: &Settings, site: &Site, owner: &Owner<'_>, c: &Container) -> 
             metadata: object_meta.clone(),
             spec: Some(IngressSpec {
                 rules: Some(vec![IngressRule {
-                    host: Some(format!("{account}-{name}.{domain}")),
+                    host: Some(format!("{}.{domain}", qualified(account, name))),
                     http: Some(HTTPIngressRuleValue {
                         paths: vec![HTTPIngressPath {
                             path: Some("/".into()),
@@ -486,6 +492,39 @@ pub fn limit_range(
 
 /// The student's identity in their namespace: read pods and logs, exec
 /// (which `kubectl cp` uses), nothing else.
+/// Default-deny ingress for the account's pods: only pods of the same
+/// namespace and the site's ingress controller reach them, never another
+/// student's. (Enforced only by a network plugin that implements
+/// NetworkPolicy: the site's duty.)
+pub fn network_policy(s: &Settings, account: &str) -> NetworkPolicy {
+    let ns = s.namespace(account);
+    let namespace_named = |name: &str| NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_string(),
+                name.to_string(),
+            )])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    NetworkPolicy {
+        metadata: meta("berth-isolation", Some(&ns), labels(account, &[])),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![
+                    namespace_named(&ns),
+                    namespace_named(&s.ingress_namespace),
+                ]),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
 pub fn student_access(s: &Settings, account: &str) -> (ServiceAccount, Role, RoleBinding) {
     let ns = s.namespace(account);
     let rule = |resources: &[&str], verbs: &[&str]| PolicyRule {
@@ -767,7 +806,7 @@ mod tests {
             .as_ref()
             .and_then(|s| s.rules.as_ref())
             .and_then(|r| r[0].host.clone());
-        assert_eq!(host.as_deref(), Some("alice-api.apps.berth.test"));
+        assert_eq!(host.as_deref(), Some("alice--api.apps.berth.test"));
         assert!(w.service.is_some());
         round_trips(d);
         round_trips(ingress);

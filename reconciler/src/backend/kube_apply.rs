@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Service, ServiceAccount,
 };
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -72,6 +72,11 @@ const KINDS: &[Kind] = &[
     Kind {
         name: "LimitRange",
         resource: erase::<LimitRange>,
+        namespaced: true,
+    },
+    Kind {
+        name: "NetworkPolicy",
+        resource: erase::<NetworkPolicy>,
         namespaced: true,
     },
     Kind {
@@ -348,6 +353,7 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             namespace_prefix: "berth-".into(),
+            ingress_namespace: "ingress-nginx".into(),
             ingress_domain: Some("apps.test".into()),
             http_ports: vec![8080],
         }
@@ -407,6 +413,12 @@ mod tests {
                 &mut handle,
                 "/api/v1/namespaces/berth-alice/limitranges/berth-defaults",
                 "LimitRange",
+            )
+            .await;
+            expect_apply(
+                &mut handle,
+                "/apis/networking.k8s.io/v1/namespaces/berth-alice/networkpolicies/berth-isolation",
+                "NetworkPolicy",
             )
             .await;
             expect_apply(
@@ -535,6 +547,7 @@ mod tests {
                 "/api/v1/namespaces",
                 "/api/v1/resourcequotas",
                 "/api/v1/limitranges",
+                "/apis/networking.k8s.io/v1/networkpolicies",
                 "/api/v1/serviceaccounts",
                 "/apis/rbac.authorization.k8s.io/v1/roles",
                 "/apis/rbac.authorization.k8s.io/v1/rolebindings",

@@ -27,10 +27,7 @@ pub async fn run(config: Option<&std::path::Path>, command: &Command) -> u8 {
         );
         return exit::ERROR;
     };
-    let Repositories::Gitlab {
-        groups, repository, ..
-    } = &ctx.site.repositories
-    else {
+    let Repositories::Gitlab { groups, .. } = &ctx.site.repositories else {
         eprintln!(
             "reconciler gitlab: repositories come from a local directory, not from GitLab groups"
         );
@@ -43,7 +40,7 @@ pub async fn run(config: Option<&std::path::Path>, command: &Command) -> u8 {
         );
         return exit::ERROR;
     };
-    let projects = match crate::discovery::workspace_projects(&ctx, groups, repository).await {
+    let projects = match crate::discovery::workspace_projects(&ctx, groups).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("reconciler gitlab: {e}");

@@ -91,7 +91,9 @@ pub fn summarize(plans: &[(String, Result<AccountPlan, ReconcileError>)]) -> Sum
                 Action::Create { .. } => s.create += 1,
                 Action::Recreate { .. } => s.recreate += 1,
                 Action::KubeApply { create: true, .. } => s.create += 1,
-                Action::KubeApply { create: false, .. } => s.update += 1,
+                Action::KubeApply { create: false, .. } | Action::UpdateRunnerConfig { .. } => {
+                    s.update += 1
+                }
                 Action::Remove { .. } | Action::KubeDelete { .. } => s.remove += 1,
                 Action::Start { .. } => s.start += 1,
                 Action::Stop { .. } => s.stop += 1,
@@ -165,8 +167,18 @@ pub fn plan_text(plans: &[(String, Result<AccountPlan, ReconcileError>)]) -> Str
         };
         let mut head = account.clone();
         match &p.decision {
-            Decision::NoRepository => {
+            Decision::NoRepository if p.actions.is_empty() => {
                 let _ = writeln!(out, "{account}: no workspace repository (nothing touched)");
+                continue;
+            }
+            Decision::NoRepository => {
+                let _ = write!(head, " (no workspace repository");
+            }
+            Decision::NoWorkspace => {
+                let _ = writeln!(
+                    out,
+                    "{account}: no workspace.yaml and nothing accepted (not managed)"
+                );
                 continue;
             }
             Decision::Accept { revision, commits } => {
@@ -214,7 +226,7 @@ pub fn plan_text(plans: &[(String, Result<AccountPlan, ReconcileError>)]) -> Str
             let _ = write!(head, ", on {ep}");
         }
         if p.disabled {
-            head.push_str(", account disabled: containers stopped");
+            head.push_str(", account stopped: containers stopped");
         }
         head.push(')');
         for w in &p.warnings {
@@ -240,6 +252,9 @@ pub fn plan_text(plans: &[(String, Result<AccountPlan, ReconcileError>)]) -> Str
                     format!("  + register GitLab runner (tags: {})", tags.join(", "))
                 }
                 Action::UnregisterRunner { id } => format!("  - unregister GitLab runner {id}"),
+                Action::UpdateRunnerConfig { name, .. } => {
+                    format!("  ~ update {name} config.toml in place (allowed images)")
+                }
                 Action::KubeApply {
                     target,
                     create: true,

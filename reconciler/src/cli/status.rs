@@ -43,6 +43,9 @@ pub struct ContainerStatus {
     pub revision: String,
     /// `host_ip:host_port->container_port`.
     pub ports: Vec<String>,
+    /// Docker: the host's GPU ids given to the container (`0,1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_devices: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,6 +124,7 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
                     .iter()
                     .map(|(cp, host)| format!("{host}->{cp}"))
                     .collect(),
+                gpu_devices: c.fields.get("gpu_devices").cloned(),
             })
             .collect();
         if let Some(Ok(map)) = &observed.kube
@@ -203,6 +207,7 @@ fn kube_workloads(k: &KubeObserved) -> Vec<ContainerStatus> {
                 image: text(&v["spec"]["template"]["spec"]["containers"][0]["image"]),
                 revision: text(&v["metadata"]["labels"][LABEL_REVISION]),
                 ports,
+                gpu_devices: None,
             }
         })
         .collect()
@@ -235,6 +240,7 @@ fn print_text(accounts: &[AccountStatus]) {
                 extra.push(format!("{n} restart(s)"));
             }
             extra.extend(c.url.clone());
+            extra.extend(c.gpu_devices.as_ref().map(|g| format!("GPU {g}")));
             println!("  {:<24} {:<10} {}", c.container, c.state, extra.join(", "));
         }
         for w in &a.warnings {

@@ -119,9 +119,7 @@ fn check_file(path: &Path, args: &Args, groups: &[String], site: Option<&Site>) 
         FileKind::Workspace => {
             berth_spec::parse_workspace(&bytes).and_then(|ws| match (site, &args.account) {
                 (Some(site), Some(account)) => {
-                    berth_spec::policy::check(&ws, site, account, groups).and_then(|()| {
-                        berth_spec::policy::check_prefixes(&ws, account, &known_accounts(site))
-                    })
+                    berth_spec::policy::check(&ws, site, account, groups)
                 }
                 _ => Ok(()),
             })
@@ -133,21 +131,6 @@ fn check_file(path: &Path, args: &Args, groups: &[String], site: Option<&Site>) 
             print_diags(path, &d);
             exit::CHANGES_OR_INVALID
         }
-    }
-}
-
-/// Accounts with a repository under the site's local root (none in GitLab
-/// mode: the reconciler checks those at acceptance).
-fn known_accounts(site: &Site) -> std::collections::BTreeSet<String> {
-    match &site.repositories {
-        berth_spec::site::Repositories::Local { root, repository } => {
-            crate::source::LocalSource::new(root, repository.as_str())
-                .accounts()
-                .unwrap_or_default()
-                .into_iter()
-                .collect()
-        }
-        _ => Default::default(),
     }
 }
 
