@@ -115,12 +115,12 @@ echo $! >"$DEMO/serve.pid"
 wait_until 30 "reconciler serve" curl -sf "http://$LISTEN/healthz"
 deliver
 running() { "$R" --config "$SITE" status --account alice --output json | grep -q '"state": "running"'; }
-wait_until 60 "alice-web to run" running
+wait_until 60 "alice--web to run" running
 log "reconciler status"
 "$R" --config "$SITE" status
 port=$("$R" --config "$SITE" status --account alice --output json |
     sed -n 's/.*"\(127\.0\.0\.1:[0-9]*\)->8080".*/\1/p' | head -1)
-wait_until 10 "alice-web to answer" curl -sf "http://$port/"
+wait_until 10 "alice--web to answer" curl -sf "http://$port/"
 log "curl http://$port/ → $(curl -s "http://$port/")"
 cat <<MSG
 
@@ -132,6 +132,6 @@ and running alice's workspace. Try:
   edit $work/workspace.yaml, then:
     git -C $work -c user.name=Alice -c user.email=alice@berth.test commit -qam change
     git -C $work push -q origin HEAD:main && scripts/demo.sh push
-  docker stop alice-web     # and the next resync (1 min) starts it again
+  docker stop alice--web     # and the next resync (1 min) starts it again
 Stop everything with: scripts/demo.sh stop
 MSG
