@@ -86,10 +86,24 @@ pub fn pusher_bound(
     if target.is_some_and(|t| dn_eq(dn, &t.dn)) {
         return Ok(());
     }
+    admin_pusher(
+        site,
+        account,
+        pusher,
+        pusher_account.filter(|p| dn_eq(dn, &p.dn)),
+    )
+}
+
+/// Ok when `pusher_account` is an enabled member of the site's admin group.
+fn admin_pusher(
+    site: &Site,
+    account: &str,
+    pusher: &str,
+    pusher_account: Option<&Account>,
+) -> Result<(), Rejection> {
     let admin = site.ldap.admin_group.as_ref();
-    let is_admin = pusher_account.is_some_and(|p| {
-        dn_eq(dn, &p.dn) && !p.disabled && admin.is_some_and(|g| p.groups.contains(g))
-    });
+    let is_admin =
+        pusher_account.is_some_and(|p| !p.disabled && admin.is_some_and(|g| p.groups.contains(g)));
     if is_admin {
         Ok(())
     } else {
@@ -111,17 +125,7 @@ pub fn pusher_allowed(
     if pusher == account {
         return Ok(());
     }
-    let admin = site.ldap.admin_group.as_ref();
-    let is_admin =
-        pusher_account.is_some_and(|p| !p.disabled && admin.is_some_and(|g| p.groups.contains(g)));
-    if is_admin {
-        Ok(())
-    } else {
-        Err(Rejection::Pusher {
-            pusher: pusher.to_string(),
-            account: account.to_string(),
-        })
-    }
+    admin_pusher(site, account, pusher, pusher_account)
 }
 
 /// Whether `name` may have anything running at all: it exists in the

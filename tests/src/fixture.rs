@@ -638,3 +638,42 @@ impl World {
             .await;
     }
 }
+
+/// (state, description) of every commit status the GitLab mock got for
+/// `sha`, in order.
+pub async fn statuses(gl: &wiremock::MockServer, sha: &str) -> Vec<(String, String)> {
+    gl.received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path().ends_with(sha))
+        .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+        .map(|v| {
+            (
+                v["state"].as_str().unwrap_or_default().to_string(),
+                v["description"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits (30 s at most) until a `state` status for `sha` arrived; returns
+/// every status for `sha` so far.
+pub async fn wait_status(
+    gl: &wiremock::MockServer,
+    sha: &str,
+    state: &str,
+) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = statuses(gl, sha).await;
+        if got.iter().any(|(s, _)| s == state) {
+            return got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `{state}` status for {sha}: {got:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

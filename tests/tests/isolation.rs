@@ -5,7 +5,7 @@
 //! these failed on the code before the fix (see docs/security.md).
 
 use berth_tests::fixture::{
-    ADMIN_TOKEN, GitLabUsers, WEBHOOK_SECRET, World, push_event, remove_any,
+    ADMIN_TOKEN, GitLabUsers, WEBHOOK_SECRET, World, push_event, remove_any, wait_status,
 };
 use berth_tests::{Services, http_get_with, http_post, stdout, wait_for};
 use std::time::Duration;
@@ -40,38 +40,6 @@ async fn gitlab() -> MockServer {
         .mount(&gl)
         .await;
     gl
-}
-
-/// (state, description) of the statuses posted for `sha`.
-async fn statuses(gl: &MockServer, sha: &str) -> Vec<(String, String)> {
-    gl.received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.url.path().ends_with(sha))
-        .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
-        .map(|v| {
-            (
-                v["state"].as_str().unwrap_or_default().to_string(),
-                v["description"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-async fn wait_status(gl: &MockServer, sha: &str, state: &str) -> Vec<(String, String)> {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let got = statuses(gl, sha).await;
-        if got.iter().any(|(s, _)| s == state) {
-            return got;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {state} status for {sha}: {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Hole 1: CI jobs ran unlimited `services:` from any image, and

@@ -2,7 +2,7 @@
 //! is a wiremock server answering as GitLab documents. Webhooks go over
 //! real HTTP to the real binary.
 
-use berth_tests::fixture::{GITLAB_TOKEN, WEBHOOK_SECRET, World};
+use berth_tests::fixture::{GITLAB_TOKEN, WEBHOOK_SECRET, World, statuses, wait_status};
 use berth_tests::{Services, wait_for};
 
 use std::time::Duration;
@@ -29,39 +29,6 @@ async fn gitlab() -> MockServer {
         .mount(&server)
         .await;
     server
-}
-
-/// (state, description) of every status posted for `sha`, in order.
-async fn statuses(server: &MockServer, sha: &str) -> Vec<(String, String)> {
-    server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.url.path().ends_with(sha))
-        .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
-        .map(|v| {
-            (
-                v["state"].as_str().unwrap_or_default().to_string(),
-                v["description"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-async fn wait_status(server: &MockServer, sha: &str, state: &str) -> Vec<(String, String)> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = statuses(server, sha).await;
-        if got.iter().any(|(s, _)| s == state) {
-            return got;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no `{state}` status for {sha}: {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn running(w: &World, name: &str) -> bool {
