@@ -94,8 +94,8 @@ for i in $(seq 0 100); do
     t0=$(date +%s%N)
     curl -s -o /dev/null -X POST "http://$LISTEN/hooks/gitlab" -H "X-Gitlab-Token: $BERTH_WEBHOOK_SECRET" \
         -H "X-Gitlab-Event: Push Hook" -H "X-Gitlab-Event-UUID: lat-$i" --data-binary "$body"
-    until [[ $(docker inspect -f '{{.State.Running}} {{.Config.Env}}' "$a-web" 2>/dev/null) == "true "*"N=$i "* ]] ||
-        [[ $(docker inspect -f '{{.State.Running}} {{.Config.Env}}' "$a-web" 2>/dev/null) == "true "*"N=$i]" ]]; do
+    until [[ $(docker inspect -f '{{.State.Running}} {{.Config.Env}}' "$a--web" 2>/dev/null) == "true "*"N=$i "* ]] ||
+        [[ $(docker inspect -f '{{.State.Running}} {{.Config.Env}}' "$a--web" 2>/dev/null) == "true "*"N=$i]" ]]; do
         sleep 0.005
     done
     # The first push creates network and container; it is not a "cached" push.
