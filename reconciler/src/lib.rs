@@ -25,16 +25,12 @@ pub mod discovery;
 pub mod gc;
 /// GitLab REST client.
 pub mod gitlab;
-/// GPU device assignment per Docker host (pure).
-pub mod gpus;
 /// LDAP identity and admission.
 pub mod identity;
 /// The department registry's image catalogue.
 pub mod images;
 /// Local mirrors of GitLab repositories.
 pub mod mirror;
-/// Images at acceptance: shares, digests, scans.
-pub mod pins;
 /// Desired vs observed → ordered actions (pure).
 pub mod plan;
 /// Per-account coalescing work queue.

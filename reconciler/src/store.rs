@@ -46,15 +46,7 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-pub use crate::gpus::GpuKey;
-
-/// A host port given to one container port of one account.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PortKey {
-    pub account: String,
-    pub container: String,
-    pub container_port: u16,
-}
+pub use crate::desired::{GpuKey, PortKey};
 
 pub struct Store {
     conn: Mutex<Connection>,

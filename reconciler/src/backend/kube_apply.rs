@@ -4,7 +4,7 @@
 //! deletion of objects the plan prunes, and observation of Berth-labelled
 //! objects and pods. No decisions here: the plan makes them.
 
-use super::kube::KubeObject;
+use crate::desired::kube::KubeObject;
 use crate::desired::{LABEL_NAME, LABEL_OWNER};
 use crate::plan::{KubeObserved, PodState};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -310,7 +310,7 @@ impl KubeBackend {
         };
         let created = api
             .create_token_request(
-                super::kube::STUDENT,
+                crate::desired::kube::STUDENT,
                 &kube::api::PostParams::default(),
                 &request,
             )
@@ -344,7 +344,7 @@ fn pod_state(pod: &Pod, labels: &BTreeMap<String, String>) -> PodState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::kube::{Settings, manifests, namespace};
+    use crate::desired::kube::{Settings, manifests, namespace};
     use http::{Request, Response};
     use kube::client::Body;
 
@@ -403,7 +403,7 @@ mod tests {
         let m = manifests(
             &settings(),
             &site(),
-            &crate::backend::kube::fixtures::owner(false),
+            &crate::desired::kube::fixtures::owner(false),
             &[&c],
             None,
         );

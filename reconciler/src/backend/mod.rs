@@ -2,8 +2,6 @@
 //! Berth's labels and executes plan actions; neither decides anything.
 
 pub mod docker;
-pub mod kube;
 pub mod kube_apply;
-pub mod kube_drift;
 
 pub use docker::{DockerBackend, DockerError};

@@ -3,8 +3,8 @@
 //! (TokenRequest API) that expires after the site's `token_lifetime`.
 
 use super::{exit, open_context};
-use crate::backend::kube::{Settings, kubeconfig};
 use crate::backend::kube_apply::KubeBackend;
+use crate::desired::kube::{Settings, kubeconfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -4,12 +4,13 @@
 //! records the decision and runs the plan's actions. A rejected revision
 //! changes nothing: the last accepted one keeps running.
 
-use crate::backend::kube::{Owner, Settings as KubeSettings, manifests};
 use crate::backend::kube_apply::KubeBackend;
 use crate::backend::{DockerBackend, DockerError};
 use crate::desired;
+use crate::desired::kube::{Owner, Settings as KubeSettings, manifests};
 use crate::identity::{self, Account, Directory, IdentityError};
-use crate::pins::{resolve_pins, shared_with, unshared_warnings};
+pub mod pins;
+
 use crate::plan::{self, Action, KubeObserved, ObservedAccount};
 use crate::source::{LocalSource, Revision, SourceError, WorkspaceFile};
 use crate::store::StoredRunner;
@@ -17,6 +18,7 @@ use crate::store::{GpuKey, PortKey, Store, StoreError};
 use berth_spec::policy::{Shared, share_key};
 use berth_spec::{Backend, Site, Workspace};
 use berth_webhook::SyncRequest;
+use pins::{resolve_pins, shared_with, unshared_warnings};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,7 +36,7 @@ pub enum ReconcileError {
     #[error(transparent)]
     Ports(#[from] desired::PortsExhausted),
     #[error(transparent)]
-    Gpus(#[from] crate::gpus::GpusExhausted),
+    Gpus(#[from] crate::desired::gpus::GpusExhausted),
     #[error("no docker endpoint is available for account `{0}`")]
     NoEndpoint(String),
     #[error("docker endpoint `{endpoint}` is unavailable: {reason}")]
@@ -825,7 +827,7 @@ fn reserve(ctx: &Context, account: &str, ws: &Workspace) -> Result<Reserved> {
     for (key, ids) in reserved.iter() {
         held.entry(key.clone()).or_insert_with(|| ids.clone());
     }
-    let gpus = crate::gpus::allocate(
+    let gpus = crate::desired::gpus::allocate(
         &endpoint,
         host.gpus,
         host.gpu_sharing,
@@ -1076,7 +1078,7 @@ fn with_runner_token<'a>(
 async fn kube_apply(
     ctx: &Context,
     account: &str,
-    objects: &[crate::backend::kube::KubeObject],
+    objects: &[crate::desired::kube::KubeObject],
     changes: &[plan::Change],
 ) -> std::result::Result<(), String> {
     let k = ctx.kube_backend()?;

@@ -3,13 +3,17 @@
 //! backend, with their labels and spec hash. Also the two pure decisions
 //! that desired state needs: endpoint placement and host-port allocation.
 
-use crate::store::{GpuKey, PortKey};
+pub mod gpus;
+pub mod kube;
+pub mod placement;
+
 use berth_spec::names::qualified;
-use berth_spec::site::PortRange;
 use berth_spec::{Backend, ImageRef, Site, State, Workspace, policy};
+pub use gpus::GpuKey;
+pub use placement::{PortKey, PortsExhausted, allocate_ports, gpu_needs, place, port_needs};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 pub const LABEL_OWNER: &str = "berth.owner";
 pub const LABEL_WORKSPACE: &str = "berth.workspace";
@@ -34,7 +38,7 @@ pub struct ContainerSpec {
     pub cpus: f64,
     pub memory: u64,
     pub gpus: u32,
-    /// The host's GPU ids given to this container (see [`crate::gpus`]).
+    /// The host's GPU ids given to this container (see [`gpus`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpu_devices: Vec<u32>,
     /// Mount path → volume name.
@@ -259,108 +263,6 @@ pub fn containers(ws: &Workspace, cx: &Context<'_>) -> Vec<DesiredContainer> {
         .collect()
 }
 
-/// GPU containers of a workspace on Docker and how many GPUs each wants.
-pub fn gpu_needs(ws: &Workspace, site: &Site, account: &str) -> Vec<(GpuKey, u32)> {
-    ws.containers
-        .iter()
-        .filter(|c| policy::backend_of(site, c) == Backend::Docker)
-        .filter_map(|c| {
-            let (_, _, gpus) = policy::requested(site, c);
-            (gpus > 0).then(|| {
-                (
-                    GpuKey {
-                        account: account.into(),
-                        container: c.name.value.clone(),
-                    },
-                    gpus,
-                )
-            })
-        })
-        .collect()
-}
-
-/// Container ports a workspace publishes on Docker, as allocation keys.
-pub fn port_needs(ws: &Workspace, site: &Site, account: &str) -> Vec<PortKey> {
-    ws.containers
-        .iter()
-        .filter(|c| policy::backend_of(site, c) == Backend::Docker)
-        .flat_map(|c| {
-            c.ports
-                .iter()
-                .filter_map(|p| u16::try_from(p.value).ok())
-                .map(|p| PortKey {
-                    account: account.into(),
-                    container: c.name.value.clone(),
-                    container_port: p,
-                })
-        })
-        .collect()
-}
-
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("host port range {first}–{last} of endpoint `{endpoint}` is exhausted")]
-pub struct PortsExhausted {
-    pub endpoint: String,
-    pub first: u16,
-    pub last: u16,
-}
-
-/// Host ports for `needs` (all of one account): existing allocations are
-/// kept (stable across recreation and restarts), new ones take the lowest
-/// port of the range not held by anyone. Pure: the caller persists.
-pub fn allocate_ports(
-    endpoint: &str,
-    range: PortRange,
-    existing: &BTreeMap<PortKey, u16>,
-    needs: &[PortKey],
-) -> Result<BTreeMap<PortKey, u16>, PortsExhausted> {
-    let mut taken: BTreeSet<u16> = existing.values().copied().collect();
-    let mut out = BTreeMap::new();
-    let mut fresh = Vec::new();
-    for key in needs {
-        match existing.get(key) {
-            Some(port) => {
-                out.insert(key.clone(), *port);
-            }
-            None => fresh.push(key.clone()),
-        }
-    }
-    let mut candidate = range.first;
-    for key in fresh {
-        while taken.contains(&candidate) {
-            if candidate == range.last {
-                return Err(PortsExhausted {
-                    endpoint: endpoint.into(),
-                    first: range.first,
-                    last: range.last,
-                });
-            }
-            candidate += 1;
-        }
-        taken.insert(candidate);
-        out.insert(key, candidate);
-    }
-    Ok(out)
-}
-
-/// The endpoint of an account: sticky once chosen (its network and volumes
-/// live there), else the one with the fewest accounts.
-pub fn place(
-    sticky: Option<&str>,
-    endpoints: &[String],
-    accounts_per_endpoint: &BTreeMap<String, usize>,
-) -> Option<String> {
-    if let Some(s) = sticky
-        && endpoints.iter().any(|e| e == s)
-    {
-        return Some(s.to_string());
-    }
-    endpoints
-        .iter()
-        .min_by_key(|e| accounts_per_endpoint.get(*e).copied().unwrap_or(0))
-        .cloned()
-}
-
 /// Fixtures shared by the tests of the modules that consume desired
 /// containers (plan, backends).
 #[cfg(test)]
@@ -406,56 +308,6 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(c: &str, p: u16) -> PortKey {
-        PortKey {
-            account: "alice".into(),
-            container: c.into(),
-            container_port: p,
-        }
-    }
-
-    #[test]
-    fn allocation_keeps_existing_ports_and_fills_the_lowest_gaps() {
-        let range = PortRange {
-            first: 20000,
-            last: 20003,
-        };
-        let bob = PortKey {
-            account: "bob".into(),
-            container: "db".into(),
-            container_port: 5432,
-        };
-        let existing = BTreeMap::from([(key("web", 80), 20002), (bob, 20000)]);
-        let got = allocate_ports(
-            "local",
-            range,
-            &existing,
-            &[key("web", 80), key("api", 8080), key("api", 9090)],
-        )
-        .expect("fits");
-        assert_eq!(got[&key("web", 80)], 20002);
-        assert_eq!(got[&key("api", 8080)], 20001);
-        assert_eq!(got[&key("api", 9090)], 20003);
-        assert_eq!(got.len(), 3, "released keys are not returned");
-        let err = allocate_ports(
-            "local",
-            range,
-            &existing,
-            &[key("a", 1), key("b", 2), key("c", 3)],
-        );
-        assert!(err.is_err());
-    }
-
-    #[test]
-    fn placement_is_sticky_then_least_loaded() {
-        let eps = vec!["a".to_string(), "b".to_string()];
-        let counts = BTreeMap::from([("a".to_string(), 5), ("b".to_string(), 2)]);
-        assert_eq!(place(Some("a"), &eps, &counts).as_deref(), Some("a"));
-        assert_eq!(place(None, &eps, &counts).as_deref(), Some("b"));
-        assert_eq!(place(Some("gone"), &eps, &counts).as_deref(), Some("b"));
-        assert_eq!(place(None, &[], &counts), None);
-    }
 
     #[test]
     fn each_tag_runs_the_digest_it_was_pinned_to() {
