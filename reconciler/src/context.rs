@@ -169,14 +169,3 @@ fn registry_credentials(site: &Site) -> Option<(String, String, String)> {
         var(&reg.password_env)?,
     ))
 }
-
-/// The project's example `site.yaml`, for tests of the modules that need a site.
-#[cfg(test)]
-pub(crate) fn example_site() -> Site {
-    let text = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/site.yaml"
-    ))
-    .expect("example site");
-    berth_spec::parse_site(&text).expect("the example site is valid")
-}

@@ -430,7 +430,7 @@ mod tests {
     use super::*;
 
     fn site() -> berth_spec::Site {
-        crate::context::example_site()
+        crate::fixtures::example_site()
     }
 
     fn alice() -> Account {

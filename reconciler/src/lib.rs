@@ -21,6 +21,8 @@ pub mod context;
 pub mod desired;
 /// Which accounts exist; fresh repository copies.
 pub mod discovery;
+#[cfg(test)]
+mod fixtures;
 /// Image garbage collection.
 pub mod gc;
 /// GitLab REST client.

@@ -445,7 +445,7 @@ mod tests {
 
     #[test]
     fn allow_lists_follow_the_image_rules() {
-        let site = crate::context::example_site();
+        let site = crate::fixtures::example_site();
         let shared: berth_spec::policy::Shared = ["127.0.0.1:5000/bob/tools".to_string()].into();
         assert_eq!(
             allowed_images(&site, "alice", &shared),

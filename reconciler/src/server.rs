@@ -268,7 +268,7 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                     )
                 }
                 (Decision::Reject { reason, .. }, _) => {
-                    shared.metrics.rejected(rejection_label(reason));
+                    shared.metrics.rejected(reason.label());
                     (CommitState::Failed, format!("rejected: {reason}"))
                 }
                 // The branch moved on since this push: a newer push follows.
@@ -340,25 +340,6 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                 }
             });
         }
-    }
-}
-
-/// A short, bounded label for the rejection metric.
-fn rejection_label(reason: &str) -> &'static str {
-    if reason.contains("committer email") {
-        "committer"
-    } else if reason.contains("pusher") {
-        "pusher"
-    } else if reason.contains("disabled") {
-        "disabled"
-    } else if reason.contains("does not exist") {
-        "unknown_account"
-    } else if reason.contains("quota") {
-        "quota"
-    } else if reason.contains("workspace.yaml:") {
-        "invalid"
-    } else {
-        "other"
     }
 }
 

@@ -360,7 +360,7 @@ mod tests {
     }
 
     fn site() -> berth_spec::Site {
-        crate::context::example_site()
+        crate::fixtures::example_site()
     }
 
     /// Answers the next request after checking it is a server-side apply

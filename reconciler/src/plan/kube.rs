@@ -165,7 +165,7 @@ containers:
     }
 
     fn desired_from(text: &str, disabled: bool) -> AccountManifests {
-        let site = crate::context::example_site();
+        let site = crate::fixtures::example_site();
         let ws = berth_spec::parse_workspace(text.as_bytes()).expect("valid");
         let containers: Vec<&berth_spec::Container> = ws.containers.iter().collect();
         let quota = berth_spec::policy::effective_quota(&site, &["students".into()]);

@@ -226,7 +226,7 @@ mod tests {
     use k8s_openapi::Resource;
 
     fn site() -> berth_spec::Site {
-        crate::context::example_site()
+        crate::fixtures::example_site()
     }
 
     fn api() -> berth_spec::Container {

@@ -1,0 +1,11 @@
+//! Test fixtures shared by the library's unit tests.
+
+/// The project's example `site.yaml`.
+pub(crate) fn example_site() -> berth_spec::Site {
+    let text = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/site.yaml"
+    ))
+    .expect("example site");
+    berth_spec::parse_site(&text).expect("the example site is valid")
+}

@@ -1,0 +1,255 @@
+//! Act: records a plan's decision and runs its actions on the backends
+//! they belong to (Docker, Kubernetes, GitLab), each audited; a failed
+//! action does not stop the others of the account.
+
+use super::{AccountPlan, AccountReport, Context, Decision, Result, describe, short};
+use crate::plan::{self, Action};
+use crate::store::StoredRunner;
+use std::sync::Arc;
+
+/// Records the plan's decision and runs its actions. Each action is
+/// audited; a failed action does not stop the others of the account.
+#[tracing::instrument(skip(ctx, plan), fields(account = %plan.account))]
+pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountReport> {
+    let store = &ctx.store;
+    let account = plan.account.as_str();
+    let mut report = AccountReport {
+        account: account.into(),
+        decision: plan.decision.clone(),
+        applied: vec![],
+        errors: vec![],
+        error_audit: None,
+    };
+    let mut rejection = None;
+    match &plan.decision {
+        Decision::Accept { revision, commits } => {
+            let repo = plan.repository.as_deref().unwrap_or_default();
+            store.accept(
+                account,
+                repo,
+                revision,
+                &format!("{commits} new commit(s); identity and policy checks passed"),
+            )?;
+            store.set_pins(account, revision, &plan.pins)?;
+            store.set_shares(account, &plan.shares)?;
+            if let Some((id, path)) = &plan.project {
+                store.set_project(account, *id)?;
+                if !path.is_empty() {
+                    store.set_project_path(account, path)?;
+                }
+            }
+        }
+        Decision::Reject { revision, reason } => {
+            let message = format!("revision {} rejected: {reason}", short(revision));
+            if store.last_error(account)?.map(|(_, m)| m) != Some(message.clone()) {
+                store.audit(account, "rejected", Some(revision), &reason.to_string())?;
+            }
+            rejection = Some(message);
+        }
+        Decision::Unchanged
+        | Decision::NoRepository
+        | Decision::NoWorkspace
+        | Decision::AwaitingPush { .. } => {}
+    }
+    if let Some(endpoint) = &plan.endpoint {
+        // Allocations are persisted before any container exists, so a run
+        // killed mid-apply leaks nothing and the next run reuses them.
+        store.set_placement(account, endpoint)?;
+        store.set_account_ports(endpoint, account, &plan.ports)?;
+        store.set_account_gpus(endpoint, account, &plan.gpus)?;
+        ctx.backend(endpoint)?;
+    }
+    for action in &plan.actions {
+        let line = describe(action);
+        match run_action(ctx, plan, action).await? {
+            Ok(()) => {
+                store.audit(account, "action", plan.revision.as_deref(), &line)?;
+                report.applied.push(line);
+            }
+            Err(e) => {
+                tracing::warn!(cause = %e, "action failed");
+                let id = store.audit(
+                    account,
+                    "action-failed",
+                    plan.revision.as_deref(),
+                    &format!("{line}: {e}"),
+                )?;
+                report.error_audit.get_or_insert(id);
+                report.errors.push(format!("{line}: {e}"));
+            }
+        }
+    }
+    let last = rejection.or_else(|| report.errors.first().cloned());
+    if let Some(endpoint) = &plan.endpoint
+        && let Ok(backend) = ctx.backend(endpoint)
+    {
+        for image in backend.take_pulled() {
+            store.record_pull(endpoint, &image)?;
+        }
+        store.touch_images(endpoint, &plan.images)?;
+    }
+    store.set_last_error(account, last.as_deref())?;
+    store.set_warnings(account, &plan.warnings)?;
+    Ok(report)
+}
+
+/// Runs one action on the backend it belongs to. The outer error is the
+/// store's (fatal for this account); the inner one is the action's.
+async fn run_action(
+    ctx: &Context,
+    plan: &AccountPlan,
+    action: &Action,
+) -> Result<std::result::Result<(), String>> {
+    let account = plan.account.as_str();
+    Ok(match action {
+        Action::RegisterRunner { .. } | Action::UnregisterRunner { .. } => {
+            gitlab_action(ctx, account, action).await
+        }
+        Action::UpdateRunnerConfig {
+            id,
+            name,
+            hash,
+            template,
+        } => {
+            let Some(runner) = ctx.store.runner(account)? else {
+                return Ok(Err("no runner is registered".to_string()));
+            };
+            let files: Vec<(String, Vec<u8>)> = template
+                .iter()
+                .map(|(path, t)| (path.clone(), crate::runner::fill_token(t, &runner.token)))
+                .collect();
+            let docker = match &plan.endpoint {
+                Some(endpoint) => ctx.backend(endpoint).map_err(|e| e.to_string()),
+                None => Err("no docker endpoint was chosen for this account".to_string()),
+            };
+            match docker {
+                Ok(b) => match b.upload(id, name, &files).await {
+                    Ok(()) => {
+                        ctx.store.set_runner_config(account, hash)?;
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(e),
+            }
+        }
+        Action::KubeApply {
+            objects, changes, ..
+        } => kube_apply(ctx, account, objects, changes).await,
+        Action::KubeDelete {
+            kind,
+            namespace,
+            name,
+            ..
+        } => match ctx.kube_backend() {
+            Ok(k) => k
+                .delete(kind, namespace, name)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        },
+        _ => {
+            let action = match with_runner_token(ctx, account, action)? {
+                Ok(action) => action,
+                Err(e) => return Ok(Err(e)),
+            };
+            let docker = match &plan.endpoint {
+                Some(endpoint) => ctx.backend(endpoint).map_err(|e| e.to_string()),
+                None => Err("no docker endpoint was chosen for this account".to_string()),
+            };
+            let result = match docker {
+                Ok(b) => b.execute(account, &action).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            // The config a created runner holds is the one it was made with.
+            if result.is_ok()
+                && let Action::Create { container } | Action::Recreate { container, .. } =
+                    action.as_ref()
+                && crate::runner::is_runner(container)
+            {
+                ctx.store
+                    .set_runner_config(account, &crate::runner::config_hash(container))?;
+            }
+            result
+        }
+    })
+}
+
+/// The action with the registered runner token put into the runner
+/// container's config (it never enters the plan); other actions as they are.
+fn with_runner_token<'a>(
+    ctx: &Context,
+    account: &str,
+    action: &'a Action,
+) -> Result<std::result::Result<std::borrow::Cow<'a, Action>, String>> {
+    let (Action::Create { container } | Action::Recreate { container, .. }) = action else {
+        return Ok(Ok(std::borrow::Cow::Borrowed(action)));
+    };
+    if !crate::runner::is_runner(container) {
+        return Ok(Ok(std::borrow::Cow::Borrowed(action)));
+    }
+    let Some(runner) = ctx.store.runner(account)? else {
+        return Ok(Err(
+            "no runner is registered (registration failed?)".to_string()
+        ));
+    };
+    let mut real = action.clone();
+    if let Action::Create { container } | Action::Recreate { container, .. } = &mut real {
+        **container = crate::runner::with_token(container, &runner.token);
+    }
+    Ok(Ok(std::borrow::Cow::Owned(real)))
+}
+
+/// Applies Kubernetes objects in order, stopping at the first failure (a
+/// workload needs its namespace). An object the plan found missing is
+/// first checked not to be someone else's: a forced apply would take it.
+async fn kube_apply(
+    ctx: &Context,
+    account: &str,
+    objects: &[crate::desired::kube::KubeObject],
+    changes: &[plan::Change],
+) -> std::result::Result<(), String> {
+    let k = ctx.kube_backend()?;
+    for o in objects {
+        if plan::is_absent(changes, o) {
+            k.check_owner(o, account).await.map_err(|e| e.to_string())?;
+        }
+        k.apply(o).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Registers or deletes the account's GitLab runner; the token goes to the
+/// store only.
+async fn gitlab_action(
+    ctx: &Context,
+    account: &str,
+    action: &Action,
+) -> std::result::Result<(), String> {
+    let Some(gl) = &ctx.gitlab else {
+        return Err("the site has no GitLab API".into());
+    };
+    match action {
+        Action::RegisterRunner { project, tags } => {
+            let created = gl
+                .create_runner(*project, &format!("berth {account}"), tags)
+                .await
+                .map_err(|e| e.to_string())?;
+            let stored = StoredRunner {
+                id: created.id,
+                token: created.token,
+                tags: tags.clone(),
+            };
+            ctx.store
+                .set_runner(account, Some(&stored))
+                .map_err(|e| e.to_string())
+        }
+        Action::UnregisterRunner { id } => {
+            gl.delete_runner(*id).await.map_err(|e| e.to_string())?;
+            ctx.store
+                .set_runner(account, None)
+                .map_err(|e| e.to_string())
+        }
+        _ => Ok(()),
+    }
+}

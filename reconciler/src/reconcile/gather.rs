@@ -1,0 +1,290 @@
+//! Gather: the IO half of a reconcile's decision. Reads git, LDAP, the
+//! store and (for the pusher) GitLab, hands them to the pure
+//! [`decide`](super::decide), resolves the images of an accepted candidate
+//! (registry), then has the plan built ([`super::build`]). Changes nothing.
+
+use super::build::{docker_plan, kube_plan};
+use super::decide::{self, RejectReason, Verdict};
+use super::pins::{resolve_pins, shared_with, unshared_warnings};
+use super::{AccountPlan, Context, Decision, Observed, ReconcileError, Result};
+use crate::identity::{self, Account};
+use crate::plan::{self, Action};
+use crate::source::WorkspaceFile;
+use berth_spec::Workspace;
+use berth_spec::policy::share_key;
+use berth_webhook::SyncRequest;
+use std::sync::Arc;
+
+/// Computes the plan of one account: gathers what the decision needs (git,
+/// LDAP, the store, GitLab for the pusher), decides ([`decide`]), then
+/// builds the plan against `observed`. Reads only. `push` is the
+/// authenticated push that asks for this reconcile, if any.
+#[tracing::instrument(skip(ctx, observed, push), fields(account))]
+pub async fn evaluate(
+    ctx: &Arc<Context>,
+    account: &str,
+    observed: &Observed,
+    push: Option<&SyncRequest>,
+) -> Result<AccountPlan> {
+    let site = &ctx.site;
+    let name = account.to_string();
+    let head = ctx.read_source(move |s| s.head(&name)).await?;
+    let identity = ctx.directory.lookup(account).await?;
+    let accepted = ctx.store.accepted(account)?.map(|a| a.revision);
+    // Read once: admission checks and the unshared-image warnings both use it.
+    let shared = shared_with(ctx, account)?;
+    let pushed = push.and_then(|p| p.revision.as_deref());
+    let pushes_only = site.gitlab.is_some();
+    // The pusher is asked about (GitLab, LDAP) only when its push is what
+    // would be accepted.
+    let new_head = head
+        .as_ref()
+        .filter(|h| accepted.as_deref() != Some(h.sha.as_str()))
+        .filter(|h| !pushes_only || pushed == Some(h.sha.as_str()));
+    let pusher = match new_head {
+        Some(_) => check_pusher(ctx, account, identity.as_ref(), push).await?,
+        None => Ok(()),
+    };
+    let admission = decide::decide(&decide::Inputs {
+        site,
+        account,
+        identity: identity.as_ref(),
+        head: head.as_ref(),
+        accepted: accepted.as_deref(),
+        pushed,
+        pushes_only,
+        pusher,
+        shared: &shared,
+    });
+    let mut plan = AccountPlan::new(account, head.as_ref().map(|h| h.repository.clone()));
+    if let Some(why) = &admission.stopped {
+        plan.disabled = true;
+        plan.stopped = Some(why.to_string());
+        plan.warnings.push(format!(
+            "stopped: {why}; containers are stopped and volumes kept"
+        ));
+    }
+    let head_sha = head.as_ref().map(|h| h.sha.clone()).unwrap_or_default();
+    let mut workspace = None;
+    match admission.verdict {
+        Verdict::NoRepository => {
+            // An archived or deleted repository is still visited: an
+            // account that must stop is stopped from what the backends hold.
+            if plan.disabled {
+                stop_everything(ctx, account, observed, &mut plan)?;
+            }
+            return Ok(plan);
+        }
+        Verdict::NoWorkspace => {
+            plan.decision = Decision::NoWorkspace;
+            return Ok(plan);
+        }
+        Verdict::Unchanged => {
+            plan.decision = Decision::Unchanged;
+            plan.revision = Some(head_sha);
+        }
+        Verdict::AwaitingPush => {
+            plan.decision = Decision::AwaitingPush { revision: head_sha };
+            plan.revision = accepted.clone();
+        }
+        Verdict::Reject(reason) => plan.reject(head_sha, reason, accepted.clone()),
+        Verdict::Candidate(ws) => match resolve_pins(ctx, &ws).await? {
+            Err(why) => plan.reject(head_sha, RejectReason::Image(why), accepted.clone()),
+            Ok(pins) => {
+                plan.pins = pins;
+                plan.shares = ws
+                    .images
+                    .iter()
+                    .flat_map(|i| i.share.iter())
+                    .filter_map(|s| {
+                        let image = berth_spec::ImageRef::parse(&s.image).ok()?;
+                        Some((share_key(&image), s.description.clone().unwrap_or_default()))
+                    })
+                    .collect();
+                let (name, sha, since) = (account.to_string(), head_sha.clone(), accepted.clone());
+                let commits = ctx
+                    .read_source(move |s| s.commits_since(&name, &sha, since.as_deref()))
+                    .await?
+                    .len();
+                plan.decision = Decision::Accept {
+                    revision: head_sha.clone(),
+                    commits,
+                };
+                plan.project =
+                    push.and_then(|p| Some((p.project_id?, p.path.clone().unwrap_or_default())));
+                plan.revision = Some(head_sha);
+                workspace = Some(*ws);
+            }
+        },
+    }
+    let Some(revision) = plan.revision.clone() else {
+        return Ok(plan);
+    };
+    let workspace = match workspace {
+        Some(ws) => ws,
+        None => {
+            accepted_workspace(
+                ctx,
+                account,
+                &revision,
+                identity.as_ref(),
+                &mut plan.warnings,
+            )
+            .await?
+        }
+    };
+    if !matches!(plan.decision, Decision::Accept { .. }) {
+        plan.pins = ctx.store.pins(account, &revision)?;
+    }
+    plan.warnings.extend(unshared_warnings(
+        ctx, account, &workspace, &shared, &plan.pins,
+    ));
+    if !ctx.docker.is_empty() {
+        docker_plan(
+            ctx,
+            account,
+            &workspace,
+            identity.as_ref(),
+            observed,
+            &revision,
+            &mut plan,
+        )?;
+    }
+    kube_plan(
+        ctx,
+        account,
+        &workspace,
+        identity.as_ref(),
+        observed,
+        &revision,
+        &mut plan,
+    )?;
+    Ok(plan)
+}
+
+/// Whether the push's pusher may push to `account`. With a GitLab token the
+/// pusher's GitLab user is bound to the directory through its LDAP
+/// identity (`extern_uid` = the account's DN, or an admin's); without one,
+/// only the username is compared (see the README for what each proves).
+async fn check_pusher(
+    ctx: &Context,
+    account: &str,
+    target: Option<&Account>,
+    push: Option<&SyncRequest>,
+) -> Result<std::result::Result<(), identity::Rejection>> {
+    let Some(push) = push else { return Ok(Ok(())) };
+    let Some(pusher) = push.pusher.as_deref() else {
+        return Ok(Ok(()));
+    };
+    let pusher_account = if pusher != account {
+        ctx.directory.lookup(pusher).await?
+    } else {
+        target.cloned()
+    };
+    match (&ctx.gitlab, push.pusher_id) {
+        (Some(gl), Some(id)) => {
+            let user = gl.user(id).await?;
+            let provider = ctx
+                .site
+                .gitlab
+                .as_ref()
+                .map(|g| g.ldap_provider.as_str())
+                .unwrap_or_default();
+            Ok(identity::pusher_bound(
+                &ctx.site,
+                account,
+                target,
+                pusher,
+                user.ldap_dn(provider),
+                pusher_account.as_ref(),
+            ))
+        }
+        _ if pusher == account => Ok(Ok(())),
+        _ => Ok(identity::pusher_allowed(
+            &ctx.site,
+            account,
+            pusher,
+            pusher_account.as_ref(),
+        )),
+    }
+}
+
+/// Stops what an account whose workspace cannot be read holds: running
+/// Docker containers are stopped (never removed), its runner unregistered,
+/// the student's RoleBinding deleted. Deployments keep their replicas until
+/// a readable revision lets Berth scale them to zero (a warning says so).
+fn stop_everything(
+    ctx: &Context,
+    account: &str,
+    observed: &Observed,
+    plan: &mut AccountPlan,
+) -> Result<()> {
+    let placed = ctx.store.placement(account)?;
+    for (endpoint, found) in &observed.docker {
+        let Ok(map) = found else { continue };
+        let Some(mine) = map.get(account) else {
+            continue;
+        };
+        if placed.as_deref().is_some_and(|p| p != endpoint) || plan.endpoint.is_some() {
+            continue;
+        }
+        plan.endpoint = Some(endpoint.clone());
+        plan.actions.extend(plan::stop_all(mine));
+    }
+    if let Some(runner) = ctx.store.runner(account)? {
+        plan.actions
+            .push(Action::UnregisterRunner { id: runner.id });
+    }
+    if let (Some(cluster), Some(Ok(map))) = (&ctx.kube, &observed.kube)
+        && let Some(live) = map.get(account)
+    {
+        let ns = cluster.settings.namespace(account);
+        plan.actions.extend(plan::revoke_student(&ns, live));
+        if live.objects.iter().any(|o| o.kind == "Deployment") {
+            plan.warnings.push(
+                "kubernetes deployments keep running until a readable revision lets Berth scale them to zero"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The workspace of an already accepted revision. It passed policy when
+/// accepted; if the site has since tightened policy it keeps running, with
+/// a warning, until the student pushes a conforming revision.
+async fn accepted_workspace(
+    ctx: &Arc<Context>,
+    account: &str,
+    revision: &str,
+    identity: Option<&Account>,
+    warnings: &mut Vec<String>,
+) -> Result<Workspace> {
+    let (name, sha) = (account.to_string(), revision.to_string());
+    let rev = ctx
+        .read_source(move |s| s.at(&name, &sha))
+        .await?
+        .ok_or_else(|| ReconcileError::LostRevision(revision.into()))?;
+    let bytes = match rev.file {
+        WorkspaceFile::Present(b) => b,
+        // Accepted before files had to be present; it declared nothing.
+        _ => {
+            return Ok(Workspace {
+                version: 1.into(),
+                containers: vec![],
+                runner: None,
+                images: None,
+            });
+        }
+    };
+    let ws = berth_spec::parse_workspace(&bytes)
+        .map_err(|_| ReconcileError::LostRevision(revision.into()))?;
+    if let Some(account) = identity
+        && let Err(d) = berth_spec::policy::check(&ws, &ctx.site, &account.name, &account.groups)
+    {
+        warnings.push(format!(
+            "accepted revision no longer meets site policy: {d}"
+        ));
+    }
+    Ok(ws)
+}
