@@ -1,0 +1,107 @@
+//! What GitLab told Berth about an account: its workspace project (id and
+//! path, from discovery or an accepted push) and its runner (registration,
+//! secret token, and the hash of the config last written into it).
+
+use super::{Result, Store, StoredRunner};
+use rusqlite::{OptionalExtension, params};
+
+impl Store {
+    /// The GitLab project id of an account's workspace, learnt from pushes.
+    pub fn project(&self, account: &str) -> Result<Option<u64>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT project_id FROM projects WHERE account = ?1",
+                [account],
+                |r| r.get::<_, i64>(0).map(|v| v as u64),
+            )
+            .optional()?)
+    }
+
+    pub fn set_project(&self, account: &str, project: u64) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO projects (account, project_id) VALUES (?1, ?2)
+             ON CONFLICT(account) DO UPDATE SET project_id = ?2",
+            params![account, project as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The GitLab path of an account's workspace project (`students/alice/
+    /// workspace`), learnt from discovery or an accepted push.
+    pub fn project_path(&self, account: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT path FROM project_paths WHERE account = ?1",
+                [account],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_project_path(&self, account: &str, path: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO project_paths (account, path) VALUES (?1, ?2)
+             ON CONFLICT(account) DO UPDATE SET path = ?2",
+            params![account, path],
+        )?;
+        Ok(())
+    }
+
+    /// Hash of the config last written into the account's runner container.
+    pub fn runner_config(&self, account: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT hash FROM runner_configs WHERE account = ?1",
+                [account],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_runner_config(&self, account: &str, hash: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO runner_configs (account, hash) VALUES (?1, ?2)
+             ON CONFLICT(account) DO UPDATE SET hash = ?2",
+            params![account, hash],
+        )?;
+        Ok(())
+    }
+
+    pub fn runner(&self, account: &str) -> Result<Option<StoredRunner>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT runner_id, token, tags FROM runners WHERE account = ?1",
+                [account],
+                |r| {
+                    let tags: String = r.get(2)?;
+                    Ok(StoredRunner {
+                        id: r.get::<_, i64>(0)? as u64,
+                        token: r.get(1)?,
+                        tags: tags
+                            .split(',')
+                            .filter(|t| !t.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn set_runner(&self, account: &str, runner: Option<&StoredRunner>) -> Result<()> {
+        let conn = self.conn();
+        match runner {
+            Some(r) => conn.execute(
+                "INSERT INTO runners (account, runner_id, token, tags) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(account) DO UPDATE SET runner_id = ?2, token = ?3, tags = ?4",
+                params![account, r.id as i64, r.token, r.tags.join(",")],
+            )?,
+            None => conn.execute("DELETE FROM runners WHERE account = ?1", [account])?,
+        };
+        Ok(())
+    }
+}

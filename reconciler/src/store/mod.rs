@@ -1,0 +1,386 @@
+//! The embedded state store (SQLite through rusqlite, one file in the state
+//! directory): accepted revision per account, the audit log, host-port
+//! allocations and endpoint placements. The only module that writes it.
+//!
+//! SQLite because the audit log wants queries (per account, newest first),
+//! allocations want uniqueness constraints enforced by the database, and WAL
+//! mode gives crash safety without a server. Actual backend state is never
+//! stored here: it is always re-read, so a crash mid-apply is recovered.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "state store is at schema version {found}; this Berth knows versions up to {known}: run a newer Berth"
+    )]
+    NewerSchema { found: u32, known: u32 },
+    #[error("state store {path}: {source}")]
+    Dir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An accepted revision of an account's workspace repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    pub repository: String,
+    pub revision: String,
+    pub at: i64,
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    pub at: i64,
+    pub account: String,
+    /// `accepted`, `rejected`, `action`, `action-failed`, `error`.
+    pub event: String,
+    pub revision: Option<String>,
+    pub detail: String,
+}
+
+mod allocations;
+mod gitlab;
+mod images;
+mod schema;
+
+pub use crate::desired::{GpuKey, PortKey};
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+/// Creates the database file readable by Berth's user only (runner tokens
+/// live in it); SQLite gives its `-wal` and `-shm` files the same mode. An
+/// existing file keeps the mode its admin gave it: opening the store for
+/// `status` or `audit` changes nothing on disk.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(StoreError::Dir {
+                path: path.display().to_string(),
+                source: e,
+            }),
+        })
+}
+
+/// A GitLab runner registered for an account. The token is a secret: it
+/// never leaves the store except into the runner's own container.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredRunner {
+    pub id: u64,
+    pub token: String,
+    pub tags: Vec<String>,
+}
+
+impl std::fmt::Debug for StoredRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRunner")
+            .field("id", &self.id)
+            .field("tags", &self.tags)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) `<dir>/berth.sqlite3`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join("berth.sqlite3");
+        create_private(&path)?;
+        let conn = Connection::open(&path)?;
+        Self::init(conn)
+    }
+
+    pub fn in_memory() -> Result<Store> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent
+        // (statements are atomic), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    pub fn accepted(&self, account: &str) -> Result<Option<Accepted>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT repository, revision, at FROM accepted WHERE account = ?1",
+                [account],
+                |r| {
+                    Ok(Accepted {
+                        repository: r.get(0)?,
+                        revision: r.get(1)?,
+                        at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Records `revision` as accepted, with its audit line, atomically.
+    pub fn accept(
+        &self,
+        account: &str,
+        repository: &str,
+        revision: &str,
+        detail: &str,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO accepted (account, repository, revision, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(account) DO UPDATE SET repository = ?2, revision = ?3, at = ?4",
+            params![account, repository, revision, now()],
+        )?;
+        tx.execute(
+            "INSERT INTO audit (at, account, event, revision, detail) VALUES (?1, ?2, 'accepted', ?3, ?4)",
+            params![now(), account, revision, detail],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn audit(
+        &self,
+        account: &str,
+        event: &str,
+        revision: Option<&str>,
+        detail: &str,
+    ) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO audit (at, account, event, revision, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now(), account, event, revision, detail],
+        )?;
+        // The id is what a student is shown instead of the detail.
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Audit lines of `account` (all accounts when `None`), newest first.
+    pub fn audit_log(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT at, account, event, revision, detail FROM audit
+             WHERE (?1 IS NULL OR account = ?1) ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![account, limit as i64], |r| {
+            Ok(AuditEntry {
+                at: r.get(0)?,
+                account: r.get(1)?,
+                event: r.get(2)?,
+                revision: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The last error of an account, cleared by a successful reconcile.
+    pub fn set_last_error(&self, account: &str, message: Option<&str>) -> Result<()> {
+        let conn = self.conn();
+        match message {
+            Some(m) => conn.execute(
+                "INSERT INTO last_error (account, at, message) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(account) DO UPDATE SET at = ?2, message = ?3",
+                params![account, now(), m],
+            )?,
+            None => conn.execute("DELETE FROM last_error WHERE account = ?1", [account])?,
+        };
+        Ok(())
+    }
+
+    pub fn last_error(&self, account: &str) -> Result<Option<(i64, String)>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT at, message FROM last_error WHERE account = ?1",
+                [account],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Every account the store knows of: accepted a revision, holds a
+    /// placement, a runner or a project. The resync visits them all, so an
+    /// account whose repository vanished is still stopped when it must be.
+    pub fn known_accounts(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT account FROM accepted UNION SELECT account FROM placements
+             UNION SELECT account FROM runners UNION SELECT account FROM projects
+             ORDER BY 1",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The account's current warnings (replaced on each reconcile).
+    pub fn set_warnings(&self, account: &str, warnings: &[String]) -> Result<()> {
+        let conn = self.conn();
+        if warnings.is_empty() {
+            conn.execute("DELETE FROM warnings WHERE account = ?1", [account])?;
+        } else {
+            conn.execute(
+                "INSERT INTO warnings (account, message) VALUES (?1, ?2)
+                 ON CONFLICT(account) DO UPDATE SET message = ?2",
+                params![account, warnings.join("\n")],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn warnings(&self, account: &str) -> Result<Vec<String>> {
+        let msg: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT message FROM warnings WHERE account = ?1",
+                [account],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(msg
+            .map(|m| m.lines().map(str::to_string).collect())
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn key(account: &str, container: &str, port: u16) -> PortKey {
+        PortKey {
+            account: account.into(),
+            container: container.into(),
+            container_port: port,
+        }
+    }
+
+    #[test]
+    fn acceptance_is_kept_with_an_audit_line() {
+        let s = Store::in_memory().expect("store");
+        assert_eq!(s.accepted("alice").expect("read"), None);
+        s.accept("alice", "alice/workspace", "abc", "committer ok")
+            .expect("accept");
+        s.accept("alice", "alice/workspace", "def", "committer ok")
+            .expect("accept");
+        assert_eq!(
+            s.accepted("alice").expect("read").map(|a| a.revision),
+            Some("def".into())
+        );
+        let log = s.audit_log(Some("alice"), 10).expect("log");
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[0].revision.as_deref(), Some("def"));
+        assert!(s.audit_log(Some("bob"), 10).expect("log").is_empty());
+    }
+
+    #[test]
+    fn port_allocations_are_unique_per_endpoint_and_replaced_per_account() {
+        let s = Store::in_memory().expect("store");
+        let alice = BTreeMap::from([(key("alice", "web", 80), 20000)]);
+        s.set_account_ports("local", "alice", &alice).expect("set");
+        let clash = BTreeMap::from([(key("bob", "web", 80), 20000)]);
+        assert!(
+            s.set_account_ports("local", "bob", &clash).is_err(),
+            "same host port twice"
+        );
+        assert!(
+            s.ports("local")
+                .expect("read")
+                .keys()
+                .all(|k| k.account == "alice"),
+            "failed tx left nothing"
+        );
+        s.set_account_ports("local", "alice", &BTreeMap::new())
+            .expect("release");
+        assert!(s.ports("local").expect("read").is_empty());
+    }
+
+    #[test]
+    fn runners_round_trip_and_the_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("berth-store-runner-{}", std::process::id()));
+        let s = Store::open(&dir).expect("open");
+        let r = StoredRunner {
+            id: 7,
+            token: "glrt-secret".into(),
+            tags: vec!["docker".into(), "gpu".into()],
+        };
+        s.set_runner("alice", Some(&r)).expect("set");
+        assert_eq!(s.runner("alice").expect("read"), Some(r.clone()));
+        assert!(!format!("{r:?}").contains("glrt-secret"));
+        s.set_runner("alice", None).expect("clear");
+        assert_eq!(s.runner("alice").expect("read"), None);
+        let mode = std::fs::metadata(dir.join("berth.sqlite3"))
+            .expect("file")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        // An admin's mode survives a read-only command reopening the store.
+        let file = dir.join("berth.sqlite3");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        drop(s);
+        let again = Store::open(&dir).expect("reopen");
+        again.audit_log(None, 10).expect("read");
+        let mode = std::fs::metadata(&file).expect("file").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "reading the store changes no mode");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn survives_reopening() {
+        let dir = std::env::temp_dir().join(format!("berth-store-{}", std::process::id()));
+        {
+            let s = Store::open(&dir).expect("open");
+            s.set_placement("alice", "local").expect("place");
+        }
+        let s = Store::open(&dir).expect("reopen");
+        assert_eq!(
+            s.placement("alice").expect("read").as_deref(),
+            Some("local")
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

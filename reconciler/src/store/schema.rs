@@ -1,0 +1,159 @@
+//! The store's schema and its ordered migrations, kept in SQLite's
+//! `user_version`: step N takes a database at version N-1 to N, in one
+//! transaction. A released step is never edited; a change is a new step.
+//! Step 1 is the schema as it stood before versioning (hence `IF NOT
+//! EXISTS`: databases made then are at version 0 and already hold it).
+
+use super::{Result, StoreError};
+use rusqlite::Connection;
+
+const STEPS: &[&str] = &[
+    // 1: accepted revisions, audit, allocations, GitLab, images, status.
+    "
+CREATE TABLE IF NOT EXISTS accepted (
+    account TEXT PRIMARY KEY,
+    repository TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    event TEXT NOT NULL,
+    revision TEXT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_account ON audit (account, id);
+CREATE TABLE IF NOT EXISTS ports (
+    endpoint TEXT NOT NULL,
+    host_port INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    container TEXT NOT NULL,
+    container_port INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, host_port),
+    UNIQUE (account, container, container_port)
+);
+CREATE TABLE IF NOT EXISTS placements (
+    account TEXT PRIMARY KEY,
+    endpoint TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS projects (
+    account TEXT PRIMARY KEY,
+    project_id INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gpus (
+    endpoint TEXT NOT NULL,
+    account TEXT NOT NULL,
+    container TEXT NOT NULL,
+    devices TEXT NOT NULL,
+    PRIMARY KEY (endpoint, account, container)
+);
+CREATE TABLE IF NOT EXISTS runner_configs (
+    account TEXT PRIMARY KEY,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS project_paths (
+    account TEXT PRIMARY KEY,
+    path TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runners (
+    account TEXT PRIMARY KEY,
+    runner_id INTEGER NOT NULL,
+    token TEXT NOT NULL,
+    tags TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shares (
+    owner TEXT NOT NULL,
+    image TEXT NOT NULL,
+    description TEXT NOT NULL,
+    PRIMARY KEY (owner, image)
+);
+CREATE TABLE IF NOT EXISTS pins (
+    account TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    image TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (account, revision, image)
+);
+CREATE TABLE IF NOT EXISTS images (
+    endpoint TEXT NOT NULL,
+    image TEXT NOT NULL,
+    pulled_at INTEGER NOT NULL,
+    last_used INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, image)
+);
+CREATE TABLE IF NOT EXISTS scans (
+    digest TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS warnings (
+    account TEXT PRIMARY KEY,
+    message TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS last_error (
+    account TEXT PRIMARY KEY,
+    at INTEGER NOT NULL,
+    message TEXT NOT NULL
+);
+",
+];
+
+/// The version this Berth writes.
+pub const VERSION: u32 = STEPS.len() as u32;
+
+/// Brings the database to [`VERSION`]; refuses one written by a newer Berth.
+pub fn migrate(conn: &mut Connection) -> Result<u32> {
+    let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > VERSION {
+        return Err(StoreError::NewerSchema {
+            found,
+            known: VERSION,
+        });
+    }
+    for (i, step) in STEPS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+        tx.commit()?;
+    }
+    Ok(VERSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_from_before_versioning_is_migrated_and_keeps_its_rows() {
+        let mut conn = Connection::open_in_memory().expect("db");
+        conn.execute_batch(
+            "CREATE TABLE accepted (account TEXT PRIMARY KEY, repository TEXT NOT NULL,
+             revision TEXT NOT NULL, at INTEGER NOT NULL);
+             INSERT INTO accepted VALUES ('alice', 'alice/workspace', 'abc', 1);",
+        )
+        .expect("old schema");
+        assert_eq!(migrate(&mut conn).expect("migrated"), VERSION);
+        let v: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, VERSION);
+        let kept: String = conn
+            .query_row("SELECT revision FROM accepted", [], |r| r.get(0))
+            .expect("row");
+        assert_eq!(kept, "abc");
+        // Idempotent.
+        assert_eq!(migrate(&mut conn).expect("again"), VERSION);
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().expect("db");
+        conn.pragma_update(None, "user_version", VERSION + 1)
+            .expect("pragma");
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(StoreError::NewerSchema { .. })
+        ));
+    }
+}
