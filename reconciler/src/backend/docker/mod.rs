@@ -4,26 +4,22 @@
 //! dockerd 20.10) and newer: the version is negotiated on connect, and GPU
 //! device requests (API ≥ 1.40) are refused on older daemons.
 
-use crate::desired::{
-    DesiredContainer, LABEL_HASH, LABEL_NAME, LABEL_OWNER, LABEL_REVISION, LABEL_SPEC, PIDS_LIMIT,
-};
-use crate::plan::{Action, ObservedAccount, ObservedContainer};
+use crate::desired::{DesiredContainer, LABEL_OWNER};
+use crate::plan::Action;
 use berth_spec::State;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, DeviceRequest, HostConfig, Mount, MountType,
-    NetworkCreateRequest, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
-};
+use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
-use futures::StreamExt;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod body;
+mod images;
+mod observe;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -77,10 +73,6 @@ pub struct DockerBackend {
 type PullOnce = tokio::sync::OnceCell<Result<(), String>>;
 
 const STOP_TIMEOUT_SECS: i32 = 10;
-
-fn label_filter(label: &str) -> HashMap<String, Vec<String>> {
-    HashMap::from([("label".to_string(), vec![label.to_string()])])
-}
 
 impl DockerBackend {
     /// Connects to `endpoint` (`unix://…`, `tcp://…`, or `env` for DOCKER_HOST)
@@ -141,106 +133,6 @@ impl DockerBackend {
             target: target.to_string(),
             source,
         }
-    }
-
-    /// Every Berth object on this daemon (or only `account`'s), grouped by
-    /// owning account. One list call per object kind, whatever the number
-    /// of accounts.
-    pub async fn observe(
-        &self,
-        account: Option<&str>,
-    ) -> Result<BTreeMap<String, ObservedAccount>> {
-        let filter = match account {
-            Some(a) => label_filter(&format!("{LABEL_OWNER}={a}")),
-            None => label_filter(LABEL_OWNER),
-        };
-        let (containers, networks, volumes) = tokio::try_join!(
-            async {
-                let opts = ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filter)
-                    .build();
-                self.docker
-                    .list_containers(Some(opts))
-                    .await
-                    .map_err(Self::api("list", "containers"))
-            },
-            async {
-                let opts = ListNetworksOptionsBuilder::default()
-                    .filters(&filter)
-                    .build();
-                self.docker
-                    .list_networks(Some(opts))
-                    .await
-                    .map_err(Self::api("list", "networks"))
-            },
-            async {
-                let opts = ListVolumesOptionsBuilder::default()
-                    .filters(&filter)
-                    .build();
-                self.docker
-                    .list_volumes(Some(opts))
-                    .await
-                    .map_err(Self::api("list", "volumes"))
-            },
-        )?;
-        let mut out: BTreeMap<String, ObservedAccount> = BTreeMap::new();
-        for c in containers {
-            let labels = c.labels.unwrap_or_default();
-            let Some(owner) = labels.get(LABEL_OWNER).cloned() else {
-                continue;
-            };
-            let full_name = c
-                .names
-                .unwrap_or_default()
-                .first()
-                .map(|n| n.trim_start_matches('/').to_string())
-                .unwrap_or_default();
-            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
-            let running = matches!(
-                c.state,
-                Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING)
-            );
-            let ports = c
-                .ports
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|p| {
-                    p.public_port
-                        .map(|h| (p.private_port, format!("{}:{h}", p.ip.unwrap_or_default())))
-                })
-                .collect();
-            out.entry(owner.clone())
-                .or_default()
-                .containers
-                .push(ObservedContainer {
-                    id: c.id.unwrap_or_default(),
-                    account: owner,
-                    name: labels.get(LABEL_NAME).cloned().unwrap_or_default(),
-                    full_name,
-                    image: c.image.clone().unwrap_or_default(),
-                    spec_hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
-                    revision: labels.get(LABEL_REVISION).cloned().unwrap_or_default(),
-                    running,
-                    state,
-                    fields: labels
-                        .get(LABEL_SPEC)
-                        .and_then(|s| serde_json::from_str(s).ok())
-                        .unwrap_or_default(),
-                    ports,
-                });
-        }
-        for n in networks {
-            if let Some(owner) = n.labels.as_ref().and_then(|l| l.get(LABEL_OWNER)) {
-                out.entry(owner.clone()).or_default().network = true;
-            }
-        }
-        for v in volumes.volumes.unwrap_or_default() {
-            if let Some(owner) = v.labels.get(LABEL_OWNER) {
-                out.entry(owner.clone()).or_default().volumes.insert(v.name);
-            }
-        }
-        Ok(out)
     }
 
     /// Executes one action for `account`.
@@ -430,215 +322,6 @@ impl DockerBackend {
         }
         Ok(())
     }
-
-    /// Pulls an image that is not on this daemon; concurrent callers for
-    /// the same image share one pull.
-    pub async fn pull(&self, image: &str) -> Result<()> {
-        let cell = {
-            let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
-            pulls.entry(image.to_string()).or_default().clone()
-        };
-        let result = cell.get_or_init(|| self.pull_once(image)).await.clone();
-        {
-            let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
-            if pulls.get(image).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-                pulls.remove(image);
-            }
-        }
-        result.map_err(|message| DockerError::Pull {
-            image: image.to_string(),
-            message,
-        })
-    }
-
-    /// Writes `image` as a `docker save` archive (what `singularity build
-    /// x.sif docker-archive://FILE` takes) to `path`, pulling it first if
-    /// this host lacks it. Returns the bytes written.
-    pub async fn export(&self, image: &str, path: &std::path::Path) -> Result<u64> {
-        if self.docker.inspect_image(image).await.is_err() {
-            self.pull(image).await?;
-        }
-        let io = |e: std::io::Error| DockerError::Upload {
-            name: image.to_string(),
-            message: e.to_string(),
-        };
-        let partial = path.with_extension("partial");
-        let mut file =
-            tokio::io::BufWriter::new(tokio::fs::File::create(&partial).await.map_err(io)?);
-        let mut stream = self.docker.export_image(image);
-        let mut written = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(Self::api("export", image))?;
-            written += chunk.len() as u64;
-            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
-                .await
-                .map_err(io)?;
-        }
-        tokio::io::AsyncWriteExt::flush(&mut file)
-            .await
-            .map_err(io)?;
-        tokio::fs::rename(&partial, path).await.map_err(io)?;
-        Ok(written)
-    }
-
-    async fn pull_once(&self, image: &str) -> Result<(), String> {
-        tracing::info!(image, endpoint = %self.name, "pulling");
-        let (repo, tag) = split_tag(image);
-        let opts = CreateImageOptionsBuilder::default()
-            .from_image(repo)
-            .tag(tag)
-            .build();
-        let credentials = self
-            .registry_auth
-            .as_ref()
-            .filter(|(host, _, _)| image.starts_with(&format!("{host}/")))
-            .map(|(host, user, password)| bollard::auth::DockerCredentials {
-                username: Some(user.clone()),
-                password: Some(password.clone()),
-                serveraddress: Some(host.clone()),
-                ..Default::default()
-            });
-        let mut stream = self.docker.create_image(Some(opts), None, credentials);
-        while let Some(item) = stream.next().await {
-            item.map_err(|e| e.to_string())?;
-        }
-        self.pulled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(image.to_string());
-        Ok(())
-    }
-
-    /// Images pulled since the last call (for the store's GC records).
-    pub fn take_pulled(&self) -> Vec<String> {
-        std::mem::take(&mut *self.pulled.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Image ids every container on this host (Berth's or not, running or
-    /// stopped) was created from.
-    pub async fn images_in_use(&self) -> Result<std::collections::HashSet<String>> {
-        let opts = ListContainersOptionsBuilder::default().all(true).build();
-        let containers = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(Self::api("list", "containers"))?;
-        Ok(containers.into_iter().filter_map(|c| c.image_id).collect())
-    }
-
-    /// Id and size of an image, `None` when the host does not have it.
-    pub async fn image_info(&self, image: &str) -> Result<Option<(String, u64)>> {
-        match self.docker.inspect_image(image).await {
-            Ok(i) => Ok(Some((
-                i.id.unwrap_or_default(),
-                i.size.unwrap_or(0).max(0) as u64,
-            ))),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(e) => Err(Self::api("inspect image", image)(e)),
-        }
-    }
-
-    /// Removes an image reference (never forced: an image a container uses stays).
-    pub async fn remove_image(&self, image: &str) -> Result<()> {
-        match self
-            .docker
-            .remove_image(
-                image,
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            )
-            .await
-        {
-            Ok(_)
-            | Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(e) => Err(Self::api("remove image", image)(e)),
-        }
-    }
-
-    fn create_body(&self, d: &DesiredContainer) -> Result<ContainerCreateBody> {
-        let spec = &d.spec;
-        let device_requests = if spec.gpus > 0 {
-            if !api_at_least(&self.api_version, 1, 40) {
-                return Err(DockerError::NoGpuSupport(self.api_version.clone()));
-            }
-            // The host's assigned cards by id; a bare count would let
-            // dockerd pick cards another account already uses.
-            let (count, device_ids) = if spec.gpu_devices.is_empty() {
-                (Some(i64::from(spec.gpus)), None)
-            } else {
-                (
-                    None,
-                    Some(spec.gpu_devices.iter().map(u32::to_string).collect()),
-                )
-            };
-            Some(vec![DeviceRequest {
-                driver: Some("nvidia".into()),
-                count,
-                device_ids,
-                capabilities: Some(vec![vec!["gpu".into()]]),
-                ..Default::default()
-            }])
-        } else {
-            None
-        };
-        let port_bindings = spec
-            .ports
-            .iter()
-            .map(|(c, h)| {
-                let binding = PortBinding {
-                    host_ip: Some(spec.bind_address.clone()),
-                    host_port: Some(h.to_string()),
-                };
-                (format!("{c}/tcp"), Some(vec![binding]))
-            })
-            .collect::<HashMap<_, _>>();
-        let mounts = spec
-            .volumes
-            .iter()
-            .map(|(path, vol)| Mount {
-                target: Some(path.clone()),
-                source: Some(vol.clone()),
-                typ: Some(MountType::VOLUME),
-                ..Default::default()
-            })
-            .chain(spec.docker_socket.iter().map(|socket| Mount {
-                target: Some("/var/run/docker.sock".into()),
-                source: Some(socket.clone()),
-                typ: Some(MountType::BIND),
-                ..Default::default()
-            }))
-            .collect();
-        let host_config = HostConfig {
-            memory: i64::try_from(spec.memory).ok(),
-            nano_cpus: Some((spec.cpus * 1e9) as i64),
-            pids_limit: Some(PIDS_LIMIT),
-            device_requests,
-            port_bindings: Some(port_bindings),
-            mounts: Some(mounts),
-            network_mode: Some(spec.network.clone()),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            privileged: Some(false),
-            init: Some(true),
-            ..Default::default()
-        };
-        Ok(ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            cmd: spec.command.clone(),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            labels: Some(d.labels().into_iter().collect()),
-            exposed_ports: Some(spec.ports.keys().map(|c| format!("{c}/tcp")).collect()),
-            host_config: Some(host_config),
-            ..Default::default()
-        })
-    }
 }
 
 /// Ok when `labels` say `account` owns the object, else why not.
@@ -679,17 +362,6 @@ fn archive(files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
     builder.into_inner()
 }
 
-/// `registry/repo:tag` → (`registry/repo`, `tag`); digests stay whole.
-fn split_tag(image: &str) -> (&str, &str) {
-    if image.contains('@') {
-        return (image, "");
-    }
-    match image.rfind(':') {
-        Some(i) if !image[i..].contains('/') => (&image[..i], &image[i + 1..]),
-        _ => (image, "latest"),
-    }
-}
-
 fn api_at_least(version: &str, major: u32, minor: u32) -> bool {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
@@ -698,8 +370,11 @@ fn api_at_least(version: &str, major: u32, minor: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::images::split_tag;
     use super::*;
-    use crate::desired::fixtures;
+    use crate::desired::{PIDS_LIMIT, fixtures};
+    use bollard::models::MountType;
+    use std::collections::BTreeMap;
 
     fn backend(api: &str) -> DockerBackend {
         let docker =
