@@ -1,0 +1,219 @@
+//! Validation of `site.yaml` beyond what its types say: durations, URLs and
+//! their transport (plain LDAP or plain TCP to a dockerd only with an
+//! explicit `insecure: true`), environment variable names, endpoints and
+//! quotas. Reports all problems.
+
+use super::{Backends, Repositories, Site};
+use crate::diag::{Collector, Diagnostics, Pos};
+use crate::located::Located;
+use crate::names::is_env_name;
+use crate::workspace::Backend;
+use std::time::Duration;
+
+/// Validates what types alone cannot say. Reports all problems.
+pub fn validate(site: &Site) -> Result<(), Diagnostics> {
+    let mut out = Collector::default();
+    duration(&site.resync_interval, &mut out);
+    duration(&site.ldap.cache_ttl, &mut out);
+    duration(&site.policy.image_gc_after, &mut out);
+    let url = &site.ldap.url;
+    if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
+        out.push(
+            url.pos,
+            format!(
+                "LDAP url `{}` must start with ldap:// or ldaps://",
+                url.value
+            ),
+        );
+    }
+    if url.starts_with("ldap://") && !site.ldap.starttls && !site.ldap.insecure {
+        out.push(
+            url.pos,
+            format!(
+                "LDAP url `{}` sends passwords in clear: set `starttls: true`, use ldaps://, or say `insecure: true` for a directory on loopback",
+                url.value
+            ),
+        );
+    }
+    if !site.ldap.user_filter.contains("{account}") {
+        out.push(
+            site.ldap.user_filter.pos,
+            "user_filter must contain `{account}`",
+        );
+    }
+    let mut envs: Vec<&Located<String>> = site
+        .ldap
+        .bind_password_env
+        .iter()
+        .chain(site.admin_token_env.iter())
+        .collect();
+    if let Some(gl) = &site.gitlab {
+        envs.extend(gl.token_env.iter().chain([&gl.webhook_secret_env]));
+        if let Some(url) = &gl.url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            out.push(url.pos, "GitLab url must start with https:// or http://");
+        }
+    }
+    if let Some(reg) = &site.registry {
+        envs.extend(reg.username_env.iter().chain(reg.password_env.iter()));
+        if crate::image::ImageRef::parse(&format!("{}/x/y", reg.host.value)).is_err() {
+            out.push(
+                reg.host.pos,
+                format!("registry host `{}` is not a host[:port]", reg.host.value),
+            );
+        }
+    }
+    for env in envs {
+        if !is_env_name(env) {
+            out.push(
+                env.pos,
+                format!("`{}` is not an environment variable name", env.value),
+            );
+        }
+    }
+    if let Repositories::Gitlab { .. } = &site.repositories
+        && site.gitlab.as_ref().and_then(|g| g.url.as_ref()).is_none()
+    {
+        out.push(
+            Pos::START,
+            "repositories from GitLab need `gitlab.url` and `gitlab.token_env`",
+        );
+    }
+    backends(&site.backends, &mut out);
+    for (group, q) in &site.policy.quotas {
+        match q.memory.bytes() {
+            Err(why) => out.push(q.memory.pos, why),
+            Ok(_) if !(q.cpus >= 0.0 && q.cpus.is_finite()) => {
+                out.push(
+                    q.memory.pos,
+                    format!("quota of `{group}`: cpus must be a number ≥ 0"),
+                );
+            }
+            Ok(_) => {}
+        }
+    }
+    if let Err(why) = site.policy.default_resources.memory.bytes() {
+        out.push(site.policy.default_resources.memory.pos, why);
+    }
+    for reg in &site.policy.allowed_registries {
+        if reg.is_empty() || reg.contains('/') {
+            out.push(
+                reg.pos,
+                format!("allowed registry `{}` must be a host[:port]", reg.value),
+            );
+        }
+    }
+    if site.ldap.allowed_groups.is_empty() {
+        out.push(
+            Pos::START,
+            "ldap.allowed_groups is empty: nobody could use Berth",
+        );
+    }
+    out.finish()
+}
+
+fn backends(b: &Backends, out: &mut Collector) {
+    match b.default.value {
+        Backend::Docker if b.docker.is_empty() => {
+            out.push(
+                b.default.pos,
+                "default backend is docker but no docker endpoint is listed",
+            );
+        }
+        Backend::Kubernetes if b.kubernetes.is_none() => {
+            out.push(
+                b.default.pos,
+                "default backend is kubernetes but no cluster is configured",
+            );
+        }
+        _ => {}
+    }
+    let mut names = std::collections::HashSet::new();
+    for d in &b.docker {
+        if !names.insert(d.name.as_str()) {
+            out.push(
+                d.name.pos,
+                format!("docker endpoint `{}` is listed twice", d.name.value),
+            );
+        }
+        let e = &d.endpoint;
+        if !(e.starts_with("unix://") || e.starts_with("tcp://") || e.as_str() == "env") {
+            out.push(
+                e.pos,
+                format!(
+                    "docker endpoint `{}` must be unix://, tcp:// or `env`",
+                    e.value
+                ),
+            );
+        }
+        if e.starts_with("tcp://") && d.tls.is_none() && !d.insecure {
+            out.push(
+                e.pos,
+                format!(
+                    "docker endpoint `{}` is plain TCP, i.e. root on that host for anyone who reaches the port: give `tls: {{ ca, cert, key }}`, or `insecure: true` for a port only this machine reaches",
+                    e.value
+                ),
+            );
+        }
+        if d.tls.is_some() && !e.starts_with("tcp://") {
+            out.push(e.pos, "`tls` applies to tcp:// endpoints only");
+        }
+        if d.bind_address.parse::<std::net::IpAddr>().is_err() {
+            out.push(
+                d.bind_address.pos,
+                format!(
+                    "bind_address `{}` is not an IP address",
+                    d.bind_address.value
+                ),
+            );
+        }
+        let r = d.host_ports.value;
+        if r.first == 0 || r.first > r.last {
+            out.push(
+                d.host_ports.pos,
+                format!("host_ports {}–{} is not a range of ports", r.first, r.last),
+            );
+        }
+    }
+    if let Some(k) = &b.kubernetes {
+        duration(&k.token_lifetime, out);
+        if crate::names::dns_label_problem(k.namespace_prefix.trim_end_matches('-'), 20).is_some() {
+            out.push(
+                k.namespace_prefix.pos,
+                "namespace_prefix must be a short DNS label prefix like `berth-`",
+            );
+        }
+    }
+}
+
+fn duration(text: &Located<String>, out: &mut Collector) {
+    if let Err(why) = parse_duration(text) {
+        out.push(text.pos, why);
+    }
+}
+
+/// `90s`, `5m`, `1h`, `1d`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("duration `{text}` must look like `30s`, `5m`, `1h` or `1d`"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => {
+            return Err(format!(
+                "duration `{text}` must look like `30s`, `5m`, `1h` or `1d`"
+            ));
+        }
+    };
+    if secs == 0 {
+        return Err(format!("duration `{text}` must be more than zero"));
+    }
+    Ok(Duration::from_secs(secs))
+}
