@@ -172,3 +172,5 @@ pub fn stdout(out: &Output) -> String {
 pub mod apiserver;
 pub mod fakekube;
 pub mod fixture;
+pub mod gitlab;
+pub mod server;
