@@ -6,7 +6,7 @@
 pub mod drift;
 pub mod kube;
 
-pub use kube::{is_absent, plan_kube, revoke_student};
+pub use self::kube::{is_absent, plan_kube, revoke_student};
 
 use crate::desired::DesiredContainer;
 use crate::desired::kube::KubeObject;

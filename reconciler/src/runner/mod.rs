@@ -10,10 +10,27 @@
 
 use crate::desired::{ContainerSpec, DesiredContainer, network_name};
 use crate::plan::Action;
-use crate::store::StoredRunner;
 use berth_spec::{Backend, State};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+
+/// A GitLab runner registered for an account. The token is a secret: it
+/// never leaves the store except into the runner's own container.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredRunner {
+    pub id: u64,
+    pub token: String,
+    pub tags: Vec<String>,
+}
+
+impl std::fmt::Debug for StoredRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRunner")
+            .field("id", &self.id)
+            .field("tags", &self.tags)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Where the config goes inside the runner container.
 pub const CONFIG_PATH: &str = "/etc/gitlab-runner/config.toml";

@@ -55,6 +55,7 @@ mod images;
 mod schema;
 
 pub use crate::desired::{GpuKey, PortKey};
+pub use crate::runner::StoredRunner;
 
 pub struct Store {
     conn: Mutex<Connection>,
@@ -82,24 +83,6 @@ fn create_private(path: &Path) -> Result<()> {
                 source: e,
             }),
         })
-}
-
-/// A GitLab runner registered for an account. The token is a secret: it
-/// never leaves the store except into the runner's own container.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StoredRunner {
-    pub id: u64,
-    pub token: String,
-    pub tags: Vec<String>,
-}
-
-impl std::fmt::Debug for StoredRunner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredRunner")
-            .field("id", &self.id)
-            .field("tags", &self.tags)
-            .finish_non_exhaustive()
-    }
 }
 
 pub fn now() -> i64 {

@@ -21,10 +21,10 @@ use std::collections::BTreeMap;
 mod account;
 mod workload;
 
-pub use account::{
+pub use self::account::{
     allows, kubeconfig, limit_range, network_policy, resource_quota, student_access,
 };
-pub use workload::{Workload, workload};
+pub use self::workload::{Workload, workload};
 
 /// The student's service account in every account namespace.
 pub const STUDENT: &str = "student";
