@@ -51,3 +51,5 @@ pub mod source;
 pub mod store;
 /// The process-wide TLS provider.
 pub mod tls;
+/// The read model of an account: status, the API, the console.
+pub mod view;

@@ -4,6 +4,8 @@
 //! with backoff that never delete anything, commit statuses on GitLab, and
 //! graceful shutdown: stop taking work, finish in-flight reconciles, exit.
 
+mod api;
+
 use crate::gitlab::{CommitState, GitLab};
 use crate::queue::{Queue, Work};
 use crate::reconcile::{self, Context, Decision};
@@ -76,7 +78,7 @@ impl SyncSink for PushSink {
     }
 }
 
-struct Shared {
+pub(crate) struct Shared {
     ctx: Arc<Context>,
     queue: Arc<Queue>,
     metrics: Arc<Metrics>,
@@ -90,6 +92,8 @@ struct Shared {
     admin_token: Option<String>,
     /// Asks for an early catalogue refresh (a push touched images).
     refresh: tokio::sync::Notify,
+    /// The read model: each account's view as of its last reconcile.
+    views: tokio::sync::RwLock<BTreeMap<String, crate::view::AccountView>>,
 }
 
 /// How often `serve` re-reads the registry (the earlier console: 5 min)
@@ -153,12 +157,11 @@ pub async fn serve(
         failures: Mutex::new(BTreeMap::new()),
         catalogue: tokio::sync::RwLock::new(Vec::new()),
         admin_token,
+        views: tokio::sync::RwLock::new(BTreeMap::new()),
         refresh: tokio::sync::Notify::new(),
     });
-    let images_route = axum::Router::new()
-        .route("/images", axum::routing::get(serve_catalogue))
-        .with_state(shared.clone());
-    let app = app.merge(images_route);
+    let app = app.merge(api::routes(shared.clone()));
+    tokio::spawn(refresh_all_views(shared.clone()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http = {
@@ -245,6 +248,7 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
         Err(e) => Err(e),
     };
     shared.metrics.reconciled(started.elapsed().as_secs_f64());
+    refresh_view(shared, &work.account).await;
     match outcome {
         Ok((plan, report)) => {
             shared
@@ -343,36 +347,49 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
     }
 }
 
-/// 1 s, 2 s, 4 s, … capped at 5 minutes.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(8)).min(Duration::from_secs(300))
-}
-
-/// `GET /images`: the shared catalogue (repositories, tags, descriptions,
-/// how many accounts use each; never who) to anyone; every image with its
-/// owner and users only to the admin credential.
-async fn serve_catalogue(
-    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
-    headers: axum::http::HeaderMap,
-) -> axum::Json<serde_json::Value> {
-    let entries = shared.catalogue.read().await;
-    if is_admin(&headers, shared.admin_token.as_deref()) {
-        axum::Json(serde_json::json!({ "images": *entries }))
-    } else {
-        axum::Json(serde_json::json!({ "shared": crate::images::shared_view(&entries) }))
+/// Rebuilds `account`'s view from a fresh observation of its objects (one
+/// label-filtered list per kind), after a reconcile changed them.
+async fn refresh_view(shared: &Shared, account: &str) {
+    let observed = shared.ctx.observe_account(account).await;
+    match crate::view::account(&shared.ctx.store, &observed, account) {
+        Ok(v) => {
+            shared.views.write().await.insert(account.to_string(), v);
+        }
+        Err(e) => tracing::warn!(account, cause = %e, "reading the store for the read model"),
     }
 }
 
-/// Whether the request carries the admin token as `Authorization: Bearer`,
-/// compared in constant time. No configured token admits nobody.
-pub(crate) fn is_admin(headers: &axum::http::HeaderMap, token: Option<&str>) -> bool {
-    use subtle::ConstantTimeEq;
-    let Some(token) = token else { return false };
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())))
+/// The read model of every known account at start, from one observation.
+async fn refresh_all_views(shared: Arc<Shared>) {
+    let accounts = match crate::discovery::list(&shared.ctx, None).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(cause = %e, "listing accounts for the read model");
+            return;
+        }
+    };
+    let observed = shared.ctx.observe_all().await;
+    let mut views = BTreeMap::new();
+    for a in accounts {
+        match crate::view::account(&shared.ctx.store, &observed, &a) {
+            Ok(v) => {
+                views.insert(a, v);
+            }
+            Err(e) => {
+                tracing::warn!(account = a, cause = %e, "reading the store for the read model")
+            }
+        }
+    }
+    // Reconciles that finished meanwhile hold newer views.
+    let mut current = shared.views.write().await;
+    for (a, v) in views {
+        current.entry(a).or_insert(v);
+    }
+}
+
+/// 1 s, 2 s, 4 s, … capped at 5 minutes.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(8)).min(Duration::from_secs(300))
 }
 
 /// Keeps the catalogue fresh (every 5 minutes and after pushes that touch
