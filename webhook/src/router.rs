@@ -135,12 +135,14 @@ async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
         && !st.dedupe.first_time(id)
     {
         m.event("duplicate");
+        tracing::debug!(delivery = id, "duplicate delivery ignored");
         return answer(StatusCode::OK, "duplicate");
     }
     let push = match event {
         Event::Push(p) => p,
-        Event::Ignored(_) => {
+        Event::Ignored(why) => {
             m.event("ignored");
+            tracing::debug!(kind, why, "event ignored");
             return answer(StatusCode::OK, "ignored");
         }
     };
@@ -148,6 +150,10 @@ async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let path = push.project.path_with_namespace.as_str();
     let Some(namespace) = st.config.repositories.account_of(path) else {
         m.event("not_a_workspace");
+        tracing::debug!(
+            project = path,
+            "push to a project that is no workspace ignored"
+        );
         return answer(StatusCode::OK, "ignored");
     };
     let repository = st.config.repositories.repository();

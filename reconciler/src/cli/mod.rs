@@ -39,6 +39,9 @@ pub struct Cli {
     /// The site configuration (site.yaml).
     #[arg(long, global = true, value_name = "SITE")]
     pub config: Option<PathBuf>,
+    /// Log lines as text or as JSON objects (one per line).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -81,7 +84,6 @@ pub enum Command {
 
 /// Parses the process arguments, runs the command, returns the exit code.
 pub fn main() -> ExitCode {
-    init_tracing();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -94,6 +96,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    init_tracing(cli.log_format);
     ExitCode::from(run(cli))
 }
 
@@ -163,12 +166,31 @@ async fn open_with_accounts(
     }
 }
 
-fn init_tracing() {
+/// Berth's own INFO lines (one per reconcile, rejected revision, failed
+/// action) and everyone else's warnings, unless `BERTH_LOG` or, when that
+/// is unset, `RUST_LOG` says otherwise.
+pub const DEFAULT_LOG: &str = "warn,berth_reconciler=info,berth_webhook=info";
+
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        // One JSON object per line, for log shippers.
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }

@@ -19,6 +19,7 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
         applied: vec![],
         errors: vec![],
         error_audit: None,
+        kinds: Default::default(),
     };
     let mut rejection = None;
     match &plan.decision {
@@ -64,6 +65,7 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
         match run_action(ctx, plan, action).await? {
             Ok(()) => {
                 store.audit(account, "action", plan.revision.as_deref(), &line)?;
+                *report.kinds.entry(action.kind()).or_default() += 1;
                 report.applied.push(line);
             }
             Err(e) => {

@@ -161,6 +161,20 @@ pub struct AccountPlan {
     pub warnings: Vec<String>,
 }
 
+impl Decision {
+    /// A short, bounded label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Unchanged => "unchanged",
+            Decision::Accept { .. } => "accepted",
+            Decision::Reject { .. } => "rejected",
+            Decision::NoRepository => "no_repository",
+            Decision::NoWorkspace => "no_workspace",
+            Decision::AwaitingPush { .. } => "awaiting_push",
+        }
+    }
+}
+
 impl AccountPlan {
     /// A plan that changes nothing yet.
     pub fn new(account: &str, repository: Option<String>) -> AccountPlan {
@@ -202,6 +216,10 @@ pub struct AccountReport {
     /// answers stay in the audit log).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_audit: Option<i64>,
+    /// Applied actions by kind (`create`, `recreate`, …), for metrics and
+    /// the reconcile's log line.
+    #[serde(skip)]
+    pub kinds: BTreeMap<&'static str, usize>,
 }
 
 impl Context {

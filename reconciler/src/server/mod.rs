@@ -256,10 +256,36 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&work.account);
-            for line in &report.applied {
-                shared
-                    .metrics
-                    .action(line.split(' ').next().unwrap_or("unknown"));
+            for (kind, n) in &report.kinds {
+                for _ in 0..*n {
+                    shared.metrics.action(kind);
+                }
+            }
+            let actions: Vec<String> = report
+                .kinds
+                .iter()
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect();
+            tracing::info!(
+                account = %work.account,
+                revision = %plan.revision.as_deref().map(reconcile::short).unwrap_or("-"),
+                outcome = %plan.decision.label(),
+                actions = %actions.join(","),
+                failed = report.errors.len(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "reconciled"
+            );
+            if let Decision::Reject { revision, reason } = &plan.decision {
+                tracing::info!(
+                    account = %work.account,
+                    revision = %reconcile::short(revision),
+                    reason = %reason.label(),
+                    message = %reason,
+                    "revision rejected"
+                );
+            }
+            for e in &report.errors {
+                tracing::warn!(account = %work.account, cause = %e, "backend action failed");
             }
             let (state, text) = match (&plan.decision, report.errors.first()) {
                 (Decision::Accept { .. }, None)
