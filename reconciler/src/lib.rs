@@ -1,23 +1,39 @@
 //! Berth's reconciler: from a student's repository to running containers.
 //!
-//! # Layout
-//! - [`source`] reads workspaces from git, [`identity`] asks LDAP who an
-//!   account is and decides admission, [`store`] keeps accepted revisions,
-//!   the audit log and port allocations.
-//! - [`desired`] turns a workspace into containers, [`plan`] diffs them
-//!   against what [`backend`]s observe, [`reconcile`] runs one account,
-//!   [`apply`] runs many.
-//! - [`cli`] is the `reconciler` binary's command line.
+//! # Layout (see `docs/architecture.md`)
+//!
+//! The flow is webhook → [`queue`] → gather → decide → act → observe →
+//! read model:
+//!
+//! - **Inputs (IO):** [`source`] reads workspaces from git ([`mirror`]s of
+//!   GitLab projects, [`discovery`] of accounts), [`identity`] asks LDAP who
+//!   an account is, [`store`] keeps accepted revisions, the audit log and
+//!   allocations, [`gitlab`] and [`registry`] are the REST clients.
+//! - **Pure core (no IO, checked by `tests/architecture.rs`):** [`desired`]
+//!   turns a workspace into Docker containers and Kubernetes objects (and
+//!   places them: endpoint, ports, GPUs), [`plan`] diffs them against what
+//!   was observed into ordered actions, [`reconcile::decide`] says what
+//!   happens to a head revision, [`runner`] writes the CI runner's config.
+//! - **One account:** [`reconcile`] gathers, decides, builds the plan and
+//!   executes it; [`apply`] runs many at once.
+//! - **Backends (IO):** [`backend`] observes and acts on Docker and
+//!   Kubernetes, and only there.
+//! - **Read model:** [`view`] is the typed state of an account that
+//!   `status`, the HTTP API and the console show.
+//! - **Edges:** [`server`] (`reconciler serve`: webhook, queue workers,
+//!   resync, HTTP API), [`cli`] (the `reconciler` binary), [`context`]
+//!   (site.yaml → connected clients), [`images`] and [`gc`] (the image
+//!   catalogue and collection), [`tls`] (one crypto provider).
 
 /// Many accounts at once, bounded.
 pub mod apply;
-/// Docker (and later Kubernetes) backends.
+/// Docker and Kubernetes: observation and actions, the only IO on them.
 pub mod backend;
 /// Argument parsing and the subcommands.
 pub mod cli;
 /// Building the reconcile context from site.yaml.
 pub mod context;
-/// Workspace → desired containers; placement and port allocation.
+/// Workspace → desired Docker containers and Kubernetes objects; placement (pure).
 pub mod desired;
 /// Which accounts exist; fresh repository copies.
 pub mod discovery;
@@ -27,23 +43,23 @@ mod fixtures;
 pub mod gc;
 /// GitLab REST client.
 pub mod gitlab;
-/// LDAP identity and admission.
+/// LDAP identity, DNs, and the admission rules (pure).
 pub mod identity;
 /// The department registry's image catalogue.
 pub mod images;
 /// Local mirrors of GitLab repositories.
 pub mod mirror;
-/// Desired vs observed → ordered actions (pure).
+/// Desired vs observed → ordered actions, both backends (pure).
 pub mod plan;
 /// Per-account coalescing work queue.
 pub mod queue;
-/// One account: evaluate, then execute.
+/// One account: gather → decide → build the plan → execute.
 pub mod reconcile;
 /// The department registry's API.
 pub mod registry;
-/// Per-account GitLab runners.
+/// Per-account GitLab runners: registration and config.toml (pure).
 pub mod runner;
-/// `reconciler serve`.
+/// `reconciler serve`: webhook, queue workers, resync, HTTP API.
 pub mod server;
 /// Git repositories.
 pub mod source;
