@@ -47,6 +47,8 @@ pub mod gitlab;
 pub mod identity;
 /// The department registry's image catalogue.
 pub mod images;
+/// Prometheus metrics of the service.
+pub mod metrics;
 /// Local mirrors of GitLab repositories.
 pub mod mirror;
 /// Desired vs observed → ordered actions, both backends (pure).

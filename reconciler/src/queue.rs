@@ -6,7 +6,8 @@
 //! its first push and its last. Memory is bounded by the number of accounts, whatever the
 //! flood of webhook deliveries.
 
-use berth_webhook::{Metrics, SyncRequest, SyncSink};
+use crate::metrics::Metrics;
+use berth_webhook::{SyncRequest, SyncSink};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -6,18 +6,18 @@
 //! - [`router`]: the axum routes and the order of checks.
 //! - [`event`]: push event payloads (project and system hooks).
 //! - [`dedupe`]: bounded memory of delivery ids.
-//! - [`metrics`]: the service's Prometheus metrics.
+//! - [`observe`]: what became of each delivery, told to an observer.
 
 /// Bounded memory of delivery ids.
 pub mod dedupe;
 /// GitLab push payloads.
 pub mod event;
-/// Prometheus metrics.
-pub mod metrics;
+/// Delivery outcomes and their observer.
+pub mod observe;
 /// The HTTP routes.
 pub mod router;
 
-pub use metrics::Metrics;
+pub use observe::{Counts, Observer, Outcome};
 pub use router::{Config, router};
 
 /// A request to reconcile one account's repository, from an authenticated

@@ -1,4 +1,5 @@
-//! The HTTP surface: `POST /hooks/gitlab`, `GET /healthz`, `GET /metrics`.
+//! The HTTP surface: `POST /hooks/gitlab`. Health and metrics are the
+//! reconciler's (it owns what they report).
 //! The secret is checked first, in constant time, before the body is read;
 //! then size, JSON, event kind, branch and duplicate checks, and finally a
 //! `SyncRequest` handed to the sink. Every answer is immediate: the work
@@ -6,14 +7,14 @@
 
 use crate::dedupe::Dedupe;
 use crate::event::{self, Event};
-use crate::metrics::Metrics;
+use crate::observe::{Observer, Outcome};
 use crate::{SyncRequest, SyncSink};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use berth_spec::site::Repositories;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -52,32 +53,22 @@ impl Config {
 struct AppState {
     config: Config,
     sink: Arc<dyn SyncSink>,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn Observer>,
     dedupe: Dedupe,
 }
 
 /// The router; mount it in any axum server.
-pub fn router(config: Config, sink: Arc<dyn SyncSink>, metrics: Arc<Metrics>) -> Router {
+pub fn router(config: Config, sink: Arc<dyn SyncSink>, observer: Arc<dyn Observer>) -> Router {
     let dedupe = Dedupe::new(config.dedupe_capacity);
     let state = Arc::new(AppState {
         config,
         sink,
-        metrics,
+        observer,
         dedupe,
     });
     Router::new()
         .route("/hooks/gitlab", post(hook))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(render_metrics))
         .with_state(state)
-}
-
-async fn render_metrics(State(st): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
-    )
-        .into_response()
 }
 
 fn answer(status: StatusCode, body: &str) -> Response {
@@ -102,22 +93,21 @@ fn authorized(headers: &HeaderMap, secret: &str) -> bool {
 }
 
 async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
-    let m = &st.metrics;
+    let m = |outcome| st.observer.delivery(outcome);
     let (parts, body) = req.into_parts();
     if !authorized(&parts.headers, &st.config.secret) {
-        m.event("unauthorized");
-        m.rejected("webhook secret");
+        m(Outcome::Unauthorized);
         return answer(StatusCode::UNAUTHORIZED, "unauthorized");
     }
     let declared = header(&parts.headers, "content-length").and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > st.config.max_body) {
-        m.event("too_large");
+        m(Outcome::TooLarge);
         return answer(StatusCode::PAYLOAD_TOO_LARGE, "too large");
     }
     let bytes = match axum::body::to_bytes(Body::new(body), st.config.max_body).await {
         Ok(b) => b,
         Err(_) => {
-            m.event("too_large");
+            m(Outcome::TooLarge);
             return answer(StatusCode::PAYLOAD_TOO_LARGE, "too large");
         }
     };
@@ -125,7 +115,7 @@ async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let event = match event::parse(kind, &bytes) {
         Ok(e) => e,
         Err(_) => {
-            m.event("malformed");
+            m(Outcome::Malformed);
             return answer(StatusCode::BAD_REQUEST, "malformed");
         }
     };
@@ -134,14 +124,14 @@ async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
     if let Some(id) = id
         && !st.dedupe.first_time(id)
     {
-        m.event("duplicate");
+        m(Outcome::Duplicate);
         tracing::debug!(delivery = id, "duplicate delivery ignored");
         return answer(StatusCode::OK, "duplicate");
     }
     let push = match event {
         Event::Push(p) => p,
         Event::Ignored(why) => {
-            m.event("ignored");
+            m(Outcome::Ignored);
             tracing::debug!(kind, why, "event ignored");
             return answer(StatusCode::OK, "ignored");
         }
@@ -149,7 +139,7 @@ async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
     // Not a workspace of this site: no LDAP lookup, no clone, no retry.
     let path = push.project.path_with_namespace.as_str();
     let Some(namespace) = st.config.repositories.account_of(path) else {
-        m.event("not_a_workspace");
+        m(Outcome::NotAWorkspace);
         tracing::debug!(
             project = path,
             "push to a project that is no workspace ignored"
@@ -158,7 +148,7 @@ async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
     };
     let repository = st.config.repositories.repository();
     if !push.to_default_branch() {
-        m.event("ignored");
+        m(Outcome::Ignored);
         return answer(StatusCode::OK, "ignored");
     }
     // A deleted default branch is not a revision: resync the account so
@@ -178,6 +168,6 @@ async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
         pusher_id: Some(push.user_id),
         delivery: id.map(str::to_string),
     });
-    m.event("queued");
+    m(Outcome::Queued);
     answer(StatusCode::ACCEPTED, "queued")
 }

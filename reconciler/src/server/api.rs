@@ -1,4 +1,5 @@
-//! The HTTP API beside the webhook: `GET /images` (the shared catalogue to
+//! The HTTP API beside the webhook: `GET /healthz`, `GET /metrics`,
+//! `GET /images` (the shared catalogue to
 //! anyone, all of it to the admin credential) and the read model,
 //! `GET /api/v1/accounts` and `GET /api/v1/accounts/{account}` (admin
 //! credential; the same JSON as `reconciler status --output json`). Every
@@ -14,6 +15,8 @@ use std::sync::Arc;
 
 pub(super) fn routes(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
         .route("/images", get(serve_catalogue))
         .route("/api/v1/accounts", get(accounts))
         .route("/api/v1/accounts/{account}", get(one_account))
@@ -45,6 +48,18 @@ pub(crate) fn is_admin(headers: &HeaderMap, token: Option<&str>) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|given| bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())))
+}
+
+/// `GET /metrics`: the OpenMetrics text exposition.
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+        .into_response()
 }
 
 fn unauthorized() -> Response {

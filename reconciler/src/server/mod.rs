@@ -7,9 +7,10 @@
 mod api;
 
 use crate::gitlab::{CommitState, GitLab};
+use crate::metrics::Metrics;
 use crate::queue::{Queue, Work};
 use crate::reconcile::{self, Context, Decision};
-use berth_webhook::{Metrics, SyncRequest, SyncSink};
+use berth_webhook::{SyncRequest, SyncSink};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -257,9 +258,7 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&work.account);
             for (kind, n) in &report.kinds {
-                for _ in 0..*n {
-                    shared.metrics.action(kind);
-                }
+                shared.metrics.actions(kind, *n as u64);
             }
             let actions: Vec<String> = report
                 .kinds
