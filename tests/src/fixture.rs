@@ -353,9 +353,10 @@ state_dir: {state}
             std::time::Duration::from_secs(20),
             "serve to answer /healthz",
             || {
+                // 200, or 503 when it is up but something it needs is not.
                 crate::http_get(&server.addr, "/healthz")
                     .ok()
-                    .filter(|(s, _)| s.contains("200"))
+                    .filter(|(s, _)| s.contains(" 200 ") || s.contains(" 503 "))
             },
         );
         server

@@ -23,6 +23,12 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
         Err(code) => return code,
     };
     let mut code = exit::OK;
+    // Status reads; but an admin asking wants to know the store cannot
+    // take the next reconcile's writes.
+    if let Err(why) = ctx.store.check_writable() {
+        eprintln!("reconciler status: {why}");
+        code = exit::ERROR;
+    }
     let observed = ctx.observe_all().await;
     // Status reads what is on disk (mirrors in GitLab mode) and fetches
     // nothing. With --account, that account is the whole list.

@@ -62,20 +62,18 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
     }
     for action in &plan.actions {
         let line = describe(action);
+        // Intent first: a process killed mid-action leaves "started,
+        // outcome unknown" in the audit log rather than nothing.
+        let id = store.audit(account, "action-started", plan.revision.as_deref(), &line)?;
         match run_action(ctx, plan, action).await? {
             Ok(()) => {
-                store.audit(account, "action", plan.revision.as_deref(), &line)?;
+                store.finish_audit(id, "action", &line)?;
                 *report.kinds.entry(action.kind()).or_default() += 1;
                 report.applied.push(line);
             }
             Err(e) => {
                 tracing::warn!(cause = %e, "action failed");
-                let id = store.audit(
-                    account,
-                    "action-failed",
-                    plan.revision.as_deref(),
-                    &format!("{line}: {e}"),
-                )?;
+                store.finish_audit(id, "action-failed", &format!("{line}: {e}"))?;
                 report.error_audit.get_or_insert(id);
                 report.errors.push(format!("{line}: {e}"));
             }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 pub(super) fn routes(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .route("/images", get(serve_catalogue))
         .route("/api/v1/accounts", get(accounts))
@@ -48,6 +48,20 @@ pub(crate) fn is_admin(headers: &HeaderMap, token: Option<&str>) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|given| bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())))
+}
+
+/// `GET /healthz`: 200 `ok`, or 503 naming what is broken (the state store
+/// file and SQLite's reason), so a supervisor notices.
+async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    let fault = shared
+        .store_fault
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    match fault {
+        None => "ok\n".into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+    }
 }
 
 /// `GET /metrics`: the OpenMetrics text exposition.

@@ -95,6 +95,8 @@ pub(crate) struct Shared {
     refresh: tokio::sync::Notify,
     /// The read model: each account's view as of its last reconcile.
     views: tokio::sync::RwLock<BTreeMap<String, crate::view::AccountView>>,
+    /// Why the last reconcile could not write the store, until one can.
+    store_fault: std::sync::RwLock<Option<String>>,
 }
 
 /// How often `serve` re-reads the registry (the earlier console: 5 min)
@@ -159,6 +161,7 @@ pub async fn serve(
         catalogue: tokio::sync::RwLock::new(Vec::new()),
         admin_token,
         views: tokio::sync::RwLock::new(BTreeMap::new()),
+        store_fault: std::sync::RwLock::new(None),
         refresh: tokio::sync::Notify::new(),
     });
     let app = app.merge(api::routes(shared.clone()));
@@ -236,6 +239,15 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
     let push = work.push.as_ref();
     status(shared, push, CommitState::Running, "reconciling");
     let ctx = &shared.ctx;
+    if shared
+        .store_fault
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some()
+        && let Err(e) = ctx.store.reopen_if_read_only()
+    {
+        tracing::warn!(store = %ctx.store.path(), cause = %e, "reopening the state store");
+    }
     let observed = ctx.observe_account(&work.account).await;
     let refreshed = crate::discovery::refresh(ctx, &work.account).await;
     let evaluated = match refreshed {
@@ -252,6 +264,10 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
     refresh_view(shared, &work.account).await;
     match outcome {
         Ok((plan, report)) => {
+            *shared
+                .store_fault
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = None;
             shared
                 .failures
                 .lock()
@@ -333,6 +349,16 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                 *n
             };
             let delay = backoff(attempt);
+            if let reconcile::ReconcileError::Store(cause) = &e {
+                // Name the file and SQLite's reason; /healthz reports it
+                // until a reconcile writes again.
+                let fault = format!("state store {}: {cause}", ctx.store.path());
+                tracing::error!(account = %work.account, store = %ctx.store.path(), cause = %cause, "the state store cannot be written");
+                *shared
+                    .store_fault
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(fault);
+            }
             tracing::warn!(cause = %e, attempt, retry_in = ?delay, "reconcile failed");
             let _ = ctx
                 .store

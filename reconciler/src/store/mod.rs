@@ -43,7 +43,9 @@ pub struct Accepted {
 pub struct AuditEntry {
     pub at: i64,
     pub account: String,
-    /// `accepted`, `rejected`, `action`, `action-failed`, `error`.
+    /// `accepted`, `rejected`, `action`, `action-failed`, `action-started`
+    /// (the process stopped before the action's outcome was known),
+    /// `reconcile-failed`.
     pub event: String,
     pub revision: Option<String>,
     pub detail: String,
@@ -59,6 +61,8 @@ pub use crate::runner::StoredRunner;
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// The database file (`:memory:` in tests), named in every complaint.
+    path: String,
 }
 
 /// Creates the database file readable by Berth's user only (runner tokens
@@ -102,19 +106,50 @@ impl Store {
         let path = dir.join("berth.sqlite3");
         create_private(&path)?;
         let conn = Connection::open(&path)?;
-        Self::init(conn)
+        Self::init(conn, path.display().to_string())
     }
 
     pub fn in_memory() -> Result<Store> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, ":memory:".into())
     }
 
-    fn init(mut conn: Connection) -> Result<Store> {
+    /// The database file.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Whether the store takes writes now (a write lock, released at once):
+    /// a read-only or full file is named with SQLite's reason.
+    pub fn check_writable(&self) -> std::result::Result<(), String> {
+        // A write statement that changes nothing: SQLite opens a file it
+        // may not write read-only and says so only when asked to write.
+        let conn = self.conn();
+        let tried = conn.execute_batch("BEGIN IMMEDIATE; DELETE FROM warnings WHERE 0;");
+        let _ = conn.execute_batch("ROLLBACK;");
+        tried.map_err(|e| format!("state store {} cannot be written: {e}", self.path))
+    }
+
+    /// SQLite opens a file it could not write read-only and stays so;
+    /// once the file can be written again (the admin fixed it), a fresh
+    /// connection takes writes. Does nothing for a writable connection.
+    pub fn reopen_if_read_only(&self) -> Result<()> {
+        let mut conn = self.conn();
+        if self.path == ":memory:" || !conn.is_readonly(rusqlite::MAIN_DB)? {
+            return Ok(());
+        }
+        let fresh = Connection::open(&self.path)?;
+        fresh.busy_timeout(std::time::Duration::from_secs(10))?;
+        *conn = fresh;
+        Ok(())
+    }
+
+    fn init(mut conn: Connection, path: String) -> Result<Store> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
         schema::migrate(&mut conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            path,
         })
     }
 
@@ -177,6 +212,16 @@ impl Store {
         )?;
         // The id is what a student is shown instead of the detail.
         Ok(conn.last_insert_rowid())
+    }
+
+    /// Records the outcome of an entry written as `action-started`: the same
+    /// line then reads `action` or `action-failed`.
+    pub fn finish_audit(&self, id: i64, event: &str, detail: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE audit SET event = ?2, detail = ?3 WHERE id = ?1",
+            params![id, event, detail],
+        )?;
+        Ok(())
     }
 
     /// Audit lines of `account` (all accounts when `None`), newest first.
@@ -350,6 +395,22 @@ mod tests {
         let mode = std::fs::metadata(&file).expect("file").permissions().mode() & 0o777;
         assert_eq!(mode, 0o640, "reading the store changes no mode");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_action_is_audited_before_it_runs_and_completed_after() {
+        let s = Store::in_memory().expect("store");
+        let id = s
+            .audit("alice", "action-started", Some("abc"), "create alice--web")
+            .expect("intent");
+        // A crash here leaves the intent, outcome unknown.
+        let log = s.audit_log(Some("alice"), 10).expect("log");
+        assert_eq!(log[0].event, "action-started");
+        s.finish_audit(id, "action", "create alice--web")
+            .expect("outcome");
+        let log = s.audit_log(Some("alice"), 10).expect("log");
+        assert_eq!(log.len(), 1, "one line per action");
+        assert_eq!(log[0].event, "action");
     }
 
     #[test]
