@@ -67,6 +67,21 @@ pub enum ReconcileError {
 
 pub type Result<T, E = ReconcileError> = std::result::Result<T, E>;
 
+impl ReconcileError {
+    /// Whether the failure is of a dependency every account shares (LDAP,
+    /// GitLab, the registry, the store), so that one account's success
+    /// shows it is back for all.
+    pub fn is_shared_dependency(&self) -> bool {
+        matches!(
+            self,
+            ReconcileError::Identity(_)
+                | ReconcileError::Store(_)
+                | ReconcileError::GitLab(_)
+                | ReconcileError::Registry(_)
+        )
+    }
+}
+
 /// Clients and configuration shared by every reconcile. No globals.
 pub struct Context {
     pub site: Site,

@@ -5,6 +5,7 @@
 //! graceful shutdown: stop taking work, finish in-flight reconciles, exit.
 
 mod api;
+mod retry;
 
 use crate::gitlab::{CommitState, GitLab};
 use crate::metrics::Metrics;
@@ -14,7 +15,7 @@ use berth_webhook::{SyncRequest, SyncSink};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -84,7 +85,7 @@ pub(crate) struct Shared {
     queue: Arc<Queue>,
     metrics: Arc<Metrics>,
     statuses: Option<mpsc::Sender<StatusUpdate>>,
-    failures: Mutex<BTreeMap<String, u32>>,
+    retries: retry::Retries,
     /// The image catalogue as last read, served at `GET /images`: in full
     /// to the admin credential, its shared part to anyone.
     catalogue: tokio::sync::RwLock<Vec<crate::images::CatalogEntry>>,
@@ -157,7 +158,7 @@ pub async fn serve(
         queue: queue.clone(),
         metrics,
         statuses,
-        failures: Mutex::new(BTreeMap::new()),
+        retries: retry::Retries::default(),
         catalogue: tokio::sync::RwLock::new(Vec::new()),
         admin_token,
         views: tokio::sync::RwLock::new(BTreeMap::new()),
@@ -268,11 +269,13 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                 .store_fault
                 .write()
                 .unwrap_or_else(|p| p.into_inner()) = None;
-            shared
-                .failures
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&work.account);
+            // A dependency is back: whoever waits in backoff goes now.
+            for (account, push) in shared.retries.succeeded(&work.account) {
+                match push {
+                    Some(p) => shared.queue.retry(p),
+                    None => shared.queue.resync(&account),
+                }
+            }
             for (kind, n) in &report.kinds {
                 shared.metrics.actions(kind, *n as u64);
             }
@@ -342,13 +345,10 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
         Err(e) => {
             // Transient (LDAP, dockerd, git): nothing was changed; try again
             // later with backoff, keeping the push so its checks still apply.
-            let attempt = {
-                let mut f = shared.failures.lock().unwrap_or_else(|p| p.into_inner());
-                let n = f.entry(work.account.clone()).or_default();
-                *n += 1;
-                *n
-            };
-            let delay = backoff(attempt);
+            let (attempt, delay) =
+                shared
+                    .retries
+                    .failed(&work.account, work.push.clone(), e.is_shared_dependency());
             if let reconcile::ReconcileError::Store(cause) = &e {
                 // Name the file and SQLite's reason; /healthz reports it
                 // until a reconcile writes again.
@@ -385,13 +385,15 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                     format!("temporarily failing, retrying; an admin can read audit #{id}"),
                 );
             }
-            let queue = shared.queue.clone();
-            let (account, push) = (work.account.clone(), work.push.clone());
+            let shared = shared.clone();
+            let account = work.account.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                match push {
-                    Some(p) => queue.retry(p),
-                    None => queue.resync(&account),
+                // Unless a recovery or a success got there first.
+                match shared.retries.due(&account) {
+                    Some(Some(p)) => shared.queue.retry(p),
+                    Some(None) => shared.queue.resync(&account),
+                    None => {}
                 }
             });
         }
@@ -436,11 +438,6 @@ async fn refresh_all_views(shared: Arc<Shared>) {
     for (a, v) in views {
         current.entry(a).or_insert(v);
     }
-}
-
-/// 1 s, 2 s, 4 s, … capped at 5 minutes.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(8)).min(Duration::from_secs(300))
 }
 
 /// Keeps the catalogue fresh (every 5 minutes and after pushes that touch
@@ -555,16 +552,4 @@ fn watch(
             source,
         })?;
     Ok(debouncer)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        assert_eq!(backoff(1), Duration::from_secs(1));
-        assert_eq!(backoff(3), Duration::from_secs(4));
-        assert_eq!(backoff(30), Duration::from_secs(256));
-    }
 }
