@@ -27,7 +27,7 @@ pub async fn collect(
     for (endpoint, backend) in &ctx.docker {
         let Ok(backend) = backend else { continue };
         let in_use = backend.images_in_use().await?;
-        for (image, last_used) in ctx.store.pulled_images(endpoint)? {
+        for crate::store::Pulled { image, last_used } in ctx.store.pulled_images(endpoint)? {
             let Some((id, bytes)) = backend.image_info(&image).await? else {
                 ctx.store.forget_image(endpoint, &image)?;
                 continue;

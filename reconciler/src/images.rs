@@ -83,11 +83,11 @@ pub async fn catalogue(ctx: &Context) -> Result<Option<Vec<CatalogEntry>>, Recon
         .store
         .shares()?
         .into_iter()
-        .map(|(owner, image, desc)| (image, (owner, desc)))
+        .map(|s| (s.repository, (s.owner, s.description)))
         .collect();
     let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (account, image, _) in ctx.store.all_pins()? {
-        users.entry(image).or_default().push(account);
+    for pin in ctx.store.all_pins()? {
+        users.entry(pin.image).or_default().push(pin.account);
     }
     let repositories = registry.catalog().await?;
     let tagged: Vec<(String, Vec<String>)> = futures::stream::iter(repositories)

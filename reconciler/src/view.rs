@@ -83,8 +83,8 @@ pub fn account(
         accepted_at: accepted.as_ref().map(|a| rfc3339(a.at)),
         endpoint,
         containers,
-        last_error: last.as_ref().map(|l| l.1.clone()),
-        last_error_at: last.as_ref().map(|l| rfc3339(l.0)),
+        last_error: last.as_ref().map(|l| l.message.clone()),
+        last_error_at: last.as_ref().map(|l| rfc3339(l.at)),
         warnings,
     })
 }

@@ -34,8 +34,8 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
         let shared: Shared = match ctx.store.shares() {
             Ok(s) => s
                 .into_iter()
-                .filter(|(owner, _, _)| owner != account)
-                .map(|(_, image, _)| image)
+                .filter(|s| &s.owner != account)
+                .map(|s| s.repository)
                 .collect(),
             Err(e) => {
                 eprintln!("reconciler export-image: {e}");

@@ -42,7 +42,7 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
         }
         Decision::Reject { revision, reason } => {
             let message = format!("revision {} rejected: {reason}", short(revision));
-            if store.last_error(account)?.map(|(_, m)| m) != Some(message.clone()) {
+            if store.last_error(account)?.map(|l| l.message) != Some(message.clone()) {
                 store.audit(account, "rejected", Some(revision), &reason.to_string())?;
             }
             rejection = Some(message);

@@ -14,8 +14,8 @@ pub(crate) fn shared_with(ctx: &Context, account: &str) -> Result<Shared> {
         .store
         .shares()?
         .into_iter()
-        .filter(|(owner, _, _)| owner != account)
-        .map(|(_, image, _)| image)
+        .filter(|s| s.owner != account)
+        .map(|s| s.repository)
         .collect())
 }
 

@@ -6,6 +6,31 @@ use super::{Result, Store, now};
 use rusqlite::{OptionalExtension, params};
 use std::collections::BTreeMap;
 
+/// A repository an account shares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Share {
+    pub owner: String,
+    /// `registry/owner/name` (see `berth_spec::policy::share_key`).
+    pub repository: String,
+    pub description: String,
+}
+
+/// An image reference of an accepted revision and the digest it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin {
+    pub account: String,
+    /// The pin key (`registry/owner/name:tag` or `…@digest`).
+    pub image: String,
+    pub digest: String,
+}
+
+/// An image Berth pulled onto a host, and when a container last used it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pulled {
+    pub image: String,
+    pub last_used: i64,
+}
+
 impl Store {
     /// Replaces the images `owner` shares (share key → description).
     pub fn set_shares(&self, owner: &str, shares: &BTreeMap<String, String>) -> Result<()> {
@@ -22,12 +47,18 @@ impl Store {
         Ok(())
     }
 
-    /// Every share: (owner, share key, description).
-    pub fn shares(&self) -> Result<Vec<(String, String, String)>> {
+    /// Every share, by repository.
+    pub fn shares(&self) -> Result<Vec<Share>> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT owner, image, description FROM shares ORDER BY image")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Share {
+                owner: r.get(0)?,
+                repository: r.get(1)?,
+                description: r.get(2)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -62,14 +93,20 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Every account's pinned images: (account, share key, digest).
-    pub fn all_pins(&self) -> Result<Vec<(String, String, String)>> {
+    /// The pins of every account's accepted revision.
+    pub fn all_pins(&self) -> Result<Vec<Pin>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT p.account, p.image, p.digest FROM pins p JOIN accepted a
              ON a.account = p.account AND a.revision = p.revision",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Pin {
+                account: r.get(0)?,
+                image: r.get(1)?,
+                digest: r.get(2)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -96,11 +133,16 @@ impl Store {
     }
 
     /// Images Berth pulled onto `endpoint`, with when they were last used.
-    pub fn pulled_images(&self, endpoint: &str) -> Result<Vec<(String, i64)>> {
+    pub fn pulled_images(&self, endpoint: &str) -> Result<Vec<Pulled>> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT image, last_used FROM images WHERE endpoint = ?1 ORDER BY image")?;
-        let rows = stmt.query_map([endpoint], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map([endpoint], |r| {
+            Ok(Pulled {
+                image: r.get(0)?,
+                last_used: r.get(1)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

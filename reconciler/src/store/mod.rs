@@ -56,6 +56,16 @@ mod gitlab;
 mod images;
 mod schema;
 
+pub use images::{Pin, Pulled, Share};
+
+/// The latest rejection or failed action of an account, until a later
+/// reconcile succeeds without one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastError {
+    pub at: i64,
+    pub message: String,
+}
+
 pub use crate::desired::{GpuKey, PortKey};
 pub use crate::runner::StoredRunner;
 
@@ -257,13 +267,18 @@ impl Store {
         Ok(())
     }
 
-    pub fn last_error(&self, account: &str) -> Result<Option<(i64, String)>> {
+    pub fn last_error(&self, account: &str) -> Result<Option<LastError>> {
         Ok(self
             .conn()
             .query_row(
                 "SELECT at, message FROM last_error WHERE account = ?1",
                 [account],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| {
+                    Ok(LastError {
+                        at: r.get(0)?,
+                        message: r.get(1)?,
+                    })
+                },
             )
             .optional()?)
     }
