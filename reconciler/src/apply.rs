@@ -41,9 +41,13 @@ pub async fn execute_all(
         .map(|plan| async move {
             let report = reconcile::execute(ctx, &plan).await;
             if let Err(e) = &report {
-                let _ = ctx
-                    .store
-                    .set_last_error(&plan.account, Some(&e.to_string()));
+                let _ = ctx.store.set_last_error(
+                    &plan.account,
+                    Some(crate::store::Problem {
+                        detail: &e.to_string(),
+                        student: "a service Berth needs is unavailable",
+                    }),
+                );
             }
             (plan.account.clone(), report)
         })

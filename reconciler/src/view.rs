@@ -49,7 +49,11 @@ pub struct AccountView {
     pub accepted_at: Option<String>,
     pub endpoint: Option<String>,
     pub containers: Vec<ContainerView>,
+    /// The latest rejection or failure, whole (admins).
     pub last_error: Option<String>,
+    /// What the student may read of it: their own file's problem, or an
+    /// audit id instead of backend addresses and answers.
+    pub last_error_student: Option<String>,
     pub last_error_at: Option<String>,
     pub warnings: Vec<String>,
 }
@@ -84,6 +88,10 @@ pub fn account(
         endpoint,
         containers,
         last_error: last.as_ref().map(|l| l.message.clone()),
+        last_error_student: last
+            .as_ref()
+            .map(|l| l.student.clone())
+            .filter(|s| !s.is_empty()),
         last_error_at: last.as_ref().map(|l| rfc3339(l.at)),
         warnings,
     })

@@ -546,6 +546,20 @@ async fn students_see_an_audit_id_not_the_backends_words() {
     assert!(text.contains("audit #"), "{text}");
     let audit = stdout(&w.reconciler(&["audit", "--account", &a]));
     assert!(audit.contains("10.9.8.7"), "the admin sees it: {audit}");
+    // The read model keeps both: the detail for admins, the id for students.
+    let status = w.status(&a);
+    let student = status["last_error_student"].as_str().unwrap_or_default();
+    assert!(
+        student.contains("audit #") && !student.contains("10.9.8.7"),
+        "{status}"
+    );
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("10.9.8.7"),
+        "{status}"
+    );
 }
 
 /// Hole 9: GPUs were requested by count, so dockerd could hand two

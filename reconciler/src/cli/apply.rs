@@ -39,7 +39,13 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
             Ok(p) => ready.push(p),
             Err(e) => {
                 failed += 1;
-                let _ = ctx.store.set_last_error(&account, Some(&e.to_string()));
+                let _ = ctx.store.set_last_error(
+                    &account,
+                    Some(crate::store::Problem {
+                        detail: &e.to_string(),
+                        student: "a service Berth needs is unavailable",
+                    }),
+                );
                 println!("{account}: error: {e}");
             }
         }

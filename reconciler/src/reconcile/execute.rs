@@ -79,7 +79,7 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
             }
         }
     }
-    let last = rejection.or_else(|| report.errors.first().cloned());
+    let last = rejection.clone().or_else(|| report.errors.first().cloned());
     if let Some(endpoint) = &plan.endpoint
         && let Ok(backend) = ctx.backend(endpoint)
     {
@@ -88,7 +88,24 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
         }
         store.touch_images(endpoint, &plan.images)?;
     }
-    store.set_last_error(account, last.as_deref())?;
+    // A rejection speaks of the student's own file; a backend failure
+    // reaches them as an audit id.
+    let student = match (&rejection, report.error_audit) {
+        (Some(r), _) => r.clone(),
+        (None, Some(id)) => format!(
+            "{} of {} action(s) failed; an admin can read audit #{id}",
+            report.errors.len(),
+            report.errors.len() + report.applied.len()
+        ),
+        (None, None) => String::new(),
+    };
+    store.set_last_error(
+        account,
+        last.as_deref().map(|detail| crate::store::Problem {
+            detail,
+            student: &student,
+        }),
+    )?;
     store.set_warnings(account, &plan.warnings)?;
     Ok(report)
 }

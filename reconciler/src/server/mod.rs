@@ -360,9 +360,13 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                     .unwrap_or_else(|p| p.into_inner()) = Some(fault);
             }
             tracing::warn!(cause = %e, attempt, retry_in = ?delay, "reconcile failed");
-            let _ = ctx
-                .store
-                .set_last_error(&work.account, Some(&e.to_string()));
+            let _ = ctx.store.set_last_error(
+                &work.account,
+                Some(crate::store::Problem {
+                    detail: &e.to_string(),
+                    student: "a service Berth needs is unavailable; retrying",
+                }),
+            );
             // The detail (LDAP, dockerd or GitLab addresses and answers) goes
             // to the audit log once per push; the commit status names it.
             let audit = match (attempt, push) {

@@ -63,7 +63,17 @@ pub use images::{Pin, Pulled, Share};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastError {
     pub at: i64,
+    /// The whole story, for admins (backend addresses and answers).
     pub message: String,
+    /// What the student may read: their own file's problem, or an audit id.
+    pub student: String,
+}
+
+/// An error as it is recorded: the admin's detail, the student's text.
+#[derive(Clone, Copy, Debug)]
+pub struct Problem<'a> {
+    pub detail: &'a str,
+    pub student: &'a str,
 }
 
 pub use crate::desired::{GpuKey, PortKey};
@@ -254,13 +264,15 @@ impl Store {
     }
 
     /// The last error of an account, cleared by a successful reconcile.
-    pub fn set_last_error(&self, account: &str, message: Option<&str>) -> Result<()> {
+    /// Records (or, with `None`, clears) the account's last error: the
+    /// admin's detail and what the student may read of it.
+    pub fn set_last_error(&self, account: &str, error: Option<Problem<'_>>) -> Result<()> {
         let conn = self.conn();
-        match message {
-            Some(m) => conn.execute(
-                "INSERT INTO last_error (account, at, message) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(account) DO UPDATE SET at = ?2, message = ?3",
-                params![account, now(), m],
+        match error {
+            Some(p) => conn.execute(
+                "INSERT INTO last_error (account, at, message, student) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(account) DO UPDATE SET at = ?2, message = ?3, student = ?4",
+                params![account, now(), p.detail, p.student],
             )?,
             None => conn.execute("DELETE FROM last_error WHERE account = ?1", [account])?,
         };
@@ -271,12 +283,13 @@ impl Store {
         Ok(self
             .conn()
             .query_row(
-                "SELECT at, message FROM last_error WHERE account = ?1",
+                "SELECT at, message, student FROM last_error WHERE account = ?1",
                 [account],
                 |r| {
                     Ok(LastError {
                         at: r.get(0)?,
                         message: r.get(1)?,
+                        student: r.get(2)?,
                     })
                 },
             )

@@ -97,6 +97,8 @@ CREATE TABLE IF NOT EXISTS last_error (
     message TEXT NOT NULL
 );
 ",
+    // 2: what a student may read of the last error, beside the admin's detail.
+    "ALTER TABLE last_error ADD COLUMN student TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The version this Berth writes.
