@@ -3,7 +3,7 @@
 //! the Kubernetes cluster.
 //! Configuration problems are errors here, before anything is touched.
 
-use crate::backend::DockerBackend;
+use crate::backend::{ClusterConfigError, DockerBackend, Unavailable};
 use crate::gitlab::GitLab;
 use crate::identity::Directory;
 use crate::mirror::Mirrors;
@@ -101,7 +101,7 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
                 Some((host, user, password)) => b.with_registry_auth(&host, user, password),
                 None => b,
             })
-            .map_err(|e| e.to_string());
+            .map_err(Unavailable::from);
         docker.insert(ep.name.value.clone(), backend);
     }
     let kube = match (
@@ -111,8 +111,9 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
         (Some(k), Some(settings)) => {
             let client = kube_config(k.kubeconfig.as_deref(), k.context.as_deref())
                 .await
-                .and_then(|c| kube::Client::try_from(c).map_err(|e| e.to_string()))
-                .map(crate::backend::kube_apply::KubeBackend::new);
+                .and_then(|c| kube::Client::try_from(c).map_err(ClusterConfigError::from))
+                .map(crate::backend::kube_apply::KubeBackend::new)
+                .map_err(Unavailable::from);
             Some(KubeCluster {
                 settings,
                 backend: client,
@@ -139,23 +140,19 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
 pub async fn kube_config(
     path: Option<&str>,
     context: Option<&str>,
-) -> Result<kube::Config, String> {
+) -> Result<kube::Config, ClusterConfigError> {
     let options = kube::config::KubeConfigOptions {
         context: context.map(str::to_string),
         ..Default::default()
     };
-    match path {
+    Ok(match path {
         Some(p) => {
-            let file = kube::config::Kubeconfig::read_from(p).map_err(|e| e.to_string())?;
-            kube::Config::from_custom_kubeconfig(file, &options)
-                .await
-                .map_err(|e| e.to_string())
+            let file = kube::config::Kubeconfig::read_from(p)?;
+            kube::Config::from_custom_kubeconfig(file, &options).await?
         }
-        None if context.is_some() => kube::Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| e.to_string()),
-        None => kube::Config::infer().await.map_err(|e| e.to_string()),
-    }
+        None if context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+        None => kube::Config::infer().await?,
+    })
 }
 
 /// The department registry's host and credentials, when the site names

@@ -210,7 +210,7 @@ fn runner_plan(
     let actions = match crate::runner::registration(wanted.as_deref(), stored.as_ref(), project) {
         Ok(a) => a,
         Err(why) => {
-            plan.warnings.push(why);
+            plan.warnings.push(why.to_string());
             return Ok(vec![]);
         }
     };

@@ -6,6 +6,7 @@
 //! IO) are resolved after a [`Verdict::Candidate`] and reported with
 //! [`RejectReason::Image`].
 
+use super::pins::ImageRejection;
 use crate::identity::{self, Account, Rejection};
 use crate::source::{Revision, WorkspaceFile};
 use berth_spec::policy::Shared;
@@ -53,8 +54,8 @@ pub enum RejectReason {
     #[error("{0}")]
     Policy(String),
     /// An image that does not exist, or that the site's scanner refused.
-    #[error("{0}")]
-    Image(String),
+    #[error(transparent)]
+    Image(#[from] ImageRejection),
 }
 
 impl RejectReason {
@@ -389,9 +390,7 @@ mod tests {
     #[test]
     fn a_missing_image_is_counted_as_an_image_not_an_unknown_account() {
         // The server once matched "does not exist" in the message.
-        let reason = RejectReason::Image(
-            "image `r/alice/x:1` does not exist in the department registry".into(),
-        );
+        let reason = RejectReason::Image(ImageRejection::Missing("r/alice/x:1".into()));
         assert_eq!(reason.label(), "image");
         assert_eq!(
             RejectReason::Identity(Rejection::UnknownAccount("bob".into())).label(),

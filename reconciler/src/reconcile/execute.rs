@@ -2,7 +2,7 @@
 //! they belong to (Docker, Kubernetes, GitLab), each audited; a failed
 //! action does not stop the others of the account.
 
-use super::{AccountPlan, AccountReport, Context, Decision, Result, describe, short};
+use super::{AccountPlan, AccountReport, ActionError, Context, Decision, Result, describe, short};
 use crate::plan::{self, Action};
 use crate::store::StoredRunner;
 use std::sync::Arc;
@@ -116,7 +116,7 @@ async fn run_action(
     ctx: &Context,
     plan: &AccountPlan,
     action: &Action,
-) -> Result<std::result::Result<(), String>> {
+) -> Result<std::result::Result<(), ActionError>> {
     let account = plan.account.as_str();
     Ok(match action {
         Action::RegisterRunner { .. } | Action::UnregisterRunner { .. } => {
@@ -129,23 +129,19 @@ async fn run_action(
             template,
         } => {
             let Some(runner) = ctx.store.runner(account)? else {
-                return Ok(Err("no runner is registered".to_string()));
+                return Ok(Err(ActionError::NoRunner));
             };
             let files: Vec<(String, Vec<u8>)> = template
                 .iter()
                 .map(|(path, t)| (path.clone(), crate::runner::fill_token(t, &runner.token)))
                 .collect();
-            let docker = match &plan.endpoint {
-                Some(endpoint) => ctx.backend(endpoint).map_err(|e| e.to_string()),
-                None => Err("no docker endpoint was chosen for this account".to_string()),
-            };
-            match docker {
+            match docker_of(ctx, plan) {
                 Ok(b) => match b.upload(id, name, &files).await {
                     Ok(()) => {
                         ctx.store.set_runner_config(account, hash)?;
                         Ok(())
                     }
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e.into()),
                 },
                 Err(e) => Err(e),
             }
@@ -159,10 +155,7 @@ async fn run_action(
             name,
             ..
         } => match ctx.kube_backend() {
-            Ok(k) => k
-                .delete(kind, namespace, name)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(k) => k.delete(kind, namespace, name).await.map_err(Into::into),
             Err(e) => Err(e),
         },
         _ => {
@@ -170,12 +163,8 @@ async fn run_action(
                 Ok(action) => action,
                 Err(e) => return Ok(Err(e)),
             };
-            let docker = match &plan.endpoint {
-                Some(endpoint) => ctx.backend(endpoint).map_err(|e| e.to_string()),
-                None => Err("no docker endpoint was chosen for this account".to_string()),
-            };
-            let result = match docker {
-                Ok(b) => b.execute(account, &action).await.map_err(|e| e.to_string()),
+            let result = match docker_of(ctx, plan) {
+                Ok(b) => b.execute(account, &action).await.map_err(Into::into),
                 Err(e) => Err(e),
             };
             // The config a created runner holds is the one it was made with.
@@ -192,13 +181,26 @@ async fn run_action(
     })
 }
 
+/// The Docker backend of the account's endpoint.
+fn docker_of<'a>(
+    ctx: &'a Context,
+    plan: &AccountPlan,
+) -> std::result::Result<&'a crate::backend::DockerBackend, ActionError> {
+    let endpoint = plan.endpoint.as_deref().ok_or(ActionError::NoEndpoint)?;
+    match ctx.docker.get(endpoint) {
+        Some(Ok(b)) => Ok(b),
+        Some(Err(e)) => Err(ActionError::Unavailable(e.clone())),
+        None => Err(ActionError::NoEndpoint),
+    }
+}
+
 /// The action with the registered runner token put into the runner
 /// container's config (it never enters the plan); other actions as they are.
 fn with_runner_token<'a>(
     ctx: &Context,
     account: &str,
     action: &'a Action,
-) -> Result<std::result::Result<std::borrow::Cow<'a, Action>, String>> {
+) -> Result<std::result::Result<std::borrow::Cow<'a, Action>, ActionError>> {
     let (Action::Create { container } | Action::Recreate { container, .. }) = action else {
         return Ok(Ok(std::borrow::Cow::Borrowed(action)));
     };
@@ -206,9 +208,7 @@ fn with_runner_token<'a>(
         return Ok(Ok(std::borrow::Cow::Borrowed(action)));
     }
     let Some(runner) = ctx.store.runner(account)? else {
-        return Ok(Err(
-            "no runner is registered (registration failed?)".to_string()
-        ));
+        return Ok(Err(ActionError::NoRunner));
     };
     let mut real = action.clone();
     if let Action::Create { container } | Action::Recreate { container, .. } = &mut real {
@@ -225,13 +225,13 @@ async fn kube_apply(
     account: &str,
     objects: &[crate::desired::kube::KubeObject],
     changes: &[plan::Change],
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), ActionError> {
     let k = ctx.kube_backend()?;
     for o in objects {
         if plan::is_absent(changes, o) {
-            k.check_owner(o, account).await.map_err(|e| e.to_string())?;
+            k.check_owner(o, account).await?;
         }
-        k.apply(o).await.map_err(|e| e.to_string())?;
+        k.apply(o).await?;
     }
     Ok(())
 }
@@ -242,30 +242,25 @@ async fn gitlab_action(
     ctx: &Context,
     account: &str,
     action: &Action,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), ActionError> {
     let Some(gl) = &ctx.gitlab else {
-        return Err("the site has no GitLab API".into());
+        return Err(ActionError::NoGitLab);
     };
     match action {
         Action::RegisterRunner { project, tags } => {
             let created = gl
                 .create_runner(*project, &format!("berth {account}"), tags)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let stored = StoredRunner {
                 id: created.id,
                 token: created.token,
                 tags: tags.clone(),
             };
-            ctx.store
-                .set_runner(account, Some(&stored))
-                .map_err(|e| e.to_string())
+            Ok(ctx.store.set_runner(account, Some(&stored))?)
         }
         Action::UnregisterRunner { id } => {
-            gl.delete_runner(*id).await.map_err(|e| e.to_string())?;
-            ctx.store
-                .set_runner(account, None)
-                .map_err(|e| e.to_string())
+            gl.delete_runner(*id).await?;
+            Ok(ctx.store.set_runner(account, None)?)
         }
         _ => Ok(()),
     }

@@ -20,7 +20,7 @@ pub use execute::execute;
 pub use gather::evaluate;
 
 use crate::backend::kube_apply::KubeBackend;
-use crate::backend::{DockerBackend, DockerError};
+use crate::backend::{DockerBackend, DockerError, KubeError, Unavailable};
 use crate::desired;
 use crate::desired::kube::Settings as KubeSettings;
 use crate::identity::{Directory, IdentityError};
@@ -48,7 +48,10 @@ pub enum ReconcileError {
     #[error("no docker endpoint is available for account `{0}`")]
     NoEndpoint(String),
     #[error("docker endpoint `{endpoint}` is unavailable: {reason}")]
-    EndpointDown { endpoint: String, reason: String },
+    EndpointDown {
+        endpoint: String,
+        reason: Unavailable,
+    },
     #[error("accepted revision {0} can no longer be read from the repository")]
     LostRevision(String),
     #[error("internal: {0}")]
@@ -62,10 +65,33 @@ pub enum ReconcileError {
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
     #[error("kubernetes cluster is unavailable: {0}")]
-    ClusterDown(String),
+    ClusterDown(Unavailable),
 }
 
 pub type Result<T, E = ReconcileError> = std::result::Result<T, E>;
+
+/// Why one action failed; the account's other actions still run.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    #[error(transparent)]
+    GitLab(#[from] crate::gitlab::GitLabError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Unavailable(Unavailable),
+    #[error("no docker endpoint was chosen for this account")]
+    NoEndpoint,
+    #[error("no runner is registered (registration failed?)")]
+    NoRunner,
+    #[error("the site has no GitLab API")]
+    NoGitLab,
+    #[error("the site has no Kubernetes cluster")]
+    NoCluster,
+}
 
 impl ReconcileError {
     /// Whether the failure is of a dependency every account shares (LDAP,
@@ -90,7 +116,7 @@ pub struct Context {
     pub directory: Directory,
     /// Docker endpoints by name; an unreachable one keeps its error so only
     /// its accounts fail.
-    pub docker: BTreeMap<String, std::result::Result<DockerBackend, String>>,
+    pub docker: BTreeMap<String, std::result::Result<DockerBackend, Unavailable>>,
     /// Placements and host ports handed out by evaluations not yet
     /// persisted, so accounts evaluated concurrently never get the same port.
     pub reservations: std::sync::Mutex<Reservations>,
@@ -108,7 +134,7 @@ pub struct Context {
 /// (only accounts with Kubernetes containers fail then).
 pub struct KubeCluster {
     pub settings: KubeSettings,
-    pub backend: std::result::Result<KubeBackend, String>,
+    pub backend: std::result::Result<KubeBackend, Unavailable>,
 }
 
 #[derive(Debug, Default)]
@@ -253,13 +279,13 @@ impl Context {
         }
     }
 
-    fn kube_backend(&self) -> std::result::Result<&KubeBackend, String> {
+    fn kube_backend(&self) -> std::result::Result<&KubeBackend, ActionError> {
         match &self.kube {
             Some(k) => k
                 .backend
                 .as_ref()
-                .map_err(|e| ReconcileError::ClusterDown(e.clone()).to_string()),
-            None => Err("the site has no Kubernetes cluster".into()),
+                .map_err(|e| ActionError::Unavailable(e.clone())),
+            None => Err(ActionError::NoCluster),
         }
     }
 
@@ -278,7 +304,7 @@ impl Context {
         let mut docker = BTreeMap::new();
         for (name, backend) in &self.docker {
             let observed = match backend {
-                Ok(b) => b.observe(account).await.map_err(|e| e.to_string()),
+                Ok(b) => b.observe(account).await.map_err(Unavailable::from),
                 Err(e) => Err(e.clone()),
             };
             docker.insert(name.clone(), observed);
@@ -288,7 +314,7 @@ impl Context {
                 Ok(b) => b
                     .observe(&k.settings.namespace_prefix, account)
                     .await
-                    .map_err(|e| e.to_string()),
+                    .map_err(Unavailable::from),
                 Err(e) => Err(e.clone()),
             }),
             None => None,
@@ -312,9 +338,9 @@ impl Context {
 #[derive(Debug, Default)]
 pub struct Observed {
     /// By Docker endpoint, then by account.
-    pub docker: BTreeMap<String, Result<BTreeMap<String, ObservedAccount>, String>>,
+    pub docker: BTreeMap<String, Result<BTreeMap<String, ObservedAccount>, Unavailable>>,
     /// By account; `None` when the site has no cluster.
-    pub kube: Option<Result<BTreeMap<String, KubeObserved>, String>>,
+    pub kube: Option<Result<BTreeMap<String, KubeObserved>, Unavailable>>,
 }
 
 /// One line for logs and the audit: `create alice-web`.

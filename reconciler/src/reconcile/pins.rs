@@ -19,12 +19,30 @@ pub(crate) fn shared_with(ctx: &Context, account: &str) -> Result<Shared> {
         .collect())
 }
 
+/// Why a revision's image cannot run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImageRejection {
+    #[error("image `{0}` does not exist in the department registry")]
+    Missing(String),
+    /// The site's scanner said no; its output (trimmed) is the student's to read.
+    #[error("image scan refused `{image}`: {output}")]
+    Refused { image: String, output: String },
+    #[error("image scan of `{image}` could not run `{program}`: {cause}")]
+    ScannerFailed {
+        image: String,
+        program: String,
+        cause: String,
+    },
+    #[error("image scan of `{0}` took longer than 5 minutes")]
+    ScanTimeout(String),
+}
+
 /// Digests of the workspace's department-registry images (pin key →
 /// digest), or why the revision cannot run (an image that does not exist).
 pub(crate) async fn resolve_pins(
     ctx: &Context,
     ws: &Workspace,
-) -> Result<std::result::Result<BTreeMap<String, String>, String>> {
+) -> Result<std::result::Result<BTreeMap<String, String>, ImageRejection>> {
     let mut pins = BTreeMap::new();
     let Some(registry) = &ctx.registry else {
         return Ok(Ok(pins));
@@ -50,9 +68,7 @@ pub(crate) async fn resolve_pins(
                 pins.insert(key, d);
             }
             None => {
-                return Ok(Err(format!(
-                    "image `{image}` does not exist in the department registry"
-                )));
+                return Ok(Err(ImageRejection::Missing(image.to_string())));
             }
         }
     }
@@ -65,7 +81,7 @@ async fn scan(
     ctx: &Context,
     reference: &str,
     digest: &str,
-) -> Result<std::result::Result<(), String>> {
+) -> Result<std::result::Result<(), ImageRejection>> {
     let Some(argv) = ctx
         .site
         .registry
@@ -90,15 +106,13 @@ async fn scan(
     let out = match tokio::time::timeout(std::time::Duration::from_secs(300), run).await {
         Ok(Ok(out)) => out,
         Ok(Err(e)) => {
-            return Ok(Err(format!(
-                "image scan of `{reference}` could not run `{program}`: {e}"
-            )));
+            return Ok(Err(ImageRejection::ScannerFailed {
+                image: reference.to_string(),
+                program: program.clone(),
+                cause: e.to_string(),
+            }));
         }
-        Err(_) => {
-            return Ok(Err(format!(
-                "image scan of `{reference}` took longer than 5 minutes"
-            )));
-        }
+        Err(_) => return Ok(Err(ImageRejection::ScanTimeout(reference.to_string()))),
     };
     if out.status.success() {
         ctx.store.mark_scanned(digest)?;
@@ -116,7 +130,10 @@ async fn scan(
         .chars()
         .take(300)
         .collect();
-    Ok(Err(format!("image scan refused `{reference}`: {text}")))
+    Ok(Err(ImageRejection::Refused {
+        image: reference.to_string(),
+        output: text,
+    }))
 }
 
 /// Warnings for images the workspace runs that their owner no longer shares.

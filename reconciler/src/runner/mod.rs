@@ -101,18 +101,25 @@ impl DockerAccess {
     }
 }
 
+/// Why a wanted runner cannot be registered yet (a warning, not an error).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationWaits {
+    #[error("the runner waits for the project id, learnt from the first push")]
+    NoProject,
+}
+
 /// Registration actions that take `stored` to `wanted` tags.
 pub fn registration(
     wanted: Option<&[String]>,
     stored: Option<&StoredRunner>,
     project: Option<u64>,
-) -> Result<Vec<Action>, String> {
+) -> Result<Vec<Action>, RegistrationWaits> {
     let register = |tags: &[String]| match project {
         Some(project) => Ok(Action::RegisterRunner {
             project,
             tags: tags.to_vec(),
         }),
-        None => Err("the runner waits for the project id, learnt from the first push".to_string()),
+        None => Err(RegistrationWaits::NoProject),
     };
     match (wanted, stored) {
         (None, None) => Ok(vec![]),

@@ -20,6 +20,12 @@ pub enum StoreError {
         "state store is at schema version {found}; this Berth knows versions up to {known}: run a newer Berth"
     )]
     NewerSchema { found: u32, known: u32 },
+    #[error("state store {path} cannot be written: {source}")]
+    NotWritable {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("state store {path}: {source}")]
     Dir {
         path: String,
@@ -140,13 +146,16 @@ impl Store {
 
     /// Whether the store takes writes now (a write lock, released at once):
     /// a read-only or full file is named with SQLite's reason.
-    pub fn check_writable(&self) -> std::result::Result<(), String> {
+    pub fn check_writable(&self) -> Result<()> {
         // A write statement that changes nothing: SQLite opens a file it
         // may not write read-only and says so only when asked to write.
         let conn = self.conn();
         let tried = conn.execute_batch("BEGIN IMMEDIATE; DELETE FROM warnings WHERE 0;");
         let _ = conn.execute_batch("ROLLBACK;");
-        tried.map_err(|e| format!("state store {} cannot be written: {e}", self.path))
+        tried.map_err(|source| StoreError::NotWritable {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// SQLite opens a file it could not write read-only and stays so;
