@@ -1,0 +1,166 @@
+//! What `serve` does besides reconciling pushes: the read model kept
+//! fresh, the image catalogue and image collection, the periodic resync,
+//! commit statuses posted in order, and watching local repositories.
+
+use super::{CATALOGUE_EVERY, GC_EVERY, ServeError, Shared, StatusUpdate};
+use crate::gitlab::GitLab;
+use crate::queue::Queue;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Rebuilds `account`'s view from a fresh observation of its objects (one
+/// label-filtered list per kind), after a reconcile changed them.
+pub(super) async fn refresh_view(shared: &Shared, account: &str) {
+    let observed = shared.ctx.observe_account(account).await;
+    match crate::view::account(&shared.ctx.store, &observed, account) {
+        Ok(v) => {
+            shared.views.write().await.insert(account.to_string(), v);
+        }
+        Err(e) => tracing::warn!(account, cause = %e, "reading the store for the read model"),
+    }
+}
+
+/// The read model of every known account at start, from one observation.
+pub(super) async fn refresh_all_views(shared: Arc<Shared>) {
+    let accounts = match crate::discovery::list(&shared.ctx, None).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(cause = %e, "listing accounts for the read model");
+            return;
+        }
+    };
+    let observed = shared.ctx.observe_all().await;
+    let mut views = BTreeMap::new();
+    for a in accounts {
+        match crate::view::account(&shared.ctx.store, &observed, &a) {
+            Ok(v) => {
+                views.insert(a, v);
+            }
+            Err(e) => {
+                tracing::warn!(account = a, cause = %e, "reading the store for the read model")
+            }
+        }
+    }
+    // Reconciles that finished meanwhile hold newer views.
+    let mut current = shared.views.write().await;
+    for (a, v) in views {
+        current.entry(a).or_insert(v);
+    }
+}
+
+/// Keeps the catalogue fresh (every 5 minutes and after pushes that touch
+/// images) and collects unused images every hour.
+pub(super) async fn images_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if shared.ctx.registry.is_none() && shared.ctx.docker.is_empty() {
+        return;
+    }
+    let mut last_gc = Instant::now();
+    loop {
+        match crate::images::catalogue(&shared.ctx).await {
+            Ok(Some(entries)) => *shared.catalogue.write().await = entries,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(cause = %e, "catalogue refresh failed"),
+        }
+        if last_gc.elapsed() >= GC_EVERY {
+            last_gc = Instant::now();
+            match crate::gc::collect(&shared.ctx, shared.ctx.site.image_gc_after(), false).await {
+                Ok(removed) if !removed.is_empty() => {
+                    let bytes: u64 = removed.iter().map(|r| r.bytes).sum();
+                    tracing::info!(images = removed.len(), bytes, "image gc");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(cause = %e, "image gc failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(CATALOGUE_EVERY.min(GC_EVERY)) => {}
+            _ = shared.refresh.notified() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+pub(super) async fn resync_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let interval = shared.ctx.site.resync_interval();
+    loop {
+        match crate::discovery::list(&shared.ctx, None).await {
+            Ok(accounts) => accounts.iter().for_each(|a| shared.queue.resync(a)),
+            Err(e) => tracing::warn!(cause = %e, "listing accounts for resync"),
+        }
+        // ±10 % jitter so several replicas or restarts do not synchronise.
+        let jitter = (nanos() % 200) as f64 / 1000.0 - 0.1;
+        let wait = interval.mul_f64(1.0 + jitter);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+fn nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
+}
+
+pub(super) async fn post_statuses(client: GitLab, mut rx: mpsc::Receiver<StatusUpdate>) {
+    while let Some(u) = rx.recv().await {
+        if let Err(e) = client
+            .set_status(u.project, &u.sha, u.state, &u.description)
+            .await
+        {
+            tracing::warn!(cause = %e, project = u.project, "commit status not posted");
+        }
+    }
+}
+
+/// Watches local bare repositories; a change under `<root>/<account>/`
+/// queues that account.
+pub(super) fn watch(
+    root: PathBuf,
+    queue: Arc<Queue>,
+) -> Result<
+    notify_debouncer_full::Debouncer<
+        notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+    ServeError,
+> {
+    use notify::RecursiveMode;
+    let root_for_events = root.clone();
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        Duration::from_millis(200),
+        None,
+        move |res: notify_debouncer_full::DebounceEventResult| {
+            let Ok(events) = res else { return };
+            let mut accounts = std::collections::BTreeSet::new();
+            for e in events {
+                for p in &e.paths {
+                    if let Ok(rel) = p.strip_prefix(&root_for_events)
+                        && let Some(first) = rel.components().next()
+                    {
+                        accounts.insert(first.as_os_str().to_string_lossy().into_owned());
+                    }
+                }
+            }
+            for a in accounts {
+                queue.resync(&a);
+            }
+        },
+    )
+    .map_err(|source| ServeError::Watch {
+        path: root.display().to_string(),
+        source,
+    })?;
+    debouncer
+        .watch(&root, RecursiveMode::Recursive)
+        .map_err(|source| ServeError::Watch {
+            path: root.display().to_string(),
+            source,
+        })?;
+    Ok(debouncer)
+}

@@ -1,0 +1,77 @@
+//! Site validation and the project-path rule, tested.
+use super::*;
+
+#[test]
+fn one_rule_derives_the_account_from_a_project_path() {
+    let gitlab = Repositories::Gitlab {
+        groups: vec!["students".into(), "courses/os".into()],
+        repository: "workspace".into(),
+        clone_url: None,
+    };
+    for (path, want) in [
+        ("alice/workspace", Some("alice")),
+        ("students/alice/workspace", Some("alice")),
+        ("courses/os/2026/alice/workspace", Some("alice")),
+        // Another repository of the account is not its workspace.
+        ("alice/evil", None),
+        ("alice/workspace/deeper", None),
+        // A project in a group the site does not list.
+        ("elsewhere/alice/workspace", None),
+        ("studentsx/alice/workspace", None),
+        ("workspace", None),
+        ("Alice/workspace", None),
+        ("a--b/workspace", None),
+    ] {
+        assert_eq!(gitlab.account_of(path), want, "{path}");
+    }
+    let local = Repositories::Local {
+        root: "/r".into(),
+        repository: "workspace".into(),
+    };
+    assert_eq!(local.account_of("alice/workspace"), Some("alice"));
+    assert_eq!(local.account_of("students/alice/workspace"), None);
+}
+
+fn problems(extra_ldap: &str, docker: &str) -> Vec<String> {
+    let text = format!(
+        "ldap:\n  url: ldap://ldap.example:389\n{extra_ldap}  base_dn: ou=people,dc=x\n  allowed_groups: [students]\nbackends:\n  docker:\n    - {docker}\npolicy:\n  quotas: {{}}\nrepositories:\n  local: {{ root: /r }}\nstate_dir: /s\n"
+    );
+    match crate::parse_site(text.as_bytes()) {
+        Ok(_) => vec![],
+        Err(d) => d.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+#[test]
+fn plaintext_ldap_and_docker_need_an_explicit_insecure() {
+    let unix = "{ name: a, endpoint: env, host_ports: { first: 1, last: 2 } }";
+    let got = problems("", unix);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("2:8: LDAP url `ldap://ldap.example:389` sends passwords in clear"),
+        "{got:?}"
+    );
+    assert!(problems("  starttls: true\n", unix).is_empty());
+    assert!(problems("  insecure: true\n", unix).is_empty());
+    let tcp = "{ name: a, endpoint: \"tcp://10.0.0.5:2376\", host_ports: { first: 1, last: 2 } }";
+    let got = problems("  starttls: true\n", tcp);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("is plain TCP, i.e. root on that host"),
+        "{got:?}"
+    );
+    let tls = "{ name: a, endpoint: \"tcp://10.0.0.5:2376\", tls: { ca: /c, cert: /p, key: /k }, host_ports: { first: 1, last: 2 } }";
+    assert!(problems("  starttls: true\n", tls).is_empty());
+    let insecure = "{ name: a, endpoint: \"tcp://127.0.0.1:2375\", insecure: true, host_ports: { first: 1, last: 2 } }";
+    assert!(problems("  starttls: true\n", insecure).is_empty());
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+    assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+    assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+    for bad in ["", "0s", "5 minutes", "-1m", "1.5h", "m"] {
+        assert!(parse_duration(bad).is_err(), "{bad:?}");
+    }
+}
