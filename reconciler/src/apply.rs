@@ -2,23 +2,29 @@
 //! accounts concurrently, then execute their plans with bounded concurrency.
 //! One account's failure is reported and never stops the others.
 
-use crate::reconcile::{self, AccountPlan, AccountReport, Context, ReconcileError};
+use crate::reconcile::{self, AccountPlan, AccountReport, Context, Observed, ReconcileError};
 use futures::StreamExt;
 use std::sync::Arc;
 
-/// Accounts known to Berth (see [`crate::discovery`]).
-pub async fn accounts(ctx: &Context, only: Option<&str>) -> Result<Vec<String>, ReconcileError> {
-    crate::discovery::accounts(ctx, only).await
+/// Accounts known to Berth (see [`crate::discovery`]) and one observation
+/// of every backend, which names labelled owners and feeds the plans.
+pub async fn accounts(
+    ctx: &Context,
+    only: Option<&str>,
+) -> Result<(Vec<String>, Observed), ReconcileError> {
+    let observed = ctx.observe_all().await;
+    let accounts = crate::discovery::accounts(ctx, only, &observed).await?;
+    Ok((accounts, observed))
 }
 
-/// A plan per account, or the error that prevented computing it.
+/// A plan per account against `observed`, or the error that prevented
+/// computing it.
 pub async fn plan_all(
     ctx: &Arc<Context>,
     accounts: &[String],
+    observed: &Observed,
     concurrency: usize,
 ) -> Vec<(String, Result<AccountPlan, ReconcileError>)> {
-    let observed = ctx.observe_all().await;
-    let observed = &observed;
     let mut out: Vec<_> = futures::stream::iter(accounts.iter().cloned())
         .map(|account| async move {
             let plan = reconcile::evaluate(ctx, &account, observed, None).await;

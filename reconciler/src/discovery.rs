@@ -6,20 +6,28 @@
 //! objects are added: an archived project or a deleted repository never
 //! takes an account out of the resync.
 
-use crate::reconcile::{Context, ReconcileError};
+use crate::reconcile::{Context, Observed, ReconcileError};
 use berth_spec::site::Repositories;
 use futures::StreamExt;
 
 /// Accounts to reconcile (just `only` when given), with their mirrors
-/// fetched in GitLab mode.
-pub async fn accounts(ctx: &Context, only: Option<&str>) -> Result<Vec<String>, ReconcileError> {
-    let all = list(ctx, only).await?;
+/// fetched in GitLab mode. `observed` names the owners of labelled objects.
+pub async fn accounts(
+    ctx: &Context,
+    only: Option<&str>,
+    observed: &Observed,
+) -> Result<Vec<String>, ReconcileError> {
+    let all = list(ctx, only, observed).await?;
     fetch_all(ctx, &all).await;
     Ok(all)
 }
 
 /// Accounts to reconcile, without fetching anything.
-pub async fn list(ctx: &Context, only: Option<&str>) -> Result<Vec<String>, ReconcileError> {
+pub async fn list(
+    ctx: &Context,
+    only: Option<&str>,
+    observed: &Observed,
+) -> Result<Vec<String>, ReconcileError> {
     let mut all = match &ctx.site.repositories {
         Repositories::Local { .. } => ctx.source.accounts()?,
         Repositories::Gitlab { groups, .. } => match only {
@@ -35,7 +43,7 @@ pub async fn list(ctx: &Context, only: Option<&str>) -> Result<Vec<String>, Reco
         return Ok(all);
     }
     all.extend(ctx.store.known_accounts()?);
-    all.extend(labelled_owners(ctx).await);
+    all.extend(labelled_owners(observed));
     // Only names Berth could manage: a hand-made label is not an account.
     all.retain(|a| {
         berth_spec::names::dns_label_problem(a, berth_spec::names::MAX_ACCOUNT).is_none()
@@ -46,8 +54,7 @@ pub async fn list(ctx: &Context, only: Option<&str>) -> Result<Vec<String>, Reco
 }
 
 /// Owners of Berth-labelled objects on every reachable backend.
-async fn labelled_owners(ctx: &Context) -> Vec<String> {
-    let observed = ctx.observe_all().await;
+fn labelled_owners(observed: &Observed) -> Vec<String> {
     let docker = observed
         .docker
         .values()

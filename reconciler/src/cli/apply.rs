@@ -19,11 +19,12 @@ pub struct Args {
 }
 
 pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
-    let (ctx, accounts) = match open_with_accounts(config, args.account.as_deref()).await {
+    let (ctx, accounts, observed) = match open_with_accounts(config, args.account.as_deref()).await
+    {
         Ok(found) => found,
         Err(code) => return code,
     };
-    let plans = apply::plan_all(&ctx, &accounts, args.concurrency.max(16)).await;
+    let plans = apply::plan_all(&ctx, &accounts, &observed, args.concurrency.max(16)).await;
     if args.dry_run {
         super::diff::print_plans(&plans, super::Output::Text);
         return if plans.iter().any(|(_, p)| p.is_err()) {

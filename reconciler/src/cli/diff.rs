@@ -17,11 +17,12 @@ pub struct Args {
 }
 
 pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
-    let (ctx, accounts) = match open_with_accounts(config, args.account.as_deref()).await {
+    let (ctx, accounts, observed) = match open_with_accounts(config, args.account.as_deref()).await
+    {
         Ok(found) => found,
         Err(code) => return code,
     };
-    let plans = apply::plan_all(&ctx, &accounts, args.concurrency).await;
+    let plans = apply::plan_all(&ctx, &accounts, &observed, args.concurrency).await;
     print_plans(&plans, args.output);
     let summary = output::summarize(&plans);
     if summary.errors > 0 {

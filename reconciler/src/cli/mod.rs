@@ -155,10 +155,17 @@ async fn open_context(
 async fn open_with_accounts(
     config: Option<&std::path::Path>,
     only: Option<&str>,
-) -> Result<(std::sync::Arc<crate::reconcile::Context>, Vec<String>), u8> {
+) -> Result<
+    (
+        std::sync::Arc<crate::reconcile::Context>,
+        Vec<String>,
+        crate::reconcile::Observed,
+    ),
+    u8,
+> {
     let ctx = open_context(config).await?;
     match crate::apply::accounts(&ctx, only).await {
-        Ok(accounts) => Ok((ctx, accounts)),
+        Ok((accounts, observed)) => Ok((ctx, accounts, observed)),
         Err(e) => {
             eprintln!("reconciler: {e}");
             Err(exit::ERROR)

@@ -60,8 +60,23 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
         store.set_account_gpus(endpoint, account, &plan.gpus)?;
         ctx.backend(endpoint)?;
     }
+    // A volume or network that could not be made this account's (one Berth
+    // did not create holds its name) is never mounted or joined.
+    let mut not_ours: Vec<String> = Vec::new();
     for action in &plan.actions {
         let line = describe(action);
+        if let Some(blocked) = needs_one_of(action, &not_ours) {
+            let e = ActionError::NotOurs(blocked);
+            let id = store.audit(
+                account,
+                "action-failed",
+                plan.revision.as_deref(),
+                &format!("{line}: {e}"),
+            )?;
+            report.error_audit.get_or_insert(id);
+            report.errors.push(format!("{line}: {e}"));
+            continue;
+        }
         // Intent first: a process killed mid-action leaves "started,
         // outcome unknown" in the audit log rather than nothing.
         let id = store.audit(account, "action-started", plan.revision.as_deref(), &line)?;
@@ -72,6 +87,9 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
                 report.applied.push(line);
             }
             Err(e) => {
+                if let Action::CreateVolume { name } | Action::CreateNetwork { name } = action {
+                    not_ours.push(name.clone());
+                }
                 tracing::warn!(cause = %e, "action failed");
                 store.finish_audit(id, "action-failed", &format!("{line}: {e}"))?;
                 report.error_audit.get_or_insert(id);
@@ -179,6 +197,19 @@ async fn run_action(
             result
         }
     })
+}
+
+/// The volume or network in `not_ours` that a container action would
+/// mount or join, if any.
+fn needs_one_of(action: &Action, not_ours: &[String]) -> Option<String> {
+    let (Action::Create { container } | Action::Recreate { container, .. }) = action else {
+        return None;
+    };
+    let spec = &container.spec;
+    not_ours
+        .iter()
+        .find(|n| spec.network == **n || spec.volumes.values().any(|v| v == *n))
+        .cloned()
 }
 
 /// The Docker backend of the account's endpoint.

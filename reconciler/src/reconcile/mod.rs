@@ -85,6 +85,8 @@ pub enum ActionError {
     Unavailable(Unavailable),
     #[error("no docker endpoint was chosen for this account")]
     NoEndpoint,
+    #[error("not run: `{0}` could not be made this account's, so nothing mounts or joins it")]
+    NotOurs(String),
     #[error("no runner is registered (registration failed?)")]
     NoRunner,
     #[error("the site has no GitLab API")]

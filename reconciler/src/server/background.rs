@@ -25,14 +25,14 @@ pub(super) async fn refresh_view(shared: &Shared, account: &str) {
 
 /// The read model of every known account at start, from one observation.
 pub(super) async fn refresh_all_views(shared: Arc<Shared>) {
-    let accounts = match crate::discovery::list(&shared.ctx, None).await {
+    let observed = shared.ctx.observe_all().await;
+    let accounts = match crate::discovery::list(&shared.ctx, None, &observed).await {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(cause = %e, "listing accounts for the read model");
             return;
         }
     };
-    let observed = shared.ctx.observe_all().await;
     let mut views = BTreeMap::new();
     for a in accounts {
         match crate::view::account(&shared.ctx.store, &observed, &a) {
@@ -86,7 +86,8 @@ pub(super) async fn images_loop(shared: Arc<Shared>, mut stop: tokio::sync::watc
 pub(super) async fn resync_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let interval = shared.ctx.site.resync_interval();
     loop {
-        match crate::discovery::list(&shared.ctx, None).await {
+        let observed = shared.ctx.observe_all().await;
+        match crate::discovery::list(&shared.ctx, None, &observed).await {
             Ok(accounts) => accounts.iter().for_each(|a| shared.queue.resync(a)),
             Err(e) => tracing::warn!(cause = %e, "listing accounts for resync"),
         }

@@ -218,33 +218,6 @@ impl DockerBackend {
         }
     }
 
-    /// Before a container mounts a volume or joins a network, both must be
-    /// its account's: dockerd would otherwise mount any volume of that name
-    /// (or create an unlabelled one). A missing volume is created labelled.
-    async fn check_mounts(&self, d: &DesiredContainer) -> Result<()> {
-        for volume in d.spec.volumes.values() {
-            match self.docker.inspect_volume(volume).await {
-                Ok(v) => owned("volume", volume, Some(&v.labels), &d.account)?,
-                Err(BollardError::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {
-                    let action = Action::CreateVolume {
-                        name: volume.clone(),
-                    };
-                    Box::pin(self.execute(&d.account, &action)).await?;
-                }
-                Err(e) => return Err(Self::api("inspect volume", volume)(e)),
-            }
-        }
-        let network = &d.spec.network;
-        let found = self
-            .docker
-            .inspect_network(network, None)
-            .await
-            .map_err(Self::api("inspect network", network))?;
-        owned("network", network, found.labels.as_ref(), &d.account)
-    }
-
     /// Puts `files` (absolute path → content, mode 0600) into a container,
     /// running or not.
     pub async fn upload(&self, id: &str, name: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
@@ -287,7 +260,6 @@ impl DockerBackend {
     }
 
     async fn create(&self, d: &DesiredContainer) -> Result<()> {
-        self.check_mounts(d).await?;
         let body = self.create_body(d)?;
         let opts = CreateContainerOptionsBuilder::default()
             .name(&d.full_name)
