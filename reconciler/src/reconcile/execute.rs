@@ -4,7 +4,7 @@
 
 use super::{AccountPlan, AccountReport, ActionError, Context, Decision, Result, describe, short};
 use crate::plan::{self, Action};
-use crate::store::StoredRunner;
+use crate::store::{StoredRunner, blocking};
 use std::sync::Arc;
 
 /// Records the plan's decision and runs its actions. Each action is
@@ -21,6 +21,57 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
         error_audit: None,
         kinds: Default::default(),
     };
+    let rejection = blocking(|| record_decision(ctx, plan))?;
+    // A volume or network that could not be made this account's (one Berth
+    // did not create holds its name) is never mounted or joined.
+    let mut not_ours: Vec<String> = Vec::new();
+    for action in &plan.actions {
+        let line = describe(action);
+        if let Some(blocked) = needs_one_of(action, &not_ours) {
+            let e = ActionError::NotOurs(blocked);
+            let id = blocking(|| {
+                store.audit(
+                    account,
+                    "action-failed",
+                    plan.revision.as_deref(),
+                    &format!("{line}: {e}"),
+                )
+            })?;
+            report.error_audit.get_or_insert(id);
+            report.errors.push(format!("{line}: {e}"));
+            continue;
+        }
+        // Intent first: a process killed mid-action leaves "started,
+        // outcome unknown" in the audit log rather than nothing.
+        let id =
+            blocking(|| store.audit(account, "action-started", plan.revision.as_deref(), &line))?;
+        match run_action(ctx, plan, action).await? {
+            Ok(()) => {
+                blocking(|| store.finish_audit(id, "action", &line))?;
+                *report.kinds.entry(action.kind()).or_default() += 1;
+                report.applied.push(line);
+            }
+            Err(e) => {
+                if let Action::CreateVolume { name } | Action::CreateNetwork { name } = action {
+                    not_ours.push(name.clone());
+                }
+                tracing::warn!(cause = %e, "action failed");
+                blocking(|| store.finish_audit(id, "action-failed", &format!("{line}: {e}")))?;
+                report.error_audit.get_or_insert(id);
+                report.errors.push(format!("{line}: {e}"));
+            }
+        }
+    }
+    blocking(|| record_outcome(ctx, plan, &report, rejection))?;
+    Ok(report)
+}
+
+/// Records the decision (accepted revision, pins, shares, project; or the
+/// rejection, audited once) and the account's allocations. Returns the
+/// rejection's message.
+fn record_decision(ctx: &Context, plan: &AccountPlan) -> Result<Option<String>> {
+    let store = &ctx.store;
+    let account = plan.account.as_str();
     let mut rejection = None;
     match &plan.decision {
         Decision::Accept { revision, commits } => {
@@ -60,43 +111,19 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
         store.set_account_gpus(endpoint, account, &plan.gpus)?;
         ctx.backend(endpoint)?;
     }
-    // A volume or network that could not be made this account's (one Berth
-    // did not create holds its name) is never mounted or joined.
-    let mut not_ours: Vec<String> = Vec::new();
-    for action in &plan.actions {
-        let line = describe(action);
-        if let Some(blocked) = needs_one_of(action, &not_ours) {
-            let e = ActionError::NotOurs(blocked);
-            let id = store.audit(
-                account,
-                "action-failed",
-                plan.revision.as_deref(),
-                &format!("{line}: {e}"),
-            )?;
-            report.error_audit.get_or_insert(id);
-            report.errors.push(format!("{line}: {e}"));
-            continue;
-        }
-        // Intent first: a process killed mid-action leaves "started,
-        // outcome unknown" in the audit log rather than nothing.
-        let id = store.audit(account, "action-started", plan.revision.as_deref(), &line)?;
-        match run_action(ctx, plan, action).await? {
-            Ok(()) => {
-                store.finish_audit(id, "action", &line)?;
-                *report.kinds.entry(action.kind()).or_default() += 1;
-                report.applied.push(line);
-            }
-            Err(e) => {
-                if let Action::CreateVolume { name } | Action::CreateNetwork { name } = action {
-                    not_ours.push(name.clone());
-                }
-                tracing::warn!(cause = %e, "action failed");
-                store.finish_audit(id, "action-failed", &format!("{line}: {e}"))?;
-                report.error_audit.get_or_insert(id);
-                report.errors.push(format!("{line}: {e}"));
-            }
-        }
-    }
+    Ok(rejection)
+}
+
+/// Records what the actions left behind: images pulled and used, the last
+/// error (the admin's detail and the student's text), warnings.
+fn record_outcome(
+    ctx: &Context,
+    plan: &AccountPlan,
+    report: &AccountReport,
+    rejection: Option<String>,
+) -> Result<()> {
+    let store = &ctx.store;
+    let account = plan.account.as_str();
     let last = rejection.clone().or_else(|| report.errors.first().cloned());
     if let Some(endpoint) = &plan.endpoint
         && let Ok(backend) = ctx.backend(endpoint)
@@ -125,7 +152,7 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
         }),
     )?;
     store.set_warnings(account, &plan.warnings)?;
-    Ok(report)
+    Ok(())
 }
 
 /// Runs one action on the backend it belongs to. The outer error is the
@@ -146,7 +173,7 @@ async fn run_action(
             hash,
             template,
         } => {
-            let Some(runner) = ctx.store.runner(account)? else {
+            let Some(runner) = blocking(|| ctx.store.runner(account))? else {
                 return Ok(Err(ActionError::NoRunner));
             };
             let files: Vec<(String, Vec<u8>)> = template
@@ -156,7 +183,7 @@ async fn run_action(
             match docker_of(ctx, plan) {
                 Ok(b) => match b.upload(id, name, &files).await {
                     Ok(()) => {
-                        ctx.store.set_runner_config(account, hash)?;
+                        blocking(|| ctx.store.set_runner_config(account, hash))?;
                         Ok(())
                     }
                     Err(e) => Err(e.into()),
@@ -191,8 +218,8 @@ async fn run_action(
                     action.as_ref()
                 && crate::runner::is_runner(container)
             {
-                ctx.store
-                    .set_runner_config(account, &crate::runner::config_hash(container))?;
+                let hash = crate::runner::config_hash(container);
+                blocking(|| ctx.store.set_runner_config(account, &hash))?;
             }
             result
         }
@@ -238,7 +265,7 @@ fn with_runner_token<'a>(
     if !crate::runner::is_runner(container) {
         return Ok(Ok(std::borrow::Cow::Borrowed(action)));
     }
-    let Some(runner) = ctx.store.runner(account)? else {
+    let Some(runner) = blocking(|| ctx.store.runner(account))? else {
         return Ok(Err(ActionError::NoRunner));
     };
     let mut real = action.clone();
@@ -287,11 +314,11 @@ async fn gitlab_action(
                 token: created.token,
                 tags: tags.clone(),
             };
-            Ok(ctx.store.set_runner(account, Some(&stored))?)
+            Ok(blocking(|| ctx.store.set_runner(account, Some(&stored)))?)
         }
         Action::UnregisterRunner { id } => {
             gl.delete_runner(*id).await?;
-            Ok(ctx.store.set_runner(account, None)?)
+            Ok(blocking(|| ctx.store.set_runner(account, None))?)
         }
         _ => Ok(()),
     }

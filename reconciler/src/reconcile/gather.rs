@@ -10,6 +10,7 @@ use super::{AccountPlan, Context, Decision, Observed, ReconcileError, Result};
 use crate::identity::{self, Account};
 use crate::plan::{self, Action};
 use crate::source::WorkspaceFile;
+use crate::store::blocking;
 use berth_spec::Workspace;
 use berth_spec::policy::share_key;
 use berth_webhook::SyncRequest;
@@ -30,9 +31,14 @@ pub async fn evaluate(
     let name = account.to_string();
     let head = ctx.read_source(move |s| s.head(&name)).await?;
     let identity = ctx.directory.lookup(account).await?;
-    let accepted = ctx.store.accepted(account)?.map(|a| a.revision);
-    // Read once: admission checks and the unshared-image warnings both use it.
-    let shared = shared_with(ctx, account)?;
+    // Read once: admission checks and the unshared-image warnings both use
+    // the shares.
+    let (accepted, shared) = blocking(|| -> Result<_> {
+        Ok((
+            ctx.store.accepted(account)?.map(|a| a.revision),
+            shared_with(ctx, account)?,
+        ))
+    })?;
     let pushed = push.and_then(|p| p.revision.as_deref());
     let pushes_only = site.gitlab.is_some();
     // The pusher is asked about (GitLab, LDAP) only when its push is what
@@ -71,7 +77,7 @@ pub async fn evaluate(
             // An archived or deleted repository is still visited: an
             // account that must stop is stopped from what the backends hold.
             if plan.disabled {
-                stop_everything(ctx, account, observed, &mut plan)?;
+                blocking(|| stop_everything(ctx, account, observed, &mut plan))?;
             }
             return Ok(plan);
         }
@@ -134,13 +140,25 @@ pub async fn evaluate(
         }
     };
     if !matches!(plan.decision, Decision::Accept { .. }) {
-        plan.pins = ctx.store.pins(account, &revision)?;
+        plan.pins = blocking(|| ctx.store.pins(account, &revision))?;
     }
     plan.warnings.extend(unshared_warnings(
         ctx, account, &workspace, &shared, &plan.pins,
     ));
-    if !ctx.docker.is_empty() {
-        docker_plan(
+    // Building reads the store (allocations, the runner): off the workers.
+    blocking(|| -> Result<()> {
+        if !ctx.docker.is_empty() {
+            docker_plan(
+                ctx,
+                account,
+                &workspace,
+                identity.as_ref(),
+                observed,
+                &revision,
+                &mut plan,
+            )?;
+        }
+        kube_plan(
             ctx,
             account,
             &workspace,
@@ -148,17 +166,8 @@ pub async fn evaluate(
             observed,
             &revision,
             &mut plan,
-        )?;
-    }
-    kube_plan(
-        ctx,
-        account,
-        &workspace,
-        identity.as_ref(),
-        observed,
-        &revision,
-        &mut plan,
-    )?;
+        )
+    })?;
     Ok(plan)
 }
 

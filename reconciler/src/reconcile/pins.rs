@@ -93,7 +93,7 @@ async fn scan(
     let Some((program, args)) = argv.split_first() else {
         return Ok(Ok(()));
     };
-    if ctx.store.scanned(digest)? {
+    if crate::store::blocking(|| ctx.store.scanned(digest))? {
         return Ok(Ok(()));
     }
     let run = tokio::process::Command::new(program)
@@ -115,7 +115,7 @@ async fn scan(
         Err(_) => return Ok(Err(ImageRejection::ScanTimeout(reference.to_string()))),
     };
     if out.status.success() {
-        ctx.store.mark_scanned(digest)?;
+        crate::store::blocking(|| ctx.store.mark_scanned(digest))?;
         return Ok(Ok(()));
     }
     let text = format!(

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 /// label-filtered list per kind), after a reconcile changed them.
 pub(super) async fn refresh_view(shared: &Shared, account: &str) {
     let observed = shared.ctx.observe_account(account).await;
-    match crate::view::account(&shared.ctx.store, &observed, account) {
+    match crate::store::blocking(|| crate::view::account(&shared.ctx.store, &observed, account)) {
         Ok(v) => {
             shared.views.write().await.insert(account.to_string(), v);
         }
@@ -35,7 +35,7 @@ pub(super) async fn refresh_all_views(shared: Arc<Shared>) {
     };
     let mut views = BTreeMap::new();
     for a in accounts {
-        match crate::view::account(&shared.ctx.store, &observed, &a) {
+        match crate::store::blocking(|| crate::view::account(&shared.ctx.store, &observed, &a)) {
             Ok(v) => {
                 views.insert(a, v);
             }

@@ -248,7 +248,7 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .is_some()
-        && let Err(e) = ctx.store.reopen_if_read_only()
+        && let Err(e) = crate::store::blocking(|| ctx.store.reopen_if_read_only())
     {
         tracing::warn!(store = %ctx.store.path(), cause = %e, "reopening the state store");
     }
@@ -363,27 +363,29 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                     .unwrap_or_else(|p| p.into_inner()) = Some(fault);
             }
             tracing::warn!(cause = %e, attempt, retry_in = ?delay, "reconcile failed");
-            let _ = ctx.store.set_last_error(
-                &work.account,
-                Some(crate::store::Problem {
-                    detail: &e.to_string(),
-                    student: "a service Berth needs is unavailable; retrying",
-                }),
-            );
             // The detail (LDAP, dockerd or GitLab addresses and answers) goes
             // to the audit log once per push; the commit status names it.
-            let audit = match (attempt, push) {
-                (1, Some(p)) => ctx
-                    .store
-                    .audit(
-                        &work.account,
-                        "reconcile-failed",
-                        p.revision.as_deref(),
-                        &e.to_string(),
-                    )
-                    .ok(),
-                _ => None,
-            };
+            let audit = crate::store::blocking(|| {
+                let _ = ctx.store.set_last_error(
+                    &work.account,
+                    Some(crate::store::Problem {
+                        detail: &e.to_string(),
+                        student: "a service Berth needs is unavailable; retrying",
+                    }),
+                );
+                match (attempt, push) {
+                    (1, Some(p)) => ctx
+                        .store
+                        .audit(
+                            &work.account,
+                            "reconcile-failed",
+                            p.revision.as_deref(),
+                            &e.to_string(),
+                        )
+                        .ok(),
+                    _ => None,
+                }
+            });
             if let Some(id) = audit {
                 status(
                     shared,

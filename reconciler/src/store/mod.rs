@@ -91,6 +91,19 @@ pub struct Store {
     path: String,
 }
 
+/// Runs `f` (store calls) where a blocking call belongs: on a
+/// multi-threaded runtime the worker hands its other tasks off first
+/// (`block_in_place`), so SQLite never stalls the async workers; elsewhere
+/// (a single-threaded test runtime, a plain thread) it just runs.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// Creates the database file readable by Berth's user only (runner tokens
 /// live in it); SQLite gives its `-wal` and `-shm` files the same mode. An
 /// existing file keeps the mode its admin gave it: opening the store for
