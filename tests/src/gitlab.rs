@@ -145,3 +145,17 @@ pub async fn wait_status(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A GitLab mock that accepts commit statuses (201), for tests that only
+/// read what Berth posted.
+pub async fn statuses_mock() -> wiremock::MockServer {
+    let gl = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path_regex(r"/statuses/"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1})),
+        )
+        .mount(&gl)
+        .await;
+    gl
+}

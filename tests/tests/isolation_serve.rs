@@ -7,7 +7,7 @@ use berth_tests::fixture::{GitLabUsers, WEBHOOK_SECRET, World, push_event, wait_
 use berth_tests::{Services, http_post, stdout, wait_for};
 use std::time::Duration;
 use wiremock::matchers::{body_partial_json, method, path, path_regex};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -21,16 +21,7 @@ fn running(w: &World, name: &str) -> Option<String> {
     w.inspect(name, "{{.State.Running}}")
 }
 
-/// A GitLab mock that accepts commit statuses.
-async fn gitlab() -> MockServer {
-    let gl = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path_regex(r"/statuses/"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1})))
-        .mount(&gl)
-        .await;
-    gl
-}
+use berth_tests::gitlab::statuses_mock as gitlab;
 
 /// Hole 1: CI jobs ran unlimited `services:` from any image, and
 /// `if-not-present` let a job run an image another account pulled. The

@@ -4,20 +4,13 @@
 use berth_tests::fixture::{ADMIN_TOKEN, GITLAB_TOKEN, WEBHOOK_SECRET, World, wait_status};
 use berth_tests::{Services, http_get_with, wait_for};
 use std::time::Duration;
-use wiremock::matchers::{method, path_regex};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_accounts_api_is_the_status_command_from_memory() {
     let Some(s) = Services::from_env() else {
         return;
     };
-    let gl = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path_regex(r"/statuses/"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1})))
-        .mount(&gl)
-        .await;
+    let gl = berth_tests::gitlab::statuses_mock().await;
     let mut w = World::new(&s, 25100);
     w.use_gitlab(&gl).await;
     w.site_overrides.extra = "admin_token_env: BERTH_ADMIN_TOKEN\n".into();
