@@ -11,10 +11,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Rebuilds `account`'s view from a fresh observation of its objects (one
-/// label-filtered list per kind), after a reconcile changed them.
-pub(super) async fn refresh_view(shared: &Shared, account: &str) {
-    let observed = shared.ctx.observe_account(account).await;
+/// Rebuilds `account`'s view after a reconcile: from `before` (the
+/// observation the reconcile planned against) when it changed nothing on
+/// the backends, else from a fresh observation of the account's objects
+/// (one label-filtered list per kind). Reconciles that change nothing —
+/// resyncs, refused pushes — so cost dockerd no extra call.
+pub(super) async fn refresh_view(
+    shared: &Shared,
+    account: &str,
+    before: crate::reconcile::Observed,
+    changed: bool,
+) {
+    let observed = if changed {
+        shared.ctx.observe_account(account).await
+    } else {
+        before
+    };
     match crate::store::blocking(|| crate::view::account(&shared.ctx.store, &observed, account)) {
         Ok(v) => {
             shared.views.write().await.insert(account.to_string(), v);

@@ -265,7 +265,11 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
         Err(e) => Err(e),
     };
     shared.metrics.reconciled(started.elapsed().as_secs_f64());
-    refresh_view(shared, &work.account).await;
+    let changed = match &outcome {
+        Ok((_, report)) => !report.applied.is_empty() || !report.errors.is_empty(),
+        Err(_) => false,
+    };
+    refresh_view(shared, &work.account, observed, changed).await;
     match outcome {
         Ok((plan, report)) => {
             *shared
