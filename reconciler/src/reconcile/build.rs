@@ -17,7 +17,42 @@ use std::sync::Arc;
 /// The Kubernetes half of the plan: the account's manifests against the
 /// cluster's objects. An account without Kubernetes containers is not held
 /// up by an unreachable cluster (its prune waits for the next reconcile).
-pub(super) fn kube_plan(
+/// What building an account's plan needs besides the plan itself.
+pub(super) struct Build<'a> {
+    pub ctx: &'a Arc<Context>,
+    pub account: &'a str,
+    pub workspace: &'a Workspace,
+    pub identity: Option<&'a Account>,
+    pub observed: &'a Observed,
+    pub revision: &'a str,
+}
+
+/// Both halves of the plan: Docker (when the site has endpoints), then
+/// Kubernetes.
+pub(super) fn build(b: &Build<'_>, plan: &mut AccountPlan) -> Result<()> {
+    if !b.ctx.docker.is_empty() {
+        docker_plan(
+            b.ctx,
+            b.account,
+            b.workspace,
+            b.identity,
+            b.observed,
+            b.revision,
+            plan,
+        )?;
+    }
+    kube_plan(
+        b.ctx,
+        b.account,
+        b.workspace,
+        b.identity,
+        b.observed,
+        b.revision,
+        plan,
+    )
+}
+
+fn kube_plan(
     ctx: &Context,
     account: &str,
     workspace: &Workspace,
@@ -65,7 +100,7 @@ pub(super) fn kube_plan(
 /// The Docker half of the plan: endpoint and host ports, the containers
 /// (and the runner's) against what the endpoint holds.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn docker_plan(
+fn docker_plan(
     ctx: &Arc<Context>,
     account: &str,
     workspace: &Workspace,

@@ -3,7 +3,7 @@
 //! [`decide`](super::decide), resolves the images of an accepted candidate
 //! (registry), then has the plan built ([`super::build`]). Changes nothing.
 
-use super::build::{docker_plan, kube_plan};
+use super::build::{Build, build};
 use super::decide::{self, RejectReason, Verdict};
 use super::pins::{resolve_pins, shared_with, unshared_warnings};
 use super::{AccountPlan, Context, Decision, Observed, ReconcileError, Result};
@@ -146,25 +146,16 @@ pub async fn evaluate(
         ctx, account, &workspace, &shared, &plan.pins,
     ));
     // Building reads the store (allocations, the runner): off the workers.
-    blocking(|| -> Result<()> {
-        if !ctx.docker.is_empty() {
-            docker_plan(
+    blocking(|| {
+        build(
+            &Build {
                 ctx,
                 account,
-                &workspace,
-                identity.as_ref(),
+                workspace: &workspace,
+                identity: identity.as_ref(),
                 observed,
-                &revision,
-                &mut plan,
-            )?;
-        }
-        kube_plan(
-            ctx,
-            account,
-            &workspace,
-            identity.as_ref(),
-            observed,
-            &revision,
+                revision: &revision,
+            },
             &mut plan,
         )
     })?;
