@@ -14,9 +14,6 @@ use berth_spec::{Backend, Workspace};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The Kubernetes half of the plan: the account's manifests against the
-/// cluster's objects. An account without Kubernetes containers is not held
-/// up by an unreachable cluster (its prune waits for the next reconcile).
 /// What building an account's plan needs besides the plan itself.
 pub(super) struct Build<'a> {
     pub ctx: &'a Arc<Context>,
@@ -31,36 +28,23 @@ pub(super) struct Build<'a> {
 /// Kubernetes.
 pub(super) fn build(b: &Build<'_>, plan: &mut AccountPlan) -> Result<()> {
     if !b.ctx.docker.is_empty() {
-        docker_plan(
-            b.ctx,
-            b.account,
-            b.workspace,
-            b.identity,
-            b.observed,
-            b.revision,
-            plan,
-        )?;
+        docker_plan(b, plan)?;
     }
-    kube_plan(
-        b.ctx,
-        b.account,
-        b.workspace,
-        b.identity,
-        b.observed,
-        b.revision,
-        plan,
-    )
+    kube_plan(b, plan)
 }
 
-fn kube_plan(
-    ctx: &Context,
-    account: &str,
-    workspace: &Workspace,
-    identity: Option<&Account>,
-    observed: &Observed,
-    revision: &str,
-    plan: &mut AccountPlan,
-) -> Result<()> {
+/// The Kubernetes half of the plan: the account's manifests against the
+/// cluster's objects. An account without Kubernetes containers is not held
+/// up by an unreachable cluster (its prune waits for the next reconcile).
+fn kube_plan(b: &Build<'_>, plan: &mut AccountPlan) -> Result<()> {
+    let Build {
+        ctx,
+        account,
+        workspace,
+        identity,
+        observed,
+        revision,
+    } = *b;
     let Some(cluster) = &ctx.kube else {
         return Ok(());
     };
@@ -99,16 +83,15 @@ fn kube_plan(
 
 /// The Docker half of the plan: endpoint and host ports, the containers
 /// (and the runner's) against what the endpoint holds.
-#[allow(clippy::too_many_arguments)]
-fn docker_plan(
-    ctx: &Arc<Context>,
-    account: &str,
-    workspace: &Workspace,
-    identity: Option<&Account>,
-    observed: &Observed,
-    revision: &str,
-    plan: &mut AccountPlan,
-) -> Result<()> {
+fn docker_plan(b: &Build<'_>, plan: &mut AccountPlan) -> Result<()> {
+    let Build {
+        ctx,
+        account,
+        workspace,
+        observed,
+        revision,
+        ..
+    } = *b;
     let site = &ctx.site;
     let (endpoint, ports, gpus) = reserve(ctx, account, workspace)?;
     plan.ports = ports;
@@ -145,16 +128,7 @@ fn docker_plan(
         None => return Err(ReconcileError::NoEndpoint(account.into())),
     };
     let mut desired = desired;
-    let runner_actions = runner_plan(
-        ctx,
-        account,
-        workspace,
-        identity,
-        backend_conf,
-        revision,
-        plan,
-        &mut desired,
-    )?;
+    let runner_actions = runner_plan(b, backend_conf, plan, &mut desired)?;
     plan.actions = runner_actions;
     plan.actions.extend(plan::plan(
         &desired,
@@ -202,17 +176,20 @@ fn runner_config_update(
 
 /// Runner registration actions, and the runner container added to
 /// `desired`, when the workspace asks for a runner (or had one).
-#[allow(clippy::too_many_arguments)]
 fn runner_plan(
-    ctx: &Context,
-    account: &str,
-    ws: &Workspace,
-    identity: Option<&Account>,
+    b: &Build<'_>,
     endpoint: &berth_spec::site::DockerEndpoint,
-    revision: &str,
     plan: &mut AccountPlan,
     desired: &mut Vec<desired::DesiredContainer>,
 ) -> Result<Vec<Action>> {
+    let Build {
+        ctx,
+        account,
+        workspace: ws,
+        identity,
+        revision,
+        ..
+    } = *b;
     // A stopped account's runner is unregistered and its container removed:
     // a stopped runner container would keep a live token on the host.
     let wanted: Option<Vec<String>> = ws
