@@ -31,6 +31,8 @@ pub enum ConfigError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
+    Signer(#[from] crate::token::SignerError),
 }
 
 /// Reads and validates `site.yaml`, rendering problems as `path:line:col: message`.
@@ -87,19 +89,21 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
             (LocalSource::new(root, repository.as_str()), Some(mirrors))
         }
     };
+    let registry_keys = crate::token::Keys::load(&site)?.map(std::sync::Arc::new);
+    let credentials = crate::registry::Credentials::from_site(&site, registry_keys.clone());
     let site_registry = site
         .registry
         .as_ref()
-        .map(crate::registry::Registry::from_site);
+        .map(|r| crate::registry::Registry::from_site(r, credentials.clone()));
     let store = Store::open(Path::new(&site.state_dir.value))?;
     let directory = Directory::from_site(&site)?;
     let mut docker = BTreeMap::new();
     for ep in &site.backends.docker {
         let backend = DockerBackend::connect(&ep.name, &ep.endpoint, ep.tls.as_ref())
             .await
-            .map(|b| match registry_credentials(&site) {
-                Some((host, user, password)) => b.with_registry_auth(&host, user, password),
-                None => b,
+            .map(|b| match (&site.registry, &credentials) {
+                (Some(r), Some(c)) => b.with_registry_auth(&r.host.value, c.clone()),
+                _ => b,
             })
             .map_err(Unavailable::from);
         docker.insert(ep.name.value.clone(), backend);
@@ -132,6 +136,7 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
         mirrors,
         gitlab,
         registry: site_registry,
+        registry_keys,
     })
 }
 
@@ -153,16 +158,4 @@ pub async fn kube_config(
         None if context.is_some() => kube::Config::from_kubeconfig(&options).await?,
         None => kube::Config::infer().await?,
     })
-}
-
-/// The department registry's host and credentials, when the site names
-/// both variables and they are set.
-fn registry_credentials(site: &Site) -> Option<(String, String, String)> {
-    let reg = site.registry.as_ref()?;
-    let var = |v: &Option<berth_spec::Located<String>>| std::env::var(&v.as_ref()?.value).ok();
-    Some((
-        reg.host.value.clone(),
-        var(&reg.username_env)?,
-        var(&reg.password_env)?,
-    ))
 }

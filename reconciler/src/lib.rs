@@ -23,7 +23,8 @@
 //! - **Edges:** [`server`] (`reconciler serve`: webhook, queue workers,
 //!   resync, HTTP API), [`cli`] (the `reconciler` binary), [`context`]
 //!   (site.yaml → connected clients), [`images`] and [`gc`] (the image
-//!   catalogue and collection), [`tls`] (one crypto provider).
+//!   catalogue and collection), [`tls`] (one crypto provider), [`token`]
+//!   (the registry's token service).
 
 /// Many accounts at once, bounded.
 pub mod apply;
@@ -69,5 +70,7 @@ pub mod source;
 pub mod store;
 /// The process-wide TLS provider.
 pub mod tls;
+/// The registry token service: who may pull and push what.
+pub mod token;
 /// The read model of an account: status, the API, the console.
 pub mod view;

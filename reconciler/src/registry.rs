@@ -1,10 +1,85 @@
 //! The department registry's HTTP API (Docker Registry v2): resolving a tag
 //! to the digest a revision will run, so an accepted revision always runs
 //! the same bits. Credentials come from the environment variables the site
-//! names; `insecure` registries (loopback tests) speak plain HTTP.
+//! names, or, where Berth serves the registry's tokens, are tokens Berth
+//! signs for itself ([`Credentials`]); `insecure` registries (loopback
+//! tests) speak plain HTTP.
 
+use crate::token::{Keys, parse_scopes};
 use berth_spec::site::Registry as RegistryConfig;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// How Berth proves itself to the department registry.
+#[derive(Clone)]
+pub enum Credentials {
+    /// A user and password (a registry that authenticates on its own).
+    Basic(String, String),
+    /// Tokens Berth signs for itself, one per request's scope.
+    Minted(Arc<Keys>),
+}
+
+impl Credentials {
+    /// Minted tokens where Berth serves the registry's tokens, else the
+    /// site's user and password, else none.
+    pub fn from_site(site: &berth_spec::Site, keys: Option<Arc<Keys>>) -> Option<Credentials> {
+        match keys {
+            Some(keys) => Some(Credentials::Minted(keys)),
+            None => berth_credentials(site).map(|(u, p)| Credentials::Basic(u, p)),
+        }
+    }
+
+    /// The `Authorization` header value for `scope`
+    /// (`repository:alice/x:pull`, `registry:catalog:*`).
+    pub fn header(&self, scope: &str) -> Option<String> {
+        use base64::Engine;
+        match self {
+            Credentials::Basic(u, p) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )),
+            Credentials::Minted(keys) => match keys.berth_token(&parse_scopes([scope])) {
+                Ok(token) => Some(format!("Bearer {token}")),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot sign a registry token for Berth");
+                    None
+                }
+            },
+        }
+    }
+
+    /// What dockerd needs to pull from (`pull`) or push to (`pull,push`)
+    /// `repository` (no host) of the registry at `host`.
+    pub fn docker(
+        &self,
+        host: &str,
+        repository: &str,
+        actions: &str,
+    ) -> bollard::auth::DockerCredentials {
+        let base = bollard::auth::DockerCredentials {
+            serveraddress: Some(host.to_string()),
+            ..Default::default()
+        };
+        match self {
+            Credentials::Basic(u, p) => bollard::auth::DockerCredentials {
+                username: Some(u.clone()),
+                password: Some(p.clone()),
+                ..base
+            },
+            // dockerd sends a given registry token as it is, so pulls and
+            // pushes never depend on the token endpoint being up.
+            Credentials::Minted(keys) => bollard::auth::DockerCredentials {
+                registrytoken: keys
+                    .berth_token(&parse_scopes([format!(
+                        "repository:{repository}:{actions}"
+                    )
+                    .as_str()]))
+                    .ok(),
+                ..base
+            },
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -32,7 +107,7 @@ pub struct Registry {
     http: reqwest::Client,
     host: String,
     base: String,
-    auth: Option<(String, String)>,
+    auth: Option<Credentials>,
     requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -47,16 +122,9 @@ pub struct ManifestInfo {
 const PAGE: usize = 1000;
 
 impl Registry {
-    pub fn from_site(config: &RegistryConfig) -> Registry {
+    pub fn from_site(config: &RegistryConfig, auth: Option<Credentials>) -> Registry {
         crate::tls::install_provider();
         let scheme = if config.insecure { "http" } else { "https" };
-        let var = |v: &Option<berth_spec::Located<String>>| {
-            v.as_ref().and_then(|name| std::env::var(&name.value).ok())
-        };
-        let auth = match (var(&config.username_env), var(&config.password_env)) {
-            (Some(u), Some(p)) => Some((u, p)),
-            _ => None,
-        };
         Registry {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
@@ -74,10 +142,18 @@ impl Registry {
         self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    fn authorized(&self, req: reqwest::RequestBuilder, scope: &str) -> reqwest::RequestBuilder {
+        match self.auth.as_ref().and_then(|a| a.header(scope)) {
+            Some(value) => req.header(reqwest::header::AUTHORIZATION, value),
+            None => req,
+        }
+    }
+
     async fn get(
         &self,
         path: &str,
         accept: Option<&str>,
+        scope: &str,
     ) -> Result<reqwest::Response, RegistryError> {
         self.requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -85,10 +161,8 @@ impl Registry {
         if let Some(a) = accept {
             req = req.header("Accept", a);
         }
-        if let Some((u, p)) = &self.auth {
-            req = req.basic_auth(u, Some(p));
-        }
-        req.send()
+        self.authorized(req, scope)
+            .send()
             .await
             .map_err(|source| RegistryError::Unreachable {
                 host: self.host.clone(),
@@ -114,11 +188,16 @@ impl Registry {
     }
 
     /// Follows `Link: <…>; rel="next"` pages of a list endpoint.
-    async fn paged(&self, first: String, field: &str) -> Result<Vec<String>, RegistryError> {
+    async fn paged(
+        &self,
+        first: String,
+        field: &str,
+        scope: &str,
+    ) -> Result<Vec<String>, RegistryError> {
         let mut out = Vec::new();
         let mut next = Some(first);
         while let Some(path) = next.take() {
-            let resp = self.get(&path, None).await?;
+            let resp = self.get(&path, None, scope).await?;
             if resp.status().as_u16() == 404 {
                 break;
             }
@@ -148,14 +227,22 @@ impl Registry {
 
     /// Every repository (`GET /v2/_catalog`, paginated).
     pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
-        self.paged(format!("/v2/_catalog?n={PAGE}"), "repositories")
-            .await
+        self.paged(
+            format!("/v2/_catalog?n={PAGE}"),
+            "repositories",
+            "registry:catalog:*",
+        )
+        .await
     }
 
     /// Tags of a repository (`GET /v2/<name>/tags/list`, paginated).
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
-        self.paged(format!("/v2/{repository}/tags/list?n={PAGE}"), "tags")
-            .await
+        self.paged(
+            format!("/v2/{repository}/tags/list?n={PAGE}"),
+            "tags",
+            &format!("repository:{repository}:pull"),
+        )
+        .await
     }
 
     /// Digest and size of `repository:tag` (`GET /v2/<name>/manifests/<tag>`).
@@ -165,7 +252,13 @@ impl Registry {
         tag: &str,
     ) -> Result<Option<ManifestInfo>, RegistryError> {
         let path = format!("/v2/{repository}/manifests/{tag}");
-        let resp = self.get(&path, Some(ACCEPT)).await?;
+        let resp = self
+            .get(
+                &path,
+                Some(ACCEPT),
+                &format!("repository:{repository}:pull"),
+            )
+            .await?;
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
@@ -200,14 +293,12 @@ impl Registry {
         let url_path = format!("/v2/{path}/manifests/{tag}");
         self.requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut req = self
+        let req = self
             .http
             .head(format!("{}{url_path}", self.base))
             .header("Accept", ACCEPT);
-        if let Some((u, p)) = &self.auth {
-            req = req.basic_auth(u, Some(p));
-        }
-        let resp = req
+        let resp = self
+            .authorized(req, &format!("repository:{path}:pull"))
             .send()
             .await
             .map_err(|source| RegistryError::Unreachable {
@@ -232,4 +323,16 @@ impl Registry {
             }),
         }
     }
+}
+
+/// Berth's own registry credentials (`username_env`, `password_env`), when
+/// the site names both variables and they are set.
+pub fn berth_credentials(site: &berth_spec::Site) -> Option<(String, String)> {
+    let reg = site.registry.as_ref()?;
+    let var = |v: &Option<berth_spec::Located<String>>| {
+        std::env::var(&v.as_ref()?.value)
+            .ok()
+            .filter(|s| !s.is_empty())
+    };
+    Some((var(&reg.username_env)?, var(&reg.password_env)?))
 }

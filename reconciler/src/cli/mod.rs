@@ -11,6 +11,7 @@ mod gitlab;
 mod images;
 mod kubeconfig;
 pub mod output;
+mod registry;
 mod schema;
 mod serve;
 mod status;
@@ -73,6 +74,11 @@ pub enum Command {
     Images(images::Args),
     /// A kubeconfig for a student's namespace (bound, expiring token).
     Kubeconfig(kubeconfig::Args),
+    /// The registry's `auth: token` section for Berth's token service.
+    RegistryConfig(registry::ConfigArgs),
+    /// Personal registry tokens for `docker login` (create, list, revoke).
+    #[command(subcommand)]
+    RegistryToken(registry::TokenCommand),
     /// GitLab administration (webhooks).
     #[command(subcommand)]
     Gitlab(gitlab::Command),
@@ -112,6 +118,8 @@ fn run(cli: Cli) -> u8 {
         Command::Gc(args) => block_on(gc::run(cli.config.as_deref(), &args)),
         Command::Images(args) => block_on(images::run(cli.config.as_deref(), &args)),
         Command::Kubeconfig(args) => block_on(kubeconfig::run(cli.config.as_deref(), &args)),
+        Command::RegistryConfig(args) => registry::config(cli.config.as_deref(), &args),
+        Command::RegistryToken(command) => registry::token(cli.config.as_deref(), &command),
         Command::Gitlab(command) => block_on(gitlab::run(cli.config.as_deref(), &command)),
         Command::Serve(args) => block_on(serve::run(cli.config.as_deref(), &args)),
     }

@@ -102,6 +102,39 @@ impl Directory {
         Ok(found)
     }
 
+    /// Whether `password` is the password of the entry `dn`: a simple bind
+    /// as the user on a connection of its own (the shared one stays bound
+    /// as Berth). An empty password is never sent: LDAP would take it as an
+    /// anonymous bind and answer success.
+    pub async fn check_password(&self, dn: &str, password: &str) -> Result<bool> {
+        if password.is_empty() || dn.is_empty() {
+            return Ok(false);
+        }
+        let unreachable = |source| IdentityError::Unreachable {
+            url: self.config.url.value.clone(),
+            source: Box::new(source),
+        };
+        let settings = LdapConnSettings::new()
+            .set_conn_timeout(TIMEOUT)
+            .set_starttls(self.config.starttls);
+        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.config.url)
+            .await
+            .map_err(unreachable)?;
+        ldap3::drive!(conn);
+        ldap.with_timeout(TIMEOUT);
+        let result = ldap.simple_bind(dn, password).await.map_err(unreachable)?;
+        let _ = ldap.unbind().await;
+        // 49: invalidCredentials; 53 (unwillingToPerform) is what a locked
+        // or disabled entry gets.
+        match result.rc {
+            0 => Ok(true),
+            49 | 50 | 53 => Ok(false),
+            _ => Err(IdentityError::Search(Box::new(ldap3::LdapError::from(
+                result,
+            )))),
+        }
+    }
+
     /// Forgets cached lookups (tests and admin-triggered refresh).
     pub fn clear_cache(&self) {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();

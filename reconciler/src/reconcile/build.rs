@@ -244,6 +244,13 @@ fn runner_plan(
                 .as_ref()
                 .map_or(defaults.memory.bytes().unwrap_or(512 << 20), |q| q.memory),
             allowed: crate::runner::allowed_images(&ctx.site, account, &shared_with(ctx, account)?),
+            environment: match (&ctx.registry_keys, &ctx.site.registry) {
+                (Some(keys), Some(registry)) => vec![format!(
+                    "DOCKER_AUTH_CONFIG={}",
+                    keys.ci.docker_auth_config(&registry.host.value, account)
+                )],
+                _ => vec![],
+            },
         };
         let workspace = plan.repository.clone().unwrap_or_default();
         let runner = crate::runner::desired(

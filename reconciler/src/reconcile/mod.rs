@@ -128,6 +128,8 @@ pub struct Context {
     pub gitlab: Option<crate::gitlab::GitLab>,
     /// The department registry, when the site names one.
     pub registry: Option<crate::registry::Registry>,
+    /// The registry token service's keys, when Berth serves its tokens.
+    pub registry_keys: Option<std::sync::Arc<crate::token::Keys>>,
     /// The Kubernetes cluster, when the site has one.
     pub kube: Option<KubeCluster>,
 }

@@ -69,6 +69,10 @@ pub struct RunnerConfig {
     pub token: String,
     pub executor: String,
     pub limit: u32,
+    /// Variables of every job (`DOCKER_AUTH_CONFIG`: the account's
+    /// registry credential, so jobs can pull its private images).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub environment: Vec<String>,
     pub docker: DockerConfig,
 }
 
@@ -124,6 +128,7 @@ pub fn config(settings: &Settings, account: &str, token: &str) -> Config {
             token: token.to_string(),
             executor: "docker".into(),
             limit: CONCURRENT,
+            environment: settings.environment.clone(),
             docker: DockerConfig {
                 host,
                 tls_verify,

@@ -67,6 +67,8 @@ pub struct Settings {
     pub quota_memory: u64,
     /// Image patterns jobs and services may use (see [`allowed_images`]).
     pub allowed: Vec<String>,
+    /// `NAME=value` of every job (the account's registry credential).
+    pub environment: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,9 +135,10 @@ pub fn registration(
 }
 
 /// The runner container. Its config file is named by a hash of the config
-/// without the token and without the allow-lists, so tags or limits
-/// changing recreate it; a token rotation or a share added or removed does
-/// not (the runner reloads a rewritten `config.toml` by itself).
+/// without the token, the allow-lists and the jobs' environment, so tags or
+/// limits changing recreate it; a token or credential rotation or a share
+/// added or removed does not (the runner reloads a rewritten `config.toml`
+/// by itself).
 pub fn desired(
     settings: &Settings,
     account: &str,
@@ -148,6 +151,7 @@ pub fn desired(
     let fixed = config_toml(
         &Settings {
             allowed: vec![],
+            environment: vec![],
             ..settings.clone()
         },
         account,
@@ -237,7 +241,23 @@ mod tests {
             quota_cpus: 4.0,
             quota_memory: 4 << 30,
             allowed: vec!["*".into(), "docker.io/**".into()],
+            environment: vec![],
         }
+    }
+
+    #[test]
+    fn a_rotated_ci_credential_rewrites_the_config_but_keeps_the_container() {
+        let tags = vec!["docker".to_string()];
+        let with = |cred: &str| Settings {
+            environment: vec![format!("DOCKER_AUTH_CONFIG={cred}")],
+            ..settings()
+        };
+        let a = desired(&with("one"), "alice", "alice/workspace", "r1", &tags, false);
+        let b = desired(&with("two"), "alice", "alice/workspace", "r1", &tags, false);
+        assert_eq!(a.spec, b.spec, "the container is not recreated");
+        assert_ne!(config_hash(&a), config_hash(&b), "the file is rewritten");
+        let toml = config_toml(&with("one"), "alice", "t");
+        assert!(toml.contains("environment = [\"DOCKER_AUTH_CONFIG=one\"]"), "{toml}");
     }
 
     #[test]

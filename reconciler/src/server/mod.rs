@@ -6,6 +6,7 @@
 
 mod api;
 mod background;
+mod registry_token;
 mod retry;
 
 use background::{images_loop, post_statuses, refresh_all_views, refresh_view, resync_loop, watch};
@@ -101,6 +102,8 @@ pub(crate) struct Shared {
     views: tokio::sync::RwLock<BTreeMap<String, crate::view::AccountView>>,
     /// Why the last reconcile could not write the store, until one can.
     store_fault: std::sync::RwLock<Option<String>>,
+    /// The registry token service, when the site has Berth serve it.
+    tokens: Option<crate::token::TokenService>,
 }
 
 /// How often `serve` re-reads the registry (the earlier console: 5 min)
@@ -167,14 +170,21 @@ pub async fn serve(
         views: tokio::sync::RwLock::new(BTreeMap::new()),
         store_fault: std::sync::RwLock::new(None),
         refresh: tokio::sync::Notify::new(),
+        tokens: ctx
+            .registry_keys
+            .clone()
+            .map(|keys| crate::token::TokenService::new(&ctx.site, keys)),
     });
-    let app = app.merge(api::routes(shared.clone()));
+    let app = app
+        .merge(api::routes(shared.clone()))
+        .merge(registry_token::routes(shared.clone()));
     tokio::spawn(refresh_all_views(shared.clone()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http = {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;

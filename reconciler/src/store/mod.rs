@@ -61,8 +61,10 @@ mod allocations;
 mod gitlab;
 mod images;
 mod schema;
+mod tokens;
 
 pub use images::{Pin, Pulled, Share};
+pub use tokens::PersonalToken;
 
 /// The latest rejection or failed action of an account, until a later
 /// reconcile succeeds without one.

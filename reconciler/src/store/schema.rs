@@ -99,6 +99,18 @@ CREATE TABLE IF NOT EXISTS last_error (
 ",
     // 2: what a student may read of the last error, beside the admin's detail.
     "ALTER TABLE last_error ADD COLUMN student TEXT NOT NULL DEFAULT '';",
+    // 3: personal registry tokens (only their SHA-256 is kept).
+    "
+CREATE TABLE registry_tokens (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created INTEGER NOT NULL,
+    last_used INTEGER,
+    UNIQUE (account, name)
+);
+",
 ];
 
 /// The version this Berth writes.

@@ -63,6 +63,26 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
                 format!("registry host `{}` is not a host[:port]", reg.host.value),
             );
         }
+        if let Some(token) = &reg.token {
+            duration(&token.ttl, &mut out);
+            if site.public_url.is_none() {
+                out.push(
+                    reg.host.pos,
+                    "registry.token needs `public_url`: the registry sends clients to `<public_url>/registry/token`",
+                );
+            }
+            if token.account_failures == 0 || token.address_failures == 0 {
+                out.push(
+                    token.ttl.pos,
+                    "registry.token failure limits must be at least 1",
+                );
+            }
+        }
+    }
+    if let Some(url) = &site.public_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        out.push(url.pos, "public_url must start with https:// or http://");
     }
     for env in envs {
         if !is_env_name(env) {

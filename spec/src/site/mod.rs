@@ -38,6 +38,10 @@ pub struct Site {
     /// (the full image catalogue, and later the accounts API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token_env: Option<Located<String>>,
+    /// Where students reach Berth, e.g. `https://berth.example`: the
+    /// registry token realm is `<public_url>/registry/token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<Located<String>>,
 }
 
 fn default_resync() -> Located<String> {
@@ -342,6 +346,54 @@ pub struct Registry {
     /// revision with the command's output as the reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan_command: Option<Vec<String>>,
+    /// Berth serves this registry's token authentication (`auth: token`):
+    /// clients log in with their department account or a personal token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<RegistryToken>,
+}
+
+/// The registry token service (the distribution registry's `auth: token`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryToken {
+    /// The registry's `service` name, the tokens' audience (default: the
+    /// registry host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The tokens' issuer (default `berth`).
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    /// PEM private key (PKCS#8, ECDSA P-256) signing tokens; generated into
+    /// the state directory at first start when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// PEM certificate of that key (the registry's `rootcertbundle`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// Lifetime of an issued token, e.g. `5m`.
+    #[serde(default = "default_registry_token_ttl")]
+    pub ttl: Located<String>,
+    /// Failed logins an account may make in a 15-minute window before
+    /// Berth stops asking the directory (keep it below the directory's own
+    /// lockout threshold).
+    #[serde(default = "default_account_failures")]
+    pub account_failures: u32,
+    /// Failed logins one client address may make in a 15-minute window.
+    #[serde(default = "default_address_failures")]
+    pub address_failures: u32,
+}
+
+fn default_issuer() -> String {
+    "berth".into()
+}
+fn default_registry_token_ttl() -> Located<String> {
+    Located::new("5m".to_string())
+}
+fn default_account_failures() -> u32 {
+    3
+}
+fn default_address_failures() -> u32 {
+    20
 }
 
 /// Exactly one source of repositories.

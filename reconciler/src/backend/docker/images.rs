@@ -66,16 +66,7 @@ impl DockerBackend {
             .from_image(repo)
             .tag(tag)
             .build();
-        let credentials = self
-            .registry_auth
-            .as_ref()
-            .filter(|(host, _, _)| image.starts_with(&format!("{host}/")))
-            .map(|(host, user, password)| bollard::auth::DockerCredentials {
-                username: Some(user.clone()),
-                password: Some(password.clone()),
-                serveraddress: Some(host.clone()),
-                ..Default::default()
-            });
+        let credentials = self.credentials_for(image, "pull");
         let mut stream = self.docker.create_image(Some(opts), None, credentials);
         while let Some(item) = stream.next().await {
             item.map_err(|e| e.to_string())?;

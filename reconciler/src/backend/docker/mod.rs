@@ -65,8 +65,8 @@ pub struct DockerBackend {
     pulls: Arc<std::sync::Mutex<HashMap<String, Arc<PullOnce>>>>,
     /// Images pulled since the last [`DockerBackend::take_pulled`].
     pulled: Arc<std::sync::Mutex<Vec<String>>>,
-    /// Credentials for the department registry: (host, user, password).
-    registry_auth: Option<(String, String, String)>,
+    /// The department registry's host and Berth's credentials there.
+    registry_auth: Option<(String, crate::registry::Credentials)>,
 }
 
 /// The outcome of one pull, shared by everyone waiting for it.
@@ -117,10 +117,27 @@ impl DockerBackend {
         })
     }
 
-    /// Pulls from `host` use these credentials (the site's registry account).
-    pub fn with_registry_auth(mut self, host: &str, user: String, password: String) -> Self {
-        self.registry_auth = Some((host.to_string(), user, password));
+    /// Pulls from (and pushes to) `host` use these credentials.
+    pub fn with_registry_auth(mut self, host: &str, auth: crate::registry::Credentials) -> Self {
+        self.registry_auth = Some((host.to_string(), auth));
         self
+    }
+
+    /// Berth's credentials for `image` if it lives in the department
+    /// registry, for `actions` (`pull` or `pull,push`).
+    pub(super) fn credentials_for(
+        &self,
+        image: &str,
+        actions: &str,
+    ) -> Option<bollard::auth::DockerCredentials> {
+        let (host, auth) = self.registry_auth.as_ref()?;
+        let rest = image.strip_prefix(host.as_str())?.strip_prefix('/')?;
+        let repository = rest.split_once('@').map(|(r, _)| r).unwrap_or(rest);
+        let repository = match repository.rsplit_once(':') {
+            Some((r, tag)) if !tag.contains('/') => r,
+            _ => repository,
+        };
+        Some(auth.docker(host, repository, actions))
     }
 
     pub fn api_version(&self) -> &str {

@@ -1,0 +1,169 @@
+//! `reconciler registry-config` (the registry's `auth: token` section for
+//! the key Berth signs with, made at first use) and `reconciler
+//! registry-token create|list|revoke` (personal tokens `docker login`
+//! accepts instead of the department password). Both read the site and
+//! the store only.
+
+use super::{Output, exit, output::rfc3339};
+use crate::store::Store;
+use berth_spec::Site;
+use std::path::Path;
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Make a token; its secret is printed once and never again.
+    Create {
+        #[arg(long)]
+        account: String,
+        /// What the token is for (e.g. `laptop`); unique per account.
+        #[arg(long, default_value = "default")]
+        name: String,
+    },
+    /// The account's tokens (names and use, never secrets).
+    List {
+        #[arg(long)]
+        account: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Revoke a token: `docker login` with it fails from now on.
+    Revoke {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn site(config: Option<&Path>, what: &str) -> Result<Site, u8> {
+    let Some(config) = config else {
+        eprintln!("reconciler {what}: --config SITE is required");
+        return Err(exit::ERROR);
+    };
+    crate::context::load_site(config).map_err(|e| {
+        eprintln!("{e}");
+        exit::ERROR
+    })
+}
+
+pub fn config(config: Option<&Path>, _args: &ConfigArgs) -> u8 {
+    let Ok(site) = site(config, "registry-config") else {
+        return exit::ERROR;
+    };
+    let keys = match crate::token::Keys::load(&site) {
+        Ok(Some(keys)) => keys,
+        Ok(None) => {
+            eprintln!("reconciler registry-config: site.yaml has no `registry.token` section");
+            return exit::ERROR;
+        }
+        Err(e) => {
+            eprintln!("reconciler registry-config: {e}");
+            return exit::ERROR;
+        }
+    };
+    let base = site
+        .public_url
+        .as_ref()
+        .map(|u| u.value.trim_end_matches('/').to_string())
+        .unwrap_or_default();
+    print!(
+        "{}",
+        keys.signer
+            .registry_config(&format!("{base}/registry/token"))
+    );
+    exit::OK
+}
+
+pub fn token(config: Option<&Path>, command: &TokenCommand) -> u8 {
+    let Ok(site) = site(config, "registry-token") else {
+        return exit::ERROR;
+    };
+    let account = match command {
+        TokenCommand::Create { account, .. }
+        | TokenCommand::List { account, .. }
+        | TokenCommand::Revoke { account, .. } => account,
+    };
+    if let Some(why) = berth_spec::names::dns_label_problem(account, berth_spec::names::MAX_ACCOUNT)
+    {
+        eprintln!("reconciler registry-token: account `{account}`: {why}");
+        return exit::ERROR;
+    }
+    let store = match Store::open(Path::new(&site.state_dir.value)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("reconciler registry-token: {e}");
+            return exit::ERROR;
+        }
+    };
+    let result = match command {
+        TokenCommand::Create { account, name } => {
+            let (secret, hash) = crate::token::new_personal_token();
+            store.add_registry_token(account, name, &hash).map(|added| {
+                if added {
+                    let host = site
+                        .registry
+                        .as_ref()
+                        .map(|r| r.host.value.as_str())
+                        .unwrap_or("<registry>");
+                    println!("{secret}");
+                    eprintln!(
+                        "Shown once. Log in with: docker login {host} -u {account} --password-stdin"
+                    );
+                    exit::OK
+                } else {
+                    eprintln!(
+                        "reconciler registry-token: `{account}` already has a token named `{name}`; revoke it first"
+                    );
+                    exit::ERROR
+                }
+            })
+        }
+        TokenCommand::List { account, output } => store.registry_tokens(account).map(|tokens| {
+            match output {
+                Output::Json => {
+                    let list: Vec<_> = tokens
+                        .iter()
+                        .map(|t| {
+                            serde_json::json!({
+                                "account": t.account,
+                                "name": t.name,
+                                "created": rfc3339(t.created),
+                                "last_used": t.last_used.map(rfc3339),
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::json!({ "tokens": list }));
+                }
+                Output::Text => {
+                    println!("{:<20} {:<22} LAST USED", "NAME", "CREATED");
+                    for t in &tokens {
+                        println!(
+                            "{:<20} {:<22} {}",
+                            t.name,
+                            rfc3339(t.created),
+                            t.last_used.map(rfc3339).unwrap_or_else(|| "never".into())
+                        );
+                    }
+                }
+            }
+            exit::OK
+        }),
+        TokenCommand::Revoke { account, name } => {
+            store.revoke_registry_token(account, name).map(|gone| {
+                if gone {
+                    exit::OK
+                } else {
+                    eprintln!("reconciler registry-token: `{account}` has no token named `{name}`");
+                    exit::ERROR
+                }
+            })
+        }
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("reconciler registry-token: {e}");
+        exit::ERROR
+    })
+}

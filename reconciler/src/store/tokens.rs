@@ -1,0 +1,109 @@
+//! Personal registry tokens: what `docker login` accepts instead of the
+//! department password. Only each token's SHA-256 is kept, so the store
+//! leaking never leaks a usable credential.
+
+use super::{Result, Store, now};
+use rusqlite::{OptionalExtension, params};
+
+/// A personal token as its owner sees it (never the secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonalToken {
+    pub account: String,
+    pub name: String,
+    pub created: i64,
+    pub last_used: Option<i64>,
+}
+
+impl Store {
+    /// Records a token by its hash; `false` when the account already has
+    /// one of that name.
+    pub fn add_registry_token(&self, account: &str, name: &str, hash: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "INSERT OR IGNORE INTO registry_tokens (account, name, hash, created) VALUES (?1, ?2, ?3, ?4)",
+            params![account, name, hash, now()],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// The account whose token has this hash, noting the use.
+    pub fn use_registry_token(&self, hash: &str) -> Result<Option<String>> {
+        let conn = self.conn();
+        let account: Option<String> = conn
+            .query_row(
+                "SELECT account FROM registry_tokens WHERE hash = ?1",
+                [hash],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if account.is_some() {
+            conn.execute(
+                "UPDATE registry_tokens SET last_used = ?2 WHERE hash = ?1",
+                params![hash, now()],
+            )?;
+        }
+        Ok(account)
+    }
+
+    pub fn registry_tokens(&self, account: &str) -> Result<Vec<PersonalToken>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT account, name, created, last_used FROM registry_tokens WHERE account = ?1 ORDER BY name",
+        )?;
+        let rows = stmt.query_map([account], |r| {
+            Ok(PersonalToken {
+                account: r.get(0)?,
+                name: r.get(1)?,
+                created: r.get(2)?,
+                last_used: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Revokes a token; `false` when there was none of that name.
+    pub fn revoke_registry_token(&self, account: &str, name: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "DELETE FROM registry_tokens WHERE account = ?1 AND name = ?2",
+            params![account, name],
+        )?;
+        Ok(n == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_works_by_hash_until_revoked_and_names_are_per_account() {
+        let store = Store::in_memory().expect("store");
+        assert!(
+            store
+                .add_registry_token("alice", "laptop", "h1")
+                .expect("add")
+        );
+        assert!(
+            !store
+                .add_registry_token("alice", "laptop", "h2")
+                .expect("dup")
+        );
+        assert!(
+            store
+                .add_registry_token("bob", "laptop", "h3")
+                .expect("add")
+        );
+        assert_eq!(
+            store.use_registry_token("h1").expect("use"),
+            Some("alice".into())
+        );
+        let listed = store.registry_tokens("alice").expect("list");
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].last_used.is_some());
+        assert!(store.revoke_registry_token("alice", "laptop").expect("rm"));
+        assert_eq!(store.use_registry_token("h1").expect("use"), None);
+        assert_eq!(
+            store.use_registry_token("h3").expect("use"),
+            Some("bob".into())
+        );
+    }
+}

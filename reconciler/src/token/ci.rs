@@ -1,0 +1,132 @@
+//! The CI credential of an account's runner: `berth_ci_<expiry>_<mac>`, an
+//! HMAC over the account and expiry with a secret kept beside the signing
+//! key. Nothing is stored per account; the credential changes once a week
+//! (so the runner's config is rewritten as often), and an account that
+//! leaves good standing is refused at the token service whatever it holds.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const PREFIX: &str = "berth_ci_";
+const WEEK: u64 = 7 * 24 * 3600;
+
+pub struct CiCredentials {
+    key: ring::hmac::Key,
+}
+
+impl CiCredentials {
+    /// Reads `<dir>/ci.key`, making it (mode 0600) on first use.
+    pub fn load(dir: &Path) -> Result<CiCredentials, super::SignerError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join("ci.key");
+        let io = |source| super::SignerError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if !path.exists() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io)?;
+            file.write_all(super::signer::random_hex(32).as_bytes())
+                .map_err(io)?;
+        }
+        let secret = std::fs::read(&path).map_err(io)?;
+        Ok(CiCredentials {
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+        })
+    }
+
+    fn mac(&self, account: &str, expiry: u64) -> String {
+        let tag = ring::hmac::sign(&self.key, format!("{account}\0{expiry}").as_bytes());
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The credential valid now: the same all week, good for 7 to 14 days.
+    pub fn credential(&self, account: &str) -> String {
+        self.credential_at(account, unix_now())
+    }
+
+    fn credential_at(&self, account: &str, now: u64) -> String {
+        let expiry = (now / WEEK + 2) * WEEK;
+        format!("{PREFIX}{expiry}_{}", self.mac(account, expiry))
+    }
+
+    pub fn verify(&self, account: &str, credential: &str) -> bool {
+        self.verify_at(account, credential, unix_now())
+    }
+
+    fn verify_at(&self, account: &str, credential: &str, now: u64) -> bool {
+        let Some((expiry, mac)) = credential
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split_once('_'))
+        else {
+            return false;
+        };
+        let Ok(expiry) = expiry.parse::<u64>() else {
+            return false;
+        };
+        if expiry <= now || expiry > now + 3 * WEEK {
+            return false;
+        }
+        let Some(tag) = unhex(mac) else { return false };
+        ring::hmac::verify(&self.key, format!("{account}\0{expiry}").as_bytes(), &tag).is_ok()
+    }
+
+    /// `DOCKER_AUTH_CONFIG` for the account's CI jobs.
+    pub fn docker_auth_config(&self, registry: &str, account: &str) -> String {
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD
+            .encode(format!("{account}:{}", self.credential(account)));
+        serde_json::json!({ "auths": { registry: { "auth": auth } } }).to_string()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credential_is_the_accounts_own_and_expires() {
+        let dir =
+            std::env::temp_dir().join(format!("berth-ci-{}", super::super::signer::random_hex(6)));
+        let ci = CiCredentials::load(&dir).expect("key");
+        let now = 1_800_000_000;
+        let cred = ci.credential_at("alice", now);
+        assert!(ci.verify_at("alice", &cred, now));
+        assert_eq!(
+            cred,
+            ci.credential_at("alice", now + 60),
+            "stable within the week"
+        );
+        assert!(!ci.verify_at("bob", &cred, now), "never another account's");
+        assert!(!ci.verify_at("alice", &cred, now + 3 * WEEK), "expires");
+        let forged = format!("{PREFIX}{}_{}", now + WEEK, "00".repeat(32));
+        assert!(!ci.verify_at("alice", &forged, now));
+        // The same secret is read back on the next start.
+        let again = CiCredentials::load(&dir).expect("key");
+        assert!(again.verify_at("alice", &cred, now));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
