@@ -49,7 +49,16 @@ pub struct SiteOptions {
     pub docker_endpoint: Option<String>,
     /// Top-level YAML appended to the site (e.g. `admin_token_env: …`).
     pub extra: String,
+    /// Berth serves the registry's tokens (`registry.token`), with
+    /// `public_url` on `serve_port` and Berth's own registry identity.
+    pub registry_token: bool,
+    /// The port `serve` listens on (a free one when `None`).
+    pub serve_port: Option<u16>,
 }
+
+/// Berth's own registry identity in token-service sites.
+pub const REGISTRY_USER: &str = "berth-bot";
+pub const REGISTRY_PASSWORD: &str = "test-registry-password";
 
 /// Secrets the test site names; the fixture exports them to the binary.
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
@@ -84,6 +93,8 @@ impl World {
                 kubeconfig: None,
                 docker_endpoint: None,
                 extra: String::new(),
+                registry_token: false,
+                serve_port: None,
             },
         }
     }
@@ -108,6 +119,15 @@ impl World {
 
     pub fn mail(&self, account: &str) -> String {
         format!("{account}@berth.test")
+    }
+
+    /// Sets the account's directory password.
+    pub fn set_password(&self, account: &str, password: &str) {
+        let ldif = format!(
+            "dn: uid={account},ou=people,{}\nchangetype: modify\nreplace: userPassword\nuserPassword: {password}\n",
+            self.services.ldap_base
+        );
+        self.ldapmodify(&ldif, false);
     }
 
     /// Adds or removes `account` from an LDAP group.
@@ -234,11 +254,20 @@ impl World {
         };
         let registry = match &o.registry {
             Some(host) => format!(
-                "registry: {{ host: \"{host}\", insecure: true{} }}\n",
+                "registry: {{ host: \"{host}\", insecure: true{}{} }}\n{}",
                 o.scan_command
                     .as_ref()
                     .map(|c| format!(", scan_command: [\"{c}\"]"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                if o.registry_token {
+                    ", username_env: BERTH_REGISTRY_USER, password_env: BERTH_REGISTRY_PASSWORD, token: {}"
+                } else {
+                    ""
+                },
+                match (o.registry_token, o.serve_port) {
+                    (true, Some(port)) => format!("public_url: http://127.0.0.1:{port}\n"),
+                    _ => String::new(),
+                }
             ),
             None => String::new(),
         };
@@ -319,6 +348,8 @@ state_dir: {state}
         cmd.env("BERTH_WEBHOOK_SECRET", WEBHOOK_SECRET);
         cmd.env("BERTH_GITLAB_TOKEN", GITLAB_TOKEN);
         cmd.env("BERTH_ADMIN_TOKEN", ADMIN_TOKEN);
+        cmd.env("BERTH_REGISTRY_USER", REGISTRY_USER);
+        cmd.env("BERTH_REGISTRY_PASSWORD", REGISTRY_PASSWORD);
         cmd
     }
 
@@ -330,10 +361,7 @@ state_dir: {state}
 
     /// `serve` with extra arguments (e.g. `--watch DIR`).
     pub fn serve_with(&self, extra: &[&str]) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = self.site_overrides.serve_port.unwrap_or_else(free_port);
         let addr = format!("127.0.0.1:{port}");
         let child = self
             .reconciler_command(
@@ -435,6 +463,14 @@ impl Drop for World {
 }
 
 /// Removes a file, symlink or directory at `path`, if any.
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 pub fn remove_any(path: &Path) {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => {

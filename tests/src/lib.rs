@@ -173,4 +173,5 @@ pub mod apiserver;
 pub mod fakekube;
 pub mod fixture;
 pub mod gitlab;
+pub mod registry;
 pub mod server;

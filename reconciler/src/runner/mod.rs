@@ -257,7 +257,10 @@ mod tests {
         assert_eq!(a.spec, b.spec, "the container is not recreated");
         assert_ne!(config_hash(&a), config_hash(&b), "the file is rewritten");
         let toml = config_toml(&with("one"), "alice", "t");
-        assert!(toml.contains("environment = [\"DOCKER_AUTH_CONFIG=one\"]"), "{toml}");
+        assert!(
+            toml.contains("environment = [\"DOCKER_AUTH_CONFIG=one\"]"),
+            "{toml}"
+        );
     }
 
     #[test]
