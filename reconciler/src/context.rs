@@ -101,6 +101,7 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
     for ep in &site.backends.docker {
         let backend = DockerBackend::connect(&ep.name, &ep.endpoint, ep.tls.as_ref())
             .await
+            .map(|b| b.with_build_slots(site.policy.builds.per_host))
             .map(|b| match (&site.registry, &credentials) {
                 (Some(r), Some(c)) => b.with_registry_auth(&r.host.value, c.clone()),
                 _ => b,
@@ -137,6 +138,7 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
         gitlab,
         registry: site_registry,
         registry_keys,
+        builds_enabled: Default::default(),
     })
 }
 

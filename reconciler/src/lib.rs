@@ -46,6 +46,8 @@ pub mod gc;
 pub mod gitlab;
 /// LDAP identity, DNs, and the admission rules (pure).
 pub mod identity;
+/// Image builds from git: context, Dockerfile checks, build and push.
+pub mod imagebuild;
 /// The department registry's image catalogue.
 pub mod images;
 /// Prometheus metrics of the service.

@@ -53,6 +53,30 @@ pub struct Revision {
     pub file: WorkspaceFile,
 }
 
+/// One entry of a build context read from git.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContextEntry {
+    File {
+        path: String,
+        data: Vec<u8>,
+        executable: bool,
+    },
+    Link {
+        path: String,
+        target: String,
+    },
+}
+
+/// The files of a directory at a commit, for a build context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContextTree {
+    /// No such directory at that commit.
+    Missing,
+    /// Larger than the limit (bytes counted so far).
+    TooLarge(u64),
+    Entries(Vec<ContextEntry>),
+}
+
 /// Bare repositories under a root directory.
 #[derive(Clone, Debug)]
 pub struct LocalSource {
@@ -173,6 +197,91 @@ impl LocalSource {
             committer_email,
             summary,
             file,
+        })
+    }
+
+    /// The tree id of directory `dir` (`""`: the root) at `sha`, `None`
+    /// when it is not a directory there. Identifies a build context's
+    /// content without reading it.
+    pub fn tree_id(&self, account: &str, sha: &str, dir: &str) -> Result<Option<String>> {
+        let Some(repo) = self.open(account)? else {
+            return Ok(None);
+        };
+        let path = self.repo_path(account);
+        let found = (|| -> std::result::Result<_, Box<dyn std::error::Error + Send + Sync>> {
+            let id = gix::ObjectId::from_hex(sha.as_bytes())?;
+            let tree = repo.find_commit(id)?.tree()?;
+            if dir.is_empty() {
+                return Ok(Some(tree.id.to_string()));
+            }
+            Ok(match tree.lookup_entry_by_path(dir)? {
+                Some(e) if e.mode().is_tree() => Some(e.oid().to_string()),
+                _ => None,
+            })
+        })();
+        found.map_err(|source| SourceError::Git {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Every file and symlink under `dir` at `sha` (paths relative to it),
+    /// stopping once their sizes pass `max_bytes`. Submodules are left out.
+    pub fn context(
+        &self,
+        account: &str,
+        sha: &str,
+        dir: &str,
+        max_bytes: u64,
+    ) -> Result<ContextTree> {
+        let Some(repo) = self.open(account)? else {
+            return Ok(ContextTree::Missing);
+        };
+        let path = self.repo_path(account);
+        let read =
+            || -> std::result::Result<ContextTree, Box<dyn std::error::Error + Send + Sync>> {
+                let id = gix::ObjectId::from_hex(sha.as_bytes())?;
+                let root = repo.find_commit(id)?.tree()?;
+                let tree = if dir.is_empty() {
+                    root
+                } else {
+                    match root.lookup_entry_by_path(dir)? {
+                        Some(e) if e.mode().is_tree() => e.object()?.into_tree(),
+                        _ => return Ok(ContextTree::Missing),
+                    }
+                };
+                let mut recorder = gix::traverse::tree::Recorder::default();
+                tree.traverse().breadthfirst(&mut recorder)?;
+                let mut total = 0u64;
+                let mut out = Vec::new();
+                for entry in recorder.records {
+                    let rel = entry.filepath.to_string();
+                    if entry.mode.is_blob() || entry.mode.is_link() {
+                        let size = repo.find_header(entry.oid)?.size();
+                        total += size;
+                        if total > max_bytes {
+                            return Ok(ContextTree::TooLarge(total));
+                        }
+                        let data = repo.find_object(entry.oid)?.detach().data;
+                        out.push(if entry.mode.is_link() {
+                            ContextEntry::Link {
+                                path: rel,
+                                target: String::from_utf8_lossy(&data).into_owned(),
+                            }
+                        } else {
+                            ContextEntry::File {
+                                path: rel,
+                                data,
+                                executable: entry.mode.is_executable(),
+                            }
+                        });
+                    }
+                }
+                Ok(ContextTree::Entries(out))
+            };
+        read().map_err(|source| SourceError::Git {
+            path: path.display().to_string(),
+            source,
         })
     }
 

@@ -70,8 +70,107 @@ pub fn validate(ws: &Workspace) -> Result<(), Diagnostics> {
                 out.push(share.image.pos, "description is longer than 500 characters");
             }
         }
+        let mut names: HashMap<&str, u32> = HashMap::new();
+        for b in &images.build {
+            build(b, &mut names, &mut out);
+        }
     }
     out.finish()
+}
+
+/// Builds at most one workspace declares.
+const MAX_BUILDS: usize = 10;
+
+fn build<'a>(
+    b: &'a crate::workspace::Build,
+    names: &mut HashMap<&'a str, u32>,
+    out: &mut Collector,
+) {
+    let component_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(&c))
+            && s.bytes().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && s.bytes().last().is_some_and(|c| c.is_ascii_alphanumeric())
+    };
+    if !component_ok(&b.name) {
+        out.push(
+            b.name.pos,
+            format!(
+                "image name `{}` must be 1 to 64 lowercase letters, digits, `.`, `_` or `-`, starting and ending with a letter or digit",
+                shorten(&b.name)
+            ),
+        );
+    }
+    if names.len() >= MAX_BUILDS {
+        out.push(
+            b.name.pos,
+            format!("at most {MAX_BUILDS} images can be built"),
+        );
+    }
+    if let Some(line) = names.insert(b.name.as_str(), b.name.pos.line) {
+        out.push(
+            b.name.pos,
+            format!("image `{}` is already built at line {line}", *b.name),
+        );
+    }
+    let path_ok = |p: &str| {
+        !p.starts_with('/')
+            && !p.contains('\\')
+            && !p.contains('\0')
+            && p.len() <= 255
+            && p.split('/').all(|c| c != "..")
+    };
+    if let Some(ctx) = &b.context
+        && !path_ok(ctx)
+    {
+        out.push(
+            ctx.pos,
+            format!(
+                "context `{}` must be a directory inside the repository",
+                shorten(ctx)
+            ),
+        );
+    }
+    if b.dockerfile.is_empty() || !path_ok(&b.dockerfile) || b.dockerfile.ends_with('/') {
+        out.push(
+            b.dockerfile.pos,
+            format!(
+                "dockerfile `{}` must be a file inside the context",
+                shorten(&b.dockerfile)
+            ),
+        );
+    }
+    for tag in &b.tags {
+        let ok = !tag.is_empty()
+            && tag.len() <= 128
+            && tag
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
+            && !tag.starts_with(['.', '-']);
+        if !ok {
+            out.push(
+                tag.pos,
+                format!(
+                    "tag `{}` must be up to 128 letters, digits, `_`, `.` or `-`",
+                    shorten(tag)
+                ),
+            );
+        }
+    }
+    if b.args.len() > 50 {
+        out.push(b.name.pos, "at most 50 build args");
+    }
+    for (k, v) in &b.args {
+        let ok = !k.is_empty()
+            && k.len() <= 64
+            && k.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+            && !k.as_bytes()[0].is_ascii_digit();
+        if !ok || v.len() > 4096 {
+            out.push(b.name.pos, format!("build arg `{}` must be a name of letters, digits and `_` with a value under 4 KiB", shorten(k)));
+        }
+    }
 }
 
 fn container(c: &Container, out: &mut Collector) {

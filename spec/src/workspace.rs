@@ -138,6 +138,58 @@ pub struct Images {
     /// Own images published to every account of the site.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub share: Vec<Share>,
+    /// Images Berth builds from this repository and pushes to
+    /// `<registry>/<account>/<name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build: Vec<Build>,
+}
+
+/// An image built from a Dockerfile of the repository.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    /// Repository name under the account's namespace: `tools` becomes
+    /// `<registry>/<account>/tools`.
+    pub name: Located<String>,
+    /// Directory of the repository sent as the build context (default: the
+    /// repository's root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Located<String>>,
+    /// The Dockerfile, relative to the context.
+    #[serde(default = "default_dockerfile")]
+    pub dockerfile: Located<String>,
+    /// Build arguments (`ARG`); nothing secret: they stay in the image.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub args: std::collections::BTreeMap<String, String>,
+    /// Tags pushed besides the revision's short sha (default: `latest`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Located<String>>,
+}
+
+fn default_dockerfile() -> Located<String> {
+    Located::new("Dockerfile".to_string())
+}
+
+impl Build {
+    /// The tags pushed: the declared ones (or `latest`), then the short sha.
+    pub fn tags_for(&self, revision: &str) -> Vec<String> {
+        let mut tags: Vec<String> = if self.tags.is_empty() {
+            vec!["latest".to_string()]
+        } else {
+            self.tags.iter().map(|t| t.value.clone()).collect()
+        };
+        tags.push(revision.chars().take(12).collect());
+        tags
+    }
+
+    /// The context directory, `""` for the repository's root.
+    pub fn context_dir(&self) -> &str {
+        self.context
+            .as_ref()
+            .map(|c| c.value.trim_matches('/'))
+            .filter(|c| *c != ".")
+            .unwrap_or("")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]

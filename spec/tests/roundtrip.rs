@@ -87,6 +87,7 @@ fn workspace() -> impl Strategy<Value = Workspace> {
                             description: Some(format!("{n}: tools, \"quoted\" & more")),
                         })
                         .collect(),
+                    build: vec![],
                 }),
             }
         })

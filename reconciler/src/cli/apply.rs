@@ -24,6 +24,9 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
         Ok(found) => found,
         Err(code) => return code,
     };
+    if !args.dry_run {
+        ctx.enable_builds();
+    }
     let plans = apply::plan_all(&ctx, &accounts, &observed, args.concurrency.max(16)).await;
     if args.dry_run {
         super::diff::print_plans(&plans, super::Output::Text);

@@ -24,6 +24,7 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
         Ok(ctx) => ctx,
         Err(code) => return code,
     };
+    ctx.enable_builds();
     let opts = crate::server::Options {
         listen: args.listen,
         workers: args.workers,

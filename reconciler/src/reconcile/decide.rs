@@ -56,6 +56,9 @@ pub enum RejectReason {
     /// An image that does not exist, or that the site's scanner refused.
     #[error(transparent)]
     Image(#[from] ImageRejection),
+    /// An `images.build` entry that was refused or did not build.
+    #[error("{0}")]
+    Build(String),
 }
 
 impl RejectReason {
@@ -69,6 +72,7 @@ impl RejectReason {
             RejectReason::Invalid(_) => "invalid",
             RejectReason::Policy(_) => "policy",
             RejectReason::Image(_) => "image",
+            RejectReason::Build(_) => "build",
         }
     }
 }

@@ -16,6 +16,28 @@ use berth_spec::policy::share_key;
 use berth_webhook::SyncRequest;
 use std::sync::Arc;
 
+/// Builds the candidate's images (or, in a diff, names the builds that
+/// would run), then pins every image it names to a digest.
+async fn built_then_pinned(
+    ctx: &Arc<Context>,
+    account: &str,
+    identity: Option<&Account>,
+    revision: &str,
+    ws: &Workspace,
+    shared: &berth_spec::policy::Shared,
+) -> Result<
+    std::result::Result<(std::collections::BTreeMap<String, String>, Vec<String>), RejectReason>,
+> {
+    let builds = match crate::imagebuild::run(ctx, account, identity, revision, ws, shared).await? {
+        Ok(b) => b,
+        Err(why) => return Ok(Err(RejectReason::Build(why))),
+    };
+    Ok(match resolve_pins(ctx, ws).await? {
+        Err(why) => Err(RejectReason::Image(why)),
+        Ok(pins) => Ok((pins, builds.pending)),
+    })
+}
+
 /// Computes the plan of one account: gathers what the decision needs (git,
 /// LDAP, the store, GitLab for the pusher), decides ([`decide`]), then
 /// builds the plan against `observed`. Reads only. `push` is the
@@ -94,34 +116,42 @@ pub async fn evaluate(
             plan.revision = accepted.clone();
         }
         Verdict::Reject(reason) => plan.reject(head_sha, reason, accepted.clone()),
-        Verdict::Candidate(ws) => match resolve_pins(ctx, &ws).await? {
-            Err(why) => plan.reject(head_sha, RejectReason::Image(why), accepted.clone()),
-            Ok(pins) => {
-                plan.pins = pins;
-                plan.shares = ws
-                    .images
-                    .iter()
-                    .flat_map(|i| i.share.iter())
-                    .filter_map(|s| {
-                        let image = berth_spec::ImageRef::parse(&s.image).ok()?;
-                        Some((share_key(&image), s.description.clone().unwrap_or_default()))
-                    })
-                    .collect();
-                let (name, sha, since) = (account.to_string(), head_sha.clone(), accepted.clone());
-                let commits = ctx
-                    .read_source(move |s| s.commits_since(&name, &sha, since.as_deref()))
-                    .await?
-                    .len();
-                plan.decision = Decision::Accept {
-                    revision: head_sha.clone(),
-                    commits,
-                };
-                plan.project =
-                    push.and_then(|p| Some((p.project_id?, p.path.clone().unwrap_or_default())));
-                plan.revision = Some(head_sha);
-                workspace = Some(*ws);
+        Verdict::Candidate(ws) => {
+            match built_then_pinned(ctx, account, identity.as_ref(), &head_sha, &ws, &shared)
+                .await?
+            {
+                Err(why) => plan.reject(head_sha, why, accepted.clone()),
+                Ok((pins, pending)) => {
+                    plan.warnings.extend(pending.iter().map(|name| {
+                    format!("image `{name}` would be built first; the plan shows the image as it is now")
+                }));
+                    plan.pins = pins;
+                    plan.shares = ws
+                        .images
+                        .iter()
+                        .flat_map(|i| i.share.iter())
+                        .filter_map(|s| {
+                            let image = berth_spec::ImageRef::parse(&s.image).ok()?;
+                            Some((share_key(&image), s.description.clone().unwrap_or_default()))
+                        })
+                        .collect();
+                    let (name, sha, since) =
+                        (account.to_string(), head_sha.clone(), accepted.clone());
+                    let commits = ctx
+                        .read_source(move |s| s.commits_since(&name, &sha, since.as_deref()))
+                        .await?
+                        .len();
+                    plan.decision = Decision::Accept {
+                        revision: head_sha.clone(),
+                        commits,
+                    };
+                    plan.project = push
+                        .and_then(|p| Some((p.project_id?, p.path.clone().unwrap_or_default())));
+                    plan.revision = Some(head_sha);
+                    workspace = Some(*ws);
+                }
             }
-        },
+        }
     }
     let Some(revision) = plan.revision.clone() else {
         return Ok(plan);

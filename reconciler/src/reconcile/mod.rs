@@ -130,6 +130,9 @@ pub struct Context {
     pub registry: Option<crate::registry::Registry>,
     /// The registry token service's keys, when Berth serves its tokens.
     pub registry_keys: Option<std::sync::Arc<crate::token::Keys>>,
+    /// Whether evaluations build images (`apply`, `serve`) or only say
+    /// which builds are pending (`diff`, `status`).
+    pub builds_enabled: std::sync::atomic::AtomicBool,
     /// The Kubernetes cluster, when the site has one.
     pub kube: Option<KubeCluster>,
 }
@@ -268,6 +271,17 @@ pub struct AccountReport {
 }
 
 impl Context {
+    /// Lets evaluations build images (see [`Context::builds_enabled`]).
+    pub fn enable_builds(&self) {
+        self.builds_enabled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn run_builds(&self) -> bool {
+        self.builds_enabled
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn endpoints(&self) -> Vec<String> {
         self.docker.keys().cloned().collect()
     }
@@ -326,7 +340,7 @@ impl Context {
         Observed { docker, kube }
     }
 
-    async fn read_source<T: Send + 'static>(
+    pub(crate) async fn read_source<T: Send + 'static>(
         &self,
         f: impl FnOnce(&LocalSource) -> std::result::Result<T, SourceError> + Send + 'static,
     ) -> Result<T> {

@@ -58,11 +58,13 @@ pub struct AuditEntry {
 }
 
 mod allocations;
+mod builds;
 mod gitlab;
 mod images;
 mod schema;
 mod tokens;
 
+pub use builds::BuildRecord;
 pub use images::{Pin, Pulled, Share};
 pub use tokens::PersonalToken;
 

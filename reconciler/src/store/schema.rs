@@ -99,8 +99,21 @@ CREATE TABLE IF NOT EXISTS last_error (
 ",
     // 2: what a student may read of the last error, beside the admin's detail.
     "ALTER TABLE last_error ADD COLUMN student TEXT NOT NULL DEFAULT '';",
-    // 3: personal registry tokens (only their SHA-256 is kept).
+    // 3: personal registry tokens (only their SHA-256 is kept), and image
+    // builds: the last of each declared image, its outcome and its log.
     "
+CREATE TABLE builds (
+    account TEXT NOT NULL,
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    digest TEXT,
+    reason TEXT NOT NULL,
+    log TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (account, name)
+);
 CREATE TABLE registry_tokens (
     id INTEGER PRIMARY KEY,
     account TEXT NOT NULL,

@@ -16,6 +16,10 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
     duration(&site.resync_interval, &mut out);
     duration(&site.ldap.cache_ttl, &mut out);
     duration(&site.policy.image_gc_after, &mut out);
+    duration(&site.policy.builds.timeout, &mut out);
+    if let Err(why) = site.policy.builds.max_context.bytes() {
+        out.push(site.policy.builds.max_context.pos, why.to_string());
+    }
     let url = &site.ldap.url;
     if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
         out.push(

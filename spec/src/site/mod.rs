@@ -297,6 +297,44 @@ pub struct Policy {
     /// and no declared container has used them for this long.
     #[serde(default = "default_gc_after")]
     pub image_gc_after: Located<String>,
+    /// Image builds (`images.build` in workspaces).
+    #[serde(default)]
+    pub builds: Builds,
+}
+
+/// Limits of the images Berth builds for students.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Builds {
+    /// Longest a build may run, e.g. `10m`.
+    #[serde(default = "default_build_timeout")]
+    pub timeout: Located<String>,
+    /// Largest build context (the tar of the repository's directory).
+    #[serde(default = "default_max_context")]
+    pub max_context: Located<Memory>,
+    /// Builds running at once on one Docker host.
+    #[serde(default = "default_builds_per_host")]
+    pub per_host: u32,
+}
+
+impl Default for Builds {
+    fn default() -> Self {
+        Builds {
+            timeout: default_build_timeout(),
+            max_context: default_max_context(),
+            per_host: default_builds_per_host(),
+        }
+    }
+}
+
+fn default_build_timeout() -> Located<String> {
+    Located::new("10m".to_string())
+}
+fn default_max_context() -> Located<Memory> {
+    Located::new(Memory::new("50Mi"))
+}
+fn default_builds_per_host() -> u32 {
+    2
 }
 
 fn default_gc_after() -> Located<String> {
@@ -500,6 +538,10 @@ impl Site {
 
     pub fn image_gc_after(&self) -> Duration {
         parse_duration(&self.policy.image_gc_after).unwrap_or(Duration::from_secs(7 * 86_400))
+    }
+
+    pub fn build_timeout(&self) -> Duration {
+        parse_duration(&self.policy.builds.timeout).unwrap_or(Duration::from_secs(600))
     }
 
     pub fn ldap_cache_ttl(&self) -> Duration {

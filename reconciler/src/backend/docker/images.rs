@@ -130,7 +130,7 @@ impl DockerBackend {
 }
 
 /// `registry/repo:tag` → (`registry/repo`, `tag`); digests stay whole.
-pub(super) fn split_tag(image: &str) -> (&str, &str) {
+pub(crate) fn split_tag(image: &str) -> (&str, &str) {
     if image.contains('@') {
         return (image, "");
     }

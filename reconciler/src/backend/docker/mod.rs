@@ -18,7 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod body;
+mod build;
 mod images;
+
+pub use build::{BuildFailed, BuildJob};
+pub(crate) use images::split_tag;
 mod observe;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +71,8 @@ pub struct DockerBackend {
     pulled: Arc<std::sync::Mutex<Vec<String>>>,
     /// The department registry's host and Berth's credentials there.
     registry_auth: Option<(String, crate::registry::Credentials)>,
+    /// Image builds allowed to run at once on this host.
+    build_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The outcome of one pull, shared by everyone waiting for it.
@@ -114,7 +120,14 @@ impl DockerBackend {
             pulls: Default::default(),
             pulled: Default::default(),
             registry_auth: None,
+            build_slots: Arc::new(tokio::sync::Semaphore::new(2)),
         })
+    }
+
+    /// At most `n` image builds at once on this host.
+    pub fn with_build_slots(mut self, n: u32) -> Self {
+        self.build_slots = Arc::new(tokio::sync::Semaphore::new(n.max(1) as usize));
+        self
     }
 
     /// Pulls from (and pushes to) `host` use these credentials.
@@ -376,6 +389,7 @@ mod tests {
             pulls: Default::default(),
             pulled: Default::default(),
             registry_auth: None,
+            build_slots: Arc::new(tokio::sync::Semaphore::new(2)),
         }
     }
 

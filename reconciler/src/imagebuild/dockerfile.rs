@@ -1,0 +1,252 @@
+//! The images a Dockerfile pulls (pure): every `FROM` and `COPY --from`
+//! that names an image rather than an earlier stage, with the line it is
+//! on, after expanding the global `ARG`s the way the builder does. What
+//! cannot be resolved here is refused: Berth never lets the builder pull
+//! an image it could not check.
+
+use std::collections::BTreeMap;
+
+/// An image the build would pull.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseImage {
+    /// 1-based line of the instruction.
+    pub line: u32,
+    pub image: String,
+}
+
+/// Why the Dockerfile cannot be checked.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct DockerfileError {
+    pub line: u32,
+    pub message: String,
+}
+
+fn err(line: u32, message: impl Into<String>) -> DockerfileError {
+    DockerfileError {
+        line,
+        message: message.into(),
+    }
+}
+
+/// Instructions with the line each starts on, continuations joined and
+/// comments dropped.
+fn instructions(text: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<(u32, String)> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = (i + 1) as u32;
+        let trimmed = raw.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_none()) {
+            continue;
+        }
+        let (body, continues) = match trimmed.strip_suffix('\\') {
+            Some(b) => (b, true),
+            None => (trimmed, false),
+        };
+        let entry = current.get_or_insert_with(|| (line, String::new()));
+        if !entry.1.is_empty() {
+            entry.1.push(' ');
+        }
+        entry.1.push_str(body.trim());
+        if !continues && let Some(done) = current.take() {
+            out.push(done);
+        }
+    }
+    out.extend(current);
+    out
+}
+
+/// Expands `$NAME`, `${NAME}`, `${NAME:-default}` and `${NAME:+alt}`;
+/// anything else with a `$` is refused.
+fn expand(
+    text: &str,
+    args: &BTreeMap<String, String>,
+    line: u32,
+) -> Result<String, DockerfileError> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(inner) = after.strip_prefix('{') {
+            let end = inner
+                .find('}')
+                .ok_or_else(|| err(line, format!("unclosed variable in `{text}`")))?;
+            let body = &inner[..end];
+            let value = if let Some((name, default)) = body.split_once(":-") {
+                args.get(name)
+                    .filter(|v| !v.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| default.to_string())
+            } else if let Some((name, alt)) = body.split_once(":+") {
+                match args.get(name).filter(|v| !v.is_empty()) {
+                    Some(_) => alt.to_string(),
+                    None => String::new(),
+                }
+            } else if is_name(body) {
+                args.get(body).cloned().unwrap_or_default()
+            } else {
+                return Err(err(line, format!("cannot resolve `${{{body}}}`")));
+            };
+            out.push_str(&value);
+            rest = &inner[end + 1..];
+        } else {
+            let len = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            if len == 0 {
+                return Err(err(line, format!("cannot resolve the `$` in `{text}`")));
+            }
+            out.push_str(args.get(&after[..len]).map(String::as_str).unwrap_or(""));
+            rest = &after[len..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The images `text` pulls, given the build args Berth passes.
+pub fn base_images(
+    text: &str,
+    build_args: &BTreeMap<String, String>,
+) -> Result<Vec<BaseImage>, DockerfileError> {
+    let mut global: BTreeMap<String, String> = BTreeMap::new();
+    let mut stages: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    let mut seen_from = false;
+    for (line, instruction) in instructions(text) {
+        let mut words = instruction.split_whitespace();
+        let keyword = words.next().unwrap_or_default().to_ascii_uppercase();
+        let rest: Vec<&str> = words.collect();
+        match keyword.as_str() {
+            "ARG" if !seen_from => {
+                for decl in &rest {
+                    let (name, default) = match decl.split_once('=') {
+                        Some((n, d)) => (n, Some(d.trim_matches('"'))),
+                        None => (*decl, None),
+                    };
+                    let value = match build_args.get(name) {
+                        Some(v) => v.clone(),
+                        None => expand(default.unwrap_or(""), &global, line)?,
+                    };
+                    global.insert(name.to_string(), value);
+                }
+            }
+            "FROM" => {
+                seen_from = true;
+                let args: Vec<&str> = rest
+                    .iter()
+                    .copied()
+                    .filter(|w| !w.starts_with("--"))
+                    .collect();
+                let (image, alias) = match args.as_slice() {
+                    [image] => (*image, None),
+                    [image, as_kw, alias] if as_kw.eq_ignore_ascii_case("as") => {
+                        (*image, Some(*alias))
+                    }
+                    _ => return Err(err(line, format!("cannot read `{instruction}`"))),
+                };
+                let image = expand(image, &global, line)?;
+                if image.is_empty() {
+                    return Err(err(line, "FROM names no image"));
+                }
+                let lower = image.to_ascii_lowercase();
+                if lower != "scratch" && !stages.contains(&lower) {
+                    out.push(BaseImage { line, image });
+                }
+                stages.push(alias.map(str::to_ascii_lowercase).unwrap_or_default());
+            }
+            "COPY" | "ADD" => {
+                for flag in rest.iter().take_while(|w| w.starts_with("--")) {
+                    let Some(from) = flag.strip_prefix("--from=") else {
+                        continue;
+                    };
+                    if from.contains('$') {
+                        return Err(err(line, "variables in `--from` are not supported"));
+                    }
+                    let lower = from.to_ascii_lowercase();
+                    let is_stage = stages.contains(&lower)
+                        || lower.parse::<usize>().is_ok_and(|n| n < stages.len());
+                    if !is_stage {
+                        out.push(BaseImage {
+                            line,
+                            image: from.to_string(),
+                        });
+                    }
+                }
+            }
+            "ONBUILD" => {
+                return Err(err(line, "ONBUILD is not supported in builds"));
+            }
+            _ => {}
+        }
+    }
+    if !seen_from {
+        return Err(err(1, "the Dockerfile has no FROM"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn images(text: &str, args: &[(&str, &str)]) -> Result<Vec<(u32, String)>, DockerfileError> {
+        let args = args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        base_images(text, &args).map(|v| v.into_iter().map(|b| (b.line, b.image)).collect())
+    }
+
+    #[test]
+    fn stages_are_not_images_and_copy_from_an_image_is() {
+        let text = "# syntax comment\nFROM reg/alice/base:1 AS build\nRUN make\nFROM scratch\nCOPY --from=build /out /out\nCOPY --from=0 /a /a\nCOPY --chown=1:1 --from=reg/bob/x:2 /b /b\n";
+        assert_eq!(
+            images(text, &[]).expect("parsed"),
+            vec![(2, "reg/alice/base:1".into()), (7, "reg/bob/x:2".into())]
+        );
+    }
+
+    #[test]
+    fn global_args_expand_with_build_args_winning() {
+        let text = "ARG REG=reg\nARG IMG=${REG}/alice/py\nARG PY\nFROM $IMG:${PY:-3.11} as base\nFROM base\n";
+        assert_eq!(
+            images(text, &[]).expect("parsed"),
+            vec![(4, "reg/alice/py:3.11".into())]
+        );
+        assert_eq!(
+            images(text, &[("PY", "3.12"), ("REG", "other")]).expect("parsed"),
+            vec![(4, "other/alice/py:3.12".into())]
+        );
+    }
+
+    #[test]
+    fn continuations_keep_the_first_line_and_case_does_not_matter() {
+        let text = "from \\\n  reg/bob/secret:1\n";
+        assert_eq!(
+            images(text, &[]).expect("parsed"),
+            vec![(1, "reg/bob/secret:1".into())]
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_checked_is_refused() {
+        for (text, line) in [
+            ("FROM ${X?boom}\n", 1),
+            ("FROM x\nCOPY --from=$X /a /a\n", 2),
+            ("FROM x\nONBUILD RUN true\n", 2),
+            ("RUN true\n", 1),
+            ("FROM\n", 1),
+            ("ARG X\nFROM $X\n", 2),
+        ] {
+            let e = images(text, &[]).expect_err(text);
+            assert_eq!(e.line, line, "{text}: {e}");
+        }
+    }
+}

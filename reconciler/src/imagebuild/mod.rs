@@ -1,0 +1,445 @@
+//! Image builds from git: each `images.build` entry of a candidate
+//! revision is built (when what goes into it changed), pushed to
+//! `<registry>/<account>/<name>` and recorded, before the revision is
+//! accepted. A build that cannot be checked, fails, or runs out of time
+//! rejects the revision and changes nothing that runs.
+//!
+//! The Dockerfile's base images obey the same rules as `image:` (checked
+//! here, [`dockerfile`]), and the builder pulls them with a token that can
+//! pull only what the student may: even a Dockerfile this check misread
+//! cannot make dockerd fetch a classmate's unshared image.
+
+pub mod context;
+pub mod dockerfile;
+
+use crate::backend::docker::{BuildJob, DockerBackend};
+use crate::identity::Account;
+use crate::reconcile::{Context, ReconcileError};
+use crate::source::{ContextEntry, ContextTree};
+use crate::store::{BuildRecord, blocking};
+use crate::token::{Requester, grant, parse_scopes};
+use berth_spec::policy::{Shared, image_allowed_with};
+use berth_spec::workspace::Build;
+use berth_spec::{ImageRef, Workspace};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Lines of the build log a rejection quotes.
+const LOG_LINES: usize = 12;
+
+/// What the builds of a revision came to.
+#[derive(Debug, Default)]
+pub struct Builds {
+    /// Images built and pushed now.
+    pub built: Vec<String>,
+    /// Builds that would run (diff: nothing is built).
+    pub pending: Vec<String>,
+}
+
+/// Builds what `revision` declares; `Ok(Err(why))` rejects the revision.
+pub async fn run(
+    ctx: &Arc<Context>,
+    account: &str,
+    identity: Option<&Account>,
+    revision: &str,
+    ws: &Workspace,
+    shared: &Shared,
+) -> Result<Result<Builds, String>, ReconcileError> {
+    let mut out = Builds::default();
+    let Some(images) = &ws.images else {
+        return Ok(Ok(out));
+    };
+    for b in &images.build {
+        let Some(registry) = &ctx.site.registry else {
+            return Ok(Err(
+                "images.build needs the site's department registry".into()
+            ));
+        };
+        let (name, sha, dir) = (
+            account.to_string(),
+            revision.to_string(),
+            b.context_dir().to_string(),
+        );
+        let Some(tree) = ctx
+            .read_source(move |s| s.tree_id(&name, &sha, &dir))
+            .await?
+        else {
+            return Ok(Err(format!(
+                "image `{}`: context `{}` is not a directory at this revision",
+                *b.name,
+                display_dir(b.context_dir())
+            )));
+        };
+        let key = build_key(b, &tree);
+        let previous = blocking(|| ctx.store.build(account, &b.name))?;
+        match previous {
+            Some(p) if p.key == key && p.ok => continue,
+            // The same inputs failed before: say so again instead of
+            // rebuilding on every resync; any change retries.
+            Some(p) if p.key == key => return Ok(Err(p.reason)),
+            _ => {}
+        }
+        if !ctx.run_builds() {
+            out.pending.push(b.name.value.clone());
+            continue;
+        }
+        let reference = format!("{}/{account}/{}", registry.host.value, *b.name);
+        match build_one(ctx, account, identity, revision, b, shared, &reference).await? {
+            Ok(record) => {
+                blocking(|| -> Result<(), ReconcileError> {
+                    ctx.store.record_build(&BuildRecord {
+                        key: key.clone(),
+                        ..record.clone()
+                    })?;
+                    ctx.store.audit(
+                        account,
+                        "image-built",
+                        Some(revision),
+                        &format!("{reference} {}", record.digest.as_deref().unwrap_or("")),
+                    )?;
+                    Ok(())
+                })?;
+                out.built.push(reference);
+            }
+            Err(failure) => {
+                let reason = format!(
+                    "image `{}` did not build: {}{}",
+                    *b.name,
+                    failure.reason,
+                    log_tail(&failure.log)
+                );
+                blocking(|| -> Result<(), ReconcileError> {
+                    ctx.store.record_build(&BuildRecord {
+                        account: account.to_string(),
+                        name: b.name.value.clone(),
+                        key: key.clone(),
+                        revision: revision.to_string(),
+                        ok: false,
+                        digest: None,
+                        reason: reason.clone(),
+                        log: failure.log.clone(),
+                        at: 0,
+                    })?;
+                    ctx.store
+                        .audit(account, "image-build-failed", Some(revision), &reason)?;
+                    Ok(())
+                })?;
+                return Ok(Err(reason));
+            }
+        }
+    }
+    Ok(Ok(out))
+}
+
+/// Why one build produced nothing.
+struct Failure {
+    reason: String,
+    log: String,
+}
+
+fn failure(reason: impl Into<String>) -> Failure {
+    Failure {
+        reason: reason.into(),
+        log: String::new(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn build_one(
+    ctx: &Arc<Context>,
+    account: &str,
+    identity: Option<&Account>,
+    revision: &str,
+    b: &Build,
+    shared: &Shared,
+    reference: &str,
+) -> Result<Result<BuildRecord, Failure>, ReconcileError> {
+    let site = &ctx.site;
+    let max = site.policy.builds.max_context.bytes().unwrap_or(50 << 20);
+    let (name, sha, dir) = (
+        account.to_string(),
+        revision.to_string(),
+        b.context_dir().to_string(),
+    );
+    let entries = match ctx
+        .read_source(move |s| s.context(&name, &sha, &dir, max))
+        .await?
+    {
+        ContextTree::Entries(e) => e,
+        ContextTree::Missing => return Ok(Err(failure("the context directory is missing"))),
+        ContextTree::TooLarge(n) => {
+            return Ok(Err(failure(format!(
+                "the context is over {} MiB (the site's limit is {} MiB); list what the build does not need in .dockerignore",
+                n >> 20,
+                max >> 20
+            ))));
+        }
+    };
+    let dockerfile = b.dockerfile.trim_start_matches("./").to_string();
+    let shown = match b.context_dir() {
+        "" => dockerfile.clone(),
+        d => format!("{d}/{dockerfile}"),
+    };
+    let text = entries.iter().find_map(|e| match e {
+        ContextEntry::File { path, data, .. } if *path == dockerfile => {
+            Some(String::from_utf8_lossy(data).into_owned())
+        }
+        _ => None,
+    });
+    let Some(text) = text else {
+        return Ok(Err(failure(format!(
+            "`{shown}` is not a file of the context"
+        ))));
+    };
+    // Every image the build would pull, checked like `image:`.
+    let bases = match dockerfile::base_images(&text, &b.args) {
+        Ok(bases) => bases,
+        Err(e) => return Ok(Err(failure(format!("{shown}:{}: {}", e.line, e.message)))),
+    };
+    let mut scopes = Vec::new();
+    for base in &bases {
+        let image = match ImageRef::parse(&base.image) {
+            Ok(i) => i,
+            Err(e) => return Ok(Err(failure(format!("{shown}:{}: {e}", base.line)))),
+        };
+        if let Err(why) = image_allowed_with(site, account, &image, shared) {
+            return Ok(Err(failure(format!("{shown}:{}: {why}", base.line))));
+        }
+        if let Some(path) = site.registry.as_ref().and_then(|r| {
+            image
+                .repository()
+                .strip_prefix(&format!("{}/", r.host.value))
+                .map(str::to_string)
+        }) {
+            scopes.push(format!("repository:{path}:pull"));
+        }
+    }
+    let tar = match context::tar(&entries, &dockerfile) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(failure(format!("packing the context: {e}")))),
+    };
+    let backend = build_host(ctx, account)?;
+    let groups = identity.map(|a| a.groups.clone()).unwrap_or_default();
+    let quota = berth_spec::policy::effective_quota(site, &groups);
+    let defaults = &site.policy.default_resources;
+    let (cpus, memory) = match &quota {
+        Some(q) => (q.cpus, q.memory),
+        None => (defaults.cpus, defaults.memory.bytes().unwrap_or(512 << 20)),
+    };
+    let tags: Vec<String> = b
+        .tags_for(revision)
+        .iter()
+        .map(|t| format!("{reference}:{t}"))
+        .collect();
+    let job = BuildJob {
+        context: tar,
+        dockerfile: dockerfile.clone(),
+        args: b.args.clone(),
+        tags: tags.clone(),
+        cpus,
+        memory,
+        timeout: site.build_timeout(),
+        labels: HashMap::from([
+            (crate::desired::LABEL_OWNER.to_string(), account.to_string()),
+            ("berth.build".to_string(), b.name.value.clone()),
+            ("berth.revision".to_string(), revision.to_string()),
+        ]),
+        pull_credentials: pull_credentials(ctx, account, &scopes),
+    };
+    tracing::info!(account, image = %reference, endpoint = %backend.name, "building");
+    let built = backend.build(job).await.map_err(ReconcileError::from)?;
+    let log = match built {
+        Err(f) => {
+            return Ok(Err(Failure {
+                reason: f.reason,
+                log: f.log,
+            }));
+        }
+        Ok(_) => String::new(),
+    };
+    for tag in &tags {
+        if let Err(e) = backend.push(tag).await {
+            return Ok(Err(Failure {
+                reason: e.to_string(),
+                log,
+            }));
+        }
+        let _ = blocking(|| ctx.store.record_pull(&backend.name, tag));
+    }
+    let digest = match &ctx.registry {
+        Some(r) => {
+            let (path, tag) = crate::backend::docker::split_tag(&tags[0]);
+            let path = path
+                .split_once('/')
+                .map(|(_, p)| p)
+                .unwrap_or(path)
+                .to_string();
+            r.digest(&path, tag).await.ok().flatten()
+        }
+        None => None,
+    };
+    Ok(Ok(BuildRecord {
+        account: account.to_string(),
+        name: b.name.value.clone(),
+        key: String::new(),
+        revision: revision.to_string(),
+        ok: true,
+        digest,
+        reason: String::new(),
+        log,
+        at: 0,
+    }))
+}
+
+/// The host an account's builds run on: where it runs, else the first
+/// reachable one.
+fn build_host<'a>(ctx: &'a Context, account: &str) -> Result<&'a DockerBackend, ReconcileError> {
+    let placed = blocking(|| ctx.store.placement(account))?;
+    if let Some(ep) = placed
+        && let Some(Ok(b)) = ctx.docker.get(&ep)
+    {
+        return Ok(b);
+    }
+    ctx.docker
+        .values()
+        .find_map(|b| b.as_ref().ok())
+        .ok_or_else(|| ReconcileError::NoEndpoint(account.to_string()))
+}
+
+/// What the builder pulls base images with: a token granting the student
+/// exactly the pulls it may make (when Berth serves the registry's tokens),
+/// else the site's registry credentials.
+fn pull_credentials(
+    ctx: &Context,
+    account: &str,
+    scopes: &[String],
+) -> HashMap<String, bollard::auth::DockerCredentials> {
+    let Some(registry) = &ctx.site.registry else {
+        return HashMap::new();
+    };
+    let host = registry.host.value.clone();
+    let token = ctx.registry_keys.as_ref().and_then(|keys| {
+        let shares = ctx.store.shares().unwrap_or_default();
+        let shared = |repo: &str| {
+            let key = format!("{host}/{repo}");
+            shares.iter().any(|s| s.repository == key)
+        };
+        let student = Requester::Account {
+            name: account.to_string(),
+            admin: false,
+        };
+        let granted = grant(
+            &student,
+            &parse_scopes(scopes.iter().map(String::as_str)),
+            &shared,
+        );
+        keys.signer.sign(account, &granted).ok().map(|i| i.token)
+    });
+    let credentials = match token {
+        Some(token) => bollard::auth::DockerCredentials {
+            serveraddress: Some(host.clone()),
+            registrytoken: Some(token),
+            ..Default::default()
+        },
+        None => match crate::registry::berth_credentials(&ctx.site) {
+            Some((u, p)) => bollard::auth::DockerCredentials {
+                serveraddress: Some(host.clone()),
+                username: Some(u),
+                password: Some(p),
+                ..Default::default()
+            },
+            None => return HashMap::new(),
+        },
+    };
+    HashMap::from([(host, credentials)])
+}
+
+/// Hash of everything that goes into a build.
+fn build_key(b: &Build, tree: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"berth-build-v1\0");
+    for part in [
+        b.name.as_str(),
+        b.context_dir(),
+        b.dockerfile.as_str(),
+        tree,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for (k, v) in &b.args {
+        h.update(format!("{k}={v}\0").as_bytes());
+    }
+    for t in &b.tags {
+        h.update(format!("tag={}\0", t.value).as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn display_dir(dir: &str) -> &str {
+    if dir.is_empty() { "." } else { dir }
+}
+
+/// The last lines of a build log, indented, for a rejection.
+fn log_tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let start = lines.len().saturating_sub(LOG_LINES);
+    let mut out = String::from("\nlast lines of the build log:");
+    for l in &lines[start..] {
+        out.push_str("\n  ");
+        out.push_str(l);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(yaml: &str) -> Build {
+        let ws = berth_spec::parse_workspace(
+            format!("version: 1\nimages:\n  build:\n    - {yaml}\n").as_bytes(),
+        )
+        .expect("valid");
+        ws.images.expect("images").build[0].clone()
+    }
+
+    #[test]
+    fn the_key_changes_with_every_input_and_only_then() {
+        let base = build("{ name: tools, context: docker/tools }");
+        let k = build_key(&base, "tree1");
+        assert_eq!(
+            k,
+            build_key(&build("{ name: tools, context: docker/tools/ }"), "tree1")
+        );
+        for other in [
+            build_key(&base, "tree2"),
+            build_key(
+                &build("{ name: tools, context: docker/tools, args: { A: b } }"),
+                "tree1",
+            ),
+            build_key(
+                &build("{ name: tools, context: docker/tools, tags: [v1] }"),
+                "tree1",
+            ),
+            build_key(
+                &build("{ name: tools, context: docker/tools, dockerfile: D }"),
+                "tree1",
+            ),
+        ] {
+            assert_ne!(k, other);
+        }
+    }
+
+    #[test]
+    fn a_rejection_quotes_the_end_of_the_log() {
+        let log: String = (0..30).map(|i| format!("step {i}\n")).collect();
+        let tail = log_tail(&log);
+        assert!(tail.contains("step 29") && tail.contains("step 18"));
+        assert!(!tail.contains("step 17\n"));
+    }
+}
