@@ -54,6 +54,10 @@ pub struct SiteOptions {
     pub registry_token: bool,
     /// The port `serve` listens on (a free one when `None`).
     pub serve_port: Option<u16>,
+    /// Memory quota of the `students` group.
+    pub student_memory: String,
+    /// YAML lines appended under `policy:` (indented by the caller).
+    pub policy_extra: String,
 }
 
 /// Berth's own registry identity in token-service sites.
@@ -95,6 +99,8 @@ impl World {
                 extra: String::new(),
                 registry_token: false,
                 serve_port: None,
+                student_memory: "4Gi".into(),
+                policy_extra: String::new(),
             },
         }
     }
@@ -290,13 +296,15 @@ backends:
   allowed_registries: [docker.io]
   default_resources: {{ cpus: 0.1, memory: 32Mi }}
   quotas:
-    students: {{ containers: {students}, cpus: 4, memory: 4Gi, gpus: 1 }}
+    students: {{ containers: {students}, cpus: 4, memory: {student_memory}, gpus: 1 }}
     staff: {{ containers: 30, cpus: 16, memory: 16Gi }}
-repositories:
+{policy_extra}repositories:
 {repositories}
 state_dir: {state}
 {extra}",
             extra = o.extra,
+            student_memory = o.student_memory,
+            policy_extra = o.policy_extra,
             docker = match &o.docker_endpoint {
                 Some(whole) if whole.starts_with('{') => whole.clone(),
                 Some(keys) => format!(

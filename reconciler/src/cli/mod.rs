@@ -4,6 +4,7 @@
 
 mod apply;
 mod audit;
+mod build_log;
 mod diff;
 mod export;
 mod gc;
@@ -66,6 +67,8 @@ pub enum Command {
     Status(status::Args),
     /// The audit log: revisions accepted and rejected, actions applied.
     Audit(audit::Args),
+    /// The log of an account's last image build.
+    BuildLog(build_log::Args),
     /// Save an image as a docker-archive tarball (for Singularity/Apptainer).
     ExportImage(export::Args),
     /// Remove images Berth pulled that nothing uses any more.
@@ -114,6 +117,7 @@ fn run(cli: Cli) -> u8 {
         Command::Apply(args) => block_on(apply::run(cli.config.as_deref(), &args)),
         Command::Status(args) => block_on(status::run(cli.config.as_deref(), &args)),
         Command::Audit(args) => audit::run(cli.config.as_deref(), &args),
+        Command::BuildLog(args) => build_log::run(cli.config.as_deref(), &args),
         Command::ExportImage(args) => block_on(export::run(cli.config.as_deref(), &args)),
         Command::Gc(args) => block_on(gc::run(cli.config.as_deref(), &args)),
         Command::Images(args) => block_on(images::run(cli.config.as_deref(), &args)),

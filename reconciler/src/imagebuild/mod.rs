@@ -256,7 +256,7 @@ async fn build_one(
                 log: f.log,
             }));
         }
-        Ok(_) => String::new(),
+        Ok((_, log)) => log,
     };
     for tag in &tags {
         if let Err(e) = backend.push(tag).await {

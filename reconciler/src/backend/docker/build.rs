@@ -39,8 +39,11 @@ pub struct BuildFailed {
 const LOG_CAP: usize = 1024 * 1024;
 
 impl DockerBackend {
-    /// Runs `job`; the built image's id, or why it failed with its log.
-    pub async fn build(&self, job: BuildJob) -> Result<std::result::Result<String, BuildFailed>> {
+    /// Runs `job`; the built image's id and the log, or why it failed.
+    pub async fn build(
+        &self,
+        job: BuildJob,
+    ) -> Result<std::result::Result<(String, String), BuildFailed>> {
         let _slot = self.build_slots.acquire().await;
         let Some(first) = job.tags.first().cloned() else {
             return Ok(Err(BuildFailed {
@@ -132,7 +135,7 @@ impl DockerBackend {
                 .await
                 .map_err(Self::api("tag", &first))?;
         }
-        Ok(Ok(id))
+        Ok(Ok((id, log)))
     }
 
     /// Pushes `image` (`registry/account/name:tag`) with Berth's credential.

@@ -1,0 +1,253 @@
+//! Images built from the student's repository: real git, a real
+//! `docker-registry` behind Berth's token service, real dockerd builds.
+//! The test image has no `/bin/sh`, so `RUN` steps use busybox in exec form.
+
+use berth_tests::Services;
+use berth_tests::fixture::{REGISTRY_PASSWORD, REGISTRY_USER, World, free_port};
+use berth_tests::registry::TokenRegistry;
+use berth_tests::stdout;
+use std::path::Path;
+
+/// A world whose registry trusts Berth, with `base:1` (the test image)
+/// pushed into `owner`'s namespace.
+fn world(
+    s: &Services,
+    first_port: u16,
+    owner_short: &str,
+) -> (World, String, String, TokenRegistry) {
+    let mut w = World::new(s, first_port);
+    let host = TokenRegistry::reserve();
+    w.site_overrides.registry = Some(host.clone());
+    w.site_overrides.registry_token = true;
+    w.site_overrides.serve_port = Some(free_port());
+    let owner = w.account(owner_short, &["students"]);
+    let registry = TokenRegistry::start(&w, &host);
+    (w, host, owner, registry)
+}
+
+/// Pushes the test image as `<host>/<owner>/base:1`, logged in as Berth.
+fn push_base(w: &World, registry: &TokenRegistry, host: &str, owner: &str) -> String {
+    let server = w.serve();
+    let cli = registry.client(w, "berth");
+    let login = cli.login(REGISTRY_USER, REGISTRY_PASSWORD);
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let base = format!("{host}/{owner}/base:1");
+    assert!(
+        w.services
+            .docker(&["tag", &w.services.test_image, &base])
+            .status
+            .success()
+    );
+    let push = cli.run(&["push", &base]);
+    assert!(
+        push.status.success(),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    drop(server);
+    base
+}
+
+fn write(work: &Path, path: &str, text: &str) {
+    let file = work.join(path);
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("dirs");
+    std::fs::write(file, text).expect("write");
+}
+
+/// A Dockerfile from `base` whose RUN step runs `script` with busybox.
+fn dockerfile(base: &str, script: &str) -> String {
+    format!("FROM {base}\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"{script}\"]\n")
+}
+
+fn workspace(host: &str, account: &str) -> String {
+    format!(
+        "version: 1\nimages:\n  build:\n    - {{ name: tools, context: docker/tools }}\ncontainers:\n  - {{ name: web, image: \"{host}/{account}/tools:latest\" }}\n"
+    )
+}
+
+fn exec(w: &World, container: &str, args: &[&str]) -> String {
+    let mut all = vec!["exec", container];
+    all.extend_from_slice(args);
+    stdout(&w.services.docker(&all)).trim().to_string()
+}
+
+fn image_of(w: &World, container: &str) -> String {
+    w.inspect(container, "{{.Config.Image}}")
+        .unwrap_or_default()
+}
+
+fn audit_count(w: &World, account: &str, event: &str) -> usize {
+    let out = w.reconciler(&["audit", "--account", account, "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap_or_default();
+    v["entries"]
+        .as_array()
+        .or_else(|| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|e| e["event"] == event)
+        .count()
+}
+
+fn last_error(w: &World, account: &str) -> String {
+    w.status(account)["last_error"].to_string()
+}
+
+#[test]
+fn alice_builds_her_image_runs_it_and_rebuilds_only_on_change() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (mut w, host, alice, registry) = world(&s, 25600, "ba");
+    let base = push_base(&w, &registry, &host, &alice);
+    let web = format!("{alice}--web");
+
+    w.commit_with(&alice, &w.mail(&alice), |work| {
+        write(work, "workspace.yaml", &workspace(&host, &alice));
+        write(
+            work,
+            "docker/tools/Dockerfile",
+            &dockerfile(&base, "echo v1 > /www/built.txt"),
+        );
+        write(work, "docker/tools/.dockerignore", "secret.txt\n");
+        write(work, "docker/tools/secret.txt", "not for the image\n");
+    });
+    w.apply(0);
+    let first = image_of(&w, &web);
+    assert!(
+        first.starts_with(&format!("{host}/{alice}/tools@sha256:")),
+        "the container runs the pinned build: {first}\n{}\n{}",
+        w.status(&alice),
+        registry.log()
+    );
+    assert_eq!(
+        exec(&w, &web, &["/bin/busybox", "cat", "/www/built.txt"]),
+        "v1"
+    );
+    assert_eq!(audit_count(&w, &alice, "image-built"), 1);
+
+    // A commit that leaves the context alone does not rebuild.
+    w.commit_with(&alice, &w.mail(&alice), |work| {
+        write(work, "README", "notes\n")
+    });
+    w.apply(0);
+    assert_eq!(
+        audit_count(&w, &alice, "image-built"),
+        1,
+        "rebuilt an unchanged context"
+    );
+    assert_eq!(image_of(&w, &web), first);
+
+    // A changed Dockerfile rebuilds and recreates.
+    w.commit_with(&alice, &w.mail(&alice), |work| {
+        write(
+            work,
+            "docker/tools/Dockerfile",
+            &dockerfile(&base, "echo v2 > /www/built.txt"),
+        );
+    });
+    w.apply(0);
+    let second = image_of(&w, &web);
+    assert_ne!(second, first, "{}", w.status(&alice));
+    assert_eq!(
+        exec(&w, &web, &["/bin/busybox", "cat", "/www/built.txt"]),
+        "v2"
+    );
+    assert_eq!(audit_count(&w, &alice, "image-built"), 2);
+    let log = w.reconciler(&["build-log", "--account", &alice, "--name", "tools"]);
+    assert!(
+        stdout(&log).contains("Successfully built"),
+        "{}",
+        stdout(&log)
+    );
+
+    // Bob's Dockerfile starts from alice's unshared image: refused before
+    // anything is built, with the line and the owner.
+    let bob = w.account("bb", &["students"]);
+    w.commit_with(&bob, &w.mail(&bob), |work| {
+        write(work, "workspace.yaml", &workspace(&host, &bob));
+        write(work, "docker/tools/Dockerfile", &dockerfile(&base, "true"));
+    });
+    w.apply(0);
+    let err = last_error(&w, &bob);
+    assert!(
+        err.contains("docker/tools/Dockerfile:1") && err.contains(&format!("belongs to `{alice}`")),
+        "{err}"
+    );
+    assert!(w.containers_of(&bob).is_empty());
+    assert_eq!(audit_count(&w, &bob, "image-built"), 0);
+}
+
+#[test]
+fn a_build_over_its_memory_or_time_limit_fails_and_the_running_container_stays() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 25700);
+    let host = TokenRegistry::reserve();
+    w.site_overrides.registry = Some(host.clone());
+    w.site_overrides.registry_token = true;
+    w.site_overrides.serve_port = Some(free_port());
+    w.site_overrides.student_memory = "64Mi".into();
+    w.site_overrides.policy_extra = "  builds: { timeout: 5s }\n".into();
+    let alice = w.account("bl", &["students"]);
+    let registry = TokenRegistry::start(&w, &host);
+    let base = push_base(&w, &registry, &host, &alice);
+    let web = format!("{alice}--web");
+
+    w.commit_with(&alice, &w.mail(&alice), |work| {
+        write(work, "workspace.yaml", &workspace(&host, &alice));
+        write(
+            work,
+            "docker/tools/Dockerfile",
+            &dockerfile(&base, "echo ok > /www/built.txt"),
+        );
+    });
+    w.apply(0);
+    let running = image_of(&w, &web);
+    assert!(running.contains("@sha256:"), "{}", w.status(&alice));
+    let started = w.inspect(&web, "{{.State.StartedAt}}");
+
+    // Over the memory quota: busybox tail holds 300 MiB of zeroes.
+    w.commit_with(&alice, &w.mail(&alice), |work| {
+        write(
+            work,
+            "docker/tools/Dockerfile",
+            &dockerfile(
+                &base,
+                "/bin/busybox head -c 300m /dev/zero | /bin/busybox tail > /dev/null",
+            ),
+        );
+    });
+    w.apply(0);
+    let err = last_error(&w, &alice);
+    assert!(
+        err.contains("did not build") && err.contains("137"),
+        "{err}"
+    );
+    assert_eq!(
+        image_of(&w, &web),
+        running,
+        "the running container was touched"
+    );
+    assert_eq!(w.inspect(&web, "{{.State.StartedAt}}"), started);
+    let log = w.reconciler(&["build-log", "--account", &alice]);
+    assert!(stdout(&log).contains("failed"), "{}", stdout(&log));
+
+    // Over the time limit.
+    w.commit_with(&alice, &w.mail(&alice), |work| {
+        write(
+            work,
+            "docker/tools/Dockerfile",
+            &dockerfile(&base, "/bin/busybox sleep 60"),
+        );
+    });
+    w.apply(0);
+    let err = last_error(&w, &alice);
+    assert!(err.contains("longer than the site's 5 s limit"), "{err}");
+    assert_eq!(image_of(&w, &web), running);
+    assert_eq!(w.inspect(&web, "{{.State.StartedAt}}"), started);
+}
