@@ -16,6 +16,9 @@ pub struct EffectiveQuota {
     pub cpus: f64,
     pub memory: u64,
     pub gpus: u32,
+    /// Bytes the account's images may take in its registry namespace;
+    /// `None`: no limit.
+    pub registry: Option<u64>,
 }
 
 /// The most generous quota among `groups`, dimension by dimension.
@@ -38,12 +41,18 @@ pub fn effective_quota(site: &Site, groups: &[String]) -> Option<EffectiveQuota>
         cpus: first.1.cpus,
         memory: first.1.memory.bytes().unwrap_or(0),
         gpus: first.1.gpus,
+        registry: first.1.registry_bytes(),
     };
     for (_, other) in &found[1..] {
         q.containers = q.containers.max(other.containers);
         q.cpus = q.cpus.max(other.cpus);
         q.memory = q.memory.max(other.memory.bytes().unwrap_or(0));
         q.gpus = q.gpus.max(other.gpus);
+        // A group without a registry limit is the most generous of all.
+        q.registry = match (q.registry, other.registry_bytes()) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
     }
     Some(q)
 }

@@ -56,6 +56,8 @@ pub struct SiteOptions {
     pub serve_port: Option<u16>,
     /// Memory quota of the `students` group.
     pub student_memory: String,
+    /// Registry storage quota of the `students` group.
+    pub student_registry: Option<String>,
     /// YAML lines appended under `policy:` (indented by the caller).
     pub policy_extra: String,
 }
@@ -100,6 +102,7 @@ impl World {
                 registry_token: false,
                 serve_port: None,
                 student_memory: "4Gi".into(),
+                student_registry: None,
                 policy_extra: String::new(),
             },
         }
@@ -296,7 +299,7 @@ backends:
   allowed_registries: [docker.io]
   default_resources: {{ cpus: 0.1, memory: 32Mi }}
   quotas:
-    students: {{ containers: {students}, cpus: 4, memory: {student_memory}, gpus: 1 }}
+    students: {{ containers: {students}, cpus: 4, memory: {student_memory}, gpus: 1{student_registry} }}
     staff: {{ containers: 30, cpus: 16, memory: 16Gi }}
 {policy_extra}repositories:
 {repositories}
@@ -304,6 +307,11 @@ state_dir: {state}
 {extra}",
             extra = o.extra,
             student_memory = o.student_memory,
+            student_registry = o
+                .student_registry
+                .as_ref()
+                .map(|r| format!(", registry: {r}"))
+                .unwrap_or_default(),
             policy_extra = o.policy_extra,
             docker = match &o.docker_endpoint {
                 Some(whole) if whole.starts_with('{') => whole.clone(),

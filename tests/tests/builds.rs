@@ -14,8 +14,10 @@ fn world(
     s: &Services,
     first_port: u16,
     owner_short: &str,
+    registry_quota: Option<&str>,
 ) -> (World, String, String, TokenRegistry) {
     let mut w = World::new(s, first_port);
+    w.site_overrides.student_registry = registry_quota.map(str::to_string);
     let host = TokenRegistry::reserve();
     w.site_overrides.registry = Some(host.clone());
     w.site_overrides.registry_token = true;
@@ -101,7 +103,7 @@ fn alice_builds_her_image_runs_it_and_rebuilds_only_on_change() {
     let Some(s) = Services::from_env() else {
         return;
     };
-    let (mut w, host, alice, registry) = world(&s, 25600, "ba");
+    let (mut w, host, alice, registry) = world(&s, 25600, "ba", None);
     let base = push_base(&w, &registry, &host, &alice);
     let web = format!("{alice}--web");
 
@@ -250,4 +252,28 @@ fn a_build_over_its_memory_or_time_limit_fails_and_the_running_container_stays()
     assert!(err.contains("longer than the site's 5 s limit"), "{err}");
     assert_eq!(image_of(&w, &web), running);
     assert_eq!(w.inspect(&web, "{{.State.StartedAt}}"), started);
+}
+
+#[test]
+fn a_build_that_would_pass_the_registry_quota_is_refused_with_the_sizes() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (w, host, alice, registry) = world(&s, 25800, "bq", Some("1Mi"));
+    let base = push_base(&w, &registry, &host, &alice);
+    w.commit_with(&alice, &w.mail(&alice), |work| {
+        write(work, "workspace.yaml", &workspace(&host, &alice));
+        write(
+            work,
+            "docker/tools/Dockerfile",
+            &dockerfile(&base, "echo big > /www/built.txt"),
+        );
+    });
+    w.apply(0);
+    let err = last_error(&w, &alice);
+    assert!(
+        err.contains("over the registry quota") && err.contains("over your 1 MiB"),
+        "{err}"
+    );
+    assert!(w.containers_of(&alice).is_empty());
 }

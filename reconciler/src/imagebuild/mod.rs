@@ -25,6 +25,10 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Seconds before a build that failed with the same inputs is tried again
+/// (a registry that was down, not the Dockerfile, may have failed it).
+const RETRY_FAILED_AFTER: i64 = 3600;
+
 /// Lines of the build log a rejection quotes.
 const LOG_LINES: usize = 12;
 
@@ -75,9 +79,11 @@ pub async fn run(
         let previous = blocking(|| ctx.store.build(account, &b.name))?;
         match previous {
             Some(p) if p.key == key && p.ok => continue,
-            // The same inputs failed before: say so again instead of
-            // rebuilding on every resync; any change retries.
-            Some(p) if p.key == key => return Ok(Err(p.reason)),
+            // The same inputs failed within the hour: say so again instead
+            // of rebuilding on every resync; any change retries at once.
+            Some(p) if p.key == key && crate::store::now() - p.at < RETRY_FAILED_AFTER => {
+                return Ok(Err(p.reason));
+            }
             _ => {}
         }
         if !ctx.run_builds() {
@@ -258,13 +264,31 @@ async fn build_one(
         }
         Ok((_, log)) => log,
     };
-    for tag in &tags {
-        if let Err(e) = backend.push(tag).await {
+    if let Some(limit) = quota.as_ref().and_then(|q| q.registry)
+        && let Some(registry) = &ctx.registry
+    {
+        let used = namespace_usage(registry, account).await?;
+        let size = backend
+            .image_info(&tags[0])
+            .await?
+            .map(|(_, size)| size)
+            .unwrap_or(0);
+        if used + size > limit {
             return Ok(Err(Failure {
-                reason: e.to_string(),
+                reason: format!(
+                    "over the registry quota: your images take {} MiB and this one up to {} MiB, over your {} MiB; remove images you no longer need from images.build",
+                    used >> 20,
+                    size >> 20,
+                    limit >> 20
+                ),
                 log,
             }));
         }
+    }
+    for tag in &tags {
+        // The registry refusing or failing is Berth's problem, not the
+        // student's: an error, retried, never a rejection.
+        backend.push(tag).await?;
         let _ = blocking(|| ctx.store.record_pull(&backend.name, tag));
     }
     let digest = match &ctx.registry {
@@ -290,6 +314,27 @@ async fn build_one(
         log,
         at: 0,
     }))
+}
+
+/// Bytes the account's images take in its registry namespace: every
+/// manifest under `<account>/` counted once.
+async fn namespace_usage(
+    registry: &crate::registry::Registry,
+    account: &str,
+) -> Result<u64, ReconcileError> {
+    let prefix = format!("{account}/");
+    let mut seen = std::collections::BTreeMap::new();
+    for repo in registry.catalog().await? {
+        if !repo.starts_with(&prefix) {
+            continue;
+        }
+        for tag in registry.tags(&repo).await? {
+            if let Some(m) = registry.manifest(&repo, &tag).await? {
+                seen.insert(m.digest, m.size);
+            }
+        }
+    }
+    Ok(seen.values().sum())
 }
 
 /// The host an account's builds run on: where it runs, else the first

@@ -17,6 +17,13 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
     duration(&site.ldap.cache_ttl, &mut out);
     duration(&site.policy.image_gc_after, &mut out);
     duration(&site.policy.builds.timeout, &mut out);
+    for q in site.policy.quotas.values() {
+        if let Some(r) = &q.registry
+            && let Err(why) = r.bytes()
+        {
+            out.push(r.pos, why.to_string());
+        }
+    }
     if let Err(why) = site.policy.builds.max_context.bytes() {
         out.push(site.policy.builds.max_context.pos, why.to_string());
     }

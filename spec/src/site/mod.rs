@@ -365,6 +365,16 @@ pub struct Quota {
     pub memory: Located<Memory>,
     #[serde(default)]
     pub gpus: u32,
+    /// Storage the account's images may take in its registry namespace
+    /// (sum of their compressed sizes); no limit when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<Located<Memory>>,
+}
+
+impl Quota {
+    pub fn registry_bytes(&self) -> Option<u64> {
+        self.registry.as_ref().and_then(|m| m.bytes().ok())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]

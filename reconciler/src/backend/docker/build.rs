@@ -100,10 +100,10 @@ impl DockerBackend {
                         push_log(&mut log, &format!("{error}\n"));
                         return Err(error);
                     }
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Ok(Err(e)),
                 }
             }
-            Ok(())
+            Ok(Ok(()))
         };
         let outcome = tokio::time::timeout(job.timeout, run).await;
         let failed = |reason: String, log: String| Ok(Err(BuildFailed { reason, log }));
@@ -118,7 +118,9 @@ impl DockerBackend {
                 );
             }
             Ok(Err(why)) => return failed(explain(&why), log),
-            Ok(Ok(())) => {}
+            // dockerd itself failing is an error to retry, not a verdict.
+            Ok(Ok(Err(e))) => return Err(Self::api("build", &first)(e)),
+            Ok(Ok(Ok(()))) => {}
         }
         let id = match self.docker.inspect_image(&first).await {
             Ok(image) => image.id.unwrap_or_default(),
