@@ -1,7 +1,11 @@
 //! Image garbage collection: removes from each Docker host the images Berth
 //! pulled that no container (running or stopped, Berth's or not) uses and
 //! that no declared container has used for the site's age. Never forced,
-//! never an image Berth did not pull.
+//! never an image Berth did not pull. In the registry, deletes the
+//! manifests of images Berth built that left their account's
+//! `images.build` that long ago and that no accepted revision of any
+//! account runs (the registry's own garbage collection, which frees the
+//! blobs, stays the admin's job).
 
 use crate::reconcile::{Context, ReconcileError};
 use serde::Serialize;
@@ -52,6 +56,66 @@ pub async fn collect(
                 bytes,
                 removed: !dry_run,
             });
+        }
+    }
+    out.extend(collect_registry(ctx, older_than, dry_run).await?);
+    Ok(out)
+}
+
+/// Deletes what builds that left `images.build` pushed, unless pinned.
+async fn collect_registry(
+    ctx: &Context,
+    older_than: Duration,
+    dry_run: bool,
+) -> Result<Vec<Collected>, ReconcileError> {
+    let (Some(registry), Some(site_registry)) = (&ctx.registry, &ctx.site.registry) else {
+        return Ok(vec![]);
+    };
+    let before = crate::store::now() - older_than.as_secs() as i64;
+    let dropped = ctx.store.dropped_builds(before)?;
+    if dropped.is_empty() {
+        return Ok(vec![]);
+    }
+    let pinned: std::collections::HashSet<String> = ctx
+        .store
+        .all_pins()?
+        .into_iter()
+        .map(|p| p.digest)
+        .collect();
+    let mut out = Vec::new();
+    for (account, name) in dropped {
+        let repository = format!("{account}/{name}");
+        let mut kept = false;
+        let mut digests = std::collections::BTreeMap::new();
+        for tag in registry.tags(&repository).await? {
+            if let Some(m) = registry.manifest(&repository, &tag).await? {
+                digests.insert(m.digest, m.size);
+            }
+        }
+        for (digest, bytes) in digests {
+            if pinned.contains(&digest) {
+                kept = true;
+                continue;
+            }
+            let image = format!("{}/{repository}@{digest}", site_registry.host.value);
+            if !dry_run {
+                registry.delete_manifest(&repository, &digest).await?;
+                ctx.store.audit(
+                    &account,
+                    "gc",
+                    None,
+                    &format!("deleted {image} from the registry ({bytes} bytes)"),
+                )?;
+            }
+            out.push(Collected {
+                endpoint: "registry".into(),
+                image,
+                bytes,
+                removed: !dry_run,
+            });
+        }
+        if !kept && !dry_run {
+            ctx.store.forget_build(&account, &name)?;
         }
     }
     Ok(out)

@@ -284,6 +284,32 @@ impl Registry {
         Ok(digest.map(|digest| ManifestInfo { digest, size }))
     }
 
+    /// Deletes the manifest `digest` of `repository` (every tag naming it
+    /// goes with it); `false` when the registry no longer had it.
+    pub async fn delete_manifest(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<bool, RegistryError> {
+        let path = format!("/v2/{repository}/manifests/{digest}");
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let req = self.http.delete(format!("{}{path}", self.base));
+        let resp = self
+            .authorized(req, &format!("repository:{repository}:delete"))
+            .send()
+            .await
+            .map_err(|source| RegistryError::Unreachable {
+                host: self.host.clone(),
+                source,
+            })?;
+        match resp.status().as_u16() {
+            404 => Ok(false),
+            s if (200..300).contains(&s) => Ok(true),
+            _ => Err(self.status(&path, &resp)),
+        }
+    }
+
     pub fn host(&self) -> &str {
         &self.host
     }

@@ -181,6 +181,25 @@ fn alice_builds_her_image_runs_it_and_rebuilds_only_on_change() {
     );
     assert!(w.containers_of(&bob).is_empty());
     assert_eq!(audit_count(&w, &bob, "image-built"), 0);
+
+    // Alice stops building `tools`: once nothing runs it and the GC age
+    // has passed, its manifests leave the registry.
+    w.commit(&alice, Some("version: 1\ncontainers: []\n"), &w.mail(&alice));
+    w.apply(0);
+    let gc = w.reconciler(&["gc", "--older-than", "0"]);
+    let printed = stdout(&gc);
+    assert!(
+        printed.contains(&format!("registry: removed {host}/{alice}/tools@sha256:")),
+        "{printed}"
+    );
+    let server = w.serve();
+    let cli = registry.client(&w, "berth-after-gc");
+    assert!(cli.login(REGISTRY_USER, REGISTRY_PASSWORD).status.success());
+    let pull = cli.run(&["pull", &format!("{host}/{alice}/tools:latest")]);
+    assert!(!pull.status.success(), "the dropped image is still served");
+    // The base image she pushed by hand is not Berth's to delete.
+    assert!(cli.run(&["pull", &base]).status.success());
+    drop(server);
 }
 
 #[test]

@@ -84,6 +84,7 @@ fn record_decision(ctx: &Context, plan: &AccountPlan) -> Result<Option<String>> 
             )?;
             store.set_pins(account, revision, &plan.pins)?;
             store.set_shares(account, &plan.shares)?;
+            store.set_declared_builds(account, &plan.builds)?;
             if let Some((id, path)) = &plan.project {
                 store.set_project(account, *id)?;
                 if !path.is_empty() {

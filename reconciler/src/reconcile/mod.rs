@@ -199,6 +199,8 @@ pub struct AccountPlan {
     /// What an accepted revision shares (share key → description).
     #[serde(skip)]
     pub shares: BTreeMap<String, String>,
+    /// Names the accepted revision builds (`images.build`).
+    pub builds: Vec<String>,
     /// Images of the desired containers (for image GC bookkeeping).
     #[serde(skip)]
     pub images: Vec<String>,
@@ -239,6 +241,7 @@ impl AccountPlan {
             gpus: BTreeMap::new(),
             pins: BTreeMap::new(),
             shares: BTreeMap::new(),
+            builds: vec![],
             images: vec![],
             project: None,
             warnings: vec![],

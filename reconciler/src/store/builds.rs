@@ -48,6 +48,52 @@ impl Store {
             .optional()?)
     }
 
+    /// Notes which images the account's accepted revision builds: others
+    /// are marked dropped (once), those declared again are kept.
+    pub fn set_declared_builds(&self, account: &str, names: &[String]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let existing: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT name FROM builds WHERE account = ?1")?;
+            let rows = stmt.query_map([account], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for name in existing {
+            if names.contains(&name) {
+                tx.execute(
+                    "UPDATE builds SET dropped_at = NULL WHERE account = ?1 AND name = ?2",
+                    params![account, name],
+                )?;
+            } else {
+                tx.execute(
+                    "UPDATE builds SET dropped_at = ?3 WHERE account = ?1 AND name = ?2 AND dropped_at IS NULL",
+                    params![account, name, now()],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Images left out of their account's `images.build` since before
+    /// `before` (unix seconds): `(account, name)`.
+    pub fn dropped_builds(&self, before: i64) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT account, name FROM builds WHERE dropped_at IS NOT NULL AND dropped_at <= ?1 ORDER BY account, name",
+        )?;
+        let rows = stmt.query_map([before], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn forget_build(&self, account: &str, name: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM builds WHERE account = ?1 AND name = ?2",
+            params![account, name],
+        )?;
+        Ok(())
+    }
+
     /// Every build record of `account`, by name.
     pub fn builds(&self, account: &str) -> Result<Vec<BuildRecord>> {
         let conn = self.conn();

@@ -112,6 +112,7 @@ CREATE TABLE builds (
     reason TEXT NOT NULL,
     log TEXT NOT NULL,
     at INTEGER NOT NULL,
+    dropped_at INTEGER,
     PRIMARY KEY (account, name)
 );
 CREATE TABLE registry_tokens (
