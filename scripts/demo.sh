@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs Berth for real on this machine: starts dockerd and slapd (sample
-# accounts alice, bob, carol, root-admin, disabled dave), pushes a sample
-# workspace.yaml to alice's bare repository, starts `reconciler serve`,
-# delivers a GitLab push event for it with curl (as GitLab would), and shows
-# alice's container running and answering HTTP.
+# accounts alice, bob, carol, root-admin, disabled dave) and a department
+# registry that trusts Berth's token service, starts `reconciler serve`,
+# pushes alice's base image, pushes a sample workspace.yaml and web/Dockerfile
+# to alice's bare repository, delivers a GitLab push event for it with curl
+# (as GitLab would), and shows the image Berth built running and answering.
 #   scripts/demo.sh          set up and run
 #   scripts/demo.sh push     deliver a push event for alice's current head
 #   scripts/demo.sh stop     stop the server, containers and services
@@ -16,6 +17,10 @@ SITE=$DEMO/site.yaml
 LISTEN=${BERTH_DEMO_LISTEN:-127.0.0.1:8080}
 export BERTH_LDAP_PASSWORD
 export BERTH_WEBHOOK_SECRET=${BERTH_WEBHOOK_SECRET:-demo-secret}
+# Berth's own identity at the demo registry.
+export BERTH_REGISTRY_USER=berth-bot BERTH_REGISTRY_PASSWORD=${BERTH_REGISTRY_PASSWORD:-demo-registry-secret}
+# Fixed: scripts/demo/workspace.yaml and web/Dockerfile name it.
+DEMO_REGISTRY=127.0.0.1:5005
 work=$DEMO/work/alice
 
 # push_event SHA: a GitLab push event (as documented) for alice/workspace.
@@ -45,6 +50,7 @@ fi
 
 if [[ ${1:-} == stop ]]; then
     [[ -f $DEMO/serve.pid ]] && kill "$(cat "$DEMO/serve.pid")" 2>/dev/null || true
+    [[ -f $DEMO/registry.pid ]] && kill "$(cat "$DEMO/registry.pid")" 2>/dev/null || true
     services_start_dockerd >/dev/null 2>&1 || true
     ids=$(docker ps -aq --filter label=berth.owner 2>/dev/null || true)
     [[ -n $ids ]] && docker rm -f $ids >/dev/null
@@ -60,6 +66,14 @@ services_install
 services_start_dockerd
 services_start_slapd
 services_build_test_image
+# alice's demo password (also in the fixture LDIF; set again in case slapd
+# was already running without it).
+ldapmodify -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" >/dev/null <<LDIF
+dn: uid=alice,ou=people,$BERTH_LDAP_BASE
+changetype: modify
+replace: userPassword
+userPassword: alice-demo
+LDIF
 log "building reconciler"
 cargo build -q -p berth-reconciler
 R=$PWD/target/debug/reconciler
@@ -83,27 +97,37 @@ ldap:
 backends:
   docker:
     - { name: local, endpoint: env, bind_address: 127.0.0.1, host_ports: { first: 20000, last: 20999 } }
+registry:
+  host: $DEMO_REGISTRY
+  insecure: true
+  username_env: BERTH_REGISTRY_USER
+  password_env: BERTH_REGISTRY_PASSWORD
+  token: {}
+public_url: http://$LISTEN
 policy:
   allowed_registries: [docker.io]
   quotas:
-    students: { containers: 4, cpus: 2, memory: 1Gi }
+    students: { containers: 4, cpus: 2, memory: 1Gi, registry: 1Gi }
     staff: { containers: 20, cpus: 8, memory: 8Gi }
 repositories:
   local: { root: $DEMO/repos }
 state_dir: $DEMO/state
 YAML
 
-repo=$DEMO/repos/alice/workspace.git
-if [[ ! -d $repo ]]; then
-    git init -q --bare -b main "$repo"
-    git init -q -b main "$work"
-    git -C "$work" remote add origin "$repo"
+# The department registry: docker-registry with `auth: token`, trusting the
+# key Berth generates in its state directory.
+if ! curl -s -o /dev/null "http://$DEMO_REGISTRY/v2/"; then
+    mkdir -p "$DEMO/registry"
+    {
+        printf 'version: 0.1\nlog: { level: warn }\nstorage:\n  filesystem: { rootdirectory: %s }\n  delete: { enabled: true }\nhttp:\n  addr: %s\n' \
+            "$DEMO/registry/data" "$DEMO_REGISTRY"
+        "$R" --config "$SITE" registry-config
+    } >"$DEMO/registry/config.yml"
+    log "starting the department registry on $DEMO_REGISTRY (auth: token → http://$LISTEN/registry/token)"
+    setsid docker-registry serve "$DEMO/registry/config.yml" >"$DEMO/registry/registry.log" 2>&1 </dev/null &
+    echo $! >"$DEMO/registry.pid"
+    wait_until 30 "the demo registry" bash -c "curl -s -o /dev/null -w '%{http_code}' http://$DEMO_REGISTRY/v2/ | grep -q 401"
 fi
-cp scripts/demo/workspace.yaml "$work/workspace.yaml"
-git -C "$work" add -A
-git -C "$work" -c user.name="Alice Liddell" -c user.email=alice@berth.test commit -q --allow-empty -m "demo: web server"
-git -C "$work" push -q origin HEAD:main
-log "pushed alice's workspace.yaml as alice@berth.test"
 
 if [[ -f $DEMO/serve.pid ]] && kill -0 "$(cat "$DEMO/serve.pid")" 2>/dev/null; then
     kill "$(cat "$DEMO/serve.pid")"
@@ -113,9 +137,32 @@ log "starting reconciler serve on $LISTEN (log: $DEMO/serve.log)"
 BERTH_LOG=info setsid "$R" --config "$SITE" serve --listen "$LISTEN" >"$DEMO/serve.log" 2>&1 </dev/null &
 echo $! >"$DEMO/serve.pid"
 wait_until 30 "reconciler serve" curl -sf "http://$LISTEN/healthz"
+
+# alice pushes her base image from her "laptop", logged in with her
+# department password (the token service checks it against LDAP).
+laptop=$DEMO/alice-laptop
+mkdir -p "$laptop"
+echo alice-demo | docker --config "$laptop" login "$DEMO_REGISTRY" -u alice --password-stdin >/dev/null 2>"$DEMO/login.err" || { cat "$DEMO/login.err"; exit 1; }
+docker tag "$BERTH_TEST_IMAGE" "$DEMO_REGISTRY/alice/base:1"
+docker --config "$laptop" push -q "$DEMO_REGISTRY/alice/base:1" >/dev/null
+log "alice logged in to $DEMO_REGISTRY with her LDAP password and pushed alice/base:1"
+
+repo=$DEMO/repos/alice/workspace.git
+if [[ ! -d $repo ]]; then
+    git init -q --bare -b main "$repo"
+    git init -q -b main "$work"
+    git -C "$work" remote add origin "$repo"
+fi
+cp scripts/demo/workspace.yaml "$work/workspace.yaml"
+mkdir -p "$work/web"
+cp scripts/demo/web/Dockerfile "$work/web/Dockerfile"
+git -C "$work" add -A
+git -C "$work" -c user.name="Alice Liddell" -c user.email=alice@berth.test commit -q --allow-empty -m "demo: web server built from web/Dockerfile"
+git -C "$work" push -q origin HEAD:main
+log "pushed alice's workspace.yaml and web/Dockerfile as alice@berth.test"
 deliver
 running() { "$R" --config "$SITE" status --account alice --output json | grep -q '"state": "running"'; }
-wait_until 60 "alice--web to run" running
+wait_until 120 "Berth to build alice's image and run alice--web" running
 log "reconciler status"
 "$R" --config "$SITE" status
 port=$("$R" --config "$SITE" status --account alice --output json |
@@ -133,5 +180,8 @@ and running alice's workspace. Try:
     git -C $work -c user.name=Alice -c user.email=alice@berth.test commit -qam change
     git -C $work push -q origin HEAD:main && scripts/demo.sh push
   docker stop alice--web     # and the next resync (1 min) starts it again
+  $R --config $SITE build-log --account alice     # how her image was built
+  $R --config $SITE registry-token create --account alice --name laptop
+      # then on a laptop: docker login $DEMO_REGISTRY -u alice  (the token as password)
 Stop everything with: scripts/demo.sh stop
 MSG
