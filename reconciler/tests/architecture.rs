@@ -1,5 +1,6 @@
 //! The layout is the architecture: the pure core (desired state, the plan,
-//! the admission decision, GPU and port placement, the runner's config)
+//! the admission decision, GPU and port placement, the runner's config,
+//! the registry grants, Dockerfile checks and build contexts)
 //! never imports a backend, the store, or the crates that talk to Docker,
 //! Kubernetes or SQLite. This test fails when one appears.
 
@@ -13,6 +14,9 @@ const PURE: &[&str] = &[
     "src/runner",
     "src/identity/admission.rs",
     "src/identity/dn.rs",
+    "src/token/access.rs",
+    "src/imagebuild/dockerfile.rs",
+    "src/imagebuild/context.rs",
 ];
 
 /// What a pure module may not mention outside its tests.
