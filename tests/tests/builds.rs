@@ -184,7 +184,11 @@ fn alice_builds_her_image_runs_it_and_rebuilds_only_on_change() {
 
     // Alice stops building `tools`: once nothing runs it and the GC age
     // has passed, its manifests leave the registry.
-    w.commit(&alice, Some("version: 1\ncontainers: []\n"), &w.mail(&alice));
+    w.commit(
+        &alice,
+        Some("version: 1\ncontainers: []\n"),
+        &w.mail(&alice),
+    );
     w.apply(0);
     let gc = w.reconciler(&["gc", "--older-than", "0"]);
     let printed = stdout(&gc);

@@ -47,7 +47,6 @@ pub enum TokenError {
 }
 
 const WINDOW: Duration = Duration::from_secs(15 * 60);
-const BIND_CACHE: Duration = Duration::from_secs(60);
 
 /// The service's secrets: the token signing key and the CI credentials'
 /// key, both in `<state_dir>/registry-token/` unless the site names the
@@ -90,23 +89,28 @@ pub struct TokenService {
     accounts: Throttle,
     addresses: Throttle,
     salt: Vec<u8>,
+    bind_cache: Duration,
     binds: Mutex<HashMap<String, (Instant, Vec<u8>)>>,
 }
 
 impl TokenService {
     pub fn new(site: &Site, keys: std::sync::Arc<Keys>) -> TokenService {
-        let (accounts, addresses) = site
-            .registry
-            .as_ref()
-            .and_then(|r| r.token.as_ref())
+        let config = site.registry.as_ref().and_then(|r| r.token.as_ref());
+        let (accounts, addresses) = config
             .map(|t| (t.account_failures, t.address_failures))
             .unwrap_or((3, 20));
+        let bind_cache = match config.map(|t| t.bind_cache.as_str()) {
+            Some("0" | "0s") => Duration::ZERO,
+            Some(text) => berth_spec::site::parse_duration(text).unwrap_or(Duration::from_secs(60)),
+            None => Duration::from_secs(60),
+        };
         TokenService {
             keys,
             berth: crate::registry::berth_credentials(site),
             accounts: Throttle::new(accounts, WINDOW),
             addresses: Throttle::new(addresses, WINDOW),
             salt: signer::random_bytes(16),
+            bind_cache,
             binds: Mutex::new(HashMap::new()),
         }
     }
@@ -232,14 +236,15 @@ impl TokenService {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(user)
-            .is_some_and(|(at, hash)| at.elapsed() < BIND_CACHE && *hash == salted);
+            .is_some_and(|(at, hash)| at.elapsed() < self.bind_cache && *hash == salted);
         if cached {
             return Ok(requester);
         }
         if directory.check_password(&account.dn, password).await? {
             let mut binds = self.binds.lock().unwrap_or_else(|p| p.into_inner());
             if binds.len() > 10_000 {
-                binds.retain(|_, (at, _)| at.elapsed() < BIND_CACHE);
+                let ttl = self.bind_cache;
+                binds.retain(|_, (at, _)| at.elapsed() < ttl);
             }
             binds.insert(user.to_string(), (Instant::now(), salted));
             Ok(requester)

@@ -76,6 +76,9 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
         }
         if let Some(token) = &reg.token {
             duration(&token.ttl, &mut out);
+            if !matches!(token.bind_cache.as_str(), "0" | "0s") {
+                duration(&token.bind_cache, &mut out);
+            }
             if site.public_url.is_none() {
                 out.push(
                     reg.host.pos,

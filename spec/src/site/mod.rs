@@ -429,6 +429,15 @@ pub struct RegistryToken {
     /// Failed logins one client address may make in a 15-minute window.
     #[serde(default = "default_address_failures")]
     pub address_failures: u32,
+    /// How long a successful password check is remembered (salted and
+    /// hashed, in memory), so a `docker push` of many layers costs one
+    /// LDAP bind; `0s` binds every time.
+    #[serde(default = "default_bind_cache")]
+    pub bind_cache: Located<String>,
+}
+
+fn default_bind_cache() -> Located<String> {
+    Located::new("1m".to_string())
 }
 
 fn default_issuer() -> String {
