@@ -335,3 +335,111 @@ fn docker_login_push_pull_and_personal_tokens_through_berth() {
         "pinned by digest through a token: {image}"
     );
 }
+
+/// The runner's CI jobs get a credential for their account's namespace in
+/// `DOCKER_AUTH_CONFIG`: it logs in as the account, pulls its private
+/// images, and pushes nowhere else.
+#[tokio::test(flavor = "multi_thread")]
+async fn ci_jobs_get_a_credential_for_their_own_namespace_only() {
+    use wiremock::matchers::{method, path, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let gl = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"/statuses/"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&gl)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v4/user/runners"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(serde_json::json!({"id": 77, "token": "glrt-ci-cred"})),
+        )
+        .mount(&gl)
+        .await;
+    let (mut w, host) = world(&s, 25900);
+    w.use_gitlab(&gl).await;
+    w.site_overrides.runner_image = Some(s.test_image.clone());
+    let alice = w.account("ca", &["students"]);
+    let bob = w.account("cb", &["students"]);
+    let registry = TokenRegistry::start(&w, &host);
+    let server = w.serve();
+    let rev = w.commit(
+        &alice,
+        Some("version: 1\nrunner:\n  enabled: true\n  tags: [docker]\n"),
+        &w.mail(&alice),
+    );
+    assert_eq!(
+        server.push(
+            &alice,
+            &rev,
+            &alice,
+            "ci1",
+            berth_tests::fixture::WEBHOOK_SECRET
+        ),
+        202
+    );
+    let runner = format!("{alice}.runner");
+    berth_tests::wait_for(
+        std::time::Duration::from_secs(30),
+        "the runner container to run",
+        || (w.inspect(&runner, "{{.State.Running}}").as_deref() == Some("true")).then_some(()),
+    );
+    let config = stdout(&s.docker(&[
+        "exec",
+        &runner,
+        "/bin/busybox",
+        "cat",
+        "/etc/gitlab-runner/config.toml",
+    ]));
+    let parsed: toml::Value = toml::from_str(&config).expect("config.toml is TOML");
+    let env = parsed["runners"][0]["environment"]
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let json = env
+        .strip_prefix("DOCKER_AUTH_CONFIG=")
+        .unwrap_or_else(|| panic!("no DOCKER_AUTH_CONFIG in {config}"));
+    let auth: serde_json::Value = serde_json::from_str(json).expect("JSON");
+    let pair = base64::engine::general_purpose::STANDARD
+        .decode(
+            auth["auths"][host.as_str()]["auth"]
+                .as_str()
+                .unwrap_or_default(),
+        )
+        .expect("base64");
+    let pair = String::from_utf8(pair).expect("utf-8");
+    let (user, credential) = pair.split_once(':').expect("user:credential");
+    assert_eq!(user, alice);
+    assert!(credential.starts_with("berth_ci_"), "{credential}");
+
+    // As a CI job would: log in, push and pull its own, nothing of bob's.
+    let job = registry.client(&w, "ci-job");
+    ok(&job.login(user, credential), "the CI credential logs in");
+    let own = format!("{host}/{alice}/ci:1");
+    let theirs = format!("{host}/{bob}/ci:1");
+    for image in [&own, &theirs] {
+        ok(&s.docker(&["tag", &s.test_image, image]), "tag");
+    }
+    ok(
+        &job.run(&["push", &own]),
+        "CI pushes into its account's namespace",
+    );
+    assert!(
+        !job.run(&["push", &theirs]).status.success(),
+        "CI pushed into bob's namespace"
+    );
+    assert!(
+        !registry
+            .client(&w, "ci-as-bob")
+            .login(&bob, credential)
+            .status
+            .success(),
+        "alice's CI credential logs in as bob"
+    );
+}
