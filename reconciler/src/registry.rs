@@ -149,18 +149,14 @@ impl Registry {
         }
     }
 
-    async fn get(
+    /// Sends `req` with Berth's credentials for `scope`, counting it.
+    async fn send(
         &self,
-        path: &str,
-        accept: Option<&str>,
+        req: reqwest::RequestBuilder,
         scope: &str,
     ) -> Result<reqwest::Response, RegistryError> {
         self.requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut req = self.http.get(format!("{}{path}", self.base));
-        if let Some(a) = accept {
-            req = req.header("Accept", a);
-        }
         self.authorized(req, scope)
             .send()
             .await
@@ -168,6 +164,19 @@ impl Registry {
                 host: self.host.clone(),
                 source,
             })
+    }
+
+    async fn get(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        scope: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(a) = accept {
+            req = req.header("Accept", a);
+        }
+        self.send(req, scope).await
     }
 
     fn status(&self, path: &str, resp: &reqwest::Response) -> RegistryError {
@@ -292,17 +301,10 @@ impl Registry {
         digest: &str,
     ) -> Result<bool, RegistryError> {
         let path = format!("/v2/{repository}/manifests/{digest}");
-        self.requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let req = self.http.delete(format!("{}{path}", self.base));
         let resp = self
-            .authorized(req, &format!("repository:{repository}:delete"))
-            .send()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                host: self.host.clone(),
-                source,
-            })?;
+            .send(req, &format!("repository:{repository}:delete"))
+            .await?;
         match resp.status().as_u16() {
             404 => Ok(false),
             s if (200..300).contains(&s) => Ok(true),
@@ -317,20 +319,11 @@ impl Registry {
     /// The digest `path:tag` points at now, `None` if there is no such tag.
     pub async fn digest(&self, path: &str, tag: &str) -> Result<Option<String>, RegistryError> {
         let url_path = format!("/v2/{path}/manifests/{tag}");
-        self.requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let req = self
             .http
             .head(format!("{}{url_path}", self.base))
             .header("Accept", ACCEPT);
-        let resp = self
-            .authorized(req, &format!("repository:{path}:pull"))
-            .send()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                host: self.host.clone(),
-                source,
-            })?;
+        let resp = self.send(req, &format!("repository:{path}:pull")).await?;
         match resp.status().as_u16() {
             404 => Ok(None),
             s if (200..300).contains(&s) => resp

@@ -14,10 +14,10 @@ fn world(
     s: &Services,
     first_port: u16,
     owner_short: &str,
-    registry_quota: Option<&str>,
+    options: impl FnOnce(&mut berth_tests::fixture::SiteOptions),
 ) -> (World, String, String, TokenRegistry) {
     let mut w = World::new(s, first_port);
-    w.site_overrides.student_registry = registry_quota.map(str::to_string);
+    options(&mut w.site_overrides);
     let host = TokenRegistry::reserve();
     w.site_overrides.registry = Some(host.clone());
     w.site_overrides.registry_token = true;
@@ -103,7 +103,7 @@ fn alice_builds_her_image_runs_it_and_rebuilds_only_on_change() {
     let Some(s) = Services::from_env() else {
         return;
     };
-    let (mut w, host, alice, registry) = world(&s, 25600, "ba", None);
+    let (mut w, host, alice, registry) = world(&s, 25600, "ba", |_| {});
     let base = push_base(&w, &registry, &host, &alice);
     let web = format!("{alice}--web");
 
@@ -211,15 +211,10 @@ fn a_build_over_its_memory_or_time_limit_fails_and_the_running_container_stays()
     let Some(s) = Services::from_env() else {
         return;
     };
-    let mut w = World::new(&s, 25700);
-    let host = TokenRegistry::reserve();
-    w.site_overrides.registry = Some(host.clone());
-    w.site_overrides.registry_token = true;
-    w.site_overrides.serve_port = Some(free_port());
-    w.site_overrides.student_memory = "64Mi".into();
-    w.site_overrides.policy_extra = "  builds: { timeout: 5s }\n".into();
-    let alice = w.account("bl", &["students"]);
-    let registry = TokenRegistry::start(&w, &host);
+    let (w, host, alice, registry) = world(&s, 25700, "bl", |o| {
+        o.student_memory = "64Mi".into();
+        o.policy_extra = "  builds: { timeout: 5s }\n".into();
+    });
     let base = push_base(&w, &registry, &host, &alice);
     let web = format!("{alice}--web");
 
@@ -282,7 +277,8 @@ fn a_build_that_would_pass_the_registry_quota_is_refused_with_the_sizes() {
     let Some(s) = Services::from_env() else {
         return;
     };
-    let (w, host, alice, registry) = world(&s, 25800, "bq", Some("1Mi"));
+    let (w, host, alice, registry) =
+        world(&s, 25800, "bq", |o| o.student_registry = Some("1Mi".into()));
     let base = push_base(&w, &registry, &host, &alice);
     w.commit_with(&alice, &w.mail(&alice), |work| {
         write(work, "workspace.yaml", &workspace(&host, &alice));

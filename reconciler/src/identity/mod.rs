@@ -110,19 +110,11 @@ impl Directory {
         if password.is_empty() || dn.is_empty() {
             return Ok(false);
         }
-        let unreachable = |source| IdentityError::Unreachable {
-            url: self.config.url.value.clone(),
-            source: Box::new(source),
-        };
-        let settings = LdapConnSettings::new()
-            .set_conn_timeout(TIMEOUT)
-            .set_starttls(self.config.starttls);
-        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.config.url)
+        let mut ldap = self.connect().await?;
+        let result = ldap
+            .simple_bind(dn, password)
             .await
-            .map_err(unreachable)?;
-        ldap3::drive!(conn);
-        ldap.with_timeout(TIMEOUT);
-        let result = ldap.simple_bind(dn, password).await.map_err(unreachable)?;
+            .map_err(|e| self.unreachable(e))?;
         let _ = ldap.unbind().await;
         // 49: invalidCredentials; 53 (unwillingToPerform) is what a locked
         // or disabled entry gets.
@@ -140,23 +132,33 @@ impl Directory {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    async fn handle(&self) -> Result<Ldap> {
-        let mut guard = self.conn.lock().await;
-        if let Some(ldap) = guard.as_ref() {
-            return Ok(ldap.clone());
-        }
-        let unreachable = |source| IdentityError::Unreachable {
+    fn unreachable(&self, source: ldap3::LdapError) -> IdentityError {
+        IdentityError::Unreachable {
             url: self.config.url.value.clone(),
             source: Box::new(source),
-        };
+        }
+    }
+
+    /// A new connection to the directory, not yet bound.
+    async fn connect(&self) -> Result<Ldap> {
         let settings = LdapConnSettings::new()
             .set_conn_timeout(TIMEOUT)
             .set_starttls(self.config.starttls);
         let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.config.url)
             .await
-            .map_err(unreachable)?;
+            .map_err(|e| self.unreachable(e))?;
         ldap3::drive!(conn);
         ldap.with_timeout(TIMEOUT);
+        Ok(ldap)
+    }
+
+    async fn handle(&self) -> Result<Ldap> {
+        let mut guard = self.conn.lock().await;
+        if let Some(ldap) = guard.as_ref() {
+            return Ok(ldap.clone());
+        }
+        let unreachable = |source| self.unreachable(source);
+        let mut ldap = self.connect().await?;
         if let Some(dn) = &self.config.bind_dn {
             ldap.simple_bind(dn, self.password.as_deref().unwrap_or(""))
                 .await
