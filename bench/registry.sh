@@ -48,7 +48,8 @@ site() {
   insecure: true
   username_env: BERTH_REGISTRY_USER
   password_env: BERTH_REGISTRY_PASSWORD
-  token: { bind_cache: $1, account_failures: 1000, address_failures: 1000000 }
+  token: {}
+login: { bind_cache: $1, account_failures: 1000, address_failures: 1000000 }
 public_url: http://$LISTEN
 resync_interval: 1h
 "

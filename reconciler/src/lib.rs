@@ -50,6 +50,8 @@ pub mod identity;
 pub mod imagebuild;
 /// The department registry's image catalogue.
 pub mod images;
+/// Logging in with the department account: standing, password, throttle.
+pub mod login;
 /// Prometheus metrics of the service.
 pub mod metrics;
 /// Local mirrors of GitLab repositories.
@@ -70,6 +72,8 @@ pub mod server;
 pub mod source;
 /// Embedded state.
 pub mod store;
+/// Failed-attempt throttling.
+pub mod throttle;
 /// The process-wide TLS provider.
 pub mod tls;
 /// The registry token service: who may pull and push what.

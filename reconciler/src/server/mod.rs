@@ -104,6 +104,8 @@ pub(crate) struct Shared {
     store_fault: std::sync::RwLock<Option<String>>,
     /// The registry token service, when the site has Berth serve it.
     tokens: Option<crate::token::TokenService>,
+    /// Logins with the department account (console and registry).
+    logins: Arc<crate::login::Logins>,
 }
 
 /// How often `serve` re-reads the registry (the earlier console: 5 min)
@@ -159,6 +161,7 @@ pub async fn serve(
             addr: opts.listen,
             source,
         })?;
+    let logins = Arc::new(crate::login::Logins::new(&ctx.site));
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
         queue: queue.clone(),
@@ -173,7 +176,8 @@ pub async fn serve(
         tokens: ctx
             .registry_keys
             .clone()
-            .map(|keys| crate::token::TokenService::new(&ctx.site, keys)),
+            .map(|keys| crate::token::TokenService::new(&ctx.site, keys, logins.clone())),
+        logins: logins.clone(),
     });
     let app = app
         .merge(api::routes(shared.clone()))

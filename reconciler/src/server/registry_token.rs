@@ -90,7 +90,7 @@ async fn token(
             );
             resp
         }
-        Err(e @ TokenError::Throttled(wait)) => {
+        Err(e @ TokenError::Login(crate::login::LoginError::Throttled(wait))) => {
             let mut resp = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "TOOMANYREQUESTS",

@@ -6,27 +6,21 @@
 //! Who can log in: Berth's own identity (the registry credentials the site
 //! names), a directory account in good standing with its password (a
 //! simple bind as the user; nothing stored), a personal token, or an
-//! account's CI credential. Failures are throttled per account and per
-//! client address before the directory is asked; successful binds are
-//! remembered for a minute, salted and hashed, so `docker push` of many
-//! layers costs one bind.
+//! account's CI credential, through [`crate::login`] (the console's door
+//! too): failures throttled before the directory is asked, binds cached.
 
 pub mod access;
 pub mod ci;
 pub mod signer;
-mod throttle;
 
 pub use access::{Access, Requester, grant, parse_scopes};
 pub use signer::{Issued, Signer, SignerError};
 
-use crate::identity::{Directory, IdentityError};
+use crate::identity::Directory;
+use crate::login::{LoginError, Logins};
 use crate::store::Store;
 use berth_spec::Site;
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-use throttle::Throttle;
 
 /// Prefix of personal registry tokens (so they are recognised, and found
 /// by secret scanners).
@@ -36,17 +30,24 @@ pub const PERSONAL_PREFIX: &str = "berth_pat_";
 pub enum TokenError {
     #[error("{0}")]
     Unauthorized(&'static str),
-    #[error("too many failed logins; try again in {} s", .0.as_secs().max(1))]
-    Throttled(Duration),
-    #[error("the directory is unreachable: {0}")]
-    Unavailable(#[from] IdentityError),
+    #[error(transparent)]
+    Login(LoginError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Sign(#[from] SignerError),
 }
 
-const WINDOW: Duration = Duration::from_secs(15 * 60);
+impl From<LoginError> for TokenError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::Refused => TokenError::Unauthorized(
+                "wrong username or password, or the account may not use the registry",
+            ),
+            other => TokenError::Login(other),
+        }
+    }
+}
 
 /// The service's secrets: the token signing key and the CI credentials'
 /// key, both in `<state_dir>/registry-token/` unless the site names the
@@ -86,32 +87,19 @@ impl Keys {
 pub struct TokenService {
     keys: std::sync::Arc<Keys>,
     berth: Option<(String, String)>,
-    accounts: Throttle,
-    addresses: Throttle,
-    salt: Vec<u8>,
-    bind_cache: Duration,
-    binds: Mutex<HashMap<String, (Instant, Vec<u8>)>>,
+    logins: std::sync::Arc<Logins>,
 }
 
 impl TokenService {
-    pub fn new(site: &Site, keys: std::sync::Arc<Keys>) -> TokenService {
-        let config = site.registry.as_ref().and_then(|r| r.token.as_ref());
-        let (accounts, addresses) = config
-            .map(|t| (t.account_failures, t.address_failures))
-            .unwrap_or((3, 20));
-        let bind_cache = match config.map(|t| t.bind_cache.as_str()) {
-            Some("0" | "0s") => Duration::ZERO,
-            Some(text) => berth_spec::site::parse_duration(text).unwrap_or(Duration::from_secs(60)),
-            None => Duration::from_secs(60),
-        };
+    pub fn new(
+        site: &Site,
+        keys: std::sync::Arc<Keys>,
+        logins: std::sync::Arc<Logins>,
+    ) -> TokenService {
         TokenService {
             keys,
             berth: crate::registry::berth_credentials(site),
-            accounts: Throttle::new(accounts, WINDOW),
-            addresses: Throttle::new(addresses, WINDOW),
-            salt: signer::random_bytes(16),
-            bind_cache,
-            binds: Mutex::new(HashMap::new()),
+            logins,
         }
     }
 
@@ -155,6 +143,8 @@ impl TokenService {
         Ok(self.keys.signer.sign(requester.subject(), &granted)?)
     }
 
+    /// Berth's identity, else a member by password, personal token or CI
+    /// credential, through the shared login throttle.
     async fn authenticate(
         &self,
         site: &Site,
@@ -170,101 +160,37 @@ impl TokenService {
         {
             return Ok(Requester::Berth);
         }
-        let now = Instant::now();
-        let account_key = format!("account:{user}");
-        let address_key = format!("address:{client}");
-        self.accounts
-            .check(&account_key, now)
-            .and(self.addresses.check(&address_key, now))
-            .map_err(TokenError::Throttled)?;
-        let result = self.verify(site, directory, store, user, password).await;
-        if let Err(TokenError::Unauthorized(_)) = &result {
-            self.accounts.fail(&account_key, now);
-            self.addresses.fail(&address_key, now);
-        }
-        result
-    }
-
-    async fn verify(
-        &self,
-        site: &Site,
-        directory: &Directory,
-        store: &Store,
-        user: &str,
-        password: &str,
-    ) -> Result<Requester, TokenError> {
-        const REFUSED: &str = "wrong username or password, or the account may not use the registry";
-        if password.is_empty()
-            || berth_spec::names::dns_label_problem(user, berth_spec::names::MAX_ACCOUNT).is_some()
-        {
-            return Err(TokenError::Unauthorized(REFUSED));
-        }
-        let account = directory.lookup(user).await?;
-        // Disabled, removed or not-allowed accounts get nothing, whatever
-        // credential they hold.
-        let Some(account) =
-            account.filter(|a| crate::identity::standing(site, user, Some(a)).is_ok())
-        else {
-            return Err(TokenError::Unauthorized(REFUSED));
-        };
-        let admin = site
-            .ldap
-            .admin_group
-            .as_ref()
-            .is_some_and(|g| account.groups.contains(g));
-        let requester = Requester::Account {
+        let logins = &self.logins;
+        let member = logins
+            .attempt(user, client, async {
+                if let Some(secret) = password.strip_prefix(PERSONAL_PREFIX) {
+                    let member = logins.member(site, directory, user).await?;
+                    let hash = personal_hash(secret);
+                    let owner = crate::store::blocking(|| store.use_registry_token(&hash))?;
+                    return match owner {
+                        Some(owner) if owner == user => Ok(member),
+                        _ => Err(LoginError::Refused),
+                    };
+                }
+                if password.starts_with(ci::PREFIX) {
+                    let member = logins.member(site, directory, user).await?;
+                    return match self.keys.ci.verify(user, password) {
+                        true => Ok(member),
+                        false => Err(LoginError::Refused),
+                    };
+                }
+                logins.password(site, directory, user, password).await
+            })
+            .await?;
+        Ok(Requester::Account {
             name: user.to_string(),
-            admin,
-        };
-        if let Some(secret) = password.strip_prefix(PERSONAL_PREFIX) {
-            let hash = personal_hash(secret);
-            let owner = crate::store::blocking(|| store.use_registry_token(&hash))?;
-            return match owner {
-                Some(owner) if owner == user => Ok(requester),
-                _ => Err(TokenError::Unauthorized(REFUSED)),
-            };
-        }
-        if password.starts_with(ci::PREFIX) {
-            return match self.keys.ci.verify(user, password) {
-                true => Ok(requester),
-                false => Err(TokenError::Unauthorized(REFUSED)),
-            };
-        }
-        let salted = self.salted(user, password);
-        let cached = self
-            .binds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(user)
-            .is_some_and(|(at, hash)| at.elapsed() < self.bind_cache && *hash == salted);
-        if cached {
-            return Ok(requester);
-        }
-        if directory.check_password(&account.dn, password).await? {
-            let mut binds = self.binds.lock().unwrap_or_else(|p| p.into_inner());
-            if binds.len() > 10_000 {
-                let ttl = self.bind_cache;
-                binds.retain(|_, (at, _)| at.elapsed() < ttl);
-            }
-            binds.insert(user.to_string(), (Instant::now(), salted));
-            Ok(requester)
-        } else {
-            Err(TokenError::Unauthorized(REFUSED))
-        }
+            admin: member.admin,
+        })
     }
 
     /// The registry's `service` name these tokens are for.
     pub fn service(&self) -> &str {
         &self.keys.signer.service
-    }
-
-    fn salted(&self, user: &str, password: &str) -> Vec<u8> {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        ctx.update(&self.salt);
-        ctx.update(user.as_bytes());
-        ctx.update(&[0]);
-        ctx.update(password.as_bytes());
-        ctx.finish().as_ref().to_vec()
     }
 }
 

@@ -241,9 +241,6 @@ mod tests {
             key: None,
             certificate: None,
             ttl: berth_spec::Located::new("5m".into()),
-            account_failures: 3,
-            address_failures: 20,
-            bind_cache: berth_spec::Located::new("1m".into()),
         }
     }
 

@@ -76,22 +76,32 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
         }
         if let Some(token) = &reg.token {
             duration(&token.ttl, &mut out);
-            if !matches!(token.bind_cache.as_str(), "0" | "0s") {
-                duration(&token.bind_cache, &mut out);
-            }
             if site.public_url.is_none() {
                 out.push(
                     reg.host.pos,
                     "registry.token needs `public_url`: the registry sends clients to `<public_url>/registry/token`",
                 );
             }
-            if token.account_failures == 0 || token.address_failures == 0 {
-                out.push(
-                    token.ttl.pos,
-                    "registry.token failure limits must be at least 1",
-                );
-            }
         }
+    }
+    if !matches!(site.login.bind_cache.as_str(), "0" | "0s") {
+        duration(&site.login.bind_cache, &mut out);
+    }
+    if site.login.account_failures == 0 || site.login.address_failures == 0 {
+        out.push(
+            site.login.bind_cache.pos,
+            "login failure limits must be at least 1",
+        );
+    }
+    let console = &site.console;
+    for d in [&console.idle, &console.lifetime, &console.terminal_idle] {
+        duration(d, &mut out);
+    }
+    if let Err(why) = console.max_upload.bytes() {
+        out.push(console.max_upload.pos, why.to_string());
+    }
+    if console.shell.is_empty() || console.shell.iter().any(|a| a.is_empty()) {
+        out.push(console.idle.pos, "console.shell must name a program");
     }
     if let Some(url) = &site.public_url
         && !(url.starts_with("https://") || url.starts_with("http://"))

@@ -42,6 +42,80 @@ pub struct Site {
     /// registry token realm is `<public_url>/registry/token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<Located<String>>,
+    /// Logins with the department account (console, registry).
+    #[serde(default)]
+    pub login: Login,
+    /// The student console `serve` offers under `/`.
+    #[serde(default)]
+    pub console: Console,
+}
+
+/// The student console.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Console {
+    /// Students reach Berth over TLS (a proxy in front): cookies are `Secure`.
+    #[serde(default)]
+    pub tls: bool,
+    /// A session ends after this long without a request.
+    #[serde(default = "default_idle")]
+    pub idle: Located<String>,
+    /// A session ends this long after login, whatever it does.
+    #[serde(default = "default_lifetime")]
+    pub lifetime: Located<String>,
+    /// Keep sessions in the state store, so they survive a restart.
+    #[serde(default)]
+    pub persist_sessions: bool,
+    /// The terminal's command (default: the image's `/bin/sh`).
+    #[serde(default = "default_shell")]
+    pub shell: Vec<String>,
+    /// A terminal with no input for this long is closed.
+    #[serde(default = "default_terminal_idle")]
+    pub terminal_idle: Located<String>,
+    /// Container ports shown as `http://` links.
+    #[serde(default = "default_http_ports")]
+    pub http_ports: Vec<u16>,
+    /// Largest file a student uploads at once.
+    #[serde(default = "default_max_upload")]
+    pub max_upload: Located<Memory>,
+    /// Admins may open terminals and change files in students' containers.
+    #[serde(default)]
+    pub admin_exec: bool,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console {
+            tls: false,
+            idle: default_idle(),
+            lifetime: default_lifetime(),
+            persist_sessions: false,
+            shell: default_shell(),
+            terminal_idle: default_terminal_idle(),
+            http_ports: default_http_ports(),
+            max_upload: default_max_upload(),
+            admin_exec: false,
+        }
+    }
+}
+
+fn default_idle() -> Located<String> {
+    Located::new("30m".to_string())
+}
+fn default_lifetime() -> Located<String> {
+    Located::new("12h".to_string())
+}
+fn default_shell() -> Vec<String> {
+    vec!["/bin/sh".to_string()]
+}
+fn default_terminal_idle() -> Located<String> {
+    Located::new("30m".to_string())
+}
+fn default_http_ports() -> Vec<u16> {
+    vec![80, 3000, 5000, 8000, 8080, 8888]
+}
+fn default_max_upload() -> Located<Memory> {
+    Located::new(Memory::new("100Mi"))
 }
 
 fn default_resync() -> Located<String> {
@@ -217,6 +291,10 @@ pub struct DockerEndpoint {
     /// Client certificates for a `tcp://` endpoint (dockerd `--tlsverify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<DockerTls>,
+    /// The host name students reach published ports at (console links);
+    /// default: `bind_address` unless it is a wildcard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_host: Option<String>,
     /// Allows `tcp://` without TLS: whoever reaches that port is root on
     /// the host, so only for a port reachable from this machine alone.
     #[serde(default)]
@@ -421,6 +499,13 @@ pub struct RegistryToken {
     /// Lifetime of an issued token, e.g. `5m`.
     #[serde(default = "default_registry_token_ttl")]
     pub ttl: Located<String>,
+}
+
+/// Logging in with the department account (the console and `docker
+/// login`, which share these limits and one count of failures).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
     /// Failed logins an account may make in a 15-minute window before
     /// Berth stops asking the directory (keep it below the directory's own
     /// lockout threshold).
@@ -434,6 +519,16 @@ pub struct RegistryToken {
     /// LDAP bind; `0s` binds every time.
     #[serde(default = "default_bind_cache")]
     pub bind_cache: Located<String>,
+}
+
+impl Default for Login {
+    fn default() -> Self {
+        Login {
+            account_failures: default_account_failures(),
+            address_failures: default_address_failures(),
+            bind_cache: default_bind_cache(),
+        }
+    }
 }
 
 fn default_bind_cache() -> Located<String> {
