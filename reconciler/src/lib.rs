@@ -32,6 +32,8 @@ pub mod apply;
 pub mod backend;
 /// Argument parsing and the subcommands.
 pub mod cli;
+/// The student console served under `/` by `serve`.
+pub mod console;
 /// Building the reconcile context from site.yaml.
 pub mod context;
 /// Workspace → desired Docker containers and Kubernetes objects; placement (pure).

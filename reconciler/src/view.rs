@@ -40,6 +40,12 @@ pub struct ContainerView {
     /// Docker: the host's GPU ids given to the container (`0,1`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_devices: Option<String>,
+    /// Docker: the endpoint the container runs on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The account's CI runner (shown, never entered).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub runner: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,10 +76,9 @@ pub fn account(
     let endpoint = store.placement(account)?;
     let mut containers: Vec<ContainerView> = observed
         .docker
-        .values()
-        .filter_map(|o| o.as_ref().ok())
-        .filter_map(|m| m.get(account))
-        .flat_map(docker_containers)
+        .iter()
+        .filter_map(|(ep, o)| Some((ep, o.as_ref().ok()?.get(account)?)))
+        .flat_map(|(ep, o)| docker_containers(ep, account, o))
         .collect();
     if let Some(Ok(map)) = &observed.kube
         && let Some(k) = map.get(account)
@@ -98,8 +103,12 @@ pub fn account(
 }
 
 /// The Docker containers of one account as the daemon reports them.
-fn docker_containers(o: &ObservedAccount) -> impl Iterator<Item = ContainerView> + '_ {
-    o.containers.iter().map(|c| ContainerView {
+fn docker_containers<'a>(
+    endpoint: &'a str,
+    account: &'a str,
+    o: &'a ObservedAccount,
+) -> impl Iterator<Item = ContainerView> + 'a {
+    o.containers.iter().map(move |c| ContainerView {
         name: c.name.clone(),
         backend: "docker",
         container: c.full_name.clone(),
@@ -115,6 +124,8 @@ fn docker_containers(o: &ObservedAccount) -> impl Iterator<Item = ContainerView>
             .map(|(cp, host)| format!("{host}->{cp}"))
             .collect(),
         gpu_devices: c.fields.get("gpu_devices").cloned(),
+        endpoint: Some(endpoint.to_string()),
+        runner: c.full_name == crate::runner::container_name(account),
     })
 }
 
@@ -168,6 +179,8 @@ fn kube_workloads(k: &KubeObserved) -> Vec<ContainerView> {
                 revision: text(&v["metadata"]["labels"][LABEL_REVISION]),
                 ports,
                 gpu_devices: None,
+                endpoint: None,
+                runner: false,
             }
         })
         .collect()

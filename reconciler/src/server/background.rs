@@ -30,8 +30,25 @@ pub(super) async fn refresh_view(
     match crate::store::blocking(|| crate::view::account(&shared.ctx.store, &observed, account)) {
         Ok(v) => {
             shared.views.write().await.insert(account.to_string(), v);
+            let _ = shared.updates.send(account.to_string());
         }
         Err(e) => tracing::warn!(account, cause = %e, "reading the store for the read model"),
+    }
+}
+
+/// Views the console asks for again (a container it started or stopped).
+pub(super) async fn refresh_requested(
+    shared: Arc<Shared>,
+    mut requests: tokio::sync::mpsc::Receiver<String>,
+) {
+    while let Some(account) = requests.recv().await {
+        refresh_view(
+            &shared,
+            &account,
+            crate::reconcile::Observed::default(),
+            true,
+        )
+        .await;
     }
 }
 

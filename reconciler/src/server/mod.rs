@@ -92,14 +92,16 @@ pub(crate) struct Shared {
     retries: retry::Retries,
     /// The image catalogue as last read, served at `GET /images`: in full
     /// to the admin credential, its shared part to anyone.
-    catalogue: tokio::sync::RwLock<Vec<crate::images::CatalogEntry>>,
+    catalogue: Arc<tokio::sync::RwLock<Vec<crate::images::CatalogEntry>>>,
     /// The admin API token (`admin_token_env`); `None` disables the admin
     /// endpoints' full answers.
     admin_token: Option<String>,
     /// Asks for an early catalogue refresh (a push touched images).
     refresh: tokio::sync::Notify,
     /// The read model: each account's view as of its last reconcile.
-    views: tokio::sync::RwLock<BTreeMap<String, crate::view::AccountView>>,
+    views: crate::console::Views,
+    /// Accounts whose view changed (the console's live updates).
+    updates: tokio::sync::broadcast::Sender<String>,
     /// Why the last reconcile could not write the store, until one can.
     store_fault: std::sync::RwLock<Option<String>>,
     /// The registry token service, when the site has Berth serve it.
@@ -168,9 +170,10 @@ pub async fn serve(
         metrics,
         statuses,
         retries: retry::Retries::default(),
-        catalogue: tokio::sync::RwLock::new(Vec::new()),
+        catalogue: Arc::new(tokio::sync::RwLock::new(Vec::new())),
         admin_token,
-        views: tokio::sync::RwLock::new(BTreeMap::new()),
+        views: Arc::new(tokio::sync::RwLock::new(BTreeMap::new())),
+        updates: tokio::sync::broadcast::channel(1024).0,
         store_fault: std::sync::RwLock::new(None),
         refresh: tokio::sync::Notify::new(),
         tokens: ctx
@@ -179,9 +182,20 @@ pub async fn serve(
             .map(|keys| crate::token::TokenService::new(&ctx.site, keys, logins.clone())),
         logins: logins.clone(),
     });
+    let (refresh_tx, refresh_rx) = mpsc::channel(256);
+    let console = Arc::new(crate::console::Console::new(
+        ctx.clone(),
+        shared.views.clone(),
+        shared.catalogue.clone(),
+        shared.updates.clone(),
+        shared.logins.clone(),
+        refresh_tx,
+    ));
     let app = app
         .merge(api::routes(shared.clone()))
-        .merge(registry_token::routes(shared.clone()));
+        .merge(registry_token::routes(shared.clone()))
+        .merge(crate::console::routes(console));
+    tokio::spawn(background::refresh_requested(shared.clone(), refresh_rx));
     tokio::spawn(refresh_all_views(shared.clone()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -115,6 +115,14 @@ CREATE TABLE builds (
     dropped_at INTEGER,
     PRIMARY KEY (account, name)
 );
+CREATE TABLE console_sessions (
+    key TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    admin INTEGER NOT NULL,
+    csrf TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    seen INTEGER NOT NULL
+);
 CREATE TABLE registry_tokens (
     id INTEGER PRIMARY KEY,
     account TEXT NOT NULL,

@@ -1,6 +1,7 @@
-//! Personal registry tokens: what `docker login` accepts instead of the
-//! department password. Only each token's SHA-256 is kept, so the store
-//! leaking never leaks a usable credential.
+//! Credentials of people: personal registry tokens (what `docker login`
+//! accepts instead of the department password) and console sessions that
+//! survive a restart. Only hashes are kept, so the store leaking never
+//! leaks a usable credential.
 
 use super::{Result, Store, now};
 use rusqlite::{OptionalExtension, params};
@@ -67,6 +68,50 @@ impl Store {
             params![account, name],
         )?;
         Ok(n == 1)
+    }
+}
+
+impl Store {
+    pub fn put_session(&self, key: &str, s: &crate::console::Session) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO console_sessions (key, account, admin, csrf, created, seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![key, s.account, s.admin, s.csrf, s.created, s.seen],
+        )?;
+        Ok(())
+    }
+
+    pub fn session(&self, key: &str) -> Result<Option<crate::console::Session>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT account, admin, csrf, created, seen FROM console_sessions WHERE key = ?1",
+                [key],
+                |r| {
+                    Ok(crate::console::Session {
+                        account: r.get(0)?,
+                        admin: r.get(1)?,
+                        csrf: r.get(2)?,
+                        created: r.get(3)?,
+                        seen: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn touch_session(&self, key: &str, at: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE console_sessions SET seen = ?2 WHERE key = ?1",
+            params![key, at],
+        )?;
+        Ok(())
+    }
+
+    pub fn drop_session(&self, key: &str) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM console_sessions WHERE key = ?1", [key])?;
+        Ok(())
     }
 }
 

@@ -19,9 +19,11 @@ use std::time::Duration;
 
 mod body;
 mod build;
+mod console;
 mod images;
 
 pub use build::{BuildFailed, BuildJob};
+pub use console::{ByteStream, Owned, Purpose, Tty};
 pub(crate) use images::split_tag;
 mod observe;
 

@@ -343,3 +343,34 @@ fn pod_state(pod: &Pod, labels: &BTreeMap<String, String>) -> PodState {
 
 #[cfg(test)]
 mod tests;
+
+/// A kubeconfig for `account`'s service account in its namespace, with a
+/// bound token that expires after the site's `token_lifetime` (the CLI's
+/// `kubeconfig` and the console's download).
+pub async fn student_kubeconfig(site: &berth_spec::Site, account: &str) -> Result<String, String> {
+    let (Some(settings), Some(k)) = (
+        crate::desired::kube::Settings::from_site(site),
+        site.backends.kubernetes.as_ref(),
+    ) else {
+        return Err("the site has no Kubernetes cluster".into());
+    };
+    let lifetime = berth_spec::site::parse_duration(&k.token_lifetime)
+        .unwrap_or(std::time::Duration::from_secs(8 * 3600));
+    let config = crate::context::kube_config(k.kubeconfig.as_deref(), k.context.as_deref())
+        .await
+        .map_err(|e| format!("no cluster configuration: {e}"))?;
+    let client = kube::Client::try_from(config.clone()).map_err(|e| e.to_string())?;
+    let namespace = settings.namespace(account);
+    let token = KubeBackend::new(client)
+        .student_token(&namespace, lifetime)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ca = config.root_cert.clone().unwrap_or_default();
+    Ok(crate::desired::kube::kubeconfig(
+        &config.cluster_url.to_string(),
+        &ca,
+        &namespace,
+        account,
+        &token,
+    ))
+}

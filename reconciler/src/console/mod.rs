@@ -1,0 +1,260 @@
+//! The student console, served by `reconciler serve` under `/`: log in
+//! with the department account, see the workspace (live), read logs, open
+//! a terminal, move files, start and stop containers, browse and download
+//! images, manage registry tokens, download a kubeconfig; admins see every
+//! account and the audit log.
+//!
+//! It sits on the read model ([`crate::view`], kept current by `serve`)
+//! and on the narrow console operations of the Docker backend
+//! ([`crate::backend::docker::Owned`]), whose ownership check is inside
+//! them: a container is the session's when dockerd's `berth.owner` label
+//! says so, never because a URL names it. Status pages never call Docker.
+//! Pages are askama templates (checked at compile time); the JavaScript and
+//! xterm.js are embedded.
+
+mod assets;
+mod containers;
+mod images;
+mod pages;
+pub mod session;
+
+pub use session::Session;
+
+use crate::images::CatalogEntry;
+use crate::login::Logins;
+use crate::reconcile::Context;
+use crate::view::AccountView;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use session::Sessions;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::{RwLock, broadcast};
+
+/// Each account's view, as `serve` keeps it.
+pub type Views = Arc<RwLock<BTreeMap<String, AccountView>>>;
+
+pub struct Console {
+    pub ctx: Arc<Context>,
+    pub views: Views,
+    /// The image catalogue as last read.
+    pub catalogue: Arc<RwLock<Vec<CatalogEntry>>>,
+    /// Names of accounts whose view just changed.
+    pub updates: broadcast::Sender<String>,
+    pub logins: Arc<Logins>,
+    /// Asks `serve` to observe an account again (after start/stop).
+    pub refresh: tokio::sync::mpsc::Sender<String>,
+    sessions: Sessions,
+}
+
+impl Console {
+    pub fn new(
+        ctx: Arc<Context>,
+        views: Views,
+        catalogue: Arc<RwLock<Vec<CatalogEntry>>>,
+        updates: broadcast::Sender<String>,
+        logins: Arc<Logins>,
+        refresh: tokio::sync::mpsc::Sender<String>,
+    ) -> Console {
+        let sessions = Sessions::new(&ctx.site);
+        Console {
+            ctx,
+            views,
+            catalogue,
+            updates,
+            logins,
+            refresh,
+            sessions,
+        }
+    }
+
+    /// The request's live session.
+    fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        let cookie = headers.get(header::COOKIE)?.to_str().ok()?;
+        let id = session::cookie_id(cookie)?;
+        self.sessions.get(&self.ctx.store, id)
+    }
+
+    fn audit(&self, account: &str, event: &str, detail: &str) {
+        if let Err(e) =
+            crate::store::blocking(|| self.ctx.store.audit(account, event, None, detail))
+        {
+            tracing::warn!(cause = %e, "console audit");
+        }
+    }
+}
+
+pub fn routes(console: Arc<Console>) -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/", get(pages::workspace))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/my/workspace/fragment", get(pages::fragment))
+        .route("/my/workspace/events", get(pages::events))
+        .route("/my/containers/{name}/logs", get(containers::logs_page))
+        .route(
+            "/my/containers/{name}/logs/stream",
+            get(containers::logs_stream),
+        )
+        .route(
+            "/my/containers/{name}/terminal",
+            get(containers::terminal_page),
+        )
+        .route(
+            "/my/containers/{name}/terminal/ws",
+            get(containers::terminal_ws),
+        )
+        .route(
+            "/my/containers/{name}/files",
+            get(containers::files_page).post(containers::upload),
+        )
+        .route("/my/containers/{name}/download", get(containers::download))
+        .route("/my/containers/{name}/{op}", post(containers::operate))
+        .route("/my/images", get(images::page))
+        .route("/my/images/archive", get(images::archive))
+        .route("/my/tokens", post(images::create_token))
+        .route("/my/tokens/revoke", post(images::revoke_token))
+        .route("/my/downloads", get(pages::downloads))
+        .route("/my/downloads/{file}", get(pages::download_file))
+        .route("/admin", get(pages::admin))
+        .route("/admin/accounts/{account}", get(pages::admin_account))
+        .route("/admin/audit", get(pages::audit))
+        .route("/static/{*path}", get(assets::serve))
+        .with_state(console)
+}
+
+/// Who is logged in, as pages show it.
+#[derive(Clone, Debug)]
+pub struct Me {
+    pub account: String,
+    pub admin: bool,
+    pub csrf: String,
+}
+
+impl From<&Session> for Me {
+    fn from(s: &Session) -> Me {
+        Me {
+            account: s.account.clone(),
+            admin: s.admin,
+            csrf: s.csrf.clone(),
+        }
+    }
+}
+
+fn render(t: impl askama::Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a console page");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn to_login() -> Response {
+    Redirect::to("/login").into_response()
+}
+
+#[derive(askama::Template)]
+#[template(path = "not_found.html")]
+struct NotFound {
+    me: Option<Me>,
+}
+
+/// The one answer for a container that is missing *or* someone else's.
+fn not_found(me: Option<Me>) -> Response {
+    (StatusCode::NOT_FOUND, render(NotFound { me })).into_response()
+}
+
+/// A state-changing request must come from a page of this site: the
+/// session's CSRF token, and no foreign `Origin`.
+fn csrf_ok(session: &Session, headers: &HeaderMap, token: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    let given = token
+        .map(str::to_string)
+        .or_else(|| {
+            headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    same_origin(headers, false) && bool::from(given.as_bytes().ct_eq(session.csrf.as_bytes()))
+}
+
+/// Whether `Origin` (required when `strict`) names the host asked.
+fn same_origin(headers: &HeaderMap, strict: bool) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return !strict;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or("");
+    !host.is_empty() && origin_host == host
+}
+
+fn forbidden(why: &str) -> Response {
+    (StatusCode::FORBIDDEN, format!("{why}\n")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
+        }
+        h
+    }
+
+    fn session() -> Session {
+        Session {
+            account: "alice".into(),
+            admin: false,
+            csrf: "tok".into(),
+            created: 0,
+            seen: 0,
+        }
+    }
+
+    #[test]
+    fn a_state_change_needs_the_token_and_this_origin() {
+        let s = session();
+        let host = [("host", "berth.test")];
+        assert!(csrf_ok(&s, &headers(&host), Some("tok")));
+        assert!(!csrf_ok(&s, &headers(&host), None));
+        assert!(!csrf_ok(&s, &headers(&host), Some("other")));
+        assert!(csrf_ok(
+            &s,
+            &headers(&[("host", "berth.test"), ("x-csrf-token", "tok")]),
+            None
+        ));
+        assert!(!csrf_ok(
+            &s,
+            &headers(&[("host", "berth.test"), ("origin", "http://evil.test")]),
+            Some("tok")
+        ));
+        assert!(same_origin(
+            &headers(&[
+                ("host", "berth.test:8080"),
+                ("origin", "http://berth.test:8080")
+            ]),
+            true
+        ));
+        assert!(
+            !same_origin(&headers(&host), true),
+            "a WebSocket must say where it comes from"
+        );
+    }
+}
