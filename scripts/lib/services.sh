@@ -14,6 +14,7 @@ BERTH_LDAP_BIND_DN=cn=admin,dc=berth,dc=test
 BERTH_LDAP_PASSWORD=${BERTH_LDAP_PASSWORD:-berth-test-only}
 BERTH_TEST_IMAGE=berth-test/http:1
 BERTH_DOCKER_TLS_PORT=${BERTH_DOCKER_TLS_PORT:-23760}
+BERTH_WEBDRIVER_PORT=${BERTH_WEBDRIVER_PORT:-9515}
 _BERTH_FIXTURES="$(cd "$(dirname "${BASH_SOURCE[0]}")/../fixtures" && pwd)"
 _BERTH_STARTED=()
 
@@ -33,7 +34,8 @@ wait_until() {
 }
 
 services_install() {
-    local pkgs=(docker.io busybox-static slapd ldap-utils docker-registry git curl iptables openssl)
+    local pkgs=(docker.io busybox-static slapd ldap-utils docker-registry git curl iptables openssl
+        chromium chromium-driver)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -233,12 +235,27 @@ services_install_kube_validate() {
     export BERTH_KUBE_VALIDATE=$venv/bin/kubernetes-validate
 }
 
+# chromedriver for the console's browser tests (headless Chromium; as root
+# Chromium needs --no-sandbox, which the tests pass).
+services_start_webdriver() {
+    local dir=$BERTH_SERVICES_DIR/webdriver
+    export BERTH_WEBDRIVER=http://127.0.0.1:$BERTH_WEBDRIVER_PORT
+    curl -sf "$BERTH_WEBDRIVER/status" >/dev/null 2>&1 && return 0
+    log "starting chromedriver on $BERTH_WEBDRIVER"
+    mkdir -p "$dir"
+    chromedriver --port="$BERTH_WEBDRIVER_PORT" >"$dir/chromedriver.log" 2>&1 &
+    echo $! >"$dir/chromedriver.pid"
+    _BERTH_STARTED+=("$dir/chromedriver.pid")
+    wait_until 30 chromedriver curl -sf "$BERTH_WEBDRIVER/status"
+}
+
 services_up() {
     services_install
     services_start_dockerd
     services_start_slapd
     services_start_registry
     services_build_test_image
+    services_start_webdriver
     export BERTH_SERVICES_DIR BERTH_LDAP_BASE BERTH_LDAP_BIND_DN BERTH_LDAP_PASSWORD BERTH_TEST_IMAGE
     # The TLS listener exists when this script started dockerd.
     if [[ ${DOCKER_HOST:-} == "unix://$BERTH_SERVICES_DIR/docker/docker.sock" ]]; then

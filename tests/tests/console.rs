@@ -1,0 +1,252 @@
+//! The student console in a real headless Chromium (WebDriver), against
+//! `reconciler serve` with real dockerd, slapd and git: login, the live
+//! workspace, logs, a terminal, files both ways, another account's
+//! container, CSRF, the Singularity archive. Screenshots of each page go to
+//! `target/screenshots/`.
+
+use berth_tests::browser::Browser;
+use berth_tests::fixture::World;
+use berth_tests::{Services, http_raw, stdout};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn with_cookie(cookie: &str) -> String {
+    format!("berth_session={cookie}")
+}
+
+/// A world with alice (web server + a container that logs) and bob, both
+/// with passwords, accepted, and `serve` watching the repositories.
+fn world(s: &Services, first_port: u16) -> (World, String, String) {
+    let mut w = World::new(s, first_port);
+    w.site_overrides.extra = "console: { shell: [\"/bin/busybox\", \"sh\"] }\n".into();
+    let alice = w.account("wa", &["students"]);
+    let bob = w.account("wb", &["students"]);
+    w.set_password(&alice, "alice-pw");
+    w.set_password(&bob, "bob-pw");
+    let image = &s.test_image;
+    w.commit(
+        &alice,
+        Some(&format!(
+            "version: 1\ncontainers:\n  - {{ name: web, image: \"{image}\", ports: [8080] }}\n  - name: printer\n    image: \"{image}\"\n    command: [\"/bin/busybox\", \"sh\", \"-c\", \"while true; do echo berth-log-line; sleep 1; done\"]\n"
+        )),
+        &w.mail(&alice),
+    );
+    w.commit(
+        &bob,
+        Some(&format!(
+            "version: 1\ncontainers:\n  - {{ name: secret, image: \"{image}\" }}\n"
+        )),
+        &w.mail(&bob),
+    );
+    w.apply(0);
+    (w, alice, bob)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_student_uses_the_console_in_a_real_browser() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (w, alice, bob) = world(&s, 26000);
+    let server = w.serve_with(&["--watch", &w.repos_dir().display().to_string()]);
+    let Some(b) = Browser::start(&format!("http://{}", server.addr)).await else {
+        return;
+    };
+
+    // Login: a wrong password is refused, the right one lands on the
+    // workspace with alice's real containers and port links.
+    b.goto("/").await;
+    b.wait_text("Log in to Berth", WAIT).await;
+    b.screenshot("login").await;
+    b.fill("#username", &alice).await;
+    b.fill("#password", "wrong").await;
+    b.click("#login").await;
+    b.wait_text("wrong username or password", WAIT).await;
+    b.fill("#password", "alice-pw").await;
+    b.click("#login").await;
+    let page = b.wait_text(&format!("{alice}--web"), WAIT).await;
+    assert!(page.contains(&format!("{alice}--printer")), "{page}");
+    assert!(
+        !page.contains(&bob),
+        "bob's containers on alice's page:\n{page}"
+    );
+    let port = w
+        .inspect(
+            &format!("{alice}--web"),
+            "{{(index (index .NetworkSettings.Ports \"8080/tcp\") 0).HostPort}}",
+        )
+        .unwrap_or_default();
+    let link = b
+        .eval("return [...document.querySelectorAll('#containers a')].map(a => a.href).join(' ')")
+        .await;
+    assert!(
+        link.as_str()
+            .unwrap_or_default()
+            .contains(&format!(":{port}/")),
+        "no link to port {port}: {link}"
+    );
+    b.screenshot("workspace").await;
+    let cookie = b.cookie("berth_session").await;
+    assert!(!cookie.is_empty());
+
+    // A push that breaks workspace.yaml appears on the open page, with its
+    // line and column, without a reload.
+    b.eval("window.berthMarker = 42; return 1").await;
+    w.commit(
+        &alice,
+        Some("version: 1\ncontainers:\n  - name: web\n    image: x\n    colour: blue\n"),
+        &w.mail(&alice),
+    );
+    b.wait_text("workspace.yaml:5:5", WAIT).await;
+    assert_eq!(
+        b.eval("return window.berthMarker").await,
+        serde_json::json!(42),
+        "the page was reloaded"
+    );
+    b.screenshot("workspace-rejected").await;
+
+    // Logs: a line the container prints.
+    b.goto(&format!("/my/containers/{alice}--printer/logs"))
+        .await;
+    b.wait_text("berth-log-line", WAIT).await;
+    b.screenshot("logs").await;
+
+    // Files: upload, then read back through the terminal and download.
+    let content = format!("berth upload {}\n", std::process::id());
+    let local = w.dir.join("upload-me.txt");
+    std::fs::write(&local, &content).expect("local file");
+    b.goto(&format!("/my/containers/{alice}--web/files")).await;
+    b.fill("#dir", "/www").await;
+    b.fill("#file", &local.display().to_string()).await;
+    b.screenshot("files").await;
+    b.click("#upload").await;
+    b.wait_text("Uploaded upload-me.txt", WAIT).await;
+
+    // The terminal runs `echo hi` and `cat` of the upload.
+    b.goto(&format!("/my/containers/{alice}--web/terminal"))
+        .await;
+    b.wait_text("connected", WAIT).await;
+    let terminal_text = "return (() => { const t = window.berthTerminal; if (!t) return ''; \
+        const buf = t.buffer.active; let out = []; \
+        for (let i = 0; i < buf.length; i++) { out.push(buf.getLine(i).translateToString(true)); } \
+        return out.join('\\n'); })()";
+    b.fill(".xterm-helper-textarea", "echo h\"\"i\n").await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = b.eval(terminal_text).await;
+        let text = text.as_str().unwrap_or_default().to_string();
+        if text.lines().any(|l| l.trim() == "hi") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `hi` in the terminal:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.fill(".xterm-helper-textarea", "cat /www/upload-me.txt\n")
+        .await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = b.eval(terminal_text).await;
+        let text = text.as_str().unwrap_or_default().to_string();
+        if text.lines().any(|l| l.trim() == content.trim()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload was not read back:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.screenshot("terminal").await;
+
+    let auth = with_cookie(&cookie);
+    let (code, tar_bytes) = http_raw(
+        &server.addr,
+        "GET",
+        &format!("/my/containers/{alice}--web/download?path=/www/upload-me.txt"),
+        &[("Cookie", auth.as_str())],
+        b"",
+    )
+    .expect("download");
+    assert_eq!(code, 200);
+    let mut archive = tar::Archive::new(tar_bytes.as_slice());
+    let mut found = None;
+    for entry in archive.entries().expect("a tar") {
+        let mut entry = entry.expect("entry");
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).expect("read");
+        found = Some(data);
+    }
+    assert_eq!(
+        found.as_deref(),
+        Some(content.as_bytes()),
+        "not byte-identical"
+    );
+
+    // Bob's container through an edited URL: the same 404 as a missing one.
+    for path in [
+        format!("/my/containers/{bob}--secret/logs"),
+        format!("/my/containers/{bob}--secret/terminal"),
+        format!("/my/containers/{bob}--secret/download?path=/etc/passwd"),
+        format!("/my/containers/{alice}--nothing/logs"),
+    ] {
+        let (code, _) = http_raw(
+            &server.addr,
+            "GET",
+            &path,
+            &[("Cookie", auth.as_str())],
+            b"",
+        )
+        .expect("request");
+        assert_eq!(code, 404, "{path}");
+    }
+    b.goto(&format!("/my/containers/{bob}--secret/logs")).await;
+    b.wait_text("Not found", WAIT).await;
+    b.screenshot("not-found").await;
+    let audit = stdout(&w.reconciler(&["audit", "--account", &alice]));
+    assert!(audit.contains("console-denied"), "{audit}");
+
+    // A state change without the CSRF token is refused; with it, it works.
+    let restart = format!("/my/containers/{alice}--web/restart");
+    let form = [
+        ("Cookie", auth.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let (code, _) = http_raw(&server.addr, "POST", &restart, &form, b"").expect("post");
+    assert_eq!(code, 403, "a restart without the CSRF token");
+    let started = w.inspect(&format!("{alice}--web"), "{{.State.StartedAt}}");
+
+    // The Singularity archive loads back with `docker load`.
+    let (code, archive) = http_raw(
+        &server.addr,
+        "GET",
+        &format!("/my/images/archive?image={}", s.test_image),
+        &[("Cookie", auth.as_str())],
+        b"",
+    )
+    .expect("archive");
+    assert_eq!(code, 200);
+    let file = w.dir.join("image.tar");
+    std::fs::write(&file, &archive).expect("save");
+    let loaded = s.docker(&["load", "-i", &file.display().to_string()]);
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    assert_eq!(
+        w.inspect(&format!("{alice}--web"), "{{.State.StartedAt}}"),
+        started,
+        "the refused restart restarted"
+    );
+    b.goto("/my/images").await;
+    b.wait_text("Shared with everyone", WAIT).await;
+    b.screenshot("images").await;
+    b.goto("/my/downloads").await;
+    b.wait_text("starter", WAIT).await;
+    b.screenshot("downloads").await;
+    b.close().await;
+}
