@@ -66,14 +66,16 @@ services_install
 services_start_dockerd
 services_start_slapd
 services_build_test_image
-# alice's demo password (also in the fixture LDIF; set again in case slapd
-# was already running without it).
-ldapmodify -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" >/dev/null <<LDIF
-dn: uid=alice,ou=people,$BERTH_LDAP_BASE
+# alice's and bob's demo passwords (also in the fixture LDIF; set again in
+# case slapd was already running without them).
+for who in alice bob; do
+    ldapmodify -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" >/dev/null <<LDIF
+dn: uid=$who,ou=people,$BERTH_LDAP_BASE
 changetype: modify
 replace: userPassword
-userPassword: alice-demo
+userPassword: $who-demo
 LDIF
+done
 log "building reconciler"
 cargo build -q -p berth-reconciler
 R=$PWD/target/debug/reconciler
@@ -104,6 +106,8 @@ registry:
   password_env: BERTH_REGISTRY_PASSWORD
   token: {}
 public_url: http://$LISTEN
+# The demo's images are busybox without /bin/sh.
+console: { shell: ["/bin/busybox", "sh"] }
 policy:
   allowed_registries: [docker.io]
   quotas:
@@ -172,7 +176,12 @@ log "curl http://$port/ → $(curl -s "http://$port/")"
 cat <<MSG
 
 Berth is serving on http://$LISTEN (pid $(cat "$DEMO/serve.pid"), log $DEMO/serve.log)
-and running alice's workspace. Try:
+and running alice's workspace.
+
+  The student console: http://$LISTEN/  — log in as alice, password alice-demo
+  (workspace, logs, terminal, files, images, downloads; bob / bob-demo too).
+
+Try:
   export DOCKER_HOST=$DOCKER_HOST BERTH_LDAP_PASSWORD=$BERTH_LDAP_PASSWORD
   $R --config $SITE status
   curl -s http://$LISTEN/metrics

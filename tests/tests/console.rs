@@ -250,3 +250,108 @@ async fn a_student_uses_the_console_in_a_real_browser() {
     b.screenshot("downloads").await;
     b.close().await;
 }
+
+/// The runner container carries the account's label but mounts the host's
+/// Docker socket: its state is shown, but no terminal, files or download.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runner_container_is_shown_but_never_entered() {
+    use wiremock::matchers::{method, path, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let gl = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"/statuses/"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&gl)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v4/user/runners"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(serde_json::json!({"id": 91, "token": "glrt-console"})),
+        )
+        .mount(&gl)
+        .await;
+    let mut w = World::new(&s, 26100);
+    w.use_gitlab(&gl).await;
+    w.site_overrides.runner_image = Some(s.test_image.clone());
+    let a = w.account("wr", &["students"]);
+    w.set_password(&a, "runner-pw");
+    let server = w.serve();
+    let rev = w.commit(
+        &a,
+        Some("version: 1\nrunner:\n  enabled: true\n  tags: [docker]\n"),
+        &w.mail(&a),
+    );
+    assert_eq!(
+        server.push(&a, &rev, &a, "console-runner", berth_tests::fixture::WEBHOOK_SECRET),
+        202
+    );
+    let runner = format!("{a}.runner");
+    berth_tests::wait_for(WAIT, "the runner container to run", || {
+        (w.inspect(&runner, "{{.State.Running}}").as_deref() == Some("true")).then_some(())
+    });
+    let (code, body) = http_raw(
+        &server.addr,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        format!("username={a}&password=runner-pw").as_bytes(),
+    )
+    .expect("login");
+    assert_eq!(code, 303, "{}", String::from_utf8_lossy(&body));
+    // The cookie comes back in Set-Cookie; ask again to read it.
+    let cookie = login_cookie(&server.addr, &a, "runner-pw");
+    let auth = with_cookie(&cookie);
+    berth_tests::wait_for(WAIT, "the runner on the workspace page", || {
+        let (_, page) = http_raw(&server.addr, "GET", "/", &[("Cookie", auth.as_str())], b"").ok()?;
+        String::from_utf8_lossy(&page).contains("CI runner").then_some(())
+    });
+    let (_, page) = http_raw(&server.addr, "GET", "/", &[("Cookie", auth.as_str())], b"").expect("page");
+    let page = String::from_utf8_lossy(&page).to_string();
+    assert!(
+        !page.contains(&format!("/my/containers/{runner}/terminal")),
+        "the page offers a terminal in the runner"
+    );
+    for path in [
+        format!("/my/containers/{runner}/terminal"),
+        format!("/my/containers/{runner}/files"),
+        format!("/my/containers/{runner}/download?path=/etc/gitlab-runner/config.toml"),
+    ] {
+        let (code, _) = http_raw(&server.addr, "GET", &path, &[("Cookie", auth.as_str())], b"")
+            .expect("request");
+        assert_eq!(code, 404, "{path}");
+    }
+    let (code, _) = http_raw(
+        &server.addr,
+        "GET",
+        &format!("/my/containers/{runner}/logs"),
+        &[("Cookie", auth.as_str())],
+        b"",
+    )
+    .expect("logs");
+    assert_eq!(code, 200, "its logs are the student's to read");
+}
+
+/// Logs in with a raw POST and returns the session cookie.
+fn login_cookie(addr: &str, user: &str, password: &str) -> String {
+    use std::io::{Read, Write};
+    let body = format!("username={user}&password={password}");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "POST /login HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: berth_session="))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .to_string()
+}
