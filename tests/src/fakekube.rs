@@ -5,7 +5,8 @@
 //! object as [`crate::apiserver::stored`] models it (defaults, canonical
 //! quantities, empty lists dropped: a `diff` after `apply` would show any
 //! false drift); GET of objects and of collections (with `labelSelector`),
-//! DELETE, and one Running pod per Deployment with replicas. Namespaces can
+//! DELETE, one Running pod per Deployment with replicas, and two log lines
+//! per pod. Namespaces can
 //! be made to answer 403 to test how API errors surface.
 
 use serde_json::{Value, json};
@@ -219,6 +220,19 @@ fn respond(s: &mut State, r: &Request) -> ResponseTemplate {
     }
     if method == "POST" && route.sub.as_deref() == Some("token") {
         return token(s, &route, &r.body);
+    }
+    // A pod's log: two lines naming the pod (only pods that exist).
+    if method == "GET" && route.resource == "pods" && route.sub.as_deref() == Some("log") {
+        let name = route.name.clone().unwrap_or_default();
+        let exists = pods(s, route.namespace.as_deref(), "")
+            .iter()
+            .any(|p| p["metadata"]["name"] == name.as_str());
+        if !exists {
+            return status(404, "NotFound", &format!("pods \"{name}\" not found"));
+        }
+        return ResponseTemplate::new(200).set_body_string(format!(
+            "2026-11-26T12:00:00Z fake log line 1 from {name}\n2026-11-26T12:00:01Z fake log line 2 from {name}\n"
+        ));
     }
     if route.sub.is_some() {
         return status(404, "NotFound", &format!("no subresource {path}"));

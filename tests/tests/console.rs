@@ -286,7 +286,13 @@ async fn the_runner_container_is_shown_but_never_entered() {
         &w.mail(&a),
     );
     assert_eq!(
-        server.push(&a, &rev, &a, "console-runner", berth_tests::fixture::WEBHOOK_SECRET),
+        server.push(
+            &a,
+            &rev,
+            &a,
+            "console-runner",
+            berth_tests::fixture::WEBHOOK_SECRET
+        ),
         202
     );
     let runner = format!("{a}.runner");
@@ -306,10 +312,14 @@ async fn the_runner_container_is_shown_but_never_entered() {
     let cookie = login_cookie(&server.addr, &a, "runner-pw");
     let auth = with_cookie(&cookie);
     berth_tests::wait_for(WAIT, "the runner on the workspace page", || {
-        let (_, page) = http_raw(&server.addr, "GET", "/", &[("Cookie", auth.as_str())], b"").ok()?;
-        String::from_utf8_lossy(&page).contains("CI runner").then_some(())
+        let (_, page) =
+            http_raw(&server.addr, "GET", "/", &[("Cookie", auth.as_str())], b"").ok()?;
+        String::from_utf8_lossy(&page)
+            .contains("CI runner")
+            .then_some(())
     });
-    let (_, page) = http_raw(&server.addr, "GET", "/", &[("Cookie", auth.as_str())], b"").expect("page");
+    let (_, page) =
+        http_raw(&server.addr, "GET", "/", &[("Cookie", auth.as_str())], b"").expect("page");
     let page = String::from_utf8_lossy(&page).to_string();
     assert!(
         !page.contains(&format!("/my/containers/{runner}/terminal")),
@@ -320,8 +330,14 @@ async fn the_runner_container_is_shown_but_never_entered() {
         format!("/my/containers/{runner}/files"),
         format!("/my/containers/{runner}/download?path=/etc/gitlab-runner/config.toml"),
     ] {
-        let (code, _) = http_raw(&server.addr, "GET", &path, &[("Cookie", auth.as_str())], b"")
-            .expect("request");
+        let (code, _) = http_raw(
+            &server.addr,
+            "GET",
+            &path,
+            &[("Cookie", auth.as_str())],
+            b"",
+        )
+        .expect("request");
         assert_eq!(code, 404, "{path}");
     }
     let (code, _) = http_raw(
@@ -354,4 +370,63 @@ fn login_cookie(addr: &str, user: &str, password: &str) -> String {
         .and_then(|v| v.split(';').next())
         .unwrap_or_default()
         .to_string()
+}
+
+/// Logs of an own Kubernetes workload (through the API server's pod log),
+/// and none of another account's.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubernetes_logs_are_the_students_own() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let kube = berth_tests::fakekube::FakeKube::start().await;
+    let mut w = World::new(&s, 26200);
+    let kubeconfig = w.dir.join("kubeconfig");
+    kube.write_kubeconfig(&kubeconfig);
+    w.site_overrides.kubeconfig = Some(kubeconfig);
+    let alice = w.account("ka", &["students"]);
+    let bob = w.account("kb", &["students"]);
+    w.set_password(&alice, "k-pw");
+    let image = &s.test_image;
+    for (who, name) in [(&alice, "api"), (&bob, "secret")] {
+        w.commit(
+            who,
+            Some(&format!(
+                "version: 1\ncontainers:\n  - {{ name: {name}, image: \"{image}\", backend: kubernetes, resources: {{ cpus: 0.2, memory: 32Mi }} }}\n"
+            )),
+            &w.mail(who),
+        );
+    }
+    w.apply(0);
+    let server = w.serve();
+    let cookie = login_cookie(&server.addr, &alice, "k-pw");
+    let auth = with_cookie(&cookie);
+    let (code, body) = http_raw(
+        &server.addr,
+        "GET",
+        "/my/workloads/api/logs/stream?follow=false",
+        &[("Cookie", auth.as_str())],
+        b"",
+    )
+    .expect("logs");
+    let body = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("data: 2026-11-26T12:00:00Z fake log line 1 from api-"),
+        "{body}"
+    );
+    let (_, page) =
+        http_raw(&server.addr, "GET", "/", &[("Cookie", auth.as_str())], b"").expect("page");
+    assert!(
+        String::from_utf8_lossy(&page).contains("/my/workloads/api/logs"),
+        "the workspace offers the workload's logs"
+    );
+    for path in [
+        "/my/workloads/secret/logs",
+        "/my/workloads/secret/logs/stream?follow=false",
+    ] {
+        let (code, _) = http_raw(&server.addr, "GET", path, &[("Cookie", auth.as_str())], b"")
+            .expect("request");
+        assert_eq!(code, 404, "{path}: bob's workload");
+    }
 }

@@ -98,6 +98,14 @@ pub fn routes(console: Arc<Console>) -> axum::Router {
             get(containers::logs_stream),
         )
         .route(
+            "/my/workloads/{name}/logs",
+            get(containers::workload_logs_page),
+        )
+        .route(
+            "/my/workloads/{name}/logs/stream",
+            get(containers::workload_logs_stream),
+        )
+        .route(
             "/my/containers/{name}/terminal",
             get(containers::terminal_page),
         )

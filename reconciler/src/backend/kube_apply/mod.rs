@@ -344,6 +344,76 @@ fn pod_state(pod: &Pod, labels: &BTreeMap<String, String>) -> PodState {
 #[cfg(test)]
 mod tests;
 
+impl KubeBackend {
+    /// Logs of the first pod of Deployment `name` in `namespace`, if the
+    /// Deployment's `berth.owner` is `account` (`None` otherwise): the
+    /// last `tail` lines, then (with `follow`) new ones.
+    pub async fn workload_logs(
+        &self,
+        account: &str,
+        namespace: &str,
+        name: &str,
+        tail: i64,
+        follow: bool,
+    ) -> Result<Option<crate::backend::docker::ByteStream>, KubeError> {
+        use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+        let err = |op: &'static str, kind: &str, e: kube::Error| KubeError {
+            op,
+            kind: kind.to_string(),
+            name: format!("{namespace}/{name}"),
+            reason: e.to_string(),
+        };
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let Some(d) = deployments
+            .get_opt(name)
+            .await
+            .map_err(|e| err("get", "Deployment", e))?
+        else {
+            return Ok(None);
+        };
+        let owner = d.metadata.labels.as_ref().and_then(|l| l.get(LABEL_OWNER));
+        if owner.map(String::as_str) != Some(account) {
+            return Ok(None);
+        }
+        let selector = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| err("list", "Pod", e))?;
+        let Some(pod) = list.items.first().and_then(|p| p.metadata.name.clone()) else {
+            let none: crate::backend::docker::ByteStream = Box::pin(futures::stream::once(async {
+                Ok(bytes::Bytes::from_static(b"[no pod is running]\n"))
+            }));
+            return Ok(Some(none));
+        };
+        let params = kube::api::LogParams {
+            follow,
+            tail_lines: Some(tail),
+            timestamps: true,
+            ..Default::default()
+        };
+        let reader = pods
+            .log_stream(&pod, &params)
+            .await
+            .map_err(|e| err("logs", "Pod", e))?;
+        let lines = reader
+            .lines()
+            .map_ok(|l| bytes::Bytes::from(format!("{l}\n")))
+            .map_err(std::io::Error::other)
+            .boxed();
+        Ok(Some(lines))
+    }
+}
+
 /// A kubeconfig for `account`'s service account in its namespace, with a
 /// bound token that expires after the site's `token_lifetime` (the CLI's
 /// `kubeconfig` and the console's download).
