@@ -214,10 +214,9 @@ pub(super) fn workspace_model(
                             }
                         })
                         .collect();
-                    let enter = docker
-                        && !ct.runner
-                        && ct.state == "running"
-                        && (!readonly || c.ctx.site.console.admin_exec);
+                    // Admins read other accounts' pages; entering stays
+                    // the account's own.
+                    let enter = docker && !ct.runner && ct.state == "running" && !readonly;
                     Row {
                         name: ct.name.clone(),
                         short: ct
@@ -235,7 +234,7 @@ pub(super) fn workspace_model(
                         ready: ct.ready.clone(),
                         url: ct.url.clone(),
                         runner: ct.runner,
-                        enter: enter && !readonly,
+                        enter,
                         docker,
                         running: ct.state == "running",
                     }

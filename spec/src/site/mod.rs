@@ -78,9 +78,6 @@ pub struct Console {
     /// Largest file a student uploads at once.
     #[serde(default = "default_max_upload")]
     pub max_upload: Located<Memory>,
-    /// Admins may open terminals and change files in students' containers.
-    #[serde(default)]
-    pub admin_exec: bool,
 }
 
 impl Default for Console {
@@ -94,7 +91,6 @@ impl Default for Console {
             terminal_idle: default_terminal_idle(),
             http_ports: default_http_ports(),
             max_upload: default_max_upload(),
-            admin_exec: false,
         }
     }
 }
