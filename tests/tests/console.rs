@@ -430,3 +430,56 @@ async fn kubernetes_logs_are_the_students_own() {
         assert_eq!(code, 404, "{path}: bob's workload");
     }
 }
+
+/// Admins read every account's page (read-only) and the audit log;
+/// students do not even see that those pages exist.
+#[test]
+fn admins_see_every_account_and_the_audit_log() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 26300);
+    let alice = w.account("aa", &["students"]);
+    let root = w.account("aroot", &["admins"]);
+    w.set_password(&alice, "a-pw");
+    w.set_password(&root, "r-pw");
+    w.commit(
+        &alice,
+        Some(&format!(
+            "version: 1\ncontainers:\n  - {{ name: web, image: \"{}\" }}\n",
+            s.test_image
+        )),
+        &w.mail(&alice),
+    );
+    w.apply(0);
+    let server = w.serve();
+    let admin = with_cookie(&login_cookie(&server.addr, &root, "r-pw"));
+    let student = with_cookie(&login_cookie(&server.addr, &alice, "a-pw"));
+    let get = |path: &str, cookie: &str| {
+        let (code, body) =
+            http_raw(&server.addr, "GET", path, &[("Cookie", cookie)], b"").expect("request");
+        (code, String::from_utf8_lossy(&body).to_string())
+    };
+    let (code, page) = get("/admin", &admin);
+    assert_eq!(code, 200);
+    assert!(page.contains(&format!("/admin/accounts/{alice}")), "{page}");
+    let (code, page) = get(&format!("/admin/accounts/{alice}"), &admin);
+    assert_eq!(code, 200);
+    assert!(
+        page.contains(&format!("{alice}--web")) && page.contains("read-only"),
+        "{page}"
+    );
+    let (code, page) = get(
+        &format!("/admin/audit?account={alice}&event=accepted"),
+        &admin,
+    );
+    assert_eq!(code, 200);
+    assert!(page.contains("accepted"), "{page}");
+    for path in [
+        "/admin",
+        "/admin/audit",
+        &format!("/admin/accounts/{alice}"),
+    ] {
+        assert_eq!(get(path, &student).0, 404, "{path} for a student");
+    }
+}
