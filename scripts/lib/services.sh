@@ -15,6 +15,10 @@ BERTH_LDAP_PASSWORD=${BERTH_LDAP_PASSWORD:-berth-test-only}
 BERTH_TEST_IMAGE=berth-test/http:1
 BERTH_DOCKER_TLS_PORT=${BERTH_DOCKER_TLS_PORT:-23760}
 BERTH_WEBDRIVER_PORT=${BERTH_WEBDRIVER_PORT:-9515}
+# The second Docker host: its own network namespace, reached over a veth.
+BERTH_NETNS=${BERTH_NETNS:-berth-h2}
+BERTH_H2_HOST_SIDE=10.250.0.1
+BERTH_H2_ADDR=10.250.0.2
 _BERTH_FIXTURES="$(cd "$(dirname "${BASH_SOURCE[0]}")/../fixtures" && pwd)"
 _BERTH_STARTED=()
 
@@ -35,7 +39,7 @@ wait_until() {
 
 services_install() {
     local pkgs=(docker.io busybox-static slapd ldap-utils docker-registry git curl iptables openssl
-        chromium chromium-driver)
+        iproute2 chromium chromium-driver)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -235,6 +239,54 @@ services_install_kube_validate() {
     export BERTH_KUBE_VALIDATE=$venv/bin/kubernetes-validate
 }
 
+# A second dockerd, the fleet's other host: its own network namespace (two
+# daemons in one namespace fight over iptables), data root, exec root and
+# socket, reached from here at $BERTH_H2_ADDR over a veth pair. It gets the
+# test image too. Exports BERTH_DOCKER2_HOST and BERTH_DOCKER2_ADDR.
+services_start_dockerd2() {
+    local dir=$BERTH_SERVICES_DIR/docker2
+    export BERTH_DOCKER2_HOST=unix://$dir/docker.sock BERTH_DOCKER2_ADDR=$BERTH_H2_ADDR
+    if ! ip netns list | grep -qw "$BERTH_NETNS"; then
+        ip netns add "$BERTH_NETNS"
+        ip link add "$BERTH_NETNS-a" type veth peer name "$BERTH_NETNS-b"
+        ip link set "$BERTH_NETNS-b" netns "$BERTH_NETNS"
+        ip addr add "$BERTH_H2_HOST_SIDE/24" dev "$BERTH_NETNS-a"
+        ip link set "$BERTH_NETNS-a" up
+        ip netns exec "$BERTH_NETNS" ip addr add "$BERTH_H2_ADDR/24" dev "$BERTH_NETNS-b"
+        ip netns exec "$BERTH_NETNS" ip link set "$BERTH_NETNS-b" up
+        ip netns exec "$BERTH_NETNS" ip link set lo up
+        ip netns exec "$BERTH_NETNS" ip route add default via "$BERTH_H2_HOST_SIDE"
+    fi
+    if ! DOCKER_HOST=$BERTH_DOCKER2_HOST docker info >/dev/null 2>&1; then
+        mkdir -p "$dir"
+        log "starting a second dockerd in network namespace $BERTH_NETNS ($BERTH_H2_ADDR)"
+        _dockerd2_launch "$dir"
+        _BERTH_STARTED+=("$dir/docker.pid")
+        if ! wait_until 60 "the second dockerd" env DOCKER_HOST="$BERTH_DOCKER2_HOST" docker info; then
+            tail -20 "$dir/dockerd.log" >&2
+            return 1
+        fi
+    fi
+    DOCKER_HOST=$BERTH_DOCKER2_HOST services_build_test_image
+}
+
+_dockerd2_launch() {
+    local dir=$1
+    # nsenter, not `ip netns exec`: the latter remounts /sys and hides the
+    # cgroup hierarchy dockerd needs.
+    nsenter --net="/var/run/netns/$BERTH_NETNS" setsid dockerd --data-root "$dir/data" --exec-root "$dir/exec" \
+        --host "unix://$dir/docker.sock" --default-address-pool base=10.216.0.0/14,size=24 \
+        --pidfile "$dir/docker.pid" >>"$dir/dockerd.log" 2>&1 </dev/null &
+}
+
+# Stops or starts the second dockerd (host-failure tests).
+services_stop_dockerd2() {
+    local dir=$BERTH_SERVICES_DIR/docker2 pid
+    pid=$(cat "$dir/docker.pid" 2>/dev/null) || return 0
+    kill "$pid" 2>/dev/null || true
+    wait_until 60 "the second dockerd to exit" bash -c "! kill -0 $pid"
+}
+
 # chromedriver for the console's browser tests (headless Chromium; as root
 # Chromium needs --no-sandbox, which the tests pass).
 services_start_webdriver() {
@@ -255,6 +307,7 @@ services_up() {
     services_start_slapd
     services_start_registry
     services_build_test_image
+    services_start_dockerd2
     services_start_webdriver
     export BERTH_SERVICES_DIR BERTH_LDAP_BASE BERTH_LDAP_BIND_DN BERTH_LDAP_PASSWORD BERTH_TEST_IMAGE
     # The TLS listener exists when this script started dockerd.

@@ -10,7 +10,9 @@ pub mod placement;
 use berth_spec::names::qualified;
 use berth_spec::{Backend, ImageRef, Site, State, Workspace, policy};
 pub use gpus::GpuKey;
-pub use placement::{PortKey, PortsExhausted, allocate_ports, gpu_needs, place, port_needs};
+pub use placement::{
+    Host, Needs, PortKey, PortsExhausted, allocate_ports, gpu_needs, place, port_needs,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

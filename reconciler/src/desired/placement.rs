@@ -100,22 +100,45 @@ pub fn allocate_ports(
     Ok(out)
 }
 
+/// A Docker host as placement sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    pub gpus: u32,
+    /// Memory the site says the host has for accounts, if it says.
+    pub memory: Option<u64>,
+    /// Reachable now: a host that is down gets no new account.
+    pub up: bool,
+}
+
+/// What an account needs of its host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub gpus: u32,
+    pub memory: u64,
+}
+
 /// The endpoint of an account: sticky once chosen (its network and volumes
-/// live there), else the one with the fewest accounts.
+/// live there, and it stays even while that host is down: nothing is moved
+/// automatically), else the reachable host with the fewest accounts among
+/// those with the GPUs and memory it needs.
 pub fn place(
     sticky: Option<&str>,
-    endpoints: &[String],
+    hosts: &[Host],
     accounts_per_endpoint: &BTreeMap<String, usize>,
+    needs: Needs,
 ) -> Option<String> {
     if let Some(s) = sticky
-        && endpoints.iter().any(|e| e == s)
+        && hosts.iter().any(|h| h.name == s)
     {
         return Some(s.to_string());
     }
-    endpoints
+    hosts
         .iter()
-        .min_by_key(|e| accounts_per_endpoint.get(*e).copied().unwrap_or(0))
-        .cloned()
+        .filter(|h| h.up && h.gpus >= needs.gpus)
+        .filter(|h| h.memory.is_none_or(|m| m >= needs.memory))
+        .min_by_key(|h| accounts_per_endpoint.get(&h.name).copied().unwrap_or(0))
+        .map(|h| h.name.clone())
 }
 
 #[cfg(test)]
@@ -162,13 +185,51 @@ mod tests {
         assert!(err.is_err());
     }
 
+    fn host(name: &str, gpus: u32, memory: Option<u64>, up: bool) -> Host {
+        Host {
+            name: name.into(),
+            gpus,
+            memory,
+            up,
+        }
+    }
+
     #[test]
-    fn placement_is_sticky_then_least_loaded() {
-        let eps = vec!["a".to_string(), "b".to_string()];
+    fn placement_is_sticky_then_least_loaded_among_hosts_that_fit() {
+        let hosts = vec![host("a", 2, None, true), host("b", 0, Some(8 << 30), true)];
         let counts = BTreeMap::from([("a".to_string(), 5), ("b".to_string(), 2)]);
-        assert_eq!(place(Some("a"), &eps, &counts).as_deref(), Some("a"));
-        assert_eq!(place(None, &eps, &counts).as_deref(), Some("b"));
-        assert_eq!(place(Some("gone"), &eps, &counts).as_deref(), Some("b"));
-        assert_eq!(place(None, &[], &counts), None);
+        let none = Needs::default();
+        assert_eq!(
+            place(Some("a"), &hosts, &counts, none).as_deref(),
+            Some("a")
+        );
+        assert_eq!(place(None, &hosts, &counts, none).as_deref(), Some("b"));
+        assert_eq!(
+            place(Some("gone"), &hosts, &counts, none).as_deref(),
+            Some("b")
+        );
+        assert_eq!(place(None, &[], &counts, none), None);
+        // GPUs only where there are GPUs; memory only where it fits.
+        let gpu = Needs { gpus: 1, memory: 0 };
+        assert_eq!(place(None, &hosts, &counts, gpu).as_deref(), Some("a"));
+        let big = Needs {
+            gpus: 0,
+            memory: 16 << 30,
+        };
+        assert_eq!(place(None, &hosts, &counts, big).as_deref(), Some("a"));
+        let huge = Needs { gpus: 3, memory: 0 };
+        assert_eq!(place(None, &hosts, &counts, huge), None);
+    }
+
+    #[test]
+    fn a_host_that_is_down_keeps_its_accounts_and_gets_no_new_one() {
+        let hosts = vec![host("a", 0, None, false), host("b", 0, None, true)];
+        let counts = BTreeMap::from([("b".to_string(), 9)]);
+        let none = Needs::default();
+        assert_eq!(
+            place(Some("a"), &hosts, &counts, none).as_deref(),
+            Some("a")
+        );
+        assert_eq!(place(None, &hosts, &counts, none).as_deref(), Some("b"));
     }
 }

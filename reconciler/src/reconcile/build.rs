@@ -299,7 +299,31 @@ fn reserve(ctx: &Context, account: &str, ws: &Workspace) -> Result<Reserved> {
         }
     }
     let sticky = stored.or_else(|| res.placements.get(account).cloned());
-    let endpoint = desired::place(sticky.as_deref(), &ctx.endpoints(), &counts)
+    let hosts: Vec<desired::Host> = ctx
+        .site
+        .backends
+        .docker
+        .iter()
+        .map(|d| desired::Host {
+            name: d.name.value.clone(),
+            gpus: d.gpus,
+            memory: d.memory.as_ref().and_then(|m| m.bytes().ok()),
+            up: matches!(ctx.docker.get(&d.name.value), Some(Ok(_))),
+        })
+        .collect();
+    let needs = desired::Needs {
+        gpus: desired::gpu_needs(ws, &ctx.site, account)
+            .iter()
+            .map(|(_, n)| n)
+            .sum(),
+        memory: ws
+            .containers
+            .iter()
+            .filter(|c| berth_spec::policy::backend_of(&ctx.site, c) == berth_spec::Backend::Docker)
+            .map(|c| berth_spec::policy::requested(&ctx.site, c).1)
+            .sum(),
+    };
+    let endpoint = desired::place(sticky.as_deref(), &hosts, &counts, needs)
         .ok_or_else(|| ReconcileError::NoEndpoint(account.into()))?;
     let host = ctx
         .site

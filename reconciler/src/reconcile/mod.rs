@@ -285,10 +285,6 @@ impl Context {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn endpoints(&self) -> Vec<String> {
-        self.docker.keys().cloned().collect()
-    }
-
     fn backend(&self, endpoint: &str) -> Result<&DockerBackend> {
         match self.docker.get(endpoint) {
             Some(Ok(b)) => Ok(b),

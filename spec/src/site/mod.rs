@@ -287,6 +287,10 @@ pub struct DockerEndpoint {
     /// Client certificates for a `tcp://` endpoint (dockerd `--tlsverify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<DockerTls>,
+    /// Memory this host offers accounts; an account whose containers ask
+    /// for more is not placed here. No limit when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Located<Memory>>,
     /// The host name students reach published ports at (console links);
     /// default: `bind_address` unless it is a wildcard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
