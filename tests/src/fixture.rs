@@ -60,6 +60,9 @@ pub struct SiteOptions {
     pub student_registry: Option<String>,
     /// YAML lines appended under `policy:` (indented by the caller).
     pub policy_extra: String,
+    /// A second Docker endpoint `h2` (the netns dockerd): the host ports
+    /// are split between the two.
+    pub second_host: bool,
 }
 
 /// Berth's own registry identity in token-service sites.
@@ -104,6 +107,7 @@ impl World {
                 student_memory: "4Gi".into(),
                 student_registry: None,
                 policy_extra: String::new(),
+                second_host: false,
             },
         }
     }
@@ -319,6 +323,20 @@ state_dir: {state}
                     "{{ name: local, endpoint: env, host_ports: {{ first: {}, last: {} }}, {keys} }}",
                     o.ports.0, o.ports.1
                 ),
+                None if o.second_host => {
+                    let (socket, addr) = self
+                        .services
+                        .docker2
+                        .clone()
+                        .expect("the second dockerd (scripts/test.sh starts it)");
+                    let mid = o.ports.0 + 49;
+                    format!(
+                        "{{ name: local, endpoint: env, host_ports: {{ first: {}, last: {mid} }} }}\n    - {{ name: h2, endpoint: \"{socket}\", bind_address: 0.0.0.0, public_host: {addr}, host_ports: {{ first: {}, last: {} }} }}",
+                        o.ports.0,
+                        mid + 1,
+                        o.ports.1
+                    )
+                }
                 None => format!(
                     "{{ name: local, endpoint: env, host_ports: {{ first: {}, last: {} }} }}",
                     o.ports.0, o.ports.1
@@ -453,20 +471,35 @@ state_dir: {state}
 impl Drop for World {
     fn drop(&mut self) {
         let s = &self.services;
+        let mut hosts = vec![s.docker_host.clone()];
+        if self.site_overrides.second_host
+            && let Some((h2, _)) = &s.docker2
+        {
+            hosts.push(h2.clone());
+        }
         for account in &self.accounts {
             let filter = format!("label=berth.owner={account}");
-            let ids = stdout(&s.docker(&["ps", "-aq", "--filter", &filter]));
-            if !ids.is_empty() {
-                let mut args = vec!["rm", "-f"];
-                args.extend(ids.lines());
-                s.docker(&args);
-            }
-            for kind in ["network", "volume"] {
-                let ids = stdout(&s.docker(&[kind, "ls", "-q", "--filter", &filter]));
+            for host in &hosts {
+                let docker = |args: &[&str]| {
+                    Command::new("docker")
+                        .env("DOCKER_HOST", host)
+                        .args(args)
+                        .output()
+                        .expect("docker runs")
+                };
+                let ids = stdout(&docker(&["ps", "-aq", "--filter", &filter]));
                 if !ids.is_empty() {
-                    let mut args = vec![kind, "rm"];
+                    let mut args = vec!["rm", "-f"];
                     args.extend(ids.lines());
-                    s.docker(&args);
+                    docker(&args);
+                }
+                for kind in ["network", "volume"] {
+                    let ids = stdout(&docker(&[kind, "ls", "-q", "--filter", &filter]));
+                    if !ids.is_empty() {
+                        let mut args = vec![kind, "rm"];
+                        args.extend(ids.lines());
+                        docker(&args);
+                    }
                 }
             }
             let _ = s

@@ -17,6 +17,9 @@ pub struct Services {
     pub ldap_base: String,
     pub registry: String,
     pub test_image: String,
+    /// The second Docker host (`unix://…` socket, and the address its
+    /// published ports answer at), when `scripts/test.sh` started it.
+    pub docker2: Option<(String, String)>,
 }
 
 impl Services {
@@ -34,6 +37,7 @@ impl Services {
                 ldap_base: var("BERTH_LDAP_BASE")?,
                 registry: var("BERTH_REGISTRY")?,
                 test_image: var("BERTH_TEST_IMAGE")?,
+                docker2: var("BERTH_DOCKER2_HOST").zip(var("BERTH_DOCKER2_ADDR")),
             })
         })();
         if found.is_none() {

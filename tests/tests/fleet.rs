@@ -1,0 +1,154 @@
+//! Several real Docker hosts: the test dockerd and a second one in its own
+//! network namespace (`scripts/lib/services.sh`). Placement across them,
+//! a host that dies and comes back, and draining a host with its volumes'
+//! data. These tests stop and start the second daemon, so they run one at
+//! a time.
+
+use berth_tests::fixture::World;
+use berth_tests::{Services, stdout, wait_for};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+static SECOND_HOST: Mutex<()> = Mutex::new(());
+
+fn docker_on(host: &str, args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .env("DOCKER_HOST", host)
+        .args(args)
+        .output()
+        .expect("docker runs")
+}
+
+fn running_on(host: &str, name: &str) -> bool {
+    stdout(&docker_on(
+        host,
+        &["inspect", "-f", "{{.State.Running}}", name],
+    )) == "true"
+}
+
+fn services_script(function: &str) {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/lib/services.sh");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source '{}' && {function}", script.display()))
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "{function}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn web(image: &str, greeting: &str) -> String {
+    format!(
+        "version: 1\ncontainers:\n  - {{ name: web, image: \"{image}\", ports: [8080], env: {{ GREETING: {greeting} }} }}\n"
+    )
+}
+
+fn endpoint_of(w: &World, account: &str) -> String {
+    w.status(account)["endpoint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn accounts_spread_over_two_hosts_and_a_dead_host_stops_no_one_else() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let Some((h2, h2_addr)) = s.docker2.clone() else {
+        return;
+    };
+    let _one_at_a_time = SECOND_HOST.lock().unwrap_or_else(|p| p.into_inner());
+    let mut w = World::new(&s, 26400);
+    w.site_overrides.second_host = true;
+    let accounts: Vec<String> = ["fa", "fb", "fc", "fd"]
+        .iter()
+        .map(|a| w.account(a, &["students"]))
+        .collect();
+    for a in &accounts {
+        w.commit(a, Some(&web(&s.test_image, "one")), &w.mail(a));
+    }
+    w.apply(0);
+
+    // Two on each host, each account whole on one host.
+    let on_h2: Vec<&String> = accounts
+        .iter()
+        .filter(|a| endpoint_of(&w, a) == "h2")
+        .collect();
+    let on_local: Vec<&String> = accounts
+        .iter()
+        .filter(|a| endpoint_of(&w, a) == "local")
+        .collect();
+    assert_eq!((on_h2.len(), on_local.len()), (2, 2), "least loaded first");
+    for a in &on_h2 {
+        let name = format!("{a}--web");
+        assert!(running_on(&h2, &name), "{name} runs on the second host");
+        assert!(!running_on(&s.docker_host, &name));
+        let port = stdout(&docker_on(
+            &h2,
+            &[
+                "inspect",
+                "-f",
+                "{{(index (index .NetworkSettings.Ports \"8080/tcp\") 0).HostPort}}",
+                &name,
+            ],
+        ));
+        let (status, body) =
+            berth_tests::http_get(&format!("{h2_addr}:{port}"), "/").expect("answers");
+        assert!(
+            status.contains("200") && body.contains("hello from berth"),
+            "{status} {body}"
+        );
+    }
+    for a in &on_local {
+        assert!(running_on(&s.docker_host, &format!("{a}--web")));
+    }
+
+    // The second host dies: the others converge, its accounts are reported
+    // and stay where their volumes are.
+    services_script("services_stop_dockerd2");
+    for a in &accounts {
+        w.commit(a, Some(&web(&s.test_image, "two")), &w.mail(a));
+    }
+    let out = w.reconciler(&["apply"]);
+    assert_ne!(out.status.code(), Some(0), "a dead host is an error");
+    for a in &on_local {
+        let env = w
+            .inspect(&format!("{a}--web"), "{{json .Config.Env}}")
+            .unwrap_or_default();
+        assert!(
+            env.contains("GREETING=two"),
+            "{a} converged while h2 was down: {env}"
+        );
+    }
+    for a in &on_h2 {
+        let status = w.status(a);
+        assert_eq!(status["endpoint"], "h2", "{a} was moved: {status}");
+        assert!(
+            status["last_error"].to_string().contains("h2"),
+            "{a}'s status names the dead host: {status}"
+        );
+    }
+
+    // It comes back: its accounts converge.
+    services_script("services_start_dockerd2");
+    w.apply(0);
+    for a in &on_h2 {
+        let name = format!("{a}--web");
+        wait_for(
+            Duration::from_secs(30),
+            "the container on h2 to run",
+            || running_on(&h2, &name).then_some(()),
+        );
+        let env = stdout(&docker_on(
+            &h2,
+            &["inspect", "-f", "{{json .Config.Env}}", &name],
+        ));
+        assert!(env.contains("GREETING=two"), "{env}");
+    }
+}
