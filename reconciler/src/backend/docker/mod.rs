@@ -82,6 +82,9 @@ type PullOnce = tokio::sync::OnceCell<Result<(), String>>;
 
 const STOP_TIMEOUT_SECS: i32 = 10;
 
+/// The name a replacement container has until the old one is gone.
+pub const TEMP_SUFFIX: &str = ".berth-next";
+
 impl DockerBackend {
     /// Connects to `endpoint` (`unix://…`, `tcp://…`, or `env` for DOCKER_HOST)
     /// and negotiates the API version.
@@ -223,10 +226,7 @@ impl DockerBackend {
                     .map_err(Self::api("create volume", name))
             }
             Action::Create { container } => self.create(container).await,
-            Action::Recreate { id, container, .. } => {
-                self.remove(id, &container.full_name).await?;
-                self.create(container).await
-            }
+            Action::Recreate { id, container, .. } => self.recreate(id, container).await,
             Action::Start { id, name } => self.start(id, name).await,
             Action::Stop { id, name } => {
                 let opts = StopContainerOptionsBuilder::default()
@@ -292,10 +292,52 @@ impl DockerBackend {
     }
 
     async fn create(&self, d: &DesiredContainer) -> Result<()> {
-        let body = self.create_body(d)?;
-        let opts = CreateContainerOptionsBuilder::default()
+        let id = self.create_stopped(d, &d.full_name).await?;
+        if d.state == State::Running {
+            self.start(&id, &d.full_name).await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces container `old` with `d` for the least downtime: the
+    /// replacement is created (image pulled, files put in) under a
+    /// temporary name while the old one still runs; only then is the old
+    /// one removed, the new one renamed and started. A crash in between
+    /// leaves `<name>.berth-next`, which no desired container is named, so
+    /// the next reconcile removes it and starts over.
+    async fn recreate(&self, old: &str, d: &DesiredContainer) -> Result<()> {
+        let temp = format!("{}{TEMP_SUFFIX}", d.full_name);
+        self.remove(&temp, &temp).await?;
+        let timer = std::time::Instant::now();
+        let id = self.create_stopped(d, &temp).await?;
+        let created = timer.elapsed();
+        self.remove(old, &d.full_name).await?;
+        let removed = timer.elapsed();
+        let opts = bollard::query_parameters::RenameContainerOptionsBuilder::default()
             .name(&d.full_name)
             .build();
+        self.docker
+            .rename_container(&id, opts)
+            .await
+            .map_err(Self::api("rename", &temp))?;
+        if d.state == State::Running {
+            self.start(&id, &d.full_name).await?;
+        }
+        tracing::debug!(
+            container = %d.full_name,
+            create_ms = created.as_millis() as u64,
+            remove_ms = (removed - created).as_millis() as u64,
+            rename_start_ms = (timer.elapsed() - removed).as_millis() as u64,
+            "recreated"
+        );
+        Ok(())
+    }
+
+    /// Creates `d` under `name` (pulling its image if this host lacks it)
+    /// with its files in, not started; returns the id.
+    async fn create_stopped(&self, d: &DesiredContainer, name: &str) -> Result<String> {
+        let body = self.create_body(d)?;
+        let opts = CreateContainerOptionsBuilder::default().name(name).build();
         let created = match self
             .docker
             .create_container(Some(opts.clone()), body.clone())
@@ -321,10 +363,7 @@ impl DockerBackend {
         if !d.uploads.is_empty() {
             self.upload(&created.id, &d.full_name, &d.uploads).await?;
         }
-        if d.state == State::Running {
-            self.start(&created.id, &d.full_name).await?;
-        }
-        Ok(())
+        Ok(created.id)
     }
 }
 
