@@ -32,7 +32,6 @@ rm -rf "$B" && mkdir -p "$B"
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-account() { printf 'bench%04d' "$1"; }
 cleanup() {
     docker ps -aq --filter label=berth.owner | xargs -r docker rm -f >/dev/null 2>&1 || true
     docker ps -aq --filter label=berth-bench | xargs -r docker rm -f >/dev/null 2>&1 || true
@@ -42,39 +41,7 @@ cleanup() {
 trap 'cleanup; services_stop_started' EXIT
 cleanup
 
-log "creating $((N + EXTRA)) LDAP accounts and workspace repositories"
-{
-    for ((i = 0; i < N + EXTRA; i++)); do
-        a=$(account $i)
-        printf 'dn: uid=%s,ou=people,%s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s\nsn: Bench\nmail: %s@berth.test\n\n' \
-            "$a" "$BERTH_LDAP_BASE" "$a" "$a" "$a"
-    done
-} | ldapadd -c -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" >/dev/null 2>&1 || true
-# One change per member: with -c, an existing membership fails alone.
-for ((i = 0; i < N + EXTRA; i++)); do
-    printf 'dn: cn=students,ou=groups,%s\nchangetype: modify\nadd: member\nmember: uid=%s,ou=people,%s\n\n' \
-        "$BERTH_LDAP_BASE" "$(account $i)" "$BERTH_LDAP_BASE"
-done | ldapmodify -c -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" >/dev/null 2>&1 || true
-
-WS=$(
-    cat <<YAML
-version: 1
-containers:
-YAML
-    for c in a b c; do
-        printf '  - { name: %s, image: %s, ports: [8080], resources: { cpus: 0.1, memory: 64Mi } }\n' "$c" "$BERTH_TEST_IMAGE"
-    done
-)
-for ((i = 0; i < N + EXTRA; i++)); do
-    a=$(account $i)
-    repo=$B/repos/$a/workspace.git work=$B/work/$a
-    git init -q --bare -b main "$repo"
-    git init -q -b main "$work"
-    echo "$WS" >"$work/workspace.yaml"
-    git -C "$work" add -A
-    git -C "$work" -c user.name=B -c user.email="$a@berth.test" commit -qm ws
-    git -C "$work" push -q "$repo" HEAD:main
-done
+bench_accounts "$B" $((N + EXTRA))
 
 # One repository root per measured size, sharing the same bare repos.
 site() { # site NAME ACCOUNTS

@@ -36,10 +36,14 @@ pub mod cli;
 pub mod console;
 /// Building the reconcile context from site.yaml.
 pub mod context;
+/// Idle culling: stop what nobody uses.
+pub mod cull;
 /// Workspace → desired Docker containers and Kubernetes objects; placement (pure).
 pub mod desired;
 /// Which accounts exist; fresh repository copies.
 pub mod discovery;
+/// Moving every account off a Docker host, with its volumes.
+pub mod drain;
 #[cfg(test)]
 mod fixtures;
 /// Image garbage collection.

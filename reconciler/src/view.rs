@@ -46,6 +46,10 @@ pub struct ContainerView {
     /// The account's CI runner (shown, never entered).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub runner: bool,
+    /// Stopped by the idle culler: when and why (until a new revision, the
+    /// student or an admin starts it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub culled: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,9 +75,11 @@ pub fn account(
     account: &str,
 ) -> Result<AccountView, StoreError> {
     let accepted = store.accepted(account)?;
-    let warnings = store.warnings(account)?;
+    let mut warnings = store.warnings(account)?;
+    warnings.extend(store.notice(account)?);
     let last = store.last_error(account)?;
     let endpoint = store.placement(account)?;
+    let culled = store.culled(account)?;
     let mut containers: Vec<ContainerView> = observed
         .docker
         .iter()
@@ -84,6 +90,11 @@ pub fn account(
         && let Some(k) = map.get(account)
     {
         containers.extend(kube_workloads(k));
+    }
+    for c in &mut containers {
+        c.culled = culled
+            .get(&c.container)
+            .map(|x| format!("{} ({})", rfc3339(x.at), x.reason));
     }
     containers.sort_by(|a, b| a.container.cmp(&b.container));
     Ok(AccountView {
@@ -126,6 +137,7 @@ fn docker_containers<'a>(
         gpu_devices: c.fields.get("gpu_devices").cloned(),
         endpoint: Some(endpoint.to_string()),
         runner: c.full_name == crate::runner::container_name(account),
+        culled: None,
     })
 }
 
@@ -181,6 +193,7 @@ fn kube_workloads(k: &KubeObserved) -> Vec<ContainerView> {
                 gpu_devices: None,
                 endpoint: None,
                 runner: false,
+                culled: None,
             }
         })
         .collect()

@@ -58,6 +58,8 @@ pub struct SiteOptions {
     pub student_memory: String,
     /// Registry storage quota of the `students` group.
     pub student_registry: Option<String>,
+    /// More keys of the `students` quota (`, idle_stop_after: 3s`).
+    pub student_quota_extra: String,
     /// YAML lines appended under `policy:` (indented by the caller).
     pub policy_extra: String,
     /// A second Docker endpoint `h2` (the netns dockerd): the host ports
@@ -106,6 +108,7 @@ impl World {
                 serve_port: None,
                 student_memory: "4Gi".into(),
                 student_registry: None,
+                student_quota_extra: String::new(),
                 policy_extra: String::new(),
                 second_host: false,
             },
@@ -303,7 +306,7 @@ backends:
   allowed_registries: [docker.io]
   default_resources: {{ cpus: 0.1, memory: 32Mi }}
   quotas:
-    students: {{ containers: {students}, cpus: 4, memory: {student_memory}, gpus: 1{student_registry} }}
+    students: {{ containers: {students}, cpus: 4, memory: {student_memory}, gpus: 1{student_registry}{student_quota_extra} }}
     staff: {{ containers: 30, cpus: 16, memory: 16Gi }}
 {policy_extra}repositories:
 {repositories}
@@ -311,6 +314,7 @@ state_dir: {state}
 {extra}",
             extra = o.extra,
             student_memory = o.student_memory,
+            student_quota_extra = o.student_quota_extra,
             student_registry = o
                 .student_registry
                 .as_ref()

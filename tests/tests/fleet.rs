@@ -152,3 +152,113 @@ fn accounts_spread_over_two_hosts_and_a_dead_host_stops_no_one_else() {
         assert!(env.contains("GREETING=two"), "{env}");
     }
 }
+
+#[test]
+fn drain_moves_an_account_with_its_data_and_resumes_after_a_crash() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let Some((h2, h2_addr)) = s.docker2.clone() else {
+        return;
+    };
+    let _one_at_a_time = SECOND_HOST.lock().unwrap_or_else(|p| p.into_inner());
+    let mut w = World::new(&s, 26800);
+    w.site_overrides.second_host = true;
+    let a = w.account("dm", &["students"]);
+    let name = format!("{a}--web");
+    let volume = format!("berth-{a}--data");
+    w.commit(
+        &a,
+        Some(&format!(
+            "version: 1\ncontainers:\n  - {{ name: web, image: \"{}\", ports: [8080], volumes: [{{ name: data, path: /data }}] }}\n",
+            s.test_image
+        )),
+        &w.mail(&a),
+    );
+    w.apply(0);
+    assert_eq!(endpoint_of(&w, &a), "local");
+    let exec = |host: &str, script: &str| {
+        stdout(&docker_on(
+            host,
+            &["exec", &name, "/bin/busybox", "sh", "-c", script],
+        ))
+    };
+    exec(
+        &s.docker_host,
+        "echo secret-data > /data/file && mkdir -p /data/sub && /bin/busybox head -c 200000 /dev/urandom > /data/sub/blob",
+    );
+    let sum = exec(&s.docker_host, "/bin/busybox sha256sum /data/sub/blob");
+    assert!(sum.len() > 64, "{sum}");
+
+    // A drain that dies after copying: nothing is removed, nothing moves.
+    let crashed = w
+        .reconciler_command(&["drain", "local"])
+        .env("BERTH_DRAIN_STOP_AFTER_COPY", "1")
+        .output()
+        .expect("drain runs");
+    assert_eq!(
+        crashed.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&crashed.stderr)
+    );
+    assert_eq!(endpoint_of(&w, &a), "local");
+    assert!(
+        docker_on(&s.docker_host, &["volume", "inspect", &volume])
+            .status
+            .success()
+    );
+
+    // Run again: it resumes and finishes.
+    let out = w.reconciler(&["drain", "local"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(endpoint_of(&w, &a), "h2");
+    wait_for(
+        Duration::from_secs(30),
+        "the container on the new host",
+        || running_on(&h2, &name).then_some(()),
+    );
+    assert_eq!(exec(&h2, "cat /data/file"), "secret-data");
+    assert_eq!(
+        exec(&h2, "/bin/busybox sha256sum /data/sub/blob"),
+        sum,
+        "the data is intact"
+    );
+    assert!(
+        !docker_on(&s.docker_host, &["volume", "inspect", &volume])
+            .status
+            .success(),
+        "the old volume is removed once the copy is verified"
+    );
+    assert!(
+        stdout(&docker_on(
+            &s.docker_host,
+            &["ps", "-aq", "--filter", &format!("label=berth.owner={a}")]
+        ))
+        .is_empty()
+    );
+    // The student is told: ports changed; the new one answers.
+    let status = w.status(&a);
+    assert!(
+        status
+            .to_string()
+            .contains("moved from host `local` to `h2`"),
+        "{status}"
+    );
+    let port = stdout(&docker_on(
+        &h2,
+        &[
+            "inspect",
+            "-f",
+            "{{(index (index .NetworkSettings.Ports \"8080/tcp\") 0).HostPort}}",
+            &name,
+        ],
+    ));
+    let (code, _) = berth_tests::http_get(&format!("{h2_addr}:{port}"), "/").expect("answers");
+    assert!(code.contains("200"));
+}

@@ -6,6 +6,7 @@ mod apply;
 mod audit;
 mod build_log;
 mod diff;
+mod drain;
 mod export;
 mod gc;
 mod gitlab;
@@ -17,6 +18,7 @@ mod schema;
 mod serve;
 mod status;
 mod validate;
+mod wake;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -87,6 +89,10 @@ pub enum Command {
     Gitlab(gitlab::Command),
     /// Webhook, work queue, resync loop; until SIGTERM.
     Serve(serve::Args),
+    /// Move every account off a Docker host, with its volumes' data.
+    Drain(drain::Args),
+    /// Start again what the idle culler stopped (at the next reconcile).
+    Wake(wake::Args),
     /// Print the JSON Schema of workspace.yaml (or site.yaml).
     Schema(schema::Args),
 }
@@ -125,6 +131,8 @@ fn run(cli: Cli) -> u8 {
         Command::RegistryConfig(args) => registry::config(cli.config.as_deref(), &args),
         Command::RegistryToken(command) => registry::token(cli.config.as_deref(), &command),
         Command::Gitlab(command) => block_on(gitlab::run(cli.config.as_deref(), &command)),
+        Command::Drain(args) => block_on(drain::run(cli.config.as_deref(), &args)),
+        Command::Wake(args) => wake::run(cli.config.as_deref(), &args),
         Command::Serve(args) => block_on(serve::run(cli.config.as_deref(), &args)),
     }
 }

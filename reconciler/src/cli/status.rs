@@ -112,6 +112,7 @@ fn print_text(accounts: &[AccountView]) {
             }
             extra.extend(c.url.clone());
             extra.extend(c.gpu_devices.as_ref().map(|g| format!("GPU {g}")));
+            extra.extend(c.culled.as_ref().map(|w| format!("culled {w}")));
             println!("  {:<24} {:<10} {}", c.container, c.state, extra.join(", "));
         }
         for w in &a.warnings {

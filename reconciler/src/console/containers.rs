@@ -648,6 +648,11 @@ pub(super) async fn operate(
     let Some((backend, container)) = owned(&c, &s, &name, Purpose::Operate).await else {
         return denied(&c, &s, &name, &op);
     };
+    if op != "stop" {
+        // Started by the student: no longer culled.
+        let _ =
+            crate::store::blocking(|| c.ctx.store.clear_culled(&s.account, Some(&container.name)));
+    }
     let result = match op.as_str() {
         "start" => backend.start_owned(&container).await,
         "stop" => backend.stop_owned(&container).await,

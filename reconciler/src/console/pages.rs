@@ -142,6 +142,7 @@ pub(super) struct Row {
     pub enter: bool,
     pub docker: bool,
     pub running: bool,
+    pub culled: Option<String>,
 }
 
 /// What the workspace page shows.
@@ -237,6 +238,7 @@ pub(super) fn workspace_model(
                         enter,
                         docker,
                         running: ct.state == "running",
+                        culled: ct.culled.clone(),
                     }
                 })
                 .collect()

@@ -128,6 +128,17 @@ fn docker_plan(b: &Build<'_>, plan: &mut AccountPlan) -> Result<()> {
         None => return Err(ReconcileError::NoEndpoint(account.into())),
     };
     let mut desired = desired;
+    // A culled container stays stopped until a new revision, the student
+    // or an admin starts it: `state: running` does not fight the culler.
+    if !matches!(plan.decision, super::Decision::Accept { .. }) {
+        let culled = ctx.store.culled(account)?;
+        for d in desired
+            .iter_mut()
+            .filter(|d| culled.contains_key(&d.full_name))
+        {
+            d.state = berth_spec::State::Stopped;
+        }
+    }
     let runner_actions = runner_plan(b, backend_conf, plan, &mut desired)?;
     plan.actions = runner_actions;
     plan.actions.extend(plan::plan(

@@ -85,6 +85,9 @@ fn record_decision(ctx: &Context, plan: &AccountPlan) -> Result<Option<String>> 
             store.set_pins(account, revision, &plan.pins)?;
             store.set_shares(account, &plan.shares)?;
             store.set_declared_builds(account, &plan.builds)?;
+            // A new revision wakes what the culler stopped.
+            store.clear_culled(account, None)?;
+            store.clear_notice(account)?;
             if let Some((id, path)) = &plan.project {
                 store.set_project(account, *id)?;
                 if !path.is_empty() {

@@ -280,6 +280,18 @@ fn stop_everything(
     Ok(())
 }
 
+/// The workspace of `account`'s accepted revision, if it has one (`drain`
+/// asks what GPUs it needs).
+pub async fn accepted_workspace_of(ctx: &Arc<Context>, account: &str) -> Result<Option<Workspace>> {
+    let Some(accepted) = blocking(|| ctx.store.accepted(account))? else {
+        return Ok(None);
+    };
+    let mut ignored = Vec::new();
+    accepted_workspace(ctx, account, &accepted.revision, None, &mut ignored)
+        .await
+        .map(Some)
+}
+
 /// The workspace of an already accepted revision. It passed policy when
 /// accepted; if the site has since tightened policy it keeps running, with
 /// a warning, until the student pushes a conforming revision.

@@ -17,7 +17,7 @@ pub mod pins;
 
 pub use decide::RejectReason;
 pub use execute::execute;
-pub use gather::evaluate;
+pub use gather::{accepted_workspace_of, evaluate};
 
 use crate::backend::kube_apply::KubeBackend;
 use crate::backend::{DockerBackend, DockerError, KubeError, Unavailable};

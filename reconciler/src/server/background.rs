@@ -194,3 +194,58 @@ pub(super) fn watch(
         })?;
     Ok(debouncer)
 }
+
+/// Samples running containers and stops idle ones (see [`crate::cull`]),
+/// every `policy.idle.sample_every`; does nothing when no group has an
+/// `idle_stop_after`.
+pub(super) async fn culling_loop(
+    shared: Arc<Shared>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let site = &shared.ctx.site;
+    if !site
+        .policy
+        .quotas
+        .values()
+        .any(|q| q.idle_stop_after.is_some() || q.gpu_idle_stop_after.is_some())
+    {
+        return;
+    }
+    let every = berth_spec::site::parse_duration(&site.policy.idle.sample_every)
+        .unwrap_or(std::time::Duration::from_secs(300));
+    let mut culler = crate::cull::Culler::default();
+    loop {
+        let candidates: Vec<crate::cull::Candidate> = {
+            let views = shared.views.read().await;
+            views
+                .values()
+                .flat_map(|v| {
+                    v.containers
+                        .iter()
+                        .filter(|c| c.backend == "docker" && c.state == "running" && !c.runner)
+                        .filter_map(|c| {
+                            Some(crate::cull::Candidate {
+                                account: v.account.clone(),
+                                endpoint: c.endpoint.clone()?,
+                                container: c.container.clone(),
+                                gpu: c.gpu_devices.is_some(),
+                            })
+                        })
+                })
+                .collect()
+        };
+        for account in culler.sweep(&shared.ctx, &candidates).await {
+            refresh_view(
+                &shared,
+                &account,
+                crate::reconcile::Observed::default(),
+                true,
+            )
+            .await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

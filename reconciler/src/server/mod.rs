@@ -9,7 +9,9 @@ mod background;
 mod registry_token;
 mod retry;
 
-use background::{images_loop, post_statuses, refresh_all_views, refresh_view, resync_loop, watch};
+use background::{
+    culling_loop, images_loop, post_statuses, refresh_all_views, refresh_view, resync_loop, watch,
+};
 
 use crate::gitlab::{CommitState, GitLab};
 use crate::metrics::Metrics;
@@ -215,6 +217,7 @@ pub async fn serve(
         .collect();
     let resync = tokio::spawn(resync_loop(shared.clone(), stop_rx.clone()));
     let images = tokio::spawn(images_loop(shared.clone(), stop_rx.clone()));
+    let culling = tokio::spawn(culling_loop(shared.clone(), stop_rx.clone()));
     let _watcher = match &opts.watch {
         Some(dir) => Some(watch(dir.clone(), queue.clone())?),
         None => None,
@@ -230,6 +233,7 @@ pub async fn serve(
     }
     let _ = resync.await;
     let _ = images.await;
+    let _ = culling.await;
     let _ = http.await;
     drop(shared);
     if let Some(task) = status_task {

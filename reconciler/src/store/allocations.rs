@@ -117,3 +117,127 @@ impl Store {
         Ok(())
     }
 }
+
+/// A container the idle culler stopped: when, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Culled {
+    pub at: i64,
+    pub reason: String,
+}
+
+impl Store {
+    pub fn set_culled(&self, account: &str, container: &str, reason: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO culled (account, container, at, reason) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![account, container, super::now(), reason],
+        )?;
+        Ok(())
+    }
+
+    /// The account's culled containers, by container name.
+    pub fn culled(&self, account: &str) -> Result<std::collections::BTreeMap<String, Culled>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT container, at, reason FROM culled WHERE account = ?1")?;
+        let rows = stmt.query_map([account], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Culled {
+                    at: r.get(1)?,
+                    reason: r.get(2)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Wakes one container of `account`, or all of them.
+    pub fn clear_culled(&self, account: &str, container: Option<&str>) -> Result<()> {
+        match container {
+            Some(c) => self.conn().execute(
+                "DELETE FROM culled WHERE account = ?1 AND container = ?2",
+                rusqlite::params![account, c],
+            )?,
+            None => self
+                .conn()
+                .execute("DELETE FROM culled WHERE account = ?1", [account])?,
+        };
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Accounts placed on `endpoint`.
+    pub fn accounts_on(&self, endpoint: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT account FROM placements WHERE endpoint = ?1 ORDER BY account")?;
+        let rows = stmt.query_map([endpoint], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Drops `account`'s host ports and GPUs on `endpoint` (it moves away).
+    pub fn release_endpoint(&self, account: &str, endpoint: &str) -> Result<()> {
+        let conn = self.conn();
+        conn.execute(
+            "DELETE FROM ports WHERE account = ?1 AND endpoint = ?2",
+            params![account, endpoint],
+        )?;
+        conn.execute(
+            "DELETE FROM gpus WHERE account = ?1 AND endpoint = ?2",
+            params![account, endpoint],
+        )?;
+        Ok(())
+    }
+
+    /// Records how far the move of `account` from `source` has got.
+    pub fn set_drain(&self, account: &str, source: &str, target: &str, stage: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO drains (account, source, target, stage, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![account, source, target, stage, super::now()],
+        )?;
+        Ok(())
+    }
+
+    /// Unfinished moves away from `source`: account → (target, stage).
+    pub fn drains(&self, source: &str) -> Result<BTreeMap<String, (String, String)>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT account, target, stage FROM drains WHERE source = ?1")?;
+        let rows = stmt.query_map([source], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn finish_drain(&self, account: &str) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM drains WHERE account = ?1", [account])?;
+        Ok(())
+    }
+
+    /// Something the student should know until their next accepted
+    /// revision (a move to another host changed their ports).
+    pub fn set_notice(&self, account: &str, message: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO notices (account, message, at) VALUES (?1, ?2, ?3)",
+            params![account, message, super::now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn notice(&self, account: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT message FROM notices WHERE account = ?1",
+                [account],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn clear_notice(&self, account: &str) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM notices WHERE account = ?1", [account])?;
+        Ok(())
+    }
+}

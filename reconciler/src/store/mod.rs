@@ -64,6 +64,7 @@ mod images;
 mod schema;
 mod tokens;
 
+pub use allocations::Culled;
 pub use builds::BuildRecord;
 pub use images::{Pin, Pulled, Share};
 pub use tokens::PersonalToken;

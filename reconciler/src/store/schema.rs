@@ -115,6 +115,25 @@ CREATE TABLE builds (
     dropped_at INTEGER,
     PRIMARY KEY (account, name)
 );
+CREATE TABLE drains (
+    account TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE notices (
+    account TEXT PRIMARY KEY,
+    message TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE culled (
+    account TEXT NOT NULL,
+    container TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (account, container)
+);
 CREATE TABLE console_sessions (
     key TEXT PRIMARY KEY,
     account TEXT NOT NULL,

@@ -17,7 +17,17 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
     duration(&site.ldap.cache_ttl, &mut out);
     duration(&site.policy.image_gc_after, &mut out);
     duration(&site.policy.builds.timeout, &mut out);
+    duration(&site.policy.idle.sample_every, &mut out);
+    if let Err(why) = site.policy.idle.network_below.bytes() {
+        out.push(site.policy.idle.network_below.pos, why.to_string());
+    }
     for q in site.policy.quotas.values() {
+        for d in [&q.idle_stop_after, &q.gpu_idle_stop_after]
+            .into_iter()
+            .flatten()
+        {
+            duration(d, &mut out);
+        }
         if let Some(r) = &q.registry
             && let Err(why) = r.bytes()
         {

@@ -378,6 +378,53 @@ pub struct Policy {
     /// Image builds (`images.build` in workspaces).
     #[serde(default)]
     pub builds: Builds,
+    /// When a running container counts as idle (see the quotas'
+    /// `idle_stop_after`).
+    #[serde(default)]
+    pub idle: Idle,
+}
+
+/// Idle culling: a container whose CPU and network use stay under these
+/// thresholds for its group's `idle_stop_after` is stopped (not removed).
+/// Docker's stats do not show GPU use: GPU containers are judged on CPU
+/// and network too, with the group's `gpu_idle_stop_after`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Idle {
+    /// How often running containers' stats are sampled.
+    #[serde(default = "default_sample_every")]
+    pub sample_every: Located<String>,
+    /// CPU (in cores) under which a container is idle.
+    #[serde(default = "default_cpu_below")]
+    pub cpu_below: f64,
+    /// Network traffic (bytes per second, in and out) under which a
+    /// container is idle.
+    #[serde(default = "default_network_below")]
+    pub network_below: Located<Memory>,
+    /// Groups or accounts never culled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exempt: Vec<String>,
+}
+
+impl Default for Idle {
+    fn default() -> Self {
+        Idle {
+            sample_every: default_sample_every(),
+            cpu_below: default_cpu_below(),
+            network_below: default_network_below(),
+            exempt: vec![],
+        }
+    }
+}
+
+fn default_sample_every() -> Located<String> {
+    Located::new("5m".to_string())
+}
+fn default_cpu_below() -> f64 {
+    0.02
+}
+fn default_network_below() -> Located<Memory> {
+    Located::new(Memory::new("1Ki"))
 }
 
 /// Limits of the images Berth builds for students.
@@ -447,6 +494,13 @@ pub struct Quota {
     /// (sum of their compressed sizes); no limit when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<Located<Memory>>,
+    /// Stop a container idle for this long (see `policy.idle`); never
+    /// when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_stop_after: Option<Located<String>>,
+    /// The same for containers with GPUs (default: `idle_stop_after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_idle_stop_after: Option<Located<String>>,
 }
 
 impl Quota {
@@ -652,6 +706,38 @@ impl Site {
 
     pub fn image_gc_after(&self) -> Duration {
         parse_duration(&self.policy.image_gc_after).unwrap_or(Duration::from_secs(7 * 86_400))
+    }
+
+    /// How long `account` (in `groups`) may leave a container idle before
+    /// it is stopped: the most generous of its groups (a group without a
+    /// limit means never), `None` when never or exempt.
+    pub fn idle_stop_after(&self, account: &str, groups: &[String], gpu: bool) -> Option<Duration> {
+        let idle = &self.policy.idle;
+        if idle
+            .exempt
+            .iter()
+            .any(|e| e == account || groups.contains(e))
+        {
+            return None;
+        }
+        let mut most: Option<Duration> = None;
+        let mut any = false;
+        for (group, q) in &self.policy.quotas {
+            if !groups.contains(group) {
+                continue;
+            }
+            any = true;
+            let text = if gpu {
+                q.gpu_idle_stop_after
+                    .as_ref()
+                    .or(q.idle_stop_after.as_ref())
+            } else {
+                q.idle_stop_after.as_ref()
+            };
+            let d = parse_duration(text?).ok()?;
+            most = Some(most.map_or(d, |m| m.max(d)));
+        }
+        if any { most } else { None }
     }
 
     pub fn build_timeout(&self) -> Duration {

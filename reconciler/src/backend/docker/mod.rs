@@ -21,10 +21,13 @@ mod body;
 mod build;
 mod console;
 mod images;
+mod stats;
+mod volumes;
 
 pub use build::{BuildFailed, BuildJob};
 pub use console::{ByteStream, Owned, Purpose, Tty};
 pub(crate) use images::split_tag;
+pub use stats::Usage;
 mod observe;
 
 #[derive(Debug, thiserror::Error)]
