@@ -228,14 +228,61 @@ impl GitLab {
         state: CommitState,
         description: &str,
     ) -> Result<()> {
+        self.set_named_status(project, sha, "berth", state, description)
+            .await
+    }
+
+    /// `POST /projects/:id/statuses/:sha` with `name`.
+    pub async fn set_named_status(
+        &self,
+        project: u64,
+        sha: &str,
+        name: &str,
+        state: CommitState,
+        description: &str,
+    ) -> Result<()> {
         let path = format!("/projects/{project}/statuses/{sha}");
         // GitLab caps descriptions at 255 characters.
         let description: String = description.chars().take(255).collect();
         let body =
-            serde_json::json!({ "state": state, "name": "berth", "description": description });
+            serde_json::json!({ "state": state, "name": name, "description": description });
         self.send(reqwest::Method::POST, "POST", &path, &[], Some(&body))
             .await
             .map(drop)
+    }
+
+    /// Berth's note on merge request `iid`: edits note `known` in place
+    /// (`PUT …/notes/:id`), or creates one (`POST …/notes`) when there is
+    /// none yet or it was deleted; returns the note's id.
+    pub async fn upsert_mr_note(
+        &self,
+        project: u64,
+        iid: u64,
+        known: Option<u64>,
+        body: &str,
+    ) -> Result<u64> {
+        #[derive(serde::Deserialize)]
+        struct Note {
+            id: u64,
+        }
+        let notes = format!("/projects/{project}/merge_requests/{iid}/notes");
+        let payload = serde_json::json!({ "body": body });
+        if let Some(id) = known {
+            let path = format!("{notes}/{id}");
+            match self
+                .send(reqwest::Method::PUT, "PUT", &path, &[], Some(&payload))
+                .await
+            {
+                Ok(_) => return Ok(id),
+                Err(GitLabError::Status { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let resp = self
+            .send(reqwest::Method::POST, "POST", &notes, &[], Some(&payload))
+            .await?;
+        let note: Note = self.json(resp, "POST", &notes).await?;
+        Ok(note.id)
     }
 
     /// `GET /users/:id`.
@@ -318,7 +365,7 @@ impl GitLab {
             "push_events": true,
             "push_events_branch_filter": "",
             "tag_push_events": false,
-            "merge_requests_events": false,
+            "merge_requests_events": true,
             "issues_events": false,
             "note_events": false,
             "pipeline_events": false,

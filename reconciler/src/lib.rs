@@ -64,6 +64,8 @@ pub mod metrics;
 pub mod mirror;
 /// Desired vs observed → ordered actions, both backends (pure).
 pub mod plan;
+/// Plan previews of branches and merge requests, rendered for GitLab.
+pub mod preview;
 /// Per-account coalescing work queue.
 pub mod queue;
 /// One account: gather → decide → build the plan → execute.

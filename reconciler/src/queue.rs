@@ -222,6 +222,7 @@ mod tests {
             pusher: Some(account.into()),
             pusher_id: Some(1),
             delivery: None,
+            preview: None,
         }
     }
 

@@ -285,6 +285,27 @@ impl LocalSource {
         })
     }
 
+    /// The commit `git_ref` names: a branch, a full ref
+    /// (`refs/merge-requests/7/head`) or a commit id; `None` if none.
+    pub fn resolve(&self, account: &str, git_ref: &str) -> Result<Option<String>> {
+        let Some(repo) = self.open(account)? else {
+            return Ok(None);
+        };
+        for name in [format!("refs/heads/{git_ref}"), git_ref.to_string()] {
+            if let Ok(Some(mut r)) = repo.try_find_reference(name.as_str())
+                && let Ok(id) = r.peel_to_id()
+            {
+                return Ok(Some(id.to_string()));
+            }
+        }
+        if let Ok(id) = gix::ObjectId::from_hex(git_ref.as_bytes())
+            && repo.find_commit(id).is_ok()
+        {
+            return Ok(Some(id.to_string()));
+        }
+        Ok(None)
+    }
+
     /// Commits reachable from `head` but not from `since`, newest first.
     pub fn commits_since(
         &self,

@@ -39,6 +39,17 @@ pub struct SyncRequest {
     pub pusher_id: Option<u64>,
     /// The delivery id, for logs.
     pub delivery: Option<String>,
+    /// Not for applying: a branch push or a merge request to preview.
+    pub preview: Option<Preview>,
+}
+
+/// What a preview is of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preview {
+    /// The branch (`feature`) or ref (`refs/merge-requests/7/head`).
+    pub git_ref: String,
+    /// The merge request's iid, whose note shows the plan.
+    pub merge_request: Option<u64>,
 }
 
 /// Where accepted requests go. Implementations must not block: the webhook

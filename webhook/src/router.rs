@@ -130,6 +130,7 @@ async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
     }
     let push = match event {
         Event::Push(p) => p,
+        Event::MergeRequest(mr) => return merge_request(&st, mr, id, &m),
         Event::Ignored(why) => {
             m(Outcome::Ignored);
             tracing::debug!(kind, why, "event ignored");
@@ -148,8 +149,27 @@ async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
     };
     let repository = st.config.repositories.repository();
     if !push.to_default_branch() {
-        m(Outcome::Ignored);
-        return answer(StatusCode::OK, "ignored");
+        // Another branch: a preview of what it would do, applied never.
+        let Some(branch) = push.branch().filter(|_| !push.deletes_branch()) else {
+            m(Outcome::Ignored);
+            return answer(StatusCode::OK, "ignored");
+        };
+        st.sink.submit(SyncRequest {
+            account: namespace.to_string(),
+            repository: repository.to_string(),
+            project_id: Some(push.project_id),
+            path: Some(path.to_string()),
+            revision: Some(push.checkout_sha.clone().unwrap_or_else(|| push.after.clone())),
+            pusher: Some(push.user_username.clone()),
+            pusher_id: Some(push.user_id),
+            delivery: id.map(str::to_string),
+            preview: Some(crate::Preview {
+                git_ref: branch.to_string(),
+                merge_request: None,
+            }),
+        });
+        m(Outcome::Queued);
+        return answer(StatusCode::ACCEPTED, "preview queued");
     }
     // A deleted default branch is not a revision: resync the account so
     // status reflects it, without asking for any revision.
@@ -167,7 +187,42 @@ async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
         pusher: Some(push.user_username.clone()),
         pusher_id: Some(push.user_id),
         delivery: id.map(str::to_string),
+        preview: None,
     });
     m(Outcome::Queued);
     answer(StatusCode::ACCEPTED, "queued")
+}
+
+/// A merge request into a workspace's default branch: queue its preview.
+fn merge_request(
+    st: &AppState,
+    mr: crate::event::MergeRequestEvent,
+    id: Option<&str>,
+    m: &dyn Fn(Outcome),
+) -> Response {
+    let path = mr.project.path_with_namespace.as_str();
+    let Some(namespace) = st.config.repositories.account_of(path) else {
+        m(Outcome::NotAWorkspace);
+        return answer(StatusCode::OK, "ignored");
+    };
+    if !mr.wants_preview() {
+        m(Outcome::Ignored);
+        return answer(StatusCode::OK, "ignored");
+    }
+    st.sink.submit(SyncRequest {
+        account: namespace.to_string(),
+        repository: st.config.repositories.repository().to_string(),
+        project_id: Some(mr.project.id),
+        path: Some(path.to_string()),
+        revision: Some(mr.object_attributes.last_commit.id.clone()),
+        pusher: Some(mr.user.username.clone()),
+        pusher_id: mr.user.id,
+        delivery: id.map(str::to_string),
+        preview: Some(crate::Preview {
+            git_ref: mr.head_ref(),
+            merge_request: Some(mr.object_attributes.iid),
+        }),
+    });
+    m(Outcome::Queued);
+    answer(StatusCode::ACCEPTED, "preview queued")
 }

@@ -13,6 +13,7 @@ mod gitlab;
 mod images;
 mod kubeconfig;
 pub mod output;
+mod plan;
 mod registry;
 mod schema;
 mod serve;
@@ -63,6 +64,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Show what apply would change, per account.
     Diff(diff::Args),
+    /// What a branch or commit would do if pushed to the default branch.
+    Plan(plan::Args),
     /// Converge backends to the accepted revisions.
     Apply(apply::Args),
     /// Per-account revision, containers, ports and last error.
@@ -120,6 +123,7 @@ fn run(cli: Cli) -> u8 {
         Command::Validate(args) => validate::run(cli.config.as_deref(), &args),
         Command::Schema(args) => schema::run(&args),
         Command::Diff(args) => block_on(diff::run(cli.config.as_deref(), &args)),
+        Command::Plan(args) => block_on(plan::run(cli.config.as_deref(), &args)),
         Command::Apply(args) => block_on(apply::run(cli.config.as_deref(), &args)),
         Command::Status(args) => block_on(status::run(cli.config.as_deref(), &args)),
         Command::Audit(args) => audit::run(cli.config.as_deref(), &args),

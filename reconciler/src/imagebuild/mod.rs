@@ -41,7 +41,8 @@ pub struct Builds {
     pub pending: Vec<String>,
 }
 
-/// Builds what `revision` declares; `Ok(Err(why))` rejects the revision.
+/// Builds what `revision` declares (with `build`; else only checks what
+/// would refuse a build); `Ok(Err(why))` rejects the revision.
 pub async fn run(
     ctx: &Arc<Context>,
     account: &str,
@@ -49,6 +50,7 @@ pub async fn run(
     revision: &str,
     ws: &Workspace,
     shared: &Shared,
+    build: bool,
 ) -> Result<Result<Builds, String>, ReconcileError> {
     let mut out = Builds::default();
     let Some(images) = &ws.images else {
@@ -86,7 +88,12 @@ pub async fn run(
             }
             _ => {}
         }
-        if !ctx.run_builds() {
+        if !build {
+            // Nothing is built (a diff or a preview), but whatever would
+            // refuse the build refuses the revision now.
+            if let Err(f) = prepare(ctx, account, revision, b, shared).await? {
+                return Ok(Err(format!("image `{}` would not build: {}", *b.name, f.reason)));
+            }
             out.pending.push(b.name.value.clone());
             continue;
         }
@@ -152,15 +159,23 @@ fn failure(reason: impl Into<String>) -> Failure {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn build_one(
+/// What a checked build needs: the context's files, the Dockerfile's path
+/// in it, and the registry scopes of its base images.
+struct Prepared {
+    entries: Vec<ContextEntry>,
+    dockerfile: String,
+    scopes: Vec<String>,
+}
+
+/// Reads the context from git and checks the Dockerfile's base images like
+/// `image:` — everything a build is refused for before it runs.
+async fn prepare(
     ctx: &Arc<Context>,
     account: &str,
-    identity: Option<&Account>,
     revision: &str,
     b: &Build,
     shared: &Shared,
-    reference: &str,
-) -> Result<Result<BuildRecord, Failure>, ReconcileError> {
+) -> Result<Result<Prepared, Failure>, ReconcileError> {
     let site = &ctx.site;
     let max = site.policy.builds.max_context.bytes().unwrap_or(50 << 20);
     let (name, sha, dir) = (
@@ -221,6 +236,31 @@ async fn build_one(
             scopes.push(format!("repository:{path}:pull"));
         }
     }
+    Ok(Ok(Prepared {
+        entries,
+        dockerfile,
+        scopes,
+    }))
+}
+
+async fn build_one(
+    ctx: &Arc<Context>,
+    account: &str,
+    identity: Option<&Account>,
+    revision: &str,
+    b: &Build,
+    shared: &Shared,
+    reference: &str,
+) -> Result<Result<BuildRecord, Failure>, ReconcileError> {
+    let site = &ctx.site;
+    let Prepared {
+        entries,
+        dockerfile,
+        scopes,
+    } = match prepare(ctx, account, revision, b, shared).await? {
+        Ok(p) => p,
+        Err(f) => return Ok(Err(f)),
+    };
     let tar = match context::tar(&entries, &dockerfile) {
         Ok(t) => t,
         Err(e) => return Ok(Err(failure(format!("packing the context: {e}")))),

@@ -22,6 +22,8 @@ pub(super) struct Build<'a> {
     pub identity: Option<&'a Account>,
     pub observed: &'a Observed,
     pub revision: &'a str,
+    /// A preview: plan as if, but hold no host port, GPU or placement.
+    pub preview: bool,
 }
 
 /// Both halves of the plan: Docker (when the site has endpoints), then
@@ -44,6 +46,7 @@ fn kube_plan(b: &Build<'_>, plan: &mut AccountPlan) -> Result<()> {
         identity,
         observed,
         revision,
+        ..
     } = *b;
     let Some(cluster) = &ctx.kube else {
         return Ok(());
@@ -93,7 +96,7 @@ fn docker_plan(b: &Build<'_>, plan: &mut AccountPlan) -> Result<()> {
         ..
     } = *b;
     let site = &ctx.site;
-    let (endpoint, ports, gpus) = reserve(ctx, account, workspace)?;
+    let (endpoint, ports, gpus) = reserve(ctx, account, workspace, !b.preview)?;
     plan.ports = ports;
     plan.gpus = gpus;
     let backend_conf = site
@@ -300,8 +303,16 @@ type Reserved = (String, BTreeMap<PortKey, u16>, BTreeMap<GpuKey, Vec<u32>>);
 
 /// Chooses the account's endpoint and host ports, against both the store
 /// and reservations of evaluations not yet executed.
-fn reserve(ctx: &Context, account: &str, ws: &Workspace) -> Result<Reserved> {
-    let mut res = ctx.reservations.lock().unwrap_or_else(|p| p.into_inner());
+fn reserve(ctx: &Context, account: &str, ws: &Workspace, keep: bool) -> Result<Reserved> {
+    let mut guard = ctx.reservations.lock().unwrap_or_else(|p| p.into_inner());
+    // A preview allocates on a copy, so it holds nothing afterwards.
+    let mut scratch;
+    let res: &mut super::Reservations = if keep {
+        &mut guard
+    } else {
+        scratch = guard.clone();
+        &mut scratch
+    };
     let mut counts = ctx.store.placement_counts()?;
     let stored = ctx.store.placement(account)?;
     for (other, ep) in &res.placements {

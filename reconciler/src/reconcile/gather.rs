@@ -25,10 +25,13 @@ async fn built_then_pinned(
     revision: &str,
     ws: &Workspace,
     shared: &berth_spec::policy::Shared,
+    build: bool,
 ) -> Result<
     std::result::Result<(std::collections::BTreeMap<String, String>, Vec<String>), RejectReason>,
 > {
-    let builds = match crate::imagebuild::run(ctx, account, identity, revision, ws, shared).await? {
+    let builds = match crate::imagebuild::run(ctx, account, identity, revision, ws, shared, build)
+        .await?
+    {
         Ok(b) => b,
         Err(why) => return Ok(Err(RejectReason::Build(why))),
     };
@@ -49,9 +52,42 @@ pub async fn evaluate(
     observed: &Observed,
     push: Option<&SyncRequest>,
 ) -> Result<AccountPlan> {
+    evaluate_at(ctx, account, observed, push, None).await
+}
+
+/// What `revision` (a branch's or a merge request's head) would do were it
+/// pushed to the default branch: evaluated exactly as such a push —
+/// pusher, identity, validation, policy, quota, image and Dockerfile rules
+/// — and planned against `observed`, but never applied: nothing is built,
+/// accepted or reserved. The plan's decision says what would happen.
+#[tracing::instrument(skip(ctx, observed, push), fields(account))]
+pub async fn preview(
+    ctx: &Arc<Context>,
+    account: &str,
+    observed: &Observed,
+    push: Option<&SyncRequest>,
+    revision: &str,
+) -> Result<AccountPlan> {
+    evaluate_at(ctx, account, observed, push, Some(revision)).await
+}
+
+async fn evaluate_at(
+    ctx: &Arc<Context>,
+    account: &str,
+    observed: &Observed,
+    push: Option<&SyncRequest>,
+    preview: Option<&str>,
+) -> Result<AccountPlan> {
     let site = &ctx.site;
     let name = account.to_string();
-    let head = ctx.read_source(move |s| s.head(&name)).await?;
+    let head = match preview {
+        None => ctx.read_source(move |s| s.head(&name)).await?,
+        Some(sha) => {
+            let rev = sha.to_string();
+            let found = ctx.read_source(move |s| s.at(&name, &rev)).await?;
+            Some(found.ok_or_else(|| ReconcileError::LostRevision(sha.into()))?)
+        }
+    };
     let identity = ctx.directory.lookup(account).await?;
     // Read once: admission checks and the unshared-image warnings both use
     // the shares.
@@ -61,8 +97,11 @@ pub async fn evaluate(
             shared_with(ctx, account)?,
         ))
     })?;
-    let pushed = push.and_then(|p| p.revision.as_deref());
-    let pushes_only = site.gitlab.is_some();
+    // A preview is judged as a new push, whatever is accepted now.
+    let accepted_now = accepted.clone();
+    let accepted = if preview.is_some() { None } else { accepted };
+    let pushed = preview.or(push.and_then(|p| p.revision.as_deref()));
+    let pushes_only = site.gitlab.is_some() && preview.is_none();
     // The pusher is asked about (GitLab, LDAP) only when its push is what
     // would be accepted.
     let new_head = head
@@ -117,7 +156,15 @@ pub async fn evaluate(
         }
         Verdict::Reject(reason) => plan.reject(head_sha, reason, accepted.clone()),
         Verdict::Candidate(ws) => {
-            match built_then_pinned(ctx, account, identity.as_ref(), &head_sha, &ws, &shared)
+            match built_then_pinned(
+                ctx,
+                account,
+                identity.as_ref(),
+                &head_sha,
+                &ws,
+                &shared,
+                preview.is_none() && ctx.run_builds(),
+            )
                 .await?
             {
                 Err(why) => plan.reject(head_sha, why, accepted.clone()),
@@ -136,7 +183,7 @@ pub async fn evaluate(
                         })
                         .collect();
                     let (name, sha, since) =
-                        (account.to_string(), head_sha.clone(), accepted.clone());
+                        (account.to_string(), head_sha.clone(), accepted_now.clone());
                     let commits = ctx
                         .read_source(move |s| s.commits_since(&name, &sha, since.as_deref()))
                         .await?
@@ -185,6 +232,7 @@ pub async fn evaluate(
                 identity: identity.as_ref(),
                 observed,
                 revision: &revision,
+                preview: preview.is_some(),
             },
             &mut plan,
         )

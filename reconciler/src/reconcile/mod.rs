@@ -17,7 +17,7 @@ pub mod pins;
 
 pub use decide::RejectReason;
 pub use execute::execute;
-pub use gather::{accepted_workspace_of, evaluate};
+pub use gather::{accepted_workspace_of, evaluate, preview};
 
 use crate::backend::kube_apply::KubeBackend;
 use crate::backend::{DockerBackend, DockerError, KubeError, Unavailable};
@@ -144,7 +144,7 @@ pub struct KubeCluster {
     pub backend: std::result::Result<KubeBackend, Unavailable>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Reservations {
     placements: BTreeMap<String, String>,
     ports: BTreeMap<String, BTreeMap<PortKey, u16>>,

@@ -6,6 +6,7 @@
 
 mod api;
 mod background;
+mod previews;
 mod registry_token;
 mod retry;
 
@@ -67,10 +68,15 @@ struct StatusUpdate {
 struct PushSink {
     queue: Arc<Queue>,
     statuses: Option<mpsc::Sender<StatusUpdate>>,
+    previews: Arc<previews::Previews>,
 }
 
 impl SyncSink for PushSink {
     fn submit(&self, request: SyncRequest) {
+        if request.preview.is_some() {
+            self.previews.submit(request);
+            return;
+        }
         if let (Some(tx), Some(project), Some(sha)) =
             (&self.statuses, request.project_id, &request.revision)
         {
@@ -152,9 +158,11 @@ pub async fn serve(
         ),
         None => None,
     };
+    let preview_queue = Arc::new(previews::Previews::default());
     let sink = Arc::new(PushSink {
         queue: queue.clone(),
         statuses: statuses.clone(),
+        previews: preview_queue.clone(),
     });
     let mut config = berth_webhook::Config::new(secret);
     config.repositories = ctx.site.repositories.clone();
@@ -218,6 +226,11 @@ pub async fn serve(
     let resync = tokio::spawn(resync_loop(shared.clone(), stop_rx.clone()));
     let images = tokio::spawn(images_loop(shared.clone(), stop_rx.clone()));
     let culling = tokio::spawn(culling_loop(shared.clone(), stop_rx.clone()));
+    let preview_worker = tokio::spawn(previews::worker(
+        ctx.clone(),
+        preview_queue,
+        stop_rx.clone(),
+    ));
     let _watcher = match &opts.watch {
         Some(dir) => Some(watch(dir.clone(), queue.clone())?),
         None => None,
@@ -234,6 +247,7 @@ pub async fn serve(
     let _ = resync.await;
     let _ = images.await;
     let _ = culling.await;
+    let _ = preview_worker.await;
     let _ = http.await;
     drop(shared);
     if let Some(task) = status_task {

@@ -94,6 +94,7 @@ mod tests {
             pusher: None,
             pusher_id: None,
             delivery: None,
+            preview: None,
         }
     }
 

@@ -105,3 +105,26 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Berth's note on merge request `iid` of `project`, if it made one.
+    pub fn mr_note(&self, project: u64, iid: u64) -> Result<Option<u64>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT note FROM mr_notes WHERE project = ?1 AND iid = ?2",
+                rusqlite::params![project as i64, iid as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(|n| n as u64))
+    }
+
+    pub fn set_mr_note(&self, project: u64, iid: u64, note: u64) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO mr_notes (project, iid, note) VALUES (?1, ?2, ?3)",
+            rusqlite::params![project as i64, iid as i64, note as i64],
+        )?;
+        Ok(())
+    }
+}

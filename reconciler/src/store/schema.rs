@@ -115,6 +115,12 @@ CREATE TABLE builds (
     dropped_at INTEGER,
     PRIMARY KEY (account, name)
 );
+CREATE TABLE mr_notes (
+    project INTEGER NOT NULL,
+    iid INTEGER NOT NULL,
+    note INTEGER NOT NULL,
+    PRIMARY KEY (project, iid)
+);
 CREATE TABLE drains (
     account TEXT PRIMARY KEY,
     source TEXT NOT NULL,
