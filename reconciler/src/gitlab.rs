@@ -244,8 +244,7 @@ impl GitLab {
         let path = format!("/projects/{project}/statuses/{sha}");
         // GitLab caps descriptions at 255 characters.
         let description: String = description.chars().take(255).collect();
-        let body =
-            serde_json::json!({ "state": state, "name": name, "description": description });
+        let body = serde_json::json!({ "state": state, "name": name, "description": description });
         self.send(reqwest::Method::POST, "POST", &path, &[], Some(&body))
             .await
             .map(drop)

@@ -50,7 +50,11 @@ pub fn render(account: &str, plan: Result<AccountPlan, ReconcileError>) -> Rende
                 format!("{} to recreate", s.recreate),
                 format!("{} to remove", s.remove),
             ];
-            for (n, what) in [(s.update, "to update"), (s.start, "to start"), (s.stop, "to stop")] {
+            for (n, what) in [
+                (s.update, "to update"),
+                (s.start, "to start"),
+                (s.stop, "to stop"),
+            ] {
                 if n > 0 {
                     parts.push(format!("{n} {what}"));
                 }
@@ -97,8 +101,12 @@ pub async fn publish(
         .set_named_status(project, sha, STATUS_NAME, r.state, &r.description)
         .await?;
     if let Some(iid) = merge_request {
-        let known = crate::store::blocking(|| store.mr_note(project, iid)).ok().flatten();
-        let id = gitlab.upsert_mr_note(project, iid, known, &note(sha, r)).await?;
+        let known = crate::store::blocking(|| store.mr_note(project, iid))
+            .ok()
+            .flatten();
+        let id = gitlab
+            .upsert_mr_note(project, iid, known, &note(sha, r))
+            .await?;
         if known != Some(id) {
             let _ = crate::store::blocking(|| store.set_mr_note(project, iid, id));
         }
@@ -120,7 +128,11 @@ mod tests {
         };
         let r = render("alice", Ok(plan));
         assert_eq!(r.state, CommitState::Failed);
-        assert!(r.description.contains("workspace.yaml:5:5"), "{}", r.description);
+        assert!(
+            r.description.contains("workspace.yaml:5:5"),
+            "{}",
+            r.description
+        );
         assert!(note("abcdef1234567890", &r).contains("would be refused"));
     }
 

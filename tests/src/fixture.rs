@@ -201,6 +201,18 @@ impl World {
     /// symlink, a directory…), then commits everything as `email` and
     /// pushes; returns the commit id.
     pub fn commit_with(&self, account: &str, email: &str, prepare: impl FnOnce(&Path)) -> String {
+        self.commit_to(account, "main", email, prepare)
+    }
+
+    /// [`World::commit_with`] onto `branch` (created from the work tree's
+    /// current commit).
+    pub fn commit_to(
+        &self,
+        account: &str,
+        branch: &str,
+        email: &str,
+        prepare: impl FnOnce(&Path),
+    ) -> String {
         let bare = self.dir.join("repos").join(account).join("workspace.git");
         let work = self.work(account);
         if !bare.exists() {
@@ -229,7 +241,7 @@ impl World {
                 "change",
             ],
         );
-        git(&work, &["push", "-q", "origin", "HEAD:main"]);
+        git(&work, &["push", "-q", "origin", &format!("HEAD:{branch}")]);
         stdout(
             &Command::new("git")
                 .arg("-C")

@@ -159,7 +159,11 @@ async fn hook(State(st): State<Arc<AppState>>, req: Request) -> Response {
             repository: repository.to_string(),
             project_id: Some(push.project_id),
             path: Some(path.to_string()),
-            revision: Some(push.checkout_sha.clone().unwrap_or_else(|| push.after.clone())),
+            revision: Some(
+                push.checkout_sha
+                    .clone()
+                    .unwrap_or_else(|| push.after.clone()),
+            ),
             pusher: Some(push.user_username.clone()),
             pusher_id: Some(push.user_id),
             delivery: id.map(str::to_string),

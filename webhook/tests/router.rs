@@ -93,6 +93,7 @@ async fn documented_push_event_becomes_one_sync_request() {
             pusher: Some("alice".into()),
             pusher_id: Some(4),
             delivery: Some("u-1".into()),
+            preview: None,
         }]
     );
 }
@@ -210,10 +211,20 @@ async fn redeliveries_are_ignored_by_uuid_or_idempotency_key() {
 }
 
 #[tokio::test]
-async fn other_branches_and_events_are_acknowledged_and_ignored() {
+async fn another_branch_is_queued_as_a_preview_and_tags_and_other_events_ignored() {
     let h = harness();
     let feature = PUSH.replace("refs/heads/main", "refs/heads/feature");
-    assert_eq!(h.push("s3cret", "f", &feature).await, StatusCode::OK);
+    assert_eq!(h.push("s3cret", "f", &feature).await, StatusCode::ACCEPTED);
+    let previews = h.requests();
+    assert_eq!(previews.len(), 1);
+    assert_eq!(
+        previews[0].preview,
+        Some(berth_webhook::Preview {
+            git_ref: "feature".into(),
+            merge_request: None
+        })
+    );
+    let h = harness();
     let tag = PUSH.replace("refs/heads/main", "refs/tags/v1");
     assert_eq!(h.push("s3cret", "t", &tag).await, StatusCode::OK);
     let headers = [
@@ -261,4 +272,59 @@ async fn every_outcome_is_reported_to_the_observer() {
         StatusCode::NOT_FOUND,
         "metrics are the reconciler's"
     );
+}
+
+#[tokio::test]
+async fn a_merge_request_into_the_default_branch_is_queued_as_a_preview() {
+    let h = harness();
+    let event = serde_json::json!({
+        "object_kind": "merge_request",
+        "user": { "id": 4, "username": "alice", "name": "Alice" },
+        "project": { "id": 15, "path_with_namespace": "alice/workspace", "default_branch": "main" },
+        "object_attributes": {
+            "iid": 7, "target_branch": "main", "source_branch": "feature",
+            "source_project_id": 99, "target_project_id": 15,
+            "state": "opened", "action": "open",
+            "last_commit": { "id": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7" }
+        }
+    })
+    .to_string();
+    let headers = [
+        ("x-gitlab-token", "s3cret"),
+        ("x-gitlab-event", "Merge Request Hook"),
+        ("x-gitlab-event-uuid", "mr-7"),
+    ];
+    let (status, _) = h
+        .send("POST", "/hooks/gitlab", &headers, event.clone())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let got = h.requests();
+    assert_eq!(got.len(), 1);
+    // From a fork too: the head is read from the target project's ref.
+    assert_eq!(
+        got[0].preview,
+        Some(berth_webhook::Preview {
+            git_ref: "refs/merge-requests/7/head".into(),
+            merge_request: Some(7)
+        })
+    );
+    assert_eq!(
+        got[0].revision.as_deref(),
+        Some("da1560886d4f094c3e6c9ef40349f7d38b5d27d7")
+    );
+    // Merged or closed, or into another branch: nothing.
+    let h = harness();
+    for (from, to) in [
+        ("\"open\"", "\"merge\""),
+        ("\"target_branch\":\"main\"", "\"target_branch\":\"dev\""),
+    ] {
+        let other = event.replace(from, to);
+        let headers = [
+            ("x-gitlab-token", "s3cret"),
+            ("x-gitlab-event", "Merge Request Hook"),
+        ];
+        let (status, _) = h.send("POST", "/hooks/gitlab", &headers, other).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert!(h.requests().is_empty());
 }

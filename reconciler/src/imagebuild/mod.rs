@@ -92,7 +92,10 @@ pub async fn run(
             // Nothing is built (a diff or a preview), but whatever would
             // refuse the build refuses the revision now.
             if let Err(f) = prepare(ctx, account, revision, b, shared).await? {
-                return Ok(Err(format!("image `{}` would not build: {}", *b.name, f.reason)));
+                return Ok(Err(format!(
+                    "image `{}` would not build: {}",
+                    *b.name, f.reason
+                )));
             }
             out.pending.push(b.name.value.clone());
             continue;

@@ -29,12 +29,11 @@ async fn built_then_pinned(
 ) -> Result<
     std::result::Result<(std::collections::BTreeMap<String, String>, Vec<String>), RejectReason>,
 > {
-    let builds = match crate::imagebuild::run(ctx, account, identity, revision, ws, shared, build)
-        .await?
-    {
-        Ok(b) => b,
-        Err(why) => return Ok(Err(RejectReason::Build(why))),
-    };
+    let builds =
+        match crate::imagebuild::run(ctx, account, identity, revision, ws, shared, build).await? {
+            Ok(b) => b,
+            Err(why) => return Ok(Err(RejectReason::Build(why))),
+        };
     Ok(match resolve_pins(ctx, ws).await? {
         Err(why) => Err(RejectReason::Image(why)),
         Ok(pins) => Ok((pins, builds.pending)),
@@ -165,7 +164,7 @@ async fn evaluate_at(
                 &shared,
                 preview.is_none() && ctx.run_builds(),
             )
-                .await?
+            .await?
             {
                 Err(why) => plan.reject(head_sha, why, accepted.clone()),
                 Ok((pins, pending)) => {

@@ -68,10 +68,11 @@ async fn run(ctx: &Arc<Context>, request: &SyncRequest) {
     // A pusher who may not push to the account gets no preview at all.
     if let Ok(p) = &plan
         && let crate::reconcile::Decision::Reject {
-            reason: crate::reconcile::RejectReason::Identity(
-                crate::identity::Rejection::Pusher { .. }
-                | crate::identity::Rejection::NoLdapIdentity { .. },
-            ),
+            reason:
+                crate::reconcile::RejectReason::Identity(
+                    crate::identity::Rejection::Pusher { .. }
+                    | crate::identity::Rejection::NoLdapIdentity { .. },
+                ),
             ..
         } = &p.decision
     {
