@@ -59,6 +59,10 @@ pub struct User {
     pub username: String,
     #[serde(default)]
     pub identities: Vec<Identity>,
+    /// The address GitLab writes as committer of commits made in its web
+    /// page (merges), as its admin API shows it.
+    #[serde(default)]
+    pub commit_email: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -68,6 +72,25 @@ pub struct Identity {
 }
 
 impl User {
+    /// The addresses GitLab may put on commits this user makes in its web
+    /// page: the configured commit email, and the private no-reply address
+    /// `<id>-<username>@users.noreply.<gitlab host>`.
+    pub fn web_commit_emails(&self, gitlab_url: &str) -> Vec<String> {
+        let host = gitlab_url
+            .split("://")
+            .nth(1)
+            .unwrap_or(gitlab_url)
+            .split(['/', ':'])
+            .next()
+            .unwrap_or_default();
+        let mut out: Vec<String> = self.commit_email.iter().cloned().collect();
+        out.push(format!(
+            "{}-{}@users.noreply.{host}",
+            self.id, self.username
+        ));
+        out
+    }
+
     /// The DN this user logs in with through LDAP provider `provider`.
     pub fn ldap_dn(&self, provider: &str) -> Option<&str> {
         self.identities

@@ -29,6 +29,9 @@ pub struct Inputs<'a> {
     pub pushes_only: bool,
     /// The pusher check's answer for `pushed` (GitLab or LDAP IO).
     pub pusher: Result<(), Rejection>,
+    /// Addresses GitLab confirmed as the account's own user's web-commit
+    /// emails (a merge made in GitLab's page); the committer may be one.
+    pub web_emails: &'a [String],
     /// Repositories other accounts share.
     pub shared: &'a Shared,
 }
@@ -142,7 +145,15 @@ pub fn decide(i: &Inputs<'_>) -> Admission {
 /// committer, the file, its validity, then site policy.
 fn check(i: &Inputs<'_>, head: &Revision) -> Result<Workspace, RejectReason> {
     i.pusher.clone()?;
-    identity::admit(i.site, i.account, i.identity, &head.committer_email)?;
+    let web_commit = i
+        .web_emails
+        .iter()
+        .any(|e| e.eq_ignore_ascii_case(&head.committer_email));
+    if web_commit {
+        identity::standing(i.site, i.account, i.identity)?;
+    } else {
+        identity::admit(i.site, i.account, i.identity, &head.committer_email)?;
+    }
     let account = i
         .identity
         .ok_or_else(|| Rejection::UnknownAccount(i.account.to_string()))?;
@@ -206,6 +217,7 @@ mod tests {
         pushed: Option<&'static str>,
         pushes_only: bool,
         pusher: Result<(), Rejection>,
+        web_emails: Vec<String>,
         /// The verdict's kind: a variant name, or `reject:<label>`.
         want: &'static str,
         stopped: Option<&'static str>,
@@ -220,6 +232,7 @@ mod tests {
             pushed: None,
             pushes_only: false,
             pusher: Ok(()),
+            web_emails: vec![],
             want: "candidate",
             stopped: None,
         }
@@ -325,6 +338,17 @@ mod tests {
                 ..row("someone else's commit")
             },
             Row {
+                head: Some(head(yaml(WEB), "42-alice@users.noreply.gitlab.example")),
+                web_emails: vec!["42-alice@users.noreply.gitlab.example".into()],
+                want: "candidate",
+                ..row("a merge in GitLab's page, GitLab vouching for the address")
+            },
+            Row {
+                head: Some(head(yaml(WEB), "42-alice@users.noreply.gitlab.example")),
+                want: "reject:committer",
+                ..row("a no-reply address nobody vouched for")
+            },
+            Row {
                 pusher: Err(Rejection::Pusher {
                     pusher: "bob".into(),
                     account: "alice".into(),
@@ -375,6 +399,7 @@ mod tests {
                 pushed: r.pushed,
                 pushes_only: r.pushes_only,
                 pusher: r.pusher.clone(),
+                web_emails: &r.web_emails,
                 shared: &shared,
             });
             let stopped = got.stopped.as_ref().map(|s| identity_label(s).to_string());

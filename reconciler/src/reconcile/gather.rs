@@ -107,9 +107,9 @@ async fn evaluate_at(
         .as_ref()
         .filter(|h| accepted.as_deref() != Some(h.sha.as_str()))
         .filter(|h| !pushes_only || pushed == Some(h.sha.as_str()));
-    let pusher = match new_head {
+    let (pusher, web_emails) = match new_head {
         Some(_) => check_pusher(ctx, account, identity.as_ref(), push).await?,
-        None => Ok(()),
+        None => (Ok(()), vec![]),
     };
     let admission = decide::decide(&decide::Inputs {
         site,
@@ -120,6 +120,7 @@ async fn evaluate_at(
         pushed,
         pushes_only,
         pusher,
+        web_emails: &web_emails,
         shared: &shared,
     });
     let mut plan = AccountPlan::new(account, head.as_ref().map(|h| h.repository.clone()));
@@ -243,15 +244,20 @@ async fn evaluate_at(
 /// pusher's GitLab user is bound to the directory through its LDAP
 /// identity (`extern_uid` = the account's DN, or an admin's); without one,
 /// only the username is compared (see the README for what each proves).
+/// Also the addresses GitLab writes on commits made in its web page by a
+/// pusher bound as the account itself (a merge there may carry GitLab's
+/// no-reply address rather than the directory mail).
 async fn check_pusher(
     ctx: &Context,
     account: &str,
     target: Option<&Account>,
     push: Option<&SyncRequest>,
-) -> Result<std::result::Result<(), identity::Rejection>> {
-    let Some(push) = push else { return Ok(Ok(())) };
+) -> Result<(std::result::Result<(), identity::Rejection>, Vec<String>)> {
+    let Some(push) = push else {
+        return Ok((Ok(()), vec![]));
+    };
     let Some(pusher) = push.pusher.as_deref() else {
-        return Ok(Ok(()));
+        return Ok((Ok(()), vec![]));
     };
     let pusher_account = if pusher != account {
         ctx.directory.lookup(pusher).await?
@@ -267,21 +273,38 @@ async fn check_pusher(
                 .as_ref()
                 .map(|g| g.ldap_provider.as_str())
                 .unwrap_or_default();
-            Ok(identity::pusher_bound(
+            let bound = identity::pusher_bound(
                 &ctx.site,
                 account,
                 target,
                 pusher,
                 user.ldap_dn(provider),
                 pusher_account.as_ref(),
-            ))
+            );
+            // Only the account's own bound user speaks for its commits.
+            let own = bound.is_ok()
+                && target.is_some_and(|t| {
+                    user.ldap_dn(provider)
+                        .is_some_and(|dn| identity::dn_eq(dn, &t.dn))
+                });
+            let url = ctx
+                .site
+                .gitlab
+                .as_ref()
+                .and_then(|g| g.url.as_ref())
+                .map(|u| u.value.clone())
+                .unwrap_or_default();
+            let emails = if own {
+                user.web_commit_emails(&url)
+            } else {
+                vec![]
+            };
+            Ok((bound, emails))
         }
-        _ if pusher == account => Ok(Ok(())),
-        _ => Ok(identity::pusher_allowed(
-            &ctx.site,
-            account,
-            pusher,
-            pusher_account.as_ref(),
+        _ if pusher == account => Ok((Ok(()), vec![])),
+        _ => Ok((
+            identity::pusher_allowed(&ctx.site, account, pusher, pusher_account.as_ref()),
+            vec![],
         )),
     }
 }
