@@ -118,3 +118,51 @@ fn usage_errors_are_exit_2() {
     assert_eq!(reconciler(&["frobnicate"]).status.code(), Some(2));
     assert_eq!(reconciler(&["--help"]).status.code(), Some(0));
 }
+
+#[test]
+fn the_committed_man_pages_are_current() {
+    let dir = std::env::temp_dir().join(format!("berth-man-{}", std::process::id()));
+    let out = reconciler(&["man", &dir.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0));
+    let list = |d: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .expect("dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let committed = root().join("docs/man");
+    assert_eq!(
+        list(&dir),
+        list(&committed),
+        "run `reconciler man docs/man`"
+    );
+    for name in list(&dir) {
+        assert_eq!(
+            std::fs::read(dir.join(&name)).expect("generated"),
+            std::fs::read(committed.join(&name)).expect("committed"),
+            "docs/man/{name} is stale: run `reconciler man docs/man`"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bash_completions_load() {
+    let bin = env!("CARGO_BIN_EXE_reconciler");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source <('{bin}' completions bash) && complete -p reconciler"
+        ))
+        .output()
+        .expect("bash runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("_reconciler"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

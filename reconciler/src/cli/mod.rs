@@ -6,6 +6,7 @@ mod apply;
 mod audit;
 mod build_log;
 mod diff;
+mod docs;
 mod drain;
 mod export;
 mod gc;
@@ -96,6 +97,10 @@ pub enum Command {
     Drain(drain::Args),
     /// Start again what the idle culler stopped (at the next reconcile).
     Wake(wake::Args),
+    /// A shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs::CompletionArgs),
+    /// Write man pages for every command into a directory.
+    Man(docs::ManArgs),
     /// Print the JSON Schema of workspace.yaml (or site.yaml).
     Schema(schema::Args),
 }
@@ -122,6 +127,8 @@ fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Validate(args) => validate::run(cli.config.as_deref(), &args),
         Command::Schema(args) => schema::run(&args),
+        Command::Completions(args) => docs::completions(&args),
+        Command::Man(args) => docs::man(&args),
         Command::Diff(args) => block_on(diff::run(cli.config.as_deref(), &args)),
         Command::Plan(args) => block_on(plan::run(cli.config.as_deref(), &args)),
         Command::Apply(args) => block_on(apply::run(cli.config.as_deref(), &args)),
