@@ -37,29 +37,44 @@ pub async fn plan_all(
     out
 }
 
+/// Executes plans, `concurrency` accounts at a time, handing each
+/// account's report to `done` as soon as that account finishes.
+pub async fn execute_each(
+    ctx: &Arc<Context>,
+    plans: Vec<AccountPlan>,
+    concurrency: usize,
+    mut done: impl FnMut(String, Result<AccountReport, ReconcileError>),
+) {
+    let mut reports = std::pin::pin!(
+        futures::stream::iter(plans)
+            .map(|plan| async move {
+                let report = reconcile::execute(ctx, &plan).await;
+                if let Err(e) = &report {
+                    let _ = ctx.store.set_last_error(
+                        &plan.account,
+                        Some(crate::store::Problem {
+                            detail: &e.to_string(),
+                            student: "a service Berth needs is unavailable",
+                        }),
+                    );
+                }
+                (plan.account.clone(), report)
+            })
+            .buffer_unordered(concurrency.max(1))
+    );
+    while let Some((account, report)) = reports.next().await {
+        done(account, report);
+    }
+}
+
 /// Executes plans, `concurrency` accounts at a time.
 pub async fn execute_all(
     ctx: &Arc<Context>,
     plans: Vec<AccountPlan>,
     concurrency: usize,
 ) -> Vec<(String, Result<AccountReport, ReconcileError>)> {
-    let mut out: Vec<_> = futures::stream::iter(plans)
-        .map(|plan| async move {
-            let report = reconcile::execute(ctx, &plan).await;
-            if let Err(e) = &report {
-                let _ = ctx.store.set_last_error(
-                    &plan.account,
-                    Some(crate::store::Problem {
-                        detail: &e.to_string(),
-                        student: "a service Berth needs is unavailable",
-                    }),
-                );
-            }
-            (plan.account.clone(), report)
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
+    let mut out = Vec::new();
+    execute_each(ctx, plans, concurrency, |a, r| out.push((a, r))).await;
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }

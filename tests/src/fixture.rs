@@ -256,6 +256,11 @@ impl World {
         self.dir.join("repos")
     }
 
+    /// The prefix of this world's account names.
+    pub fn prefix(&self) -> String {
+        self.prefix.clone()
+    }
+
     pub fn site_path(&self) -> PathBuf {
         self.dir.join("site.yaml")
     }

@@ -1,10 +1,14 @@
 //! `reconciler apply`: converge every account (or one) to its accepted
 //! revision. `--dry-run` prints the plan through the same code path and
 //! changes nothing. Exit 2 if any account failed; the others still converge.
+//! Each account's result is printed as soon as it finishes: on a terminal
+//! under a live progress line (accounts done, containers created, elapsed,
+//! an estimate), elsewhere as plain lines, or with `--output json` as one
+//! JSON object per account per line.
 
-use super::{exit, open_with_accounts};
+use super::{Output, exit, open_with_accounts};
 use crate::apply;
-use crate::reconcile::{Decision, short};
+use crate::reconcile::{AccountReport, Decision, ReconcileError, short};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,6 +20,126 @@ pub struct Args {
     /// Accounts converged at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Result lines as text, or one JSON object per account per line.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// What `apply` shows while it works.
+struct Progress {
+    output: Output,
+    bar: Option<indicatif::ProgressBar>,
+    started: std::time::Instant,
+    done: usize,
+    total: usize,
+    created: usize,
+    recreated: usize,
+    removed: usize,
+}
+
+impl Progress {
+    fn new(total: usize, output: Output) -> Progress {
+        let live =
+            matches!(output, Output::Text) && std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let bar = live.then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} accounts · {msg} · about {eta} left",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            output,
+            bar,
+            started: std::time::Instant::now(),
+            done: 0,
+            total,
+            created: 0,
+            recreated: 0,
+            removed: 0,
+        }
+    }
+
+    fn line(&self, text: &str) {
+        let text = super::paint::paint(text);
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => println!("{text}"),
+        }
+    }
+
+    fn account_done(&mut self, account: &str, report: &Result<AccountReport, ReconcileError>) {
+        self.done += 1;
+        if let Ok(r) = report {
+            self.created += r.kinds.get("create").copied().unwrap_or(0);
+            self.recreated += r.kinds.get("recreate").copied().unwrap_or(0);
+            self.removed += r.kinds.get("remove").copied().unwrap_or(0);
+        }
+        if matches!(self.output, Output::Json) {
+            let value = match report {
+                Ok(r) => serde_json::json!({
+                    "account": account,
+                    "decision": r.decision,
+                    "applied": r.applied,
+                    "errors": r.errors,
+                }),
+                Err(e) => serde_json::json!({ "account": account, "error": e.to_string() }),
+            };
+            println!("{value}");
+            return;
+        }
+        match report {
+            Ok(r) => {
+                if let Decision::Reject { revision, reason } = &r.decision {
+                    self.line(&format!(
+                        "{account}: ! revision {} rejected: {reason}",
+                        short(revision)
+                    ));
+                }
+                if let Decision::Accept { revision, .. } = &r.decision {
+                    self.line(&format!("{account}: accepted {}", short(revision)));
+                }
+                for l in &r.applied {
+                    self.line(&format!("{account}: {l}"));
+                }
+                for l in &r.errors {
+                    self.line(&format!("{account}: error: {l}"));
+                }
+            }
+            Err(e) => self.line(&format!("{account}: error: {e}")),
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!(
+                "{} created, {} recreated · last {account}",
+                self.created, self.recreated
+            ));
+            bar.inc(1);
+        }
+    }
+
+    fn finish(self, failed: usize) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        if matches!(self.output, Output::Json) {
+            return;
+        }
+        let summary = format!(
+            "Apply: {}/{} account(s) in {:.1} s: {} created, {} recreated, {} removed, {failed} failed.",
+            self.done,
+            self.total,
+            self.started.elapsed().as_secs_f64(),
+            self.created,
+            self.recreated,
+            self.removed
+        );
+        println!("{}", super::paint::paint(&summary));
+    }
 }
 
 pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
@@ -54,34 +178,16 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
             }
         }
     }
-    for (account, report) in apply::execute_all(&ctx, ready, args.concurrency).await {
-        match report {
-            Ok(r) => {
-                if let Decision::Reject { revision, reason } = &r.decision {
-                    println!(
-                        "{account}: ! revision {} rejected: {reason}",
-                        short(revision)
-                    );
-                }
-                if let Decision::Accept { revision, .. } = &r.decision {
-                    println!("{account}: accepted {}", short(revision));
-                }
-                for line in &r.applied {
-                    println!("{account}: {line}");
-                }
-                for line in &r.errors {
-                    println!("{account}: error: {line}");
-                }
-                if !r.errors.is_empty() {
-                    failed += 1;
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                println!("{account}: error: {e}");
-            }
+    let total = ready.len();
+    let mut progress = Progress::new(total, args.output);
+    apply::execute_each(&ctx, ready, args.concurrency, |account, report| {
+        if report.as_ref().map_or(true, |r| !r.errors.is_empty()) {
+            failed += 1;
         }
-    }
+        progress.account_done(&account, &report);
+    })
+    .await;
+    progress.finish(failed);
     if failed > 0 {
         eprintln!("reconciler apply: {failed} account(s) failed");
         exit::ERROR

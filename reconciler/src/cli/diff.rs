@@ -47,7 +47,7 @@ pub fn print_plans(
     format: Output,
 ) {
     match format {
-        Output::Text => print!("{}", output::plan_text(plans)),
+        Output::Text => print!("{}", super::paint::paint(&output::plan_text(plans))),
         Output::Json => match serde_json::to_string_pretty(&output::plan_json(plans)) {
             Ok(s) => println!("{s}"),
             Err(e) => eprintln!("reconciler: cannot render JSON: {e}"),

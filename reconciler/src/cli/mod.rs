@@ -14,6 +14,7 @@ mod gitlab;
 mod images;
 mod kubeconfig;
 pub mod output;
+pub mod paint;
 mod plan;
 mod registry;
 mod schema;
@@ -48,6 +49,9 @@ pub struct Cli {
     /// Log lines as text or as JSON objects (one per line).
     #[arg(long, global = true, value_enum, default_value_t)]
     pub log_format: LogFormat,
+    /// Colour on a terminal (`NO_COLOR` turns `auto` off).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub color: paint::When,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -120,6 +124,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(cli.log_format);
+    paint::init(cli.color);
     ExitCode::from(run(cli))
 }
 

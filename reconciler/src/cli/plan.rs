@@ -42,7 +42,7 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
     let plans = vec![(args.account.clone(), plan)];
     let summary = super::output::summarize(&plans);
     match args.output {
-        Output::Text => print!("{}", super::output::plan_text(&plans)),
+        Output::Text => print!("{}", super::paint::paint(&super::output::plan_text(&plans))),
         Output::Json => match serde_json::to_string_pretty(&super::output::plan_json(&plans)) {
             Ok(text) => println!("{text}"),
             Err(e) => {
