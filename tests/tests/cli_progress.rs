@@ -132,3 +132,68 @@ fn advanced(text: &str) -> bool {
         }
     })
 }
+
+/// Whether a progress line shows some but not all accounts done.
+fn advanced(text: &str) -> bool {
+    text.split("] ").skip(1).any(|rest| {
+        let Some((count, _)) = rest.split_once(" accounts") else {
+            return false;
+        };
+        match count.split_once('/') {
+            Some((done, total)) => match (done.parse::<usize>(), total.parse::<usize>()) {
+                (Ok(d), Ok(t)) => d >= 1 && d < t,
+                _ => false,
+            },
+            None => false,
+        }
+    })
+}
+
+#[test]
+fn audit_follow_prints_what_a_later_apply_writes() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let w = world(&s, 27200);
+    let mut child = w
+        .reconciler_command(&["audit", "--follow", "--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("audit --follow starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Written after `--follow` started.
+    let out = w.reconciler(&["apply"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("accepted"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut accepted = 0;
+    while accepted < ACCOUNTS {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("audit --follow printed the apply");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object a line");
+        if v["event"] == "accepted"
+            && v["account"]
+                .as_str()
+                .is_some_and(|a| a.starts_with(&w.prefix()))
+        {
+            accepted += 1;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

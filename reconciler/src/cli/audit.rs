@@ -15,6 +15,10 @@ pub struct Args {
     pub limit: usize,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
+    /// Keep printing new entries as they are written (oldest first, one
+    /// line or JSON object each), until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
 }
 
 pub fn run(config: Option<&Path>, args: &Args) -> u8 {
@@ -37,6 +41,9 @@ pub fn run(config: Option<&Path>, args: &Args) -> u8 {
             return exit::ERROR;
         }
     };
+    if args.follow {
+        return follow(config, args, entries);
+    }
     match args.output {
         Output::Json => {
             match serde_json::to_string_pretty(&serde_json::json!({ "entries": entries })) {
@@ -65,4 +72,57 @@ pub fn run(config: Option<&Path>, args: &Args) -> u8 {
         }
     }
     exit::OK
+}
+
+fn line(e: &crate::store::AuditEntry, output: Output) -> String {
+    match output {
+        Output::Json => serde_json::to_string(e).unwrap_or_default(),
+        Output::Text => {
+            let rev = e
+                .revision
+                .as_deref()
+                .map(crate::reconcile::short)
+                .unwrap_or("-");
+            format!(
+                "{}  {:<14} {:<13} {rev:<12}  {}",
+                rfc3339(e.at),
+                e.account,
+                e.event,
+                e.detail
+            )
+        }
+    }
+}
+
+/// Prints `seen` oldest first, then whatever is written after, every
+/// second, until Ctrl-C (SIGINT ends the process).
+fn follow(config: &Path, args: &Args, seen: Vec<crate::store::AuditEntry>) -> u8 {
+    let store = match crate::context::load_site(config)
+        .map_err(|e| e.to_string())
+        .and_then(|site| Store::open(Path::new(&site.state_dir.value)).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("reconciler audit: {e}");
+            return exit::ERROR;
+        }
+    };
+    let key = |e: &crate::store::AuditEntry| {
+        format!("{}\0{}\0{}\0{}", e.at, e.account, e.event, e.detail)
+    };
+    let mut known: std::collections::HashSet<String> = seen.iter().map(key).collect();
+    for e in seen.iter().rev() {
+        println!("{}", line(e, args.output));
+    }
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let Ok(latest) = store.audit_log(args.account.as_deref(), 500) else {
+            continue;
+        };
+        for e in latest.iter().rev() {
+            if known.insert(key(e)) {
+                println!("{}", line(e, args.output));
+            }
+        }
+    }
 }

@@ -15,6 +15,12 @@ pub struct Args {
     pub account: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
+    /// Redraw every few seconds as reconciles happen, until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between redraws with `--watch`.
+    #[arg(long, default_value_t = 2)]
+    pub interval: u64,
 }
 
 pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
@@ -22,6 +28,29 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
         Ok(ctx) => ctx,
         Err(code) => return code,
     };
+    if !args.watch {
+        return once(&ctx, args).await;
+    }
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        if terminal {
+            // Home and clear, like watch(1).
+            print!("\x1b[H\x1b[2J");
+        }
+        println!(
+            "reconciler status, every {} s (Ctrl-C to stop) — {}",
+            args.interval,
+            super::output::rfc3339(crate::store::now())
+        );
+        once(&ctx, args).await;
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(args.interval.max(1))) => {}
+            _ = tokio::signal::ctrl_c() => return exit::OK,
+        }
+    }
+}
+
+async fn once(ctx: &crate::reconcile::Context, args: &Args) -> u8 {
     let mut code = exit::OK;
     // Status reads; but an admin asking wants to know the store cannot
     // take the next reconcile's writes.
