@@ -207,26 +207,10 @@ impl DockerBackend {
             Action::CreateVolume { name } => {
                 // Docker answers a create of an existing volume with that
                 // volume: never mount one that is not this account's.
-                match self.docker.inspect_volume(name).await {
-                    Ok(v) => return owned("volume", name, Some(&v.labels), account),
-                    Err(BollardError::DockerResponseServerError {
-                        status_code: 404, ..
-                    }) => {}
-                    Err(e) => return Err(Self::api("inspect volume", name)(e)),
+                if self.volume_owner_check(account, name).await? {
+                    return Ok(());
                 }
-                let req = VolumeCreateRequest {
-                    name: Some(name.clone()),
-                    labels: Some(HashMap::from([(
-                        LABEL_OWNER.to_string(),
-                        account.to_string(),
-                    )])),
-                    ..Default::default()
-                };
-                self.docker
-                    .create_volume(req)
-                    .await
-                    .map(drop)
-                    .map_err(Self::api("create volume", name))
+                self.create_owned_volume(account, name).await
             }
             Action::Create { container } => self.create(container).await,
             Action::Recreate { id, container, .. } => self.recreate(id, container).await,
@@ -251,6 +235,35 @@ impl DockerBackend {
             | Action::KubeApply { .. }
             | Action::KubeDelete { .. } => Ok(()),
         }
+    }
+
+    /// `true` when volume `name` exists and is `account`'s, `false` when it
+    /// does not exist; an error when it is someone else's.
+    pub(super) async fn volume_owner_check(&self, account: &str, name: &str) -> Result<bool> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => owned("volume", name, Some(&v.labels), account).map(|()| true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(Self::api("inspect volume", name)(e)),
+        }
+    }
+
+    /// Creates volume `name`, labelled as `account`'s.
+    pub(super) async fn create_owned_volume(&self, account: &str, name: &str) -> Result<()> {
+        let req = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(HashMap::from([(
+                LABEL_OWNER.to_string(),
+                account.to_string(),
+            )])),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(req)
+            .await
+            .map(drop)
+            .map_err(Self::api("create volume", name))
     }
 
     /// Puts `files` (absolute path → content, mode 0600) into a container,

@@ -4,11 +4,11 @@
 //! read back and compared file by file (path, size, SHA-256). Plus the
 //! removals a finished move needs.
 
-use super::{DockerBackend, DockerError, Result, owned};
+use super::{DockerBackend, DockerError, Result};
 use crate::desired::LABEL_OWNER;
 use crate::plan::ObservedAccount;
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, VolumeCreateRequest};
+use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
     RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
@@ -102,29 +102,10 @@ impl DockerBackend {
     /// The volume `name` of `account`, new and empty (an earlier, partial
     /// copy is dropped); refuses a volume another account owns.
     async fn fresh_volume(&self, account: &str, name: &str) -> Result<()> {
-        match self.docker.inspect_volume(name).await {
-            Ok(v) => {
-                owned("volume", name, Some(&v.labels), account)?;
-                self.remove_volume(name).await?;
-            }
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(e) => return Err(Self::api("inspect volume", name)(e)),
+        if self.volume_owner_check(account, name).await? {
+            self.remove_volume(name).await?;
         }
-        let req = VolumeCreateRequest {
-            name: Some(name.to_string()),
-            labels: Some(HashMap::from([(
-                LABEL_OWNER.to_string(),
-                account.to_string(),
-            )])),
-            ..Default::default()
-        };
-        self.docker
-            .create_volume(req)
-            .await
-            .map(drop)
-            .map_err(Self::api("create volume", name))
+        self.create_owned_volume(account, name).await
     }
 
     /// Path → (size, SHA-256) of every regular file in the helper's volume.
