@@ -145,10 +145,16 @@ fn print_text(accounts: &[AccountView]) {
             println!("  {:<24} {:<10} {}", c.container, c.state, extra.join(", "));
         }
         for w in &a.warnings {
-            println!("  warning: {w}");
+            println!(
+                "{}",
+                super::paint::paint(&format!("{}: warning: {w}", a.account))
+            );
         }
         if let Some(e) = &a.last_error {
-            println!("  last error: {e}");
+            println!(
+                "{}",
+                super::paint::paint(&format!("{}: error: {e}", a.account))
+            );
         }
     }
 }
