@@ -31,12 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ldapmodify -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" >/dev/null <<LDIF
-dn: uid=alice,ou=people,$BERTH_LDAP_BASE
-changetype: modify
-replace: userPassword
-userPassword: alice-demo
-LDIF
+services_set_password alice alice-demo
 
 # Every Docker call of serve goes through the counting proxy.
 REAL=${DOCKER_HOST#unix://}

@@ -35,12 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ldapmodify -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" >/dev/null <<LDIF
-dn: uid=alice,ou=people,$BERTH_LDAP_BASE
-changetype: modify
-replace: userPassword
-userPassword: alice-demo
-LDIF
+services_set_password alice alice-demo
 
 site() {
     bench_site "$B/site.yaml" "$B/repos" "$B/state" 41000 "registry:

@@ -66,16 +66,8 @@ services_install
 services_start_dockerd
 services_start_slapd
 services_build_test_image
-# alice's and bob's demo passwords (also in the fixture LDIF; set again in
-# case slapd was already running without them).
-for who in alice bob; do
-    ldapmodify -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" >/dev/null <<LDIF
-dn: uid=$who,ou=people,$BERTH_LDAP_BASE
-changetype: modify
-replace: userPassword
-userPassword: $who-demo
-LDIF
-done
+services_set_password alice alice-demo
+services_set_password bob bob-demo
 log "building reconciler"
 cargo build -q -p berth-reconciler
 R=$PWD/target/debug/reconciler

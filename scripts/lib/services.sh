@@ -239,6 +239,18 @@ services_install_kube_validate() {
     export BERTH_KUBE_VALIDATE=$venv/bin/kubernetes-validate
 }
 
+# services_set_password ACCOUNT PASSWORD: the account's directory password
+# (the fixture LDIF sets alice's and bob's; this sets them again when slapd
+# was started before they were in it).
+services_set_password() {
+    ldapmodify -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" >/dev/null <<LDIF
+dn: uid=$1,ou=people,$BERTH_LDAP_BASE
+changetype: modify
+replace: userPassword
+userPassword: $2
+LDIF
+}
+
 # A second dockerd, the fleet's other host: its own network namespace (two
 # daemons in one namespace fight over iptables), data root, exec root and
 # socket, reached from here at $BERTH_H2_ADDR over a veth pair. It gets the
