@@ -2,8 +2,8 @@
 //! rejected revision and every action applied, with time and reason.
 //! Reads the store only.
 
-use super::{Output, exit, output::rfc3339};
-use crate::store::Store;
+use super::{Output, exit, open_store, output::rfc3339};
+use crate::store::{AuditEntry, Store};
 use std::path::Path;
 
 #[derive(Debug, clap::Args)]
@@ -22,19 +22,11 @@ pub struct Args {
 }
 
 pub fn run(config: Option<&Path>, args: &Args) -> u8 {
-    let Some(config) = config else {
-        eprintln!("reconciler audit: --config SITE is required");
-        return exit::ERROR;
+    let store = match open_store(config, "audit") {
+        Ok((_, store)) => store,
+        Err(code) => return code,
     };
-    let entries = crate::context::load_site(config)
-        .map_err(|e| e.to_string())
-        .and_then(|site| Store::open(Path::new(&site.state_dir.value)).map_err(|e| e.to_string()))
-        .and_then(|store| {
-            store
-                .audit_log(args.account.as_deref(), args.limit)
-                .map_err(|e| e.to_string())
-        });
-    let entries = match entries {
+    let entries = match store.audit_log(args.account.as_deref(), args.limit) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("reconciler audit: {e}");
@@ -42,7 +34,7 @@ pub fn run(config: Option<&Path>, args: &Args) -> u8 {
         }
     };
     if args.follow {
-        return follow(config, args, entries);
+        return follow(&store, args, entries);
     }
     match args.output {
         Output::Json => {
@@ -56,25 +48,14 @@ pub fn run(config: Option<&Path>, args: &Args) -> u8 {
         }
         Output::Text => {
             for e in &entries {
-                let rev = e
-                    .revision
-                    .as_deref()
-                    .map(crate::reconcile::short)
-                    .unwrap_or("-");
-                println!(
-                    "{}  {:<14} {:<13} {rev:<12}  {}",
-                    rfc3339(e.at),
-                    e.account,
-                    e.event,
-                    e.detail
-                );
+                println!("{}", line(e, Output::Text));
             }
         }
     }
     exit::OK
 }
 
-fn line(e: &crate::store::AuditEntry, output: Output) -> String {
+fn line(e: &AuditEntry, output: Output) -> String {
     match output {
         Output::Json => serde_json::to_string(e).unwrap_or_default(),
         Output::Text => {
@@ -96,20 +77,8 @@ fn line(e: &crate::store::AuditEntry, output: Output) -> String {
 
 /// Prints `seen` oldest first, then whatever is written after, every
 /// second, until Ctrl-C (SIGINT ends the process).
-fn follow(config: &Path, args: &Args, seen: Vec<crate::store::AuditEntry>) -> u8 {
-    let store = match crate::context::load_site(config)
-        .map_err(|e| e.to_string())
-        .and_then(|site| Store::open(Path::new(&site.state_dir.value)).map_err(|e| e.to_string()))
-    {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("reconciler audit: {e}");
-            return exit::ERROR;
-        }
-    };
-    let key = |e: &crate::store::AuditEntry| {
-        format!("{}\0{}\0{}\0{}", e.at, e.account, e.event, e.detail)
-    };
+fn follow(store: &Store, args: &Args, seen: Vec<AuditEntry>) -> u8 {
+    let key = |e: &AuditEntry| format!("{}\0{}\0{}\0{}", e.at, e.account, e.event, e.detail);
     let mut known: std::collections::HashSet<String> = seen.iter().map(key).collect();
     for e in seen.iter().rev() {
         println!("{}", line(e, args.output));

@@ -1,8 +1,7 @@
 //! `reconciler build-log`: the whole log of an account's last build of an
 //! image (size-capped), with its outcome. Reads the store only.
 
-use super::exit;
-use crate::store::Store;
+use super::{exit, open_store};
 use std::path::Path;
 
 #[derive(Debug, clap::Args)]
@@ -15,15 +14,11 @@ pub struct Args {
 }
 
 pub fn run(config: Option<&Path>, args: &Args) -> u8 {
-    let Some(config) = config else {
-        eprintln!("reconciler build-log: --config SITE is required");
-        return exit::ERROR;
+    let store = match open_store(config, "build-log") {
+        Ok((_, store)) => store,
+        Err(code) => return code,
     };
-    let records = crate::context::load_site(config)
-        .map_err(|e| e.to_string())
-        .and_then(|site| Store::open(Path::new(&site.state_dir.value)).map_err(|e| e.to_string()))
-        .and_then(|store| store.builds(&args.account).map_err(|e| e.to_string()));
-    let records: Vec<_> = match records {
+    let records: Vec<_> = match store.builds(&args.account) {
         Ok(r) => r
             .into_iter()
             .filter(|b| args.name.as_ref().is_none_or(|n| *n == b.name))

@@ -187,6 +187,27 @@ async fn open_context(
         })
 }
 
+/// The site of `--config` and its state store, for the commands that touch
+/// the store only; on failure the reason is printed after `reconciler
+/// <what>:` and the exit code returned.
+fn open_store(
+    config: Option<&std::path::Path>,
+    what: &str,
+) -> Result<(berth_spec::Site, crate::store::Store), u8> {
+    let Some(config) = config else {
+        eprintln!("reconciler {what}: --config SITE is required");
+        return Err(exit::ERROR);
+    };
+    let fail = |e: String| {
+        eprintln!("reconciler {what}: {e}");
+        exit::ERROR
+    };
+    let site = crate::context::load_site(config).map_err(|e| fail(e.to_string()))?;
+    let store = crate::store::Store::open(std::path::Path::new(&site.state_dir.value))
+        .map_err(|e| fail(e.to_string()))?;
+    Ok((site, store))
+}
+
 /// The context and the accounts to work on (one, or every known one).
 async fn open_with_accounts(
     config: Option<&std::path::Path>,

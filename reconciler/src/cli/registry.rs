@@ -5,7 +5,6 @@
 //! the store only.
 
 use super::{Output, exit, output::rfc3339};
-use crate::store::Store;
 use berth_spec::Site;
 use std::path::Path;
 
@@ -78,9 +77,6 @@ pub fn config(config: Option<&Path>, _args: &ConfigArgs) -> u8 {
 }
 
 pub fn token(config: Option<&Path>, command: &TokenCommand) -> u8 {
-    let Ok(site) = site(config, "registry-token") else {
-        return exit::ERROR;
-    };
     let account = match command {
         TokenCommand::Create { account, .. }
         | TokenCommand::List { account, .. }
@@ -91,12 +87,9 @@ pub fn token(config: Option<&Path>, command: &TokenCommand) -> u8 {
         eprintln!("reconciler registry-token: account `{account}`: {why}");
         return exit::ERROR;
     }
-    let store = match Store::open(Path::new(&site.state_dir.value)) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("reconciler registry-token: {e}");
-            return exit::ERROR;
-        }
+    let (site, store) = match super::open_store(config, "registry-token") {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
     let result = match command {
         TokenCommand::Create { account, name } => {

@@ -2,8 +2,7 @@
 //! the idle culler stopped: the culled mark goes, and the next reconcile
 //! (`apply`, or `serve`'s resync) starts the container again.
 
-use super::exit;
-use crate::store::Store;
+use super::{exit, open_store};
 use std::path::Path;
 
 #[derive(Debug, clap::Args)]
@@ -16,32 +15,11 @@ pub struct Args {
 }
 
 pub fn run(config: Option<&Path>, args: &Args) -> u8 {
-    let Some(config) = config else {
-        eprintln!("reconciler wake: --config SITE is required");
-        return exit::ERROR;
+    let store = match open_store(config, "wake") {
+        Ok((_, store)) => store,
+        Err(code) => return code,
     };
-    let result = crate::context::load_site(config)
-        .map_err(|e| e.to_string())
-        .and_then(|site| Store::open(Path::new(&site.state_dir.value)).map_err(|e| e.to_string()))
-        .and_then(|store| {
-            let before = store.culled(&args.account).map_err(|e| e.to_string())?;
-            store
-                .clear_culled(&args.account, args.name.as_deref())
-                .map_err(|e| e.to_string())?;
-            store
-                .audit(
-                    &args.account,
-                    "woken",
-                    None,
-                    args.name.as_deref().unwrap_or("all"),
-                )
-                .map_err(|e| e.to_string())?;
-            Ok(before
-                .keys()
-                .filter(|k| args.name.as_ref().is_none_or(|n| n == *k))
-                .cloned()
-                .collect::<Vec<_>>())
-        });
+    let result = wake(&store, args);
     match result {
         Ok(woken) if woken.is_empty() => {
             println!("nothing of {} was culled", args.account);
@@ -59,4 +37,20 @@ pub fn run(config: Option<&Path>, args: &Args) -> u8 {
             exit::ERROR
         }
     }
+}
+
+/// Clears the culled marks asked for and audits it; the containers woken.
+fn wake(store: &crate::store::Store, args: &Args) -> Result<Vec<String>, crate::store::StoreError> {
+    let before = store.culled(&args.account)?;
+    store.clear_culled(&args.account, args.name.as_deref())?;
+    store.audit(
+        &args.account,
+        "woken",
+        None,
+        args.name.as_deref().unwrap_or("all"),
+    )?;
+    Ok(before
+        .into_keys()
+        .filter(|k| args.name.as_ref().is_none_or(|n| n == k))
+        .collect())
 }
