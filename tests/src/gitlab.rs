@@ -159,3 +159,51 @@ pub async fn statuses_mock() -> wiremock::MockServer {
         .await;
     gl
 }
+
+/// [`statuses_mock`] that also registers one project runner (`id`,
+/// `token`), for tests whose account enables its runner.
+pub async fn runner_mock(id: u64, token: &str) -> wiremock::MockServer {
+    let gl = statuses_mock().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/api/v4/user/runners"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(201)
+                .set_body_json(serde_json::json!({"id": id, "token": token})),
+        )
+        .mount(&gl)
+        .await;
+    gl
+}
+
+impl World {
+    /// Enables `account`'s runner through an authenticated push to `server`
+    /// and waits until its container runs; returns the container's name.
+    pub fn start_runner(&self, server: &crate::server::Server, account: &str) -> String {
+        let rev = self.commit(
+            account,
+            Some("version: 1\nrunner:\n  enabled: true\n  tags: [docker]\n"),
+            &self.mail(account),
+        );
+        let uuid = format!("runner-{rev}");
+        assert_eq!(
+            server.push(
+                account,
+                &rev,
+                account,
+                &uuid,
+                crate::fixture::WEBHOOK_SECRET
+            ),
+            202
+        );
+        let runner = format!("{account}.runner");
+        crate::wait_for(
+            std::time::Duration::from_secs(30),
+            "the runner container to run",
+            || {
+                (self.inspect(&runner, "{{.State.Running}}").as_deref() == Some("true"))
+                    .then_some(())
+            },
+        );
+        runner
+    }
+}

@@ -255,50 +255,17 @@ async fn a_student_uses_the_console_in_a_real_browser() {
 /// Docker socket: its state is shown, but no terminal, files or download.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_runner_container_is_shown_but_never_entered() {
-    use wiremock::matchers::{method, path, path_regex};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
     let Some(s) = Services::from_env() else {
         return;
     };
-    let gl = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path_regex(r"/statuses/"))
-        .respond_with(ResponseTemplate::new(201))
-        .mount(&gl)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/api/v4/user/runners"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(serde_json::json!({"id": 91, "token": "glrt-console"})),
-        )
-        .mount(&gl)
-        .await;
+    let gl = berth_tests::gitlab::runner_mock(91, "glrt-console").await;
     let mut w = World::new(&s, 26100);
     w.use_gitlab(&gl).await;
     w.site_overrides.runner_image = Some(s.test_image.clone());
     let a = w.account("wr", &["students"]);
     w.set_password(&a, "runner-pw");
     let server = w.serve();
-    let rev = w.commit(
-        &a,
-        Some("version: 1\nrunner:\n  enabled: true\n  tags: [docker]\n"),
-        &w.mail(&a),
-    );
-    assert_eq!(
-        server.push(
-            &a,
-            &rev,
-            &a,
-            "console-runner",
-            berth_tests::fixture::WEBHOOK_SECRET
-        ),
-        202
-    );
-    let runner = format!("{a}.runner");
-    berth_tests::wait_for(WAIT, "the runner container to run", || {
-        (w.inspect(&runner, "{{.State.Running}}").as_deref() == Some("true")).then_some(())
-    });
+    let runner = w.start_runner(&server, &a);
     let (code, body) = http_raw(
         &server.addr,
         "POST",

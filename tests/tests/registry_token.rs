@@ -341,25 +341,10 @@ fn docker_login_push_pull_and_personal_tokens_through_berth() {
 /// images, and pushes nowhere else.
 #[tokio::test(flavor = "multi_thread")]
 async fn ci_jobs_get_a_credential_for_their_own_namespace_only() {
-    use wiremock::matchers::{method, path, path_regex};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
     let Some(s) = Services::from_env() else {
         return;
     };
-    let gl = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path_regex(r"/statuses/"))
-        .respond_with(ResponseTemplate::new(201))
-        .mount(&gl)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/api/v4/user/runners"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(serde_json::json!({"id": 77, "token": "glrt-ci-cred"})),
-        )
-        .mount(&gl)
-        .await;
+    let gl = berth_tests::gitlab::runner_mock(77, "glrt-ci-cred").await;
     let (mut w, host) = world(&s, 25900);
     w.use_gitlab(&gl).await;
     w.site_overrides.runner_image = Some(s.test_image.clone());
@@ -367,27 +352,7 @@ async fn ci_jobs_get_a_credential_for_their_own_namespace_only() {
     let bob = w.account("cb", &["students"]);
     let registry = TokenRegistry::start(&w, &host);
     let server = w.serve();
-    let rev = w.commit(
-        &alice,
-        Some("version: 1\nrunner:\n  enabled: true\n  tags: [docker]\n"),
-        &w.mail(&alice),
-    );
-    assert_eq!(
-        server.push(
-            &alice,
-            &rev,
-            &alice,
-            "ci1",
-            berth_tests::fixture::WEBHOOK_SECRET
-        ),
-        202
-    );
-    let runner = format!("{alice}.runner");
-    berth_tests::wait_for(
-        std::time::Duration::from_secs(30),
-        "the runner container to run",
-        || (w.inspect(&runner, "{{.State.Running}}").as_deref() == Some("true")).then_some(()),
-    );
+    let runner = w.start_runner(&server, &alice);
     let config = stdout(&s.docker(&[
         "exec",
         &runner,
