@@ -74,6 +74,8 @@ pub mod reconcile;
 pub mod registry;
 /// Per-account GitLab runners: registration and config.toml (pure).
 pub mod runner;
+/// Random secrets, hex, and the hashes secrets are stored under.
+pub mod secret;
 /// `reconciler serve`: webhook, queue workers, resync, HTTP API.
 pub mod server;
 /// Git repositories.

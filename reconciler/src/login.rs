@@ -53,7 +53,7 @@ impl Logins {
         Logins {
             accounts: Throttle::new(l.account_failures, WINDOW),
             addresses: Throttle::new(l.address_failures, WINDOW),
-            salt: crate::token::signer::random_bytes(16),
+            salt: crate::secret::random_bytes(16),
             bind_cache,
             binds: Mutex::new(HashMap::new()),
         }

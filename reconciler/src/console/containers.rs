@@ -452,10 +452,7 @@ pub(super) async fn upload(
     let mut csrf = None;
     let mut dir = None;
     let mut stored: Option<(String, u64, std::path::PathBuf)> = None;
-    let temp = std::env::temp_dir().join(format!(
-        "berth-upload-{}",
-        crate::token::signer::random_hex(12)
-    ));
+    let temp = std::env::temp_dir().join(format!("berth-upload-{}", crate::secret::random_hex(12)));
     let cleanup = scopeguard(temp.clone());
     while let Ok(Some(mut field)) = form.next_field().await {
         match field.name().unwrap_or_default() {

@@ -28,11 +28,7 @@ pub struct Sessions {
 }
 
 fn hash(id: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, id.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::secret::sha256_hex(id)
 }
 
 impl Sessions {
@@ -51,12 +47,12 @@ impl Sessions {
 
     /// A new session; its id (for the cookie).
     pub fn create(&self, store: &Store, account: &str, admin: bool) -> (String, Session) {
-        let id = crate::token::signer::random_hex(32);
+        let id = crate::secret::random_hex(32);
         let now = crate::store::now();
         let session = Session {
             account: account.to_string(),
             admin,
-            csrf: crate::token::signer::random_hex(16),
+            csrf: crate::secret::random_hex(16),
             created: now,
             seen: now,
         };

@@ -462,7 +462,7 @@ fn build_key(b: &Build, tree: &str) -> String {
     for t in &b.tags {
         h.update(format!("tag={}\0", t.value).as_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::secret::hex(&h.finalize())
 }
 
 fn display_dir(dir: &str) -> &str {

@@ -32,7 +32,7 @@ impl CiCredentials {
                 .mode(0o600)
                 .open(&path)
                 .map_err(io)?;
-            file.write_all(super::signer::random_hex(32).as_bytes())
+            file.write_all(crate::secret::random_hex(32).as_bytes())
                 .map_err(io)?;
         }
         let secret = std::fs::read(&path).map_err(io)?;
@@ -43,7 +43,7 @@ impl CiCredentials {
 
     fn mac(&self, account: &str, expiry: u64) -> String {
         let tag = ring::hmac::sign(&self.key, format!("{account}\0{expiry}").as_bytes());
-        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        crate::secret::hex(tag.as_ref())
     }
 
     /// The credential valid now: the same all week, good for 7 to 14 days.
@@ -73,7 +73,9 @@ impl CiCredentials {
         if expiry <= now || expiry > now + 3 * WEEK {
             return false;
         }
-        let Some(tag) = unhex(mac) else { return false };
+        let Some(tag) = crate::secret::unhex(mac) else {
+            return false;
+        };
         ring::hmac::verify(&self.key, format!("{account}\0{expiry}").as_bytes(), &tag).is_ok()
     }
 
@@ -93,24 +95,13 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_credential_is_the_accounts_own_and_expires() {
-        let dir =
-            std::env::temp_dir().join(format!("berth-ci-{}", super::super::signer::random_hex(6)));
+        let dir = std::env::temp_dir().join(format!("berth-ci-{}", crate::secret::random_hex(6)));
         let ci = CiCredentials::load(&dir).expect("key");
         let now = 1_800_000_000;
         let cred = ci.credential_at("alice", now);

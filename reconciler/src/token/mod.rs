@@ -201,15 +201,11 @@ fn constant_eq(a: &str, b: &str) -> bool {
 
 /// A new personal token: the secret to show once, and the hash to keep.
 pub fn new_personal_token() -> (String, String) {
-    let secret = signer::random_hex(24);
+    let secret = crate::secret::random_hex(24);
     let hash = personal_hash(&secret);
     (format!("{PERSONAL_PREFIX}{secret}"), hash)
 }
 
 fn personal_hash(secret: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::secret::sha256_hex(secret)
 }

@@ -130,7 +130,7 @@ impl Signer {
             // A little slack for clocks that differ between hosts.
             nbf: now.saturating_sub(10),
             iat: now,
-            jti: random_hex(16),
+            jti: crate::secret::random_hex(16),
             access,
         };
         let token = jsonwebtoken::encode(&header, &claims, &self.key)?;
@@ -213,23 +213,6 @@ fn libtrust_kid(spki: &[u8]) -> String {
         .join(":")
 }
 
-/// `n` random bytes from the system, hex.
-pub fn random_hex(n: usize) -> String {
-    random_bytes(n).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn random_bytes(n: usize) -> Vec<u8> {
-    use ring::rand::SecureRandom;
-    let mut buf = vec![0u8; n];
-    // The system's generator failing leaves no safe fallback: a token of
-    // zeroes would be guessable, so this panics instead.
-    #[allow(clippy::expect_used)]
-    ring::rand::SystemRandom::new()
-        .fill(&mut buf)
-        .expect("the system random generator works");
-    buf
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,7 +230,8 @@ mod tests {
     #[test]
     fn the_key_is_made_once_private_and_signs_verifiable_tokens() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("berth-signer-{}", random_hex(6)));
+        let dir =
+            std::env::temp_dir().join(format!("berth-signer-{}", crate::secret::random_hex(6)));
         let signer = Signer::load(&config(), "registry.test:5000", &dir).expect("signer");
         let key = dir.join("registry-token").join(KEY_FILE);
         let mode = std::fs::metadata(&key).expect("key").permissions().mode();
