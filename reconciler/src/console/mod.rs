@@ -12,11 +12,16 @@
 //! Pages are askama templates (checked at compile time); the JavaScript and
 //! xterm.js are embedded.
 
+mod admin;
 mod assets;
 mod containers;
+mod downloads;
+mod files;
 mod images;
+mod logs;
 mod pages;
 pub mod session;
+mod terminal;
 
 pub use session::Session;
 
@@ -92,42 +97,36 @@ pub fn routes(console: Arc<Console>) -> axum::Router {
         .route("/logout", post(pages::logout))
         .route("/my/workspace/fragment", get(pages::fragment))
         .route("/my/workspace/events", get(pages::events))
-        .route("/my/containers/{name}/logs", get(containers::logs_page))
-        .route(
-            "/my/containers/{name}/logs/stream",
-            get(containers::logs_stream),
-        )
-        .route(
-            "/my/workloads/{name}/logs",
-            get(containers::workload_logs_page),
-        )
+        .route("/my/containers/{name}/logs", get(logs::logs_page))
+        .route("/my/containers/{name}/logs/stream", get(logs::logs_stream))
+        .route("/my/workloads/{name}/logs", get(logs::workload_logs_page))
         .route(
             "/my/workloads/{name}/logs/stream",
-            get(containers::workload_logs_stream),
+            get(logs::workload_logs_stream),
         )
         .route(
             "/my/containers/{name}/terminal",
-            get(containers::terminal_page),
+            get(terminal::terminal_page),
         )
         .route(
             "/my/containers/{name}/terminal/ws",
-            get(containers::terminal_ws),
+            get(terminal::terminal_ws),
         )
         .route(
             "/my/containers/{name}/files",
-            get(containers::files_page).post(containers::upload),
+            get(files::files_page).post(files::upload),
         )
-        .route("/my/containers/{name}/download", get(containers::download))
+        .route("/my/containers/{name}/download", get(files::download))
         .route("/my/containers/{name}/{op}", post(containers::operate))
         .route("/my/images", get(images::page))
         .route("/my/images/archive", get(images::archive))
         .route("/my/tokens", post(images::create_token))
         .route("/my/tokens/revoke", post(images::revoke_token))
-        .route("/my/downloads", get(pages::downloads))
-        .route("/my/downloads/{file}", get(pages::download_file))
-        .route("/admin", get(pages::admin))
-        .route("/admin/accounts/{account}", get(pages::admin_account))
-        .route("/admin/audit", get(pages::audit))
+        .route("/my/downloads", get(downloads::downloads))
+        .route("/my/downloads/{file}", get(downloads::download_file))
+        .route("/admin", get(admin::admin))
+        .route("/admin/accounts/{account}", get(admin::admin_account))
+        .route("/admin/audit", get(admin::audit))
         .route("/static/{*path}", get(assets::serve))
         .with_state(console)
 }

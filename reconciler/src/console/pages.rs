@@ -1,11 +1,10 @@
-//! The console's pages that read: logging in and out, the workspace (and
-//! its live updates), downloads, and the admin's accounts and audit log.
-//! All of it from the read model and the store; none calls Docker.
+//! The console's pages that read: logging in and out, and the workspace
+//! (and its live updates), from the read model; none calls Docker.
 
-use super::{Console, Me, csrf_ok, forbidden, not_found, render, to_login};
+use super::{Console, Me, csrf_ok, forbidden, render, to_login};
 use crate::login::LoginError;
 use crate::view::AccountView;
-use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -273,15 +272,15 @@ pub(super) fn workspace_model(
 
 #[derive(askama::Template)]
 #[template(path = "workspace.html")]
-struct WorkspacePage {
-    me: Option<Me>,
-    ws: Workspace,
+pub(super) struct WorkspacePage {
+    pub me: Option<Me>,
+    pub ws: Workspace,
 }
 
 #[derive(askama::Template)]
 #[template(path = "workspace_main.html")]
-struct WorkspaceFragment {
-    ws: Workspace,
+pub(super) struct WorkspaceFragment {
+    pub ws: Workspace,
 }
 
 pub(super) async fn workspace(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
@@ -331,215 +330,4 @@ pub(super) async fn events(State(c): State<Arc<Console>>, headers: HeaderMap) ->
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
-}
-
-#[derive(askama::Template)]
-#[template(path = "downloads.html")]
-struct DownloadsPage {
-    me: Option<Me>,
-    kube: bool,
-}
-
-pub(super) async fn downloads(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let Some(s) = c.session(&headers) else {
-        return to_login();
-    };
-    render(DownloadsPage {
-        me: Some(Me::from(&s)),
-        kube: c.ctx.site.backends.kubernetes.is_some(),
-    })
-}
-
-/// A starter `workspace.yaml`, `.gitlab-ci.yml`, or the kubeconfig.
-pub(super) async fn download_file(
-    State(c): State<Arc<Console>>,
-    Path(file): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let Some(s) = c.session(&headers) else {
-        return to_login();
-    };
-    let attachment = |name: &str, body: String| {
-        (
-            [
-                (
-                    header::CONTENT_TYPE,
-                    "text/plain; charset=utf-8".to_string(),
-                ),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{name}\""),
-                ),
-            ],
-            body,
-        )
-            .into_response()
-    };
-    let registry = c
-        .ctx
-        .site
-        .registry
-        .as_ref()
-        .map(|r| r.host.value.clone())
-        .unwrap_or_else(|| "registry.example".into());
-    match file.as_str() {
-        "workspace.yaml" => attachment(
-            "workspace.yaml",
-            format!(
-                "# Your Berth workspace: commit this file to your repository.\n\
-                 version: 1\n\
-                 containers:\n  - name: web\n    image: {registry}/{account}/web:latest\n    ports: [8080]\n    resources: {{ cpus: 0.5, memory: 256Mi }}\n\
-                 # images:\n#   build:\n#     - {{ name: web, context: web }}\n\
-                 runner:\n  enabled: true\n  tags: [docker]\n",
-                account = s.account
-            ),
-        ),
-        "gitlab-ci.yml" => attachment(
-            ".gitlab-ci.yml",
-            format!(
-                "# Runs on your own Berth runner (tag `docker`), inside your quota.\n\
-                 test:\n  tags: [docker]\n  image: {registry}/{account}/web:latest\n  script:\n    - echo \"hello from $CI_PROJECT_PATH\"\n",
-                account = s.account
-            ),
-        ),
-        "kubeconfig" => {
-            match crate::backend::kube_apply::student_kubeconfig(&c.ctx.site, &s.account).await {
-                Ok(text) => {
-                    c.audit(&s.account, "console-kubeconfig", "downloaded");
-                    attachment("berth.kubeconfig", text)
-                }
-                Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
-            }
-        }
-        _ => not_found(Some(Me::from(&s))),
-    }
-}
-
-pub(super) struct AdminRow {
-    pub account: String,
-    pub revision: String,
-    pub containers: usize,
-    pub not_running: usize,
-    pub last_error: String,
-}
-
-#[derive(askama::Template)]
-#[template(path = "admin.html")]
-struct AdminPage {
-    me: Option<Me>,
-    accounts: Vec<AdminRow>,
-}
-
-pub(super) async fn admin(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let Some(s) = c.session(&headers).filter(|s| s.admin) else {
-        return not_found(None);
-    };
-    let views = c.views.read().await;
-    let accounts = views
-        .values()
-        .map(|v| AdminRow {
-            account: v.account.clone(),
-            revision: v
-                .revision
-                .as_deref()
-                .map(|r| r.chars().take(12).collect())
-                .unwrap_or_else(|| "none".into()),
-            containers: v.containers.len(),
-            not_running: v.containers.iter().filter(|c| c.state != "running").count(),
-            last_error: v
-                .last_error
-                .as_deref()
-                .map(|e| e.lines().next().unwrap_or("").chars().take(160).collect())
-                .unwrap_or_default(),
-        })
-        .collect();
-    render(AdminPage {
-        me: Some(Me::from(&s)),
-        accounts,
-    })
-}
-
-#[derive(serde::Deserialize)]
-pub(super) struct AdminAccountQuery {
-    fragment: Option<String>,
-}
-
-pub(super) async fn admin_account(
-    State(c): State<Arc<Console>>,
-    Path(account): Path<String>,
-    Query(q): Query<AdminAccountQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let Some(s) = c.session(&headers).filter(|s| s.admin) else {
-        return not_found(None);
-    };
-    let me = Me::from(&s);
-    let views = c.views.read().await;
-    let Some(view) = views.get(&account) else {
-        return not_found(Some(me));
-    };
-    let ws = workspace_model(&c, Some(view), &account, &me, &headers);
-    if q.fragment.is_some() {
-        return render(WorkspaceFragment { ws });
-    }
-    render(WorkspacePage { me: Some(me), ws })
-}
-
-pub(super) struct AuditRow {
-    pub at: String,
-    pub account: String,
-    pub event: String,
-    pub detail: String,
-}
-
-#[derive(askama::Template)]
-#[template(path = "audit.html")]
-struct AuditPage {
-    me: Option<Me>,
-    account: String,
-    event: String,
-    since: String,
-    entries: Vec<AuditRow>,
-}
-
-#[derive(serde::Deserialize)]
-pub(super) struct AuditQuery {
-    account: Option<String>,
-    event: Option<String>,
-    since: Option<String>,
-}
-
-pub(super) async fn audit(
-    State(c): State<Arc<Console>>,
-    Query(q): Query<AuditQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let Some(s) = c.session(&headers).filter(|s| s.admin) else {
-        return not_found(None);
-    };
-    let account = q.account.unwrap_or_default();
-    let event = q.event.unwrap_or_default();
-    let since = q.since.unwrap_or_default();
-    let only = (!account.is_empty()).then_some(account.as_str());
-    let log = crate::store::blocking(|| c.ctx.store.audit_log(only, 2000)).unwrap_or_default();
-    let entries = log
-        .into_iter()
-        .filter(|e| event.is_empty() || e.event.contains(event.as_str()))
-        .map(|e| AuditRow {
-            at: crate::view::rfc3339(e.at),
-            account: e.account,
-            event: e.event,
-            detail: e.detail,
-        })
-        // RFC 3339 UTC strings order as the times do.
-        .filter(|e| since.is_empty() || e.at.as_str() >= since.as_str())
-        .take(500)
-        .collect();
-    render(AuditPage {
-        me: Some(Me::from(&s)),
-        account,
-        event,
-        since,
-        entries,
-    })
 }

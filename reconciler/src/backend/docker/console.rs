@@ -21,6 +21,8 @@ use std::pin::Pin;
 pub struct Owned {
     pub id: String,
     pub name: String,
+    /// The endpoint (this backend) it runs on.
+    pub endpoint: String,
     pub account: String,
     pub running: bool,
 }
@@ -84,6 +86,7 @@ impl DockerBackend {
         Ok(Some(Owned {
             id: inspected.id.unwrap_or_default(),
             name: full,
+            endpoint: self.name.clone(),
             account: account.to_string(),
             running: inspected.state.and_then(|s| s.running).unwrap_or(false),
         }))
