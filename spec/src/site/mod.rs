@@ -1,7 +1,8 @@
 //! Types and validation of `site.yaml`, the admin's file: GitLab, LDAP,
 //! backends, policy (registries, per-group quotas), repository source,
-//! resync interval and state directory. Secrets are never in the file, only
-//! the names of environment variables that hold them.
+//! resync interval and state directory (the console's and logins' settings
+//! in `console.rs`). Secrets are never in the file, only the names of
+//! environment variables that hold them.
 
 use crate::located::Located;
 use crate::quantity::Memory;
@@ -12,8 +13,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 mod check;
+mod console;
 
 pub use check::{parse_duration, validate};
+pub use console::{Console, Login};
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -48,70 +51,6 @@ pub struct Site {
     /// The student console `serve` offers under `/`.
     #[serde(default)]
     pub console: Console,
-}
-
-/// The student console.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Console {
-    /// Students reach Berth over TLS (a proxy in front): cookies are `Secure`.
-    #[serde(default)]
-    pub tls: bool,
-    /// A session ends after this long without a request.
-    #[serde(default = "default_idle")]
-    pub idle: Located<String>,
-    /// A session ends this long after login, whatever it does.
-    #[serde(default = "default_lifetime")]
-    pub lifetime: Located<String>,
-    /// Keep sessions in the state store, so they survive a restart.
-    #[serde(default)]
-    pub persist_sessions: bool,
-    /// The terminal's command (default: the image's `/bin/sh`).
-    #[serde(default = "default_shell")]
-    pub shell: Vec<String>,
-    /// A terminal with no input for this long is closed.
-    #[serde(default = "default_terminal_idle")]
-    pub terminal_idle: Located<String>,
-    /// Container ports shown as `http://` links.
-    #[serde(default = "default_http_ports")]
-    pub http_ports: Vec<u16>,
-    /// Largest file a student uploads at once.
-    #[serde(default = "default_max_upload")]
-    pub max_upload: Located<Memory>,
-}
-
-impl Default for Console {
-    fn default() -> Self {
-        Console {
-            tls: false,
-            idle: default_idle(),
-            lifetime: default_lifetime(),
-            persist_sessions: false,
-            shell: default_shell(),
-            terminal_idle: default_terminal_idle(),
-            http_ports: default_http_ports(),
-            max_upload: default_max_upload(),
-        }
-    }
-}
-
-fn default_idle() -> Located<String> {
-    Located::new("30m".to_string())
-}
-fn default_lifetime() -> Located<String> {
-    Located::new("12h".to_string())
-}
-fn default_shell() -> Vec<String> {
-    vec!["/bin/sh".to_string()]
-}
-fn default_terminal_idle() -> Located<String> {
-    Located::new("30m".to_string())
-}
-fn default_http_ports() -> Vec<u16> {
-    vec![80, 3000, 5000, 8000, 8080, 8888]
-}
-fn default_max_upload() -> Located<Memory> {
-    Located::new(Memory::new("100Mi"))
 }
 
 fn default_resync() -> Located<String> {
@@ -555,51 +494,11 @@ pub struct RegistryToken {
     pub ttl: Located<String>,
 }
 
-/// Logging in with the department account (the console and `docker
-/// login`, which share these limits and one count of failures).
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Login {
-    /// Failed logins an account may make in a 15-minute window before
-    /// Berth stops asking the directory (keep it below the directory's own
-    /// lockout threshold).
-    #[serde(default = "default_account_failures")]
-    pub account_failures: u32,
-    /// Failed logins one client address may make in a 15-minute window.
-    #[serde(default = "default_address_failures")]
-    pub address_failures: u32,
-    /// How long a successful password check is remembered (salted and
-    /// hashed, in memory), so a `docker push` of many layers costs one
-    /// LDAP bind; `0s` binds every time.
-    #[serde(default = "default_bind_cache")]
-    pub bind_cache: Located<String>,
-}
-
-impl Default for Login {
-    fn default() -> Self {
-        Login {
-            account_failures: default_account_failures(),
-            address_failures: default_address_failures(),
-            bind_cache: default_bind_cache(),
-        }
-    }
-}
-
-fn default_bind_cache() -> Located<String> {
-    Located::new("1m".to_string())
-}
-
 fn default_issuer() -> String {
     "berth".into()
 }
 fn default_registry_token_ttl() -> Located<String> {
     Located::new("5m".to_string())
-}
-fn default_account_failures() -> u32 {
-    3
-}
-fn default_address_failures() -> u32 {
-    20
 }
 
 /// Exactly one source of repositories.
