@@ -10,14 +10,15 @@ use crate::desired::{LABEL_NAME, LABEL_REVISION};
 use crate::plan::{KubeObserved, ObservedAccount};
 use crate::reconcile::Observed;
 use crate::store::{Store, StoreError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-#[derive(Debug, Serialize)]
+/// Deserialize: `status --server` reads it back from serve's API.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ContainerView {
     pub name: String,
     /// `docker` or `kubernetes`.
-    pub backend: &'static str,
+    pub backend: String,
     /// Docker container name, or `namespace/deployment`.
     pub container: String,
     /// Docker's state; on Kubernetes `running` (all replicas ready),
@@ -44,7 +45,7 @@ pub struct ContainerView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// The account's CI runner (shown, never entered).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub runner: bool,
     /// Stopped by the idle culler: when and why (until a new revision, the
     /// student or an admin starts it).
@@ -52,7 +53,7 @@ pub struct ContainerView {
     pub culled: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct AccountView {
     pub account: String,
     pub revision: Option<String>,
@@ -121,7 +122,7 @@ fn docker_containers<'a>(
 ) -> impl Iterator<Item = ContainerView> + 'a {
     o.containers.iter().map(move |c| ContainerView {
         name: c.name.clone(),
-        backend: "docker",
+        backend: "docker".into(),
         container: c.full_name.clone(),
         state: c.state.clone(),
         ready: None,
@@ -181,7 +182,7 @@ fn kube_workloads(k: &KubeObserved) -> Vec<ContainerView> {
             });
             ContainerView {
                 name,
-                backend: "kubernetes",
+                backend: "kubernetes".into(),
                 container: format!("{ns}/{}", d.name),
                 state,
                 ready: Some(format!("{ready}/{want}")),

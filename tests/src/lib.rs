@@ -213,5 +213,6 @@ pub mod browser;
 pub mod fakekube;
 pub mod fixture;
 pub mod gitlab;
+pub mod lines;
 pub mod registry;
 pub mod server;

@@ -1,9 +1,9 @@
 //! `reconciler audit`: the audit log, newest first: every accepted and
 //! rejected revision and every action applied, with time and reason.
-//! Reads the store only.
+//! Reads the store only, or with `--server` a running `serve`'s API.
 
 use super::{Output, exit, open_store, output::rfc3339};
-use crate::store::{AuditEntry, Store};
+use crate::store::{AuditCursor, AuditEntry, Store};
 use std::path::Path;
 
 #[derive(Debug, clap::Args)]
@@ -19,9 +19,16 @@ pub struct Args {
     /// line or JSON object each), until Ctrl-C.
     #[arg(long)]
     pub follow: bool,
+    /// Read from a running `reconciler serve` at this URL instead of the
+    /// local store (admin token from BERTH_ADMIN_TOKEN).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
 }
 
-pub fn run(config: Option<&Path>, args: &Args) -> u8 {
+pub async fn run(config: Option<&Path>, args: &Args) -> u8 {
+    if let Some(url) = &args.server {
+        return remote(config, url, args).await;
+    }
     let store = match open_store(config, "audit") {
         Ok((_, store)) => store,
         Err(code) => return code,
@@ -34,9 +41,14 @@ pub fn run(config: Option<&Path>, args: &Args) -> u8 {
         }
     };
     if args.follow {
-        return follow(&store, args, entries);
+        return follow(&store, args, entries).await;
     }
-    match args.output {
+    print(&entries, args.output)
+}
+
+/// The whole list (newest first), as one JSON document or text lines.
+fn print(entries: &[AuditEntry], output: Output) -> u8 {
+    match output {
         Output::Json => {
             match serde_json::to_string_pretty(&serde_json::json!({ "entries": entries })) {
                 Ok(s) => println!("{s}"),
@@ -47,12 +59,41 @@ pub fn run(config: Option<&Path>, args: &Args) -> u8 {
             }
         }
         Output::Text => {
-            for e in &entries {
+            for e in entries {
                 println!("{}", line(e, Output::Text));
             }
         }
     }
     exit::OK
+}
+
+/// `--server URL`: the same, read from a running `serve`.
+async fn remote(config: Option<&Path>, url: &str, args: &Args) -> u8 {
+    let client = match super::remote::connect(config, url, "audit") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let entries = match client.audit(args.account.as_deref(), args.limit).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("reconciler audit: {e}");
+            return exit::ERROR;
+        }
+    };
+    if !args.follow {
+        return print(&entries, args.output);
+    }
+    for e in entries.iter().rev() {
+        println!("{}", line(e, args.output));
+    }
+    let after = entries.first().map(|e| e.id);
+    tokio::select! {
+        e = client.follow_audit(args.account.as_deref(), after, |e| println!("{}", line(&e, args.output))) => {
+            eprintln!("reconciler audit: {e}");
+            exit::ERROR
+        }
+        _ = tokio::signal::ctrl_c() => exit::OK,
+    }
 }
 
 fn line(e: &AuditEntry, output: Output) -> String {
@@ -75,23 +116,35 @@ fn line(e: &AuditEntry, output: Output) -> String {
     }
 }
 
-/// Prints `seen` oldest first, then whatever is written after, every
-/// second, until Ctrl-C (SIGINT ends the process).
-fn follow(store: &Store, args: &Args, seen: Vec<AuditEntry>) -> u8 {
-    let key = |e: &AuditEntry| format!("{}\0{}\0{}\0{}", e.at, e.account, e.event, e.detail);
-    let mut known: std::collections::HashSet<String> = seen.iter().map(key).collect();
+/// Prints `seen` oldest first, then each line as it is written (and a
+/// started action again when it ends), every second, until Ctrl-C.
+async fn follow(store: &Store, args: &Args, seen: Vec<AuditEntry>) -> u8 {
     for e in seen.iter().rev() {
         println!("{}", line(e, args.output));
     }
+    let account = args.account.clone();
+    let mut cursor = match seen.first() {
+        Some(newest) => AuditCursor::after(account, newest.id),
+        None => match AuditCursor::from_now(store, account) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("reconciler audit: {e}");
+                return exit::ERROR;
+            }
+        },
+    };
+    cursor.seen(&seen);
     loop {
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        let Ok(latest) = store.audit_log(args.account.as_deref(), 500) else {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = tokio::signal::ctrl_c() => return exit::OK,
+        }
+        // A store busy with a writer is read again at the next tick.
+        let Ok(new) = cursor.poll(store) else {
             continue;
         };
-        for e in latest.iter().rev() {
-            if known.insert(key(e)) {
-                println!("{}", line(e, args.output));
-            }
+        for e in &new {
+            println!("{}", line(e, args.output));
         }
     }
 }

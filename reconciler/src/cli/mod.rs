@@ -17,6 +17,7 @@ pub mod output;
 pub mod paint;
 mod plan;
 mod registry;
+mod remote;
 mod schema;
 mod serve;
 mod status;
@@ -138,7 +139,7 @@ fn run(cli: Cli) -> u8 {
         Command::Plan(args) => block_on(plan::run(cli.config.as_deref(), &args)),
         Command::Apply(args) => block_on(apply::run(cli.config.as_deref(), &args)),
         Command::Status(args) => block_on(status::run(cli.config.as_deref(), &args)),
-        Command::Audit(args) => audit::run(cli.config.as_deref(), &args),
+        Command::Audit(args) => block_on(audit::run(cli.config.as_deref(), &args)),
         Command::BuildLog(args) => build_log::run(cli.config.as_deref(), &args),
         Command::ExportImage(args) => block_on(export::run(cli.config.as_deref(), &args)),
         Command::Gc(args) => block_on(gc::run(cli.config.as_deref(), &args)),

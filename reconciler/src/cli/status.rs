@@ -2,9 +2,11 @@
 //! as the backends report them (Docker: state, `host:port` for each
 //! published port; Kubernetes: readiness, pod phase, restarts, Service
 //! address and Ingress URL) and the last error or rejection, which names
-//! the object and the API's reason. Reads the store and the backends only;
-//! the view itself is the library's read model ([`crate::view`]).
+//! the object and the API's reason. Reads the store and the backends only,
+//! or with `--server` a running `serve`'s API; the view itself is the
+//! library's read model ([`crate::view`]).
 
+use super::remote::Remote;
 use super::{Output, exit, open_context};
 use crate::view::AccountView;
 use std::collections::BTreeSet;
@@ -18,18 +20,51 @@ pub struct Args {
     /// Redraw every few seconds as reconciles happen, until Ctrl-C.
     #[arg(long)]
     pub watch: bool,
+    /// Read serve's read model at this URL instead of this machine's
+    /// store and backends (admin token from BERTH_ADMIN_TOKEN); with
+    /// `--watch`, redraws as each reconcile is audited.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
     /// Seconds between redraws with `--watch`.
     #[arg(long, default_value_t = 2)]
     pub interval: u64,
 }
 
+/// Where the views come from: this machine's store and backends, or a
+/// running `serve`'s read model.
+enum Source {
+    Local(std::sync::Arc<crate::reconcile::Context>),
+    Remote(Remote),
+}
+
 pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
-    let ctx = match open_context(config).await {
-        Ok(ctx) => ctx,
-        Err(code) => return code,
+    let source = match &args.server {
+        Some(url) => match super::remote::connect(config, url, "status") {
+            Ok(client) => Source::Remote(client),
+            Err(code) => return code,
+        },
+        None => match open_context(config).await {
+            Ok(ctx) => Source::Local(ctx),
+            Err(code) => return code,
+        },
     };
     if !args.watch {
-        return once(&ctx, args).await;
+        return once(&source, args).await;
+    }
+    // From a server, every audit line (a revision accepted, an action
+    // applied) redraws at once; the interval is the fallback.
+    let (wake, mut woken) = tokio::sync::mpsc::channel::<()>(1);
+    if let Source::Remote(client) = &source {
+        let client = client.clone();
+        let account = args.account.clone();
+        tokio::spawn(async move {
+            let e = client
+                .follow_audit(account.as_deref(), None, |_| {
+                    let _ = wake.try_send(());
+                })
+                .await;
+            tracing::warn!(cause = %e, "status --watch: the audit event stream ended");
+        });
     }
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     loop {
@@ -37,20 +72,52 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
             // Home and clear, like watch(1).
             print!("\x1b[H\x1b[2J");
         }
+        let from = match &args.server {
+            Some(url) => url.as_str(),
+            None => "local store",
+        };
         println!(
-            "reconciler status, every {} s (Ctrl-C to stop) — {}",
+            "reconciler status ({from}), every {} s (Ctrl-C to stop) — {}",
             args.interval,
             super::output::rfc3339(crate::store::now())
         );
-        once(&ctx, args).await;
+        once(&source, args).await;
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(args.interval.max(1))) => {}
+            Some(()) = woken.recv() => {}
             _ = tokio::signal::ctrl_c() => return exit::OK,
         }
     }
 }
 
-async fn once(ctx: &crate::reconcile::Context, args: &Args) -> u8 {
+async fn once(source: &Source, args: &Args) -> u8 {
+    let (views, mut code) = match source {
+        Source::Local(ctx) => local(ctx, args).await,
+        Source::Remote(client) => match client.accounts(args.account.as_deref()).await {
+            Ok(views) => (views, exit::OK),
+            Err(e) => {
+                eprintln!("reconciler status: {e}");
+                (Vec::new(), exit::ERROR)
+            }
+        },
+    };
+    match args.output {
+        Output::Json => {
+            match serde_json::to_string_pretty(&serde_json::json!({ "accounts": views })) {
+                Ok(s) => println!("{s}"),
+                Err(e) => {
+                    eprintln!("reconciler status: {e}");
+                    code = exit::ERROR;
+                }
+            }
+        }
+        Output::Text => print_text(&views),
+    }
+    code
+}
+
+/// The views read here, and exit 2 if a backend or the store failed.
+async fn local(ctx: &crate::reconcile::Context, args: &Args) -> (Vec<AccountView>, u8) {
     let mut code = exit::OK;
     // Status reads; but an admin asking wants to know the store cannot
     // take the next reconcile's writes.
@@ -99,18 +166,7 @@ async fn once(ctx: &crate::reconcile::Context, args: &Args) -> u8 {
             }
         }
     }
-    match args.output {
-        Output::Json => match serde_json::to_string_pretty(&serde_json::json!({ "accounts": out }))
-        {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("reconciler status: {e}");
-                return exit::ERROR;
-            }
-        },
-        Output::Text => print_text(&out),
-    }
-    code
+    (out, code)
 }
 
 fn print_text(accounts: &[AccountView]) {

@@ -2,12 +2,15 @@
 //! `GET /images` (the shared catalogue to
 //! anyone, all of it to the admin credential) and the read model,
 //! `GET /api/v1/accounts` and `GET /api/v1/accounts/{account}` (admin
-//! credential; the same JSON as `reconciler status --output json`). Every
-//! answer comes from memory: no request costs a Docker, Kubernetes or
-//! registry call.
+//! credential; the same JSON as `reconciler status --output json`), and
+//! the audit log: `GET /api/v1/audit` (newest first, like `reconciler
+//! audit --output json`) and `GET /api/v1/audit/events`, a server-sent
+//! event stream of each line as it is written (admin credential). Every
+//! answer comes from memory or the state store: no request costs a
+//! Docker, Kubernetes or registry call.
 
 use super::Shared;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,6 +23,8 @@ pub(super) fn routes(shared: Arc<Shared>) -> axum::Router {
         .route("/images", get(serve_catalogue))
         .route("/api/v1/accounts", get(accounts))
         .route("/api/v1/accounts/{account}", get(one_account))
+        .route("/api/v1/audit", get(audit_log))
+        .route("/api/v1/audit/events", get(audit_events))
         .with_state(shared)
 }
 
@@ -112,4 +117,103 @@ async fn one_account(
         )
             .into_response(),
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AuditQuery {
+    account: Option<String>,
+    #[serde(default = "default_audit_limit")]
+    limit: usize,
+    /// Stream lines written after this id (as `Last-Event-ID` does).
+    after: Option<i64>,
+}
+
+fn default_audit_limit() -> usize {
+    50
+}
+
+/// Most lines one `GET /api/v1/audit` returns.
+const MAX_AUDIT_LIMIT: usize = 10_000;
+
+fn store_error(e: crate::store::StoreError) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({ "error": format!("state store: {e}") })),
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/audit?account=A&limit=N`: the newest `limit` lines.
+async fn audit_log(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<AuditQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if !is_admin(&headers, shared.admin_token.as_deref()) {
+        return unauthorized();
+    }
+    let limit = q.limit.min(MAX_AUDIT_LIMIT);
+    match crate::store::blocking(|| shared.ctx.store.audit_log(q.account.as_deref(), limit)) {
+        Ok(entries) => axum::Json(serde_json::json!({ "entries": entries })).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// How often the event stream looks for new lines. The store is polled,
+/// not signalled, because other processes write it too (`reconciler
+/// apply`, `drain`, `wake` run beside `serve`).
+const AUDIT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `GET /api/v1/audit/events?account=A`: `text/event-stream`, one `audit`
+/// event per line written from now on (or after `Last-Event-ID` /
+/// `?after=`), its `id` the line's id and its data the line's JSON; an
+/// `action-started` line is sent again, same id, when the action ends.
+async fn audit_events(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<AuditQuery>,
+    headers: HeaderMap,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    if !is_admin(&headers, shared.admin_token.as_deref()) {
+        return unauthorized();
+    }
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .or(q.after);
+    let cursor = match resume {
+        Some(after) => crate::store::AuditCursor::after(q.account.clone(), after),
+        None => match crate::store::blocking(|| {
+            crate::store::AuditCursor::from_now(&shared.ctx.store, q.account.clone())
+        }) {
+            Ok(c) => c,
+            Err(e) => return store_error(e),
+        },
+    };
+    let pending: std::collections::VecDeque<crate::store::AuditEntry> = Default::default();
+    let stream = futures::stream::unfold(
+        (shared, cursor, pending),
+        |(shared, mut cursor, mut pending)| async move {
+            loop {
+                if let Some(entry) = pending.pop_front() {
+                    let event = Event::default()
+                        .event("audit")
+                        .id(entry.id.to_string())
+                        .json_data(&entry);
+                    return Some((event, (shared, cursor, pending)));
+                }
+                tokio::time::sleep(AUDIT_POLL).await;
+                match crate::store::blocking(|| cursor.poll(&shared.ctx.store)) {
+                    Ok(new) => pending.extend(new),
+                    // A store that cannot be read now may be readable at the
+                    // next poll; /healthz reports the fault meanwhile.
+                    Err(e) => tracing::warn!(cause = %e, "audit event stream: reading the store"),
+                }
+            }
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }

@@ -44,20 +44,8 @@ pub struct Accepted {
     pub at: i64,
 }
 
-/// One line of the audit log.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct AuditEntry {
-    pub at: i64,
-    pub account: String,
-    /// `accepted`, `rejected`, `action`, `action-failed`, `action-started`
-    /// (the process stopped before the action's outcome was known),
-    /// `reconcile-failed`.
-    pub event: String,
-    pub revision: Option<String>,
-    pub detail: String,
-}
-
 mod allocations;
+mod audit;
 mod builds;
 mod gitlab;
 mod images;
@@ -65,6 +53,7 @@ mod schema;
 mod tokens;
 
 pub use allocations::Culled;
+pub use audit::{AuditCursor, AuditEntry};
 pub use builds::BuildRecord;
 pub use images::{Pin, Pulled, Share};
 pub use tokens::PersonalToken;
@@ -243,51 +232,6 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(())
-    }
-
-    pub fn audit(
-        &self,
-        account: &str,
-        event: &str,
-        revision: Option<&str>,
-        detail: &str,
-    ) -> Result<i64> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO audit (at, account, event, revision, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now(), account, event, revision, detail],
-        )?;
-        // The id is what a student is shown instead of the detail.
-        Ok(conn.last_insert_rowid())
-    }
-
-    /// Records the outcome of an entry written as `action-started`: the same
-    /// line then reads `action` or `action-failed`.
-    pub fn finish_audit(&self, id: i64, event: &str, detail: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE audit SET event = ?2, detail = ?3 WHERE id = ?1",
-            params![id, event, detail],
-        )?;
-        Ok(())
-    }
-
-    /// Audit lines of `account` (all accounts when `None`), newest first.
-    pub fn audit_log(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT at, account, event, revision, detail FROM audit
-             WHERE (?1 IS NULL OR account = ?1) ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![account, limit as i64], |r| {
-            Ok(AuditEntry {
-                at: r.get(0)?,
-                account: r.get(1)?,
-                event: r.get(2)?,
-                revision: r.get(3)?,
-                detail: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The last error of an account, cleared by a successful reconcile.
