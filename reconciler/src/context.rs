@@ -99,7 +99,7 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
     let directory = Directory::from_site(&site)?;
     let mut docker = BTreeMap::new();
     for ep in &site.backends.docker {
-        let backend = DockerBackend::connect(&ep.name, &ep.endpoint, ep.tls.as_ref())
+        let backend = DockerBackend::connect(ep)
             .await
             .map(|b| b.with_build_slots(site.policy.builds.per_host))
             .map(|b| match (&site.registry, &credentials) {

@@ -11,23 +11,47 @@ use std::time::Duration;
 pub enum GitLabError {
     #[error("GitLab token variable {0} is not set")]
     MissingToken(String),
-    #[error("GitLab request {method} {path}: {source}")]
+    #[error(
+        "GitLab at {base} unreachable ({method} {path}): {}; check {setting}",
+        crate::hint::cause(source)
+    )]
+    Unreachable {
+        base: String,
+        setting: String,
+        method: &'static str,
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("GitLab request {method} {path}: {}", crate::hint::cause(source))]
     Http {
         method: &'static str,
         path: String,
         #[source]
         source: reqwest::Error,
     },
-    #[error("GitLab answered {status} to {method} {path}: {body}")]
+    #[error("GitLab answered {status} to {method} {path}: {body}{}", token_hint(*status, token_env))]
     Status {
         method: &'static str,
         path: String,
         status: u16,
         body: String,
+        token_env: String,
     },
 }
 
 pub type Result<T, E = GitLabError> = std::result::Result<T, E>;
+
+/// What to check when GitLab refuses Berth's token.
+fn token_hint(status: u16, token_env: &str) -> String {
+    match status {
+        401 => format!("; the token in {token_env} is not valid (`gitlab.token_env`)"),
+        403 => {
+            format!("; the token in {token_env} lacks the `api` scope or access to this project")
+        }
+        _ => String::new(),
+    }
+}
 
 /// Commit status states GitLab accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -127,6 +151,10 @@ pub struct GitLab {
     http: reqwest::Client,
     base: String,
     token: String,
+    /// Where `base` came from and which variable holds the token, for
+    /// errors that tell the admin what to check.
+    url_setting: String,
+    token_env: String,
     max_attempts: u32,
     base_delay: Duration,
 }
@@ -136,10 +164,19 @@ const MAX_PAGES: u32 = 1000;
 impl GitLab {
     /// A client for `url` (e.g. `https://gitlab.example`) with the token
     /// read from the environment variable `token_env`.
-    pub fn from_env(url: &str, token_env: &str) -> Result<GitLab> {
+    pub fn from_env(url: &berth_spec::Located<String>, token_env: &str) -> Result<GitLab> {
         let token = std::env::var(token_env)
             .map_err(|_| GitLabError::MissingToken(token_env.to_string()))?;
-        Ok(GitLab::new(url, token))
+        Ok(GitLab::configured(url, token_env, token))
+    }
+
+    /// The client of the site's `gitlab.url`, whose errors name that
+    /// setting and the variable `token_env` the token came from.
+    pub fn configured(url: &berth_spec::Located<String>, token_env: &str, token: String) -> GitLab {
+        let mut gitlab = GitLab::new(url, token);
+        gitlab.url_setting = url.setting("gitlab.url");
+        gitlab.token_env = token_env.to_string();
+        gitlab
     }
 
     pub fn new(url: &str, token: String) -> GitLab {
@@ -153,6 +190,8 @@ impl GitLab {
             http,
             base: format!("{}/api/v4", url.trim_end_matches('/')),
             token,
+            url_setting: "`gitlab.url`".into(),
+            token_env: "the token variable".into(),
             max_attempts: 5,
             base_delay: Duration::from_millis(200),
         }
@@ -203,10 +242,22 @@ impl GitLab {
                     tokio::time::sleep(wait.unwrap_or(backoff).min(Duration::from_secs(60))).await;
                 }
                 _ => {
-                    let resp = result.map_err(|source| GitLabError::Http {
-                        method: label,
-                        path: path.to_string(),
-                        source,
+                    let resp = result.map_err(|source| {
+                        if source.is_connect() || source.is_timeout() {
+                            GitLabError::Unreachable {
+                                base: self.base.trim_end_matches("/api/v4").to_string(),
+                                setting: self.url_setting.clone(),
+                                method: label,
+                                path: path.to_string(),
+                                source,
+                            }
+                        } else {
+                            GitLabError::Http {
+                                method: label,
+                                path: path.to_string(),
+                                source,
+                            }
+                        }
                     })?;
                     if resp.status().is_success() {
                         return Ok(resp);
@@ -224,6 +275,7 @@ impl GitLab {
                         path: path.to_string(),
                         status,
                         body,
+                        token_env: self.token_env.clone(),
                     });
                 }
             }

@@ -50,6 +50,8 @@ mod fixtures;
 pub mod gc;
 /// GitLab REST client.
 pub mod gitlab;
+/// The innermost cause of a service's error, for messages to admins.
+pub mod hint;
 /// LDAP identity, DNs, and the admission rules (pure).
 pub mod identity;
 /// Image builds from git: context, Dockerfile checks, build and push.

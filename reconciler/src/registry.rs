@@ -83,8 +83,18 @@ impl Credentials {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("registry {host} unreachable: {source}")]
+    #[error(
+        "registry {host} unreachable: {}; is it up? check {setting} (and `registry.insecure`: http or https)",
+        crate::hint::cause(source)
+    )]
     Unreachable {
+        host: String,
+        setting: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("registry {host}: unreadable answer: {}", crate::hint::cause(source))]
+    Body {
         host: String,
         #[source]
         source: reqwest::Error,
@@ -106,6 +116,8 @@ const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.d
 pub struct Registry {
     http: reqwest::Client,
     host: String,
+    /// `registry.host` and where it is written, for errors.
+    setting: String,
     base: String,
     auth: Option<Credentials>,
     requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -131,6 +143,7 @@ impl Registry {
                 .build()
                 .unwrap_or_else(|_| reqwest::Client::new()),
             host: config.host.value.clone(),
+            setting: config.host.setting("registry.host"),
             base: format!("{scheme}://{}", config.host.value),
             auth,
             requests: Default::default(),
@@ -162,6 +175,7 @@ impl Registry {
             .await
             .map_err(|source| RegistryError::Unreachable {
                 host: self.host.clone(),
+                setting: self.setting.clone(),
                 source,
             })
     }
@@ -188,12 +202,10 @@ impl Registry {
     }
 
     async fn json(&self, resp: reqwest::Response) -> Result<serde_json::Value, RegistryError> {
-        resp.json()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                host: self.host.clone(),
-                source,
-            })
+        resp.json().await.map_err(|source| RegistryError::Body {
+            host: self.host.clone(),
+            source,
+        })
     }
 
     /// Follows `Link: <…>; rel="next"` pages of a list endpoint.

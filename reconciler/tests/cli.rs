@@ -166,3 +166,147 @@ fn bash_completions_load() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A temporary directory of the test's own, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("berth-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_missing_site_configuration_says_where_it_was_looked_for() {
+    let dir = Scratch::new("noconfig");
+    let out = Command::new(env!("CARGO_BIN_EXE_reconciler"))
+        .arg("status")
+        .current_dir(&dir.0)
+        .env_remove("BERTH_CONFIG")
+        .output()
+        .expect("reconciler runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    if Path::new("/etc/berth/site.yaml").exists() {
+        return; // this machine has a site: it was found, as it should be.
+    }
+    for place in [
+        "--config",
+        "BERTH_CONFIG",
+        "./site.yaml",
+        "/etc/berth/site.yaml",
+    ] {
+        assert!(err.contains(place), "{place} missing from: {err}");
+    }
+    // BERTH_CONFIG is taken like --config.
+    let out = Command::new(env!("CARGO_BIN_EXE_reconciler"))
+        .arg("audit")
+        .current_dir(&dir.0)
+        .env("BERTH_CONFIG", dir.0.join("absent.yaml"))
+        .output()
+        .expect("reconciler runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("absent.yaml"), "{err}");
+}
+
+/// Nothing listens where the site says dockerd and LDAP are: each error
+/// names the address, the setting and its line, and the real cause.
+#[test]
+fn unreachable_services_name_the_setting_to_check() {
+    let dir = Scratch::new("unreachable");
+    let repo = dir.0.join("repos/alice/workspace.git");
+    let work = dir.0.join("work");
+    let git = |args: &[&str], at: &Path| {
+        let ok = Command::new("git")
+            .args(args)
+            .current_dir(at)
+            .env("GIT_AUTHOR_NAME", "a")
+            .env("GIT_AUTHOR_EMAIL", "a@b")
+            .env("GIT_COMMITTER_NAME", "a")
+            .env("GIT_COMMITTER_EMAIL", "a@b")
+            .status()
+            .expect("git runs")
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    std::fs::create_dir_all(&work).expect("work dir");
+    std::fs::create_dir_all(&repo).expect("repo dir");
+    git(&["init", "-q", "--bare", "-b", "main"], &repo);
+    git(&["init", "-q", "-b", "main"], &work);
+    std::fs::write(
+        work.join("workspace.yaml"),
+        "version: 1\ncontainers:\n  - { name: web, image: \"docker.io/library/nginx:1\" }\n",
+    )
+    .expect("workspace");
+    git(&["add", "."], &work);
+    git(&["commit", "-qm", "x"], &work);
+    git(
+        &["push", "-q", repo.to_str().expect("utf-8"), "main"],
+        &work,
+    );
+    let site = format!(
+        "ldap:
+  url: ldap://127.0.0.1:9
+  insecure: true
+  base_dn: ou=people,dc=x
+  user_filter: \"(uid={{account}})\"
+  allowed_groups: [students]
+backends:
+  default: docker
+  docker:
+    - name: local
+      endpoint: unix://{0}/no-dockerd.sock
+      host_ports: {{ first: 20000, last: 20099 }}
+policy:
+  allowed_registries: [docker.io]
+  quotas: {{ students: {{ containers: 2, cpus: 1, memory: 1Gi }} }}
+repositories:
+  local: {{ root: {0}/repos, repository: workspace }}
+state_dir: {0}/state
+",
+        dir.0.display()
+    );
+    std::fs::write(dir.0.join("site.yaml"), site).expect("site");
+    let run = |cmd: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_reconciler"))
+            .arg(cmd)
+            .current_dir(&dir.0)
+            .env_remove("BERTH_CONFIG")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("reconciler runs");
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    // ./site.yaml is found without --config.
+    let status = run("status");
+    for part in [
+        "no-dockerd.sock",
+        "is dockerd running there?",
+        "`backends.docker[local].endpoint` (line 11 of the site configuration)",
+    ] {
+        assert!(status.contains(part), "{part:?} missing from:\n{status}");
+    }
+    let diff = run("diff");
+    for part in [
+        "LDAP ldap://127.0.0.1:9 unreachable",
+        "Connection refused",
+        "`ldap.url` (line 2 of the site configuration)",
+    ] {
+        assert!(diff.contains(part), "{part:?} missing from:\n{diff}");
+    }
+}

@@ -235,3 +235,39 @@ async fn runners_are_created_for_the_project_and_deleted() {
     gl.delete_runner(12345).await.expect("deleted");
     gl.delete_runner(999).await.expect("already gone is fine");
 }
+
+/// An admin reading the error knows what to check: the address and the
+/// setting it came from, the real cause, and for a refused token the
+/// variable that holds it.
+#[tokio::test]
+async fn errors_name_the_setting_to_check() {
+    let nowhere =
+        berth_spec::Located::at("http://127.0.0.1:9".to_string(), berth_spec::Pos::new(3, 8));
+    let err = GitLab::configured(&nowhere, "BERTH_GITLAB_TOKEN", "glpat-x".into())
+        .with_backoff(1, Duration::from_millis(1))
+        .set_status(15, SHA, CommitState::Success, "ok")
+        .await
+        .expect_err("nothing listens");
+    let text = err.to_string();
+    assert!(matches!(err, GitLabError::Unreachable { .. }), "{text}");
+    for part in ["http://127.0.0.1:9", "`gitlab.url` (line 3", "refused"] {
+        assert!(text.contains(part), "{part:?} missing from: {text}");
+    }
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_string("{\"message\":\"401 Unauthorized\"}"),
+        )
+        .mount(&server)
+        .await;
+    let url = berth_spec::Located::new(server.uri());
+    let err = GitLab::configured(&url, "BERTH_GITLAB_TOKEN", "glpat-x".into())
+        .set_status(15, SHA, CommitState::Success, "ok")
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string().contains("BERTH_GITLAB_TOKEN is not valid"),
+        "{err}"
+    );
+}

@@ -28,6 +28,16 @@ impl<T> Located<T> {
     pub fn at(value: T, pos: Pos) -> Self {
         Located { value, pos }
     }
+
+    /// Names the setting `key` this value was read from, for an error that
+    /// tells an admin what to check: `` `ldap.url` (line 2 of the site
+    /// configuration)``, without the line when it is unknown.
+    pub fn setting(&self, key: &str) -> String {
+        match self.pos.line {
+            0 => format!("`{key}` in the site configuration"),
+            line => format!("`{key}` (line {line} of the site configuration)"),
+        }
+    }
 }
 
 impl<T> Deref for Located<T> {
@@ -86,5 +96,23 @@ impl<T: JsonSchema> JsonSchema for Located<T> {
 
     fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         T::json_schema(generator)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_setting_is_named_with_its_line_when_known() {
+        let url = Located::at("ldap://x".to_string(), Pos::new(2, 8));
+        assert_eq!(
+            url.setting("ldap.url"),
+            "`ldap.url` (line 2 of the site configuration)"
+        );
+        assert_eq!(
+            Located::new(1).setting("x"),
+            "`x` in the site configuration"
+        );
     }
 }

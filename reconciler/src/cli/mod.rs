@@ -44,8 +44,9 @@ pub mod exit {
     about = "Berth: declarative containers for students, through git"
 )]
 pub struct Cli {
-    /// The site configuration (site.yaml).
-    #[arg(long, global = true, value_name = "SITE")]
+    /// The site configuration (site.yaml). Without it, commands that need
+    /// one look for ./site.yaml, then /etc/berth/site.yaml.
+    #[arg(long, global = true, value_name = "SITE", env = "BERTH_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log lines as text or as JSON objects (one per line).
     #[arg(long, global = true, value_enum, default_value_t)]
@@ -129,7 +130,40 @@ pub fn main() -> ExitCode {
     ExitCode::from(run(cli))
 }
 
-fn run(cli: Cli) -> u8 {
+/// Where a site configuration is looked for when neither `--config` nor
+/// `BERTH_CONFIG` names one: the working directory, then the system's.
+pub const CONFIG_SEARCH: [&str; 2] = ["site.yaml", "/etc/berth/site.yaml"];
+
+/// The site configuration a command uses: the one given, else the first
+/// of [`CONFIG_SEARCH`] that exists. `validate` only takes the one given:
+/// a student checking a file must not pick up a site by accident.
+fn find_config(given: Option<PathBuf>, command: &Command) -> Option<PathBuf> {
+    if given.is_some() || matches!(command, Command::Validate(_)) {
+        return given;
+    }
+    CONFIG_SEARCH
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// Says where the site configuration was looked for, for a command that
+/// needs one and found none.
+fn no_config(what: &str) -> u8 {
+    let who = match what {
+        "" => "reconciler".to_string(),
+        what => format!("reconciler {what}"),
+    };
+    eprintln!(
+        "{who}: no site configuration: --config SITE not given, BERTH_CONFIG not set, \
+         and neither ./{} nor {} exists",
+        CONFIG_SEARCH[0], CONFIG_SEARCH[1]
+    );
+    exit::ERROR
+}
+
+fn run(mut cli: Cli) -> u8 {
+    cli.config = find_config(cli.config.take(), &cli.command);
     match cli.command {
         Command::Validate(args) => validate::run(cli.config.as_deref(), &args),
         Command::Schema(args) => schema::run(&args),
@@ -172,8 +206,7 @@ async fn open_context(
     config: Option<&std::path::Path>,
 ) -> Result<std::sync::Arc<crate::reconcile::Context>, u8> {
     let Some(path) = config else {
-        eprintln!("reconciler: --config SITE is required");
-        return Err(exit::ERROR);
+        return Err(no_config(""));
     };
     let site = crate::context::load_site(path).map_err(|e| {
         eprintln!("{e}");
@@ -196,8 +229,7 @@ fn open_store(
     what: &str,
 ) -> Result<(berth_spec::Site, crate::store::Store), u8> {
     let Some(config) = config else {
-        eprintln!("reconciler {what}: --config SITE is required");
-        return Err(exit::ERROR);
+        return Err(no_config(what));
     };
     let fail = |e: String| {
         eprintln!("reconciler {what}: {e}");

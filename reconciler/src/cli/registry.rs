@@ -39,8 +39,7 @@ pub enum TokenCommand {
 
 fn site(config: Option<&Path>, what: &str) -> Result<Site, u8> {
     let Some(config) = config else {
-        eprintln!("reconciler {what}: --config SITE is required");
-        return Err(exit::ERROR);
+        return Err(super::no_config(what));
     };
     crate::context::load_site(config).map_err(|e| {
         eprintln!("{e}");

@@ -12,15 +12,28 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    #[error("LDAP {url} unreachable: {source}")]
+    #[error("LDAP {url} unreachable: {source}; is the directory up? check {setting}")]
     Unreachable {
         url: String,
+        setting: String,
+        #[source]
+        source: Box<ldap3::LdapError>,
+    },
+    #[error(
+        "LDAP {url} refused Berth's bind as {dn}: {source}; check `ldap.bind_dn` and the password in {password_env}"
+    )]
+    BindRefused {
+        url: String,
+        dn: String,
+        password_env: String,
         #[source]
         source: Box<ldap3::LdapError>,
     },
     #[error("LDAP search failed: {0}")]
     Search(#[source] Box<ldap3::LdapError>),
-    #[error("LDAP bind password variable {0} is not set")]
+    #[error(
+        "LDAP bind password variable {0} is not set (`ldap.bind_password_env` in the site configuration)"
+    )]
     MissingPassword(String),
     #[error("LDAP returned {0} entries for one account; the user filter must match one")]
     Ambiguous(usize),
@@ -135,6 +148,7 @@ impl Directory {
     fn unreachable(&self, source: ldap3::LdapError) -> IdentityError {
         IdentityError::Unreachable {
             url: self.config.url.value.clone(),
+            setting: self.config.url.setting("ldap.url"),
             source: Box::new(source),
         }
     }
@@ -157,13 +171,23 @@ impl Directory {
         if let Some(ldap) = guard.as_ref() {
             return Ok(ldap.clone());
         }
-        let unreachable = |source| self.unreachable(source);
         let mut ldap = self.connect().await?;
         if let Some(dn) = &self.config.bind_dn {
-            ldap.simple_bind(dn, self.password.as_deref().unwrap_or(""))
+            let answer = ldap
+                .simple_bind(dn, self.password.as_deref().unwrap_or(""))
                 .await
-                .and_then(|r| r.success())
-                .map_err(unreachable)?;
+                .map_err(|e| self.unreachable(e))?;
+            answer
+                .success()
+                .map_err(|source| IdentityError::BindRefused {
+                    url: self.config.url.value.clone(),
+                    dn: dn.clone(),
+                    password_env: self.config.bind_password_env.as_ref().map_or_else(
+                        || "no variable (`ldap.bind_password_env` is not set)".into(),
+                        |v| v.value.clone(),
+                    ),
+                    source: Box::new(source),
+                })?;
         }
         *guard = Some(ldap.clone());
         Ok(ldap)

@@ -30,11 +30,25 @@ pub(crate) use images::split_tag;
 pub use stats::Usage;
 mod observe;
 
+/// Where an unreachable endpoint was looked for: the address (`DOCKER_HOST`'s
+/// value for `env`) and the site setting it came from.
+#[derive(Clone, Debug)]
+pub struct Looked {
+    pub address: String,
+    pub setting: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("docker endpoint `{endpoint}` unreachable: {source}")]
+    #[error(
+        "docker endpoint `{endpoint}` at {} unreachable: {}; is dockerd running there? check {}",
+        looked.address,
+        crate::hint::cause(source),
+        looked.setting
+    )]
     Unreachable {
         endpoint: String,
+        looked: Box<Looked>,
         #[source]
         source: BollardError,
     },
@@ -89,15 +103,26 @@ const STOP_TIMEOUT_SECS: i32 = 10;
 pub const TEMP_SUFFIX: &str = ".berth-next";
 
 impl DockerBackend {
-    /// Connects to `endpoint` (`unix://…`, `tcp://…`, or `env` for DOCKER_HOST)
-    /// and negotiates the API version.
-    pub async fn connect(
-        name: &str,
-        endpoint: &str,
-        tls: Option<&berth_spec::site::DockerTls>,
-    ) -> Result<DockerBackend> {
+    /// Connects to the endpoint's address (`unix://…`, `tcp://…`, or `env`
+    /// for DOCKER_HOST) and negotiates the API version.
+    pub async fn connect(ep: &berth_spec::site::DockerEndpoint) -> Result<DockerBackend> {
+        let (name, endpoint, tls) = (ep.name.as_str(), ep.endpoint.as_str(), ep.tls.as_ref());
+        let address = match endpoint {
+            "env" => match std::env::var("DOCKER_HOST") {
+                Ok(host) if !host.is_empty() => format!("{host} (DOCKER_HOST)"),
+                _ => "unix:///var/run/docker.sock (DOCKER_HOST unset)".to_string(),
+            },
+            other => other.to_string(),
+        };
+        let looked = Looked {
+            address,
+            setting: ep
+                .endpoint
+                .setting(&format!("backends.docker[{name}].endpoint")),
+        };
         let unreachable = |source| DockerError::Unreachable {
             endpoint: name.to_string(),
+            looked: Box::new(looked.clone()),
             source,
         };
         let docker = match tls {
