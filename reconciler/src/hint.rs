@@ -6,12 +6,16 @@
 /// `error` and, when it says something more, its innermost cause.
 pub fn cause(error: &(dyn std::error::Error + 'static)) -> String {
     let top = error.to_string();
-    let mut innermost = error;
-    while let Some(next) = innermost.source() {
-        innermost = next;
+    let mut innermost = None;
+    let mut next = error.source();
+    while let Some(e) = next {
+        innermost = Some(e);
+        next = e.source();
     }
-    let root = innermost.to_string();
-    if std::ptr::addr_eq(innermost, error) || top.contains(&root) {
+    let Some(root) = innermost.map(|e| e.to_string()) else {
+        return top;
+    };
+    if top.contains(&root) {
         top
     } else {
         format!("{top}: {root}")
