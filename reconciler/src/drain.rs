@@ -47,7 +47,7 @@ pub enum DrainError {
 }
 
 /// What happened to one account.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 pub struct Moved {
     pub account: String,
     pub to: String,
@@ -80,12 +80,31 @@ async fn gpus_needed(ctx: &Arc<Context>, account: &str) -> Result<u32, DrainErro
         .unwrap_or(0))
 }
 
+/// How far a drain is, for a live view.
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// This many accounts are to move (those a stopped run left first).
+    Accounts(usize),
+    /// One account starts moving to `to`.
+    Moving { account: &'a str, to: &'a str },
+    /// One of its volumes was copied and read back the same.
+    Copied {
+        account: &'a str,
+        volume: &'a str,
+        bytes: u64,
+    },
+    /// One account moved.
+    Moved(&'a Moved),
+}
+
 /// Moves every account placed on `host` (to `to`, or to the least-loaded
-/// reachable host that has the GPUs it needs).
+/// reachable host that has the GPUs it needs), telling `step` how far it
+/// is as it goes.
 pub async fn drain(
     ctx: &Arc<Context>,
     host: &str,
     to: Option<&str>,
+    mut step: impl FnMut(Step<'_>),
 ) -> Result<Vec<Moved>, DrainError> {
     let site_hosts: BTreeMap<String, u32> = ctx
         .site
@@ -107,6 +126,7 @@ pub async fn drain(
             accounts.push(a);
         }
     }
+    step(Step::Accounts(accounts.len()));
     for account in accounts {
         let gpus = gpus_needed(ctx, &account).await?;
         let target = match pending
@@ -140,21 +160,32 @@ pub async fn drain(
         }
         let dest = backend(ctx, &target)?;
         let stage = pending.get(&account).map(|(_, s)| s.clone());
-        moved.push(
-            move_account(ctx, source, host, dest, &target, &account, stage.as_deref()).await?,
-        );
+        step(Step::Moving {
+            account: &account,
+            to: &target,
+        });
+        let one = move_account(
+            ctx,
+            (source, host),
+            (dest, &target),
+            &account,
+            stage.as_deref(),
+            &mut step,
+        )
+        .await?;
+        step(Step::Moved(&one));
+        moved.push(one);
     }
     Ok(moved)
 }
 
 async fn move_account(
     ctx: &Arc<Context>,
-    source: &DockerBackend,
-    host: &str,
-    dest: &DockerBackend,
-    target: &str,
+    (source, host): (&DockerBackend, &str),
+    (dest, target): (&DockerBackend, &str),
     account: &str,
     stage: Option<&str>,
+    step: &mut impl FnMut(Step<'_>),
 ) -> Result<Moved, DrainError> {
     let observed = source.observe_account(account).await?;
     let volumes: Vec<String> = observed.volumes.iter().cloned().collect();
@@ -187,6 +218,11 @@ async fn move_account(
                 });
             }
             bytes += n;
+            step(Step::Copied {
+                account,
+                volume,
+                bytes: n,
+            });
             if std::env::var("BERTH_DRAIN_STOP_AFTER_COPY").is_ok() {
                 // Tests: a drain that dies midway, to be resumed.
                 tracing::warn!("stopping the drain after one volume (BERTH_DRAIN_STOP_AFTER_COPY)");

@@ -20,18 +20,45 @@ pub struct Collected {
     pub removed: bool,
 }
 
+/// How far a collection is, for a live view.
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// `place` (an endpoint, or `registry`) has this many images to look at.
+    Looking { place: &'a str, candidates: usize },
+    /// One image looked at, kept or not.
+    Checked,
+    /// One image removed (or, in a dry run, that would be).
+    Collected(&'a Collected),
+}
+
 /// Collects on every reachable endpoint; returns what was (or would be) removed.
 pub async fn collect(
     ctx: &Context,
     older_than: Duration,
     dry_run: bool,
 ) -> Result<Vec<Collected>, ReconcileError> {
+    collect_with(ctx, older_than, dry_run, |_| {}).await
+}
+
+/// [`collect`], telling `step` how far it is as it goes.
+pub async fn collect_with(
+    ctx: &Context,
+    older_than: Duration,
+    dry_run: bool,
+    mut step: impl FnMut(Step<'_>),
+) -> Result<Vec<Collected>, ReconcileError> {
     let now = crate::store::now();
     let mut out = Vec::new();
     for (endpoint, backend) in &ctx.docker {
         let Ok(backend) = backend else { continue };
         let in_use = backend.images_in_use().await?;
-        for crate::store::Pulled { image, last_used } in ctx.store.pulled_images(endpoint)? {
+        let pulled = ctx.store.pulled_images(endpoint)?;
+        step(Step::Looking {
+            place: endpoint,
+            candidates: pulled.len(),
+        });
+        for crate::store::Pulled { image, last_used } in pulled {
+            step(Step::Checked);
             let Some((id, bytes)) = backend.image_info(&image).await? else {
                 ctx.store.forget_image(endpoint, &image)?;
                 continue;
@@ -50,15 +77,17 @@ pub async fn collect(
                     &format!("removed {image} from {endpoint} ({bytes} bytes)"),
                 )?;
             }
-            out.push(Collected {
+            let item = Collected {
                 endpoint: endpoint.clone(),
                 image,
                 bytes,
                 removed: !dry_run,
-            });
+            };
+            step(Step::Collected(&item));
+            out.push(item);
         }
     }
-    out.extend(collect_registry(ctx, older_than, dry_run).await?);
+    out.extend(collect_registry(ctx, older_than, dry_run, &mut step).await?);
     Ok(out)
 }
 
@@ -67,6 +96,7 @@ async fn collect_registry(
     ctx: &Context,
     older_than: Duration,
     dry_run: bool,
+    step: &mut impl FnMut(Step<'_>),
 ) -> Result<Vec<Collected>, ReconcileError> {
     let (Some(registry), Some(site_registry)) = (&ctx.registry, &ctx.site.registry) else {
         return Ok(vec![]);
@@ -82,8 +112,13 @@ async fn collect_registry(
         .into_iter()
         .map(|p| p.digest)
         .collect();
+    step(Step::Looking {
+        place: "registry",
+        candidates: dropped.len(),
+    });
     let mut out = Vec::new();
     for (account, name) in dropped {
+        step(Step::Checked);
         let repository = format!("{account}/{name}");
         let mut kept = false;
         let mut digests = std::collections::BTreeMap::new();
@@ -107,12 +142,14 @@ async fn collect_registry(
                     &format!("deleted {image} from the registry ({bytes} bytes)"),
                 )?;
             }
-            out.push(Collected {
+            let item = Collected {
                 endpoint: "registry".into(),
                 image,
                 bytes,
                 removed: !dry_run,
-            });
+            };
+            step(Step::Collected(&item));
+            out.push(item);
         }
         if !kept && !dry_run {
             ctx.store.forget_build(&account, &name)?;

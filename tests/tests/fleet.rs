@@ -209,13 +209,23 @@ fn drain_moves_an_account_with_its_data_and_resumes_after_a_crash() {
             .success()
     );
 
-    // Run again: it resumes and finishes.
-    let out = w.reconciler(&["drain", "local"]);
+    // Run again: it resumes and finishes, one JSON line per account moved.
+    let out = w.reconciler(&["drain", "local", "--output", "json"]);
     assert!(
         out.status.success(),
         "{}{}",
         stdout(&out),
         String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|m| m["account"] == a.as_str() && m["to"] == "h2" && m["volumes"] == 1),
+        "{lines:?}"
     );
     assert_eq!(endpoint_of(&w, &a), "h2");
     wait_for(

@@ -6,6 +6,7 @@
 //! an estimate), elsewhere as plain lines, or with `--output json` as one
 //! JSON object per account per line.
 
+use super::progress::Live;
 use super::{Output, exit, open_with_accounts};
 use crate::apply;
 use crate::reconcile::{AccountReport, Decision, ReconcileError, short};
@@ -25,11 +26,10 @@ pub struct Args {
     pub output: Output,
 }
 
-/// What `apply` shows while it works.
+/// What `apply` shows while it works: the live view, and the counts its
+/// message and closing line give.
 struct Progress {
-    output: Output,
-    bar: Option<indicatif::ProgressBar>,
-    started: std::time::Instant,
+    live: Live,
     done: usize,
     total: usize,
     created: usize,
@@ -39,37 +39,13 @@ struct Progress {
 
 impl Progress {
     fn new(total: usize, output: Output) -> Progress {
-        let live =
-            matches!(output, Output::Text) && std::io::IsTerminal::is_terminal(&std::io::stdout());
-        let bar = live.then(|| {
-            let bar = indicatif::ProgressBar::new(total as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {pos}/{len} accounts · {msg} · about {eta} left",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.enable_steady_tick(std::time::Duration::from_millis(200));
-            bar
-        });
         Progress {
-            output,
-            bar,
-            started: std::time::Instant::now(),
+            live: Live::counting(total as u64, "accounts", output),
             done: 0,
             total,
             created: 0,
             recreated: 0,
             removed: 0,
-        }
-    }
-
-    fn line(&self, text: &str) {
-        let text = super::paint::paint(text);
-        match &self.bar {
-            Some(bar) => bar.println(text),
-            None => println!("{text}"),
         }
     }
 
@@ -80,8 +56,9 @@ impl Progress {
             self.recreated += r.kinds.get("recreate").copied().unwrap_or(0);
             self.removed += r.kinds.get("remove").copied().unwrap_or(0);
         }
-        if matches!(self.output, Output::Json) {
-            let value = match report {
+        let live = &self.live;
+        if live.is_json() {
+            live.json(&match report {
                 Ok(r) => serde_json::json!({
                     "account": account,
                     "decision": r.decision,
@@ -89,51 +66,46 @@ impl Progress {
                     "errors": r.errors,
                 }),
                 Err(e) => serde_json::json!({ "account": account, "error": e.to_string() }),
-            };
-            println!("{value}");
+            });
             return;
         }
         match report {
             Ok(r) => {
                 if let Decision::Reject { revision, reason } = &r.decision {
-                    self.line(&format!(
+                    live.line(&format!(
                         "{account}: ! revision {} rejected: {reason}",
                         short(revision)
                     ));
                 }
                 if let Decision::Accept { revision, .. } = &r.decision {
-                    self.line(&format!("{account}: accepted {}", short(revision)));
+                    live.line(&format!("{account}: accepted {}", short(revision)));
                 }
                 for l in &r.applied {
-                    self.line(&format!("{account}: {l}"));
+                    live.line(&format!("{account}: {l}"));
                 }
                 for l in &r.errors {
-                    self.line(&format!("{account}: error: {l}"));
+                    live.line(&format!("{account}: error: {l}"));
                 }
             }
-            Err(e) => self.line(&format!("{account}: error: {e}")),
+            Err(e) => live.line(&format!("{account}: error: {e}")),
         }
-        if let Some(bar) = &self.bar {
-            bar.set_message(format!(
-                "{} created, {} recreated · last {account}",
-                self.created, self.recreated
-            ));
-            bar.inc(1);
-        }
+        live.status(format!(
+            "{} created, {} recreated · last {account}",
+            self.created, self.recreated
+        ));
+        live.advance(1);
     }
 
     fn finish(self, failed: usize) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-        if matches!(self.output, Output::Json) {
+        let elapsed = self.live.finish();
+        if self.live.is_json() {
             return;
         }
         let summary = format!(
             "Apply: {}/{} account(s) in {:.1} s: {} created, {} recreated, {} removed, {failed} failed.",
             self.done,
             self.total,
-            self.started.elapsed().as_secs_f64(),
+            elapsed.as_secs_f64(),
             self.created,
             self.recreated,
             self.removed
@@ -162,6 +134,7 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
     }
     let mut failed = 0;
     let mut ready = Vec::new();
+    let mut progress = Progress::new(plans.len(), args.output);
     for (account, plan) in plans {
         match plan {
             Ok(p) => ready.push(p),
@@ -174,12 +147,10 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
                         student: "a service Berth needs is unavailable",
                     }),
                 );
-                println!("{account}: error: {e}");
+                progress.account_done(&account, &Err(e));
             }
         }
     }
-    let total = ready.len();
-    let mut progress = Progress::new(total, args.output);
     apply::execute_each(&ctx, ready, args.concurrency, |account, report| {
         if report.as_ref().map_or(true, |r| !r.errors.is_empty()) {
             failed += 1;

@@ -1,8 +1,11 @@
 //! `reconciler drain HOST [--to HOST]`: moves every account off a Docker
 //! host, with its volumes' data (see [`crate::drain`]). Run it again to
-//! resume one that stopped midway.
+//! resume one that stopped midway. Each account is reported as it lands
+//! (under a progress bar on a terminal, or as a JSON line).
 
-use super::{exit, open_context};
+use super::progress::Live;
+use super::{Output, exit, open_context};
+use crate::drain::Step;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -12,6 +15,9 @@ pub struct Args {
     /// the GPUs each needs).
     #[arg(long)]
     pub to: Option<String>,
+    /// Result lines as text, or one JSON object per account moved.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
@@ -20,19 +26,43 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
         Err(code) => return code,
     };
     ctx.enable_builds();
-    match crate::drain::drain(&ctx, &args.host, args.to.as_deref()).await {
+    let live = Live::counting(0, "accounts", args.output);
+    let result = crate::drain::drain(&ctx, &args.host, args.to.as_deref(), |step| match step {
+        Step::Accounts(n) => live.grow(n as u64),
+        Step::Moving { account, to } => live.status(format!("{account} → {to}")),
+        Step::Copied {
+            account,
+            volume,
+            bytes,
+        } => live.status(format!(
+            "{account}: copied and checked {volume} ({})",
+            indicatif::HumanBytes(bytes)
+        )),
+        Step::Moved(m) => {
+            live.line(&format!(
+                "{}: moved to {} ({} volume(s), {})",
+                m.account,
+                m.to,
+                m.volumes,
+                indicatif::HumanBytes(m.bytes)
+            ));
+            live.json(&serde_json::json!(m));
+            live.advance(1);
+        }
+    })
+    .await;
+    let elapsed = live.finish();
+    match result {
         Ok(moved) => {
-            for m in &moved {
-                println!(
-                    "{}: moved to {} ({} volume(s), {} bytes)",
-                    m.account, m.to, m.volumes, m.bytes
+            if !live.is_json() {
+                let summary = format!(
+                    "Drain: {} account(s) moved off {} in {:.1} s; nothing is placed there now.",
+                    moved.len(),
+                    args.host,
+                    elapsed.as_secs_f64()
                 );
+                println!("{}", super::paint::paint(&summary));
             }
-            println!(
-                "{}: {} account(s) moved; nothing is placed there now",
-                args.host,
-                moved.len()
-            );
             exit::OK
         }
         Err(e) => {

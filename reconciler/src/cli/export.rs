@@ -1,9 +1,12 @@
 //! `reconciler export-image IMAGE -o FILE [--account A]`: a `docker save`
 //! archive for Singularity/Apptainer users (`singularity build x.sif
 //! docker-archive://FILE`). With `--account`, only images that account may
-//! use (allowed registries, own namespace, shared by their owner).
+//! use (allowed registries, own namespace, shared by their owner). On a
+//! terminal a bar shows the bytes written against the image's size.
 
-use super::{exit, open_context};
+use super::progress::Live;
+use super::{Output, exit, open_context};
+use crate::backend::docker::Exported;
 use berth_spec::ImageRef;
 use berth_spec::policy::{Shared, image_allowed_with};
 use std::path::PathBuf;
@@ -60,9 +63,28 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
         eprintln!("reconciler export-image: no docker endpoint is reachable");
         return exit::ERROR;
     };
-    match backend.export(&image.to_string(), &args.output).await {
+    // The archive goes to a file, so stdout is free for the bar.
+    let live = Live::bytes(0, Output::Text);
+    let result = backend
+        .export(&image.to_string(), &args.output, |step| match step {
+            Exported::Pulling => live.status(format!("pulling {image}")),
+            Exported::Size(size) => {
+                live.grow(size);
+                live.status(format!("saving {image}"));
+            }
+            Exported::Wrote(n) => live.advance(n),
+        })
+        .await;
+    let elapsed = live.finish();
+    match result {
         Ok(bytes) => {
-            println!("{}: {bytes} bytes ({image})", args.output.display());
+            let summary = format!(
+                "Export: {} ({bytes} bytes, {}) written in {:.1} s ({image}).",
+                args.output.display(),
+                indicatif::HumanBytes(bytes),
+                elapsed.as_secs_f64()
+            );
+            println!("{}", super::paint::paint(&summary));
             exit::OK
         }
         Err(e) => {

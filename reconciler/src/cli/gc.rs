@@ -1,7 +1,10 @@
 //! `reconciler gc [--dry-run] [--older-than DURATION]`: removes unused
-//! images Berth pulled and reports the bytes freed.
+//! images Berth pulled and reports the bytes freed, each image as it goes
+//! (under a progress bar on a terminal).
 
-use super::{exit, open_context};
+use super::progress::Live;
+use super::{Output, exit, open_context};
+use crate::gc::Step;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -12,6 +15,9 @@ pub struct Args {
     /// `policy.image_gc_after` when omitted.
     #[arg(long)]
     pub older_than: Option<String>,
+    /// Result lines as text, or one JSON object per image per line.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
@@ -30,22 +36,43 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
             }
         },
     };
-    match crate::gc::collect(&ctx, age, args.dry_run).await {
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let live = Live::counting(0, "images", args.output);
+    let result = crate::gc::collect_with(&ctx, age, args.dry_run, |step| match step {
+        Step::Looking { place, candidates } => {
+            live.grow(candidates as u64);
+            live.status(format!("looking at {place}"));
+        }
+        Step::Checked => live.advance(1),
+        Step::Collected(item) => {
+            live.line(&format!(
+                "{}: {verb} {} ({})",
+                item.endpoint,
+                item.image,
+                indicatif::HumanBytes(item.bytes)
+            ));
+            live.json(&serde_json::json!(item));
+        }
+    })
+    .await;
+    let elapsed = live.finish();
+    match result {
         Ok(items) => {
-            let verb = if args.dry_run {
-                "would remove"
-            } else {
-                "removed"
-            };
-            for i in &items {
-                println!("{}: {verb} {} ({} bytes)", i.endpoint, i.image, i.bytes);
-            }
             let total: u64 = items.iter().map(|i| i.bytes).sum();
-            println!(
-                "{} image(s), {total} bytes {}",
-                items.len(),
-                if args.dry_run { "reclaimable" } else { "freed" }
-            );
+            if !live.is_json() {
+                let summary = format!(
+                    "Gc: {} image(s), {} {} in {:.1} s.",
+                    items.len(),
+                    indicatif::HumanBytes(total),
+                    if args.dry_run { "reclaimable" } else { "freed" },
+                    elapsed.as_secs_f64()
+                );
+                println!("{}", super::paint::paint(&summary));
+            }
             exit::OK
         }
         Err(e) => {

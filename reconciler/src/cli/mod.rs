@@ -16,6 +16,7 @@ mod kubeconfig;
 pub mod output;
 pub mod paint;
 mod plan;
+mod progress;
 mod registry;
 mod remote;
 mod schema;

@@ -50,7 +50,10 @@ fn colour_of(line: &str) -> Option<&'static str> {
         Some("\x1b[31m")
     } else if t.starts_with("> ") || t.starts_with("< ") {
         Some("\x1b[36m")
-    } else if t.starts_with("Plan:") || t.starts_with("Apply:") {
+    } else if ["Plan:", "Apply:", "Gc:", "Drain:", "Export:"]
+        .iter()
+        .any(|s| t.starts_with(s))
+    {
         Some("\x1b[1m")
     } else {
         None

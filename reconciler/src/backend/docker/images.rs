@@ -31,11 +31,22 @@ impl DockerBackend {
 
     /// Writes `image` as a `docker save` archive (what `singularity build
     /// x.sif docker-archive://FILE` takes) to `path`, pulling it first if
-    /// this host lacks it. Returns the bytes written.
-    pub async fn export(&self, image: &str, path: &std::path::Path) -> Result<u64> {
+    /// this host lacks it, telling `progress` how far it is. Returns the
+    /// bytes written.
+    pub async fn export(
+        &self,
+        image: &str,
+        path: &std::path::Path,
+        mut progress: impl FnMut(Exported),
+    ) -> Result<u64> {
         if self.docker.inspect_image(image).await.is_err() {
+            progress(Exported::Pulling);
             self.pull(image).await?;
         }
+        // The archive is about the image's unpacked size (its layers as
+        // tars, plus a little metadata): good enough for an estimate.
+        let size = self.image_info(image).await?.map_or(0, |(_, size)| size);
+        progress(Exported::Size(size));
         let io = |e: std::io::Error| DockerError::Upload {
             name: image.to_string(),
             message: e.to_string(),
@@ -48,6 +59,7 @@ impl DockerBackend {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(Self::api("export", image))?;
             written += chunk.len() as u64;
+            progress(Exported::Wrote(chunk.len() as u64));
             tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
                 .await
                 .map_err(io)?;
@@ -138,4 +150,15 @@ pub(crate) fn split_tag(image: &str) -> (&str, &str) {
         Some(i) if !image[i..].contains('/') => (&image[..i], &image[i + 1..]),
         _ => (image, "latest"),
     }
+}
+
+/// How far [`DockerBackend::export`] is.
+#[derive(Clone, Copy, Debug)]
+pub enum Exported {
+    /// The host lacks the image and pulls it first.
+    Pulling,
+    /// The image's size, about what the archive will be.
+    Size(u64),
+    /// This many more bytes written.
+    Wrote(u64),
 }

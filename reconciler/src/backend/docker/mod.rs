@@ -26,6 +26,7 @@ mod volumes;
 
 pub use build::{BuildFailed, BuildJob};
 pub use console::{ByteStream, Owned, Purpose, Tty};
+pub use images::Exported;
 pub(crate) use images::split_tag;
 pub use stats::Usage;
 mod observe;
