@@ -127,6 +127,19 @@ impl Browser {
         }
     }
 
+    /// Saves the element `css` alone as `target/screenshots/<name>.png`.
+    pub async fn screenshot_of(&self, css: &str, name: &str) {
+        let dir = screenshot_dir();
+        let _ = std::fs::create_dir_all(&dir);
+        let element = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        let png = element.screenshot().await.expect("an element screenshot");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("saving the screenshot");
+    }
+
     pub async fn close(self) {
         let _ = self.client.close().await;
     }

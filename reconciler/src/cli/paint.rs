@@ -48,6 +48,8 @@ fn colour_of(line: &str) -> Option<&'static str> {
         Some("\x1b[33m")
     } else if t.starts_with("- ") {
         Some("\x1b[31m")
+    } else if let Some(c) = applied_colour(line) {
+        Some(c)
     } else if t.starts_with("> ") || t.starts_with("< ") {
         Some("\x1b[36m")
     } else if ["Plan:", "Apply:", "Gc:", "Drain:", "Export:"]
@@ -57,6 +59,24 @@ fn colour_of(line: &str) -> Option<&'static str> {
         Some("\x1b[1m")
     } else {
         None
+    }
+}
+
+/// An `apply` result line, `account: <action> …`, coloured by what the
+/// action did, like the plan's marks: made green, changed yellow, taken
+/// away red.
+fn applied_colour(line: &str) -> Option<&'static str> {
+    let (account, rest) = line.split_once(": ")?;
+    if account.is_empty() || account.contains(char::is_whitespace) {
+        return None;
+    }
+    let action = rest.split(' ').next()?;
+    match action {
+        "recreate" | "kube_update" | "update_runner_config" => Some("\x1b[33m"),
+        "remove" | "stop" | "unregister_runner" | "kube_delete" => Some("\x1b[31m"),
+        "start" | "register_runner" | "kube_create" => Some("\x1b[32m"),
+        a if a.starts_with("create") => Some("\x1b[32m"),
+        _ => None,
     }
 }
 
@@ -135,8 +155,15 @@ mod tests {
     }
 
     #[test]
+    fn plan_json() {
+        let json =
+            serde_json::to_string_pretty(&crate::cli::output::plan_json(&plans())).expect("json");
+        insta::assert_snapshot!("plan_json", json);
+    }
+
+    #[test]
     fn apply_lines_are_coloured_by_meaning() {
-        let lines = "bob: ! revision 0123 rejected: workspace.yaml:5:5: unknown field\nalice: error: dockerd unreachable\nApply: 2/2 account(s) in 1.0 s: 1 created, 0 recreated, 0 removed, 1 failed.\n";
+        let lines = "bob: ! revision 0123 rejected: workspace.yaml:5:5: unknown field\nalice: error: dockerd unreachable\ncarol: accepted 0123456789ab\ncarol: create_network berth-carol\ncarol: create carol--web\ncarol: recreate carol--db\ncarol: kube_update berth-carol/api\ncarol: remove carol--old\ncarol: kube_delete berth-carol/old\nApply: 2/2 account(s) in 1.0 s: 1 created, 0 recreated, 0 removed, 1 failed.\n";
         insta::assert_snapshot!("apply_coloured", paint_with(lines, true));
     }
 }

@@ -21,7 +21,7 @@ impl Live {
             output,
             total,
             &format!(
-                "{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {unit} · {{msg}} · about {{eta}} left"
+                "{{elapsed_precise}} [{{wide_bar}}] {{pos}}/{{len}} {unit} · {{msg}} · about {{eta}} left"
             ),
         )
     }
@@ -31,7 +31,7 @@ impl Live {
         Live::with(
             output,
             total,
-            "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} · {bytes_per_sec} · {msg} · about {eta} left",
+            "{elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} · {bytes_per_sec} · {msg} · about {eta} left",
         )
     }
 

@@ -111,7 +111,7 @@ async fn once(source: &Source, args: &Args) -> u8 {
                 }
             }
         }
-        Output::Text => print_text(&views),
+        Output::Text => print!("{}", super::paint::paint(&text(&views))),
     }
     code
 }
@@ -169,7 +169,11 @@ async fn local(ctx: &crate::reconcile::Context, args: &Args) -> (Vec<AccountView
     (out, code)
 }
 
-fn print_text(accounts: &[AccountView]) {
+/// The text `status` prints (uncoloured): per account a heading, a line
+/// per container, then its warnings and last error.
+fn text(accounts: &[AccountView]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
     for a in accounts {
         let rev = a
             .revision
@@ -186,7 +190,7 @@ fn print_text(accounts: &[AccountView]) {
             .as_deref()
             .map(|e| format!(" on {e}"))
             .unwrap_or_default();
-        println!("{}  revision {rev}{when}{on}", a.account);
+        let _ = writeln!(out, "{}  revision {rev}{when}{on}", a.account);
         for c in &a.containers {
             let mut extra = c.ports.clone();
             if let Some(r) = &c.ready {
@@ -198,19 +202,69 @@ fn print_text(accounts: &[AccountView]) {
             extra.extend(c.url.clone());
             extra.extend(c.gpu_devices.as_ref().map(|g| format!("GPU {g}")));
             extra.extend(c.culled.as_ref().map(|w| format!("culled {w}")));
-            println!("  {:<24} {:<10} {}", c.container, c.state, extra.join(", "));
+            let _ = writeln!(
+                out,
+                "  {:<24} {:<10} {}",
+                c.container,
+                c.state,
+                extra.join(", ")
+            );
         }
         for w in &a.warnings {
-            println!(
-                "{}",
-                super::paint::paint(&format!("{}: warning: {w}", a.account))
-            );
+            let _ = writeln!(out, "{}: warning: {w}", a.account);
         }
         if let Some(e) = &a.last_error {
-            println!(
-                "{}",
-                super::paint::paint(&format!("{}: error: {e}", a.account))
-            );
+            let _ = writeln!(out, "{}: error: {e}", a.account);
         }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn views() -> Vec<AccountView> {
+        serde_json::from_value(serde_json::json!([
+            {
+                "account": "alice",
+                "revision": "0bae7ada5a5f0000",
+                "accepted_at": "2026-11-26T01:29:02Z",
+                "endpoint": "local",
+                "containers": [
+                    { "name": "web", "backend": "docker", "container": "alice--web",
+                      "state": "running", "image": "docker.io/library/nginx:1.27",
+                      "revision": "0bae", "ports": ["127.0.0.1:20000->8080"],
+                      "gpu_devices": "0" },
+                    { "name": "api", "backend": "kubernetes", "container": "berth-alice/api",
+                      "state": "running", "ready": "1/1", "restarts": 2,
+                      "url": "http://alice--api.apps.example.edu/",
+                      "image": "docker.io/library/python:3.12", "revision": "0bae",
+                      "ports": [] }
+                ],
+                "last_error": null, "last_error_student": null, "last_error_at": null,
+                "warnings": ["image `r/bob/x` is no longer shared"]
+            },
+            {
+                "account": "bob", "revision": null, "accepted_at": null, "endpoint": null,
+                "containers": [],
+                "last_error": "revision 1234 rejected: workspace.yaml:3:5: unknown field `prots`",
+                "last_error_student": null, "last_error_at": null, "warnings": []
+            }
+        ]))
+        .expect("views")
+    }
+
+    #[test]
+    fn status_text_plain_coloured_and_json() {
+        let plain = text(&views());
+        insta::assert_snapshot!("status_plain", plain);
+        insta::assert_snapshot!(
+            "status_coloured",
+            super::super::paint::paint_with(&plain, true)
+        );
+        let json = serde_json::to_string_pretty(&serde_json::json!({ "accounts": views() }))
+            .expect("json");
+        insta::assert_snapshot!("status_json", json);
     }
 }
