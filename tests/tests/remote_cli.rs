@@ -2,7 +2,8 @@
 //! (local store, and `--server` over the event stream) prints each line as
 //! a push is reconciled; `status --server` is the served read model, and
 //! `status --watch --server` redraws when a reconcile is audited rather
-//! than at its interval. A wrong admin token is a clear exit 2.
+//! than at its interval; each ends cleanly on Ctrl-C. A wrong admin token
+//! is a clear exit 2.
 
 use berth_tests::Services;
 use berth_tests::fixture::{WEBHOOK_SECRET, World, wait_status};
@@ -96,6 +97,16 @@ async fn an_admin_follows_serve_from_the_command_line() {
     watch.wait(WAIT, "the new container in the redraw", |l| {
         l.contains(&format!("{a}--web")) && l.contains("running")
     });
+
+    // Ctrl-C ends each follower cleanly (exit 0).
+    for (what, follower) in [
+        ("audit --follow --server", &mut remote),
+        ("audit --follow", &mut local),
+        ("status --watch --server", &mut watch),
+    ] {
+        follower.interrupt();
+        assert_eq!(follower.exit_code(WAIT), Some(0), "{what} after Ctrl-C");
+    }
 
     // One-shot status over the API is the served read model.
     let out = w.reconciler(&[
