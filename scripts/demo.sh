@@ -19,6 +19,8 @@ export BERTH_LDAP_PASSWORD
 export BERTH_WEBHOOK_SECRET=${BERTH_WEBHOOK_SECRET:-demo-secret}
 # Berth's own identity at the demo registry.
 export BERTH_REGISTRY_USER=berth-bot BERTH_REGISTRY_PASSWORD=${BERTH_REGISTRY_PASSWORD:-demo-registry-secret}
+# The admin API (read model, audit stream) for `status/audit --server`.
+export BERTH_ADMIN_TOKEN=${BERTH_ADMIN_TOKEN:-demo-admin-token}
 # Fixed: scripts/demo/workspace.yaml and web/Dockerfile name it.
 DEMO_REGISTRY=127.0.0.1:5005
 work=$DEMO/work/alice
@@ -98,6 +100,7 @@ registry:
   password_env: BERTH_REGISTRY_PASSWORD
   token: {}
 public_url: http://$LISTEN
+admin_token_env: BERTH_ADMIN_TOKEN
 # The demo's images are busybox without /bin/sh.
 console: { shell: ["/bin/busybox", "sh"] }
 policy:
@@ -176,6 +179,9 @@ and running alice's workspace.
 Try:
   export DOCKER_HOST=$DOCKER_HOST BERTH_LDAP_PASSWORD=$BERTH_LDAP_PASSWORD
   $R --config $SITE status
+  export BERTH_ADMIN_TOKEN=$BERTH_ADMIN_TOKEN
+  $R status --server http://$LISTEN --watch        # redraws as pushes are reconciled
+  $R audit --server http://$LISTEN --follow        # each audit line as it is written
   curl -s http://$LISTEN/metrics
   edit $work/workspace.yaml, then:
     git -C $work -c user.name=Alice -c user.email=alice@berth.test commit -qam change
