@@ -68,6 +68,20 @@ async fn an_admin_follows_serve_from_the_command_line() {
     watch.wait(WAIT, "the first drawing", |l| {
         l.starts_with("reconciler status (")
     });
+    let mut watch_json = Lines::spawn(w.reconciler_command(&[
+        "status",
+        "--watch",
+        "--interval",
+        "600",
+        "--output",
+        "json",
+        "--server",
+        &url,
+        "--account",
+        &a,
+    ]));
+    let first = watch_json.wait(WAIT, "the first JSON drawing", |_| true);
+    assert!(json_line(&first)["accounts"].is_array(), "{first}");
 
     let r = w.commit(&a, Some(&workspace(&s.test_image, &["web"])), &w.mail(&a));
     assert_eq!(server.push(&a, &r, &a, "fo-1", WEBHOOK_SECRET), 202);
@@ -90,7 +104,11 @@ async fn an_admin_follows_serve_from_the_command_line() {
             "{action}"
         );
     }
-    // Redrawn by the audit lines, 600 s before its interval.
+    // Redrawn by the audit lines, 600 s before its interval; as JSON one
+    // object per line.
+    watch_json.wait(WAIT, "a JSON redraw with the container running", |l| {
+        json_line(l)["accounts"][0]["containers"][0]["state"] == "running"
+    });
     watch.wait(WAIT, "a redraw after the push", |l| {
         l.starts_with("reconciler status (")
     });

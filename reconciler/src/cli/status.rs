@@ -17,7 +17,8 @@ pub struct Args {
     pub account: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
-    /// Redraw every few seconds as reconciles happen, until Ctrl-C.
+    /// Redraw every few seconds as reconciles happen, until Ctrl-C (with
+    /// `--output json`: one compact object per redraw and line).
     #[arg(long)]
     pub watch: bool,
     /// Read serve's read model at this URL instead of this machine's
@@ -66,21 +67,26 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
             tracing::warn!(cause = %e, "status --watch: the audit event stream ended");
         });
     }
+    let json = matches!(args.output, Output::Json);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     loop {
-        if terminal {
-            // Home and clear, like watch(1).
-            print!("\x1b[H\x1b[2J");
+        // JSON: one object per redraw and line, like `kubectl get -w -o
+        // json` streams; no heading, no clearing, for scripts.
+        if !json {
+            if terminal {
+                // Home and clear, like watch(1).
+                print!("\x1b[H\x1b[2J");
+            }
+            let from = match &args.server {
+                Some(url) => url.as_str(),
+                None => "local store",
+            };
+            println!(
+                "reconciler status ({from}), every {} s (Ctrl-C to stop) — {}",
+                args.interval,
+                super::output::rfc3339(crate::store::now())
+            );
         }
-        let from = match &args.server {
-            Some(url) => url.as_str(),
-            None => "local store",
-        };
-        println!(
-            "reconciler status ({from}), every {} s (Ctrl-C to stop) — {}",
-            args.interval,
-            super::output::rfc3339(crate::store::now())
-        );
         once(&source, args).await;
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(args.interval.max(1))) => {}
@@ -101,9 +107,15 @@ async fn once(source: &Source, args: &Args) -> u8 {
             }
         },
     };
+    let document = serde_json::json!({ "accounts": views });
     match args.output {
         Output::Json => {
-            match serde_json::to_string_pretty(&serde_json::json!({ "accounts": views })) {
+            let written = if args.watch {
+                serde_json::to_string(&document)
+            } else {
+                serde_json::to_string_pretty(&document)
+            };
+            match written {
                 Ok(s) => println!("{s}"),
                 Err(e) => {
                     eprintln!("reconciler status: {e}");
