@@ -45,6 +45,11 @@ async fn the_accounts_api_is_the_status_command_from_memory() {
     assert!(status.contains("401"), "{status}");
     let (status, _) = get("/api/v1/accounts", &[("Authorization", "Bearer wrong")]);
     assert!(status.contains("401"), "{status}");
+    // The whole admin API sits behind the same gate.
+    for path in ["/api/v1/audit", "/api/v1/audit/events", &one] {
+        let (status, _) = get(path, &[("Authorization", "Bearer wrong")]);
+        assert!(status.contains("401"), "{path}: {status}");
+    }
     let (status, _) = get("/api/v1/accounts/nobody", &[("Authorization", &bearer)]);
     assert!(status.contains("404"), "{status}");
 

@@ -17,15 +17,44 @@ use axum::routing::get;
 use std::sync::Arc;
 
 pub(super) fn routes(shared: Arc<Shared>) -> axum::Router {
-    axum::Router::new()
-        .route("/healthz", get(health))
-        .route("/metrics", get(metrics))
-        .route("/images", get(serve_catalogue))
+    // Everything under /api/v1 is the admin's: one gate for all of it, so
+    // an endpoint added later cannot forget the check.
+    let admin = axum::Router::new()
         .route("/api/v1/accounts", get(accounts))
         .route("/api/v1/accounts/{account}", get(one_account))
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/audit/events", get(audit_events))
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            require_admin,
+        ));
+    axum::Router::new()
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        .route("/images", get(serve_catalogue))
+        .merge(admin)
         .with_state(shared)
+}
+
+/// 401 for any request to the admin API without the admin token.
+async fn require_admin(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !is_admin(request.headers(), shared.admin_token.as_deref()) {
+        return (
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            error(StatusCode::UNAUTHORIZED, "the admin token is required"),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// An API error: the status and `{"error": message}`.
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 /// `GET /images`: the shared catalogue (repositories, tags, descriptions,
@@ -81,41 +110,18 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-        axum::Json(serde_json::json!({ "error": "the admin token is required" })),
-    )
-        .into_response()
-}
-
 /// `GET /api/v1/accounts`: every account's view.
-async fn accounts(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if !is_admin(&headers, shared.admin_token.as_deref()) {
-        return unauthorized();
-    }
+async fn accounts(State(shared): State<Arc<Shared>>) -> Response {
     let views = shared.views.read().await;
     let list: Vec<_> = views.values().collect();
     axum::Json(serde_json::json!({ "accounts": list })).into_response()
 }
 
 /// `GET /api/v1/accounts/{account}`: one account's view, 404 when unknown.
-async fn one_account(
-    State(shared): State<Arc<Shared>>,
-    Path(account): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !is_admin(&headers, shared.admin_token.as_deref()) {
-        return unauthorized();
-    }
+async fn one_account(State(shared): State<Arc<Shared>>, Path(account): Path<String>) -> Response {
     match shared.views.read().await.get(&account) {
         Some(v) => axum::Json(serde_json::json!({ "accounts": [v] })).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Json(serde_json::json!({ "error": "no such account" })),
-        )
-            .into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such account"),
     }
 }
 
@@ -136,22 +142,14 @@ fn default_audit_limit() -> usize {
 const MAX_AUDIT_LIMIT: usize = 10_000;
 
 fn store_error(e: crate::store::StoreError) -> Response {
-    (
+    error(
         StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(serde_json::json!({ "error": format!("state store: {e}") })),
+        &format!("state store: {e}"),
     )
-        .into_response()
 }
 
 /// `GET /api/v1/audit?account=A&limit=N`: the newest `limit` lines.
-async fn audit_log(
-    State(shared): State<Arc<Shared>>,
-    Query(q): Query<AuditQuery>,
-    headers: HeaderMap,
-) -> Response {
-    if !is_admin(&headers, shared.admin_token.as_deref()) {
-        return unauthorized();
-    }
+async fn audit_log(State(shared): State<Arc<Shared>>, Query(q): Query<AuditQuery>) -> Response {
     let limit = q.limit.min(MAX_AUDIT_LIMIT);
     match crate::store::blocking(|| shared.ctx.store.audit_log(q.account.as_deref(), limit)) {
         Ok(entries) => axum::Json(serde_json::json!({ "entries": entries })).into_response(),
@@ -174,9 +172,6 @@ async fn audit_events(
     headers: HeaderMap,
 ) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    if !is_admin(&headers, shared.admin_token.as_deref()) {
-        return unauthorized();
-    }
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -142,11 +142,6 @@ impl AuditCursor {
         }
     }
 
-    /// The id of the last line seen.
-    pub fn last(&self) -> i64 {
-        self.last
-    }
-
     /// What changed since the last poll, in order: started actions that
     /// have since finished (their line, rewritten), then new lines.
     pub fn poll(&mut self, store: &Store) -> Result<Vec<AuditEntry>> {
