@@ -98,10 +98,7 @@ impl Progress {
 
     fn finish(self, failed: usize) {
         let elapsed = self.live.finish();
-        if self.live.is_json() {
-            return;
-        }
-        let summary = format!(
+        self.live.summary(&format!(
             "Apply: {}/{} account(s) in {:.1} s: {} created, {} recreated, {} removed, {failed} failed.",
             self.done,
             self.total,
@@ -109,8 +106,7 @@ impl Progress {
             self.created,
             self.recreated,
             self.removed
-        );
-        println!("{}", super::paint::paint(&summary));
+        ));
     }
 }
 

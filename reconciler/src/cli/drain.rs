@@ -54,15 +54,12 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
     let elapsed = live.finish();
     match result {
         Ok(moved) => {
-            if !live.is_json() {
-                let summary = format!(
-                    "Drain: {} account(s) moved off {} in {:.1} s; nothing is placed there now.",
-                    moved.len(),
-                    args.host,
-                    elapsed.as_secs_f64()
-                );
-                println!("{}", super::paint::paint(&summary));
-            }
+            live.summary(&format!(
+                "Drain: {} account(s) moved off {} in {:.1} s; nothing is placed there now.",
+                moved.len(),
+                args.host,
+                elapsed.as_secs_f64()
+            ));
             exit::OK
         }
         Err(e) => {

@@ -78,13 +78,12 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
     let elapsed = live.finish();
     match result {
         Ok(bytes) => {
-            let summary = format!(
+            live.summary(&format!(
                 "Export: {} ({bytes} bytes, {}) written in {:.1} s ({image}).",
                 args.output.display(),
                 indicatif::HumanBytes(bytes),
                 elapsed.as_secs_f64()
-            );
-            println!("{}", super::paint::paint(&summary));
+            ));
             exit::OK
         }
         Err(e) => {

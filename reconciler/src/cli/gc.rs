@@ -63,16 +63,13 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
     match result {
         Ok(items) => {
             let total: u64 = items.iter().map(|i| i.bytes).sum();
-            if !live.is_json() {
-                let summary = format!(
-                    "Gc: {} image(s), {} {} in {:.1} s.",
-                    items.len(),
-                    indicatif::HumanBytes(total),
-                    if args.dry_run { "reclaimable" } else { "freed" },
-                    elapsed.as_secs_f64()
-                );
-                println!("{}", super::paint::paint(&summary));
-            }
+            live.summary(&format!(
+                "Gc: {} image(s), {} {} in {:.1} s.",
+                items.len(),
+                indicatif::HumanBytes(total),
+                if args.dry_run { "reclaimable" } else { "freed" },
+                elapsed.as_secs_f64()
+            ));
             exit::OK
         }
         Err(e) => {

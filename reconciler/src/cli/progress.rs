@@ -71,6 +71,14 @@ impl Live {
         }
     }
 
+    /// The closing line (after [`Live::finish`]), bold on a terminal; none
+    /// in JSON mode, whose lines are results only.
+    pub fn summary(&self, text: &str) {
+        if !self.is_json() {
+            println!("{}", super::paint::paint(text));
+        }
+    }
+
     /// A result object in JSON mode, on a line of its own.
     pub fn json(&self, value: &serde_json::Value) {
         if self.is_json() {
