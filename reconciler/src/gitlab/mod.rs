@@ -4,8 +4,11 @@
 //! variable; retries with backoff on 429 and 5xx, honouring `Retry-After`.
 //! Written against the GitLab REST API v4 as documented for GitLab 17/18.
 
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+mod resources;
+
+pub use resources::{CommitState, Hook, Identity, NewRunner, ProjectInfo, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitLabError {
@@ -50,99 +53,6 @@ fn token_hint(status: u16, token_env: &str) -> String {
             format!("; the token in {token_env} lacks the `api` scope or access to this project")
         }
         _ => String::new(),
-    }
-}
-
-/// Commit status states GitLab accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CommitState {
-    Pending,
-    Running,
-    Success,
-    Failed,
-    Canceled,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct ProjectInfo {
-    pub id: u64,
-    pub path_with_namespace: String,
-    #[serde(default)]
-    pub default_branch: Option<String>,
-    #[serde(default)]
-    pub http_url_to_repo: Option<String>,
-}
-
-/// A GitLab user as `GET /users/:id` shows it. `identities` (the external
-/// logins bound to the user, such as the LDAP DN) is only shown to
-/// administrators: without an admin token it is empty.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct User {
-    pub id: u64,
-    pub username: String,
-    #[serde(default)]
-    pub identities: Vec<Identity>,
-    /// The address GitLab writes as committer of commits made in its web
-    /// page (merges), as its admin API shows it.
-    #[serde(default)]
-    pub commit_email: Option<String>,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct Identity {
-    pub provider: String,
-    pub extern_uid: String,
-}
-
-impl User {
-    /// The addresses GitLab may put on commits this user makes in its web
-    /// page: the configured commit email, and the private no-reply address
-    /// `<id>-<username>@users.noreply.<gitlab host>`.
-    pub fn web_commit_emails(&self, gitlab_url: &str) -> Vec<String> {
-        let host = gitlab_url
-            .split("://")
-            .nth(1)
-            .unwrap_or(gitlab_url)
-            .split(['/', ':'])
-            .next()
-            .unwrap_or_default();
-        let mut out: Vec<String> = self.commit_email.iter().cloned().collect();
-        out.push(format!(
-            "{}-{}@users.noreply.{host}",
-            self.id, self.username
-        ));
-        out
-    }
-
-    /// The DN this user logs in with through LDAP provider `provider`.
-    pub fn ldap_dn(&self, provider: &str) -> Option<&str> {
-        self.identities
-            .iter()
-            .find(|i| i.provider == provider)
-            .map(|i| i.extern_uid.as_str())
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct Hook {
-    pub id: u64,
-    pub url: String,
-}
-
-/// A runner created through `POST /user/runners`; the token is a secret.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-pub struct NewRunner {
-    pub id: u64,
-    pub token: String,
-}
-
-impl std::fmt::Debug for NewRunner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewRunner")
-            .field("id", &self.id)
-            .field("token", &"<redacted>")
-            .finish()
     }
 }
 
@@ -529,14 +439,5 @@ mod tests {
     fn path_segments_are_encoded() {
         assert_eq!(encode("students/2026"), "students%2F2026");
         assert_eq!(encode("workspace.yaml"), "workspace.yaml");
-    }
-
-    #[test]
-    fn runner_tokens_never_show_in_debug_output() {
-        let r = NewRunner {
-            id: 7,
-            token: "glrt-secret".into(),
-        };
-        assert!(!format!("{r:?}").contains("glrt-secret"));
     }
 }
