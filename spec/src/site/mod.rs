@@ -1,7 +1,8 @@
 //! Types and validation of `site.yaml`, the admin's file: GitLab, LDAP,
 //! backends, policy (registries, per-group quotas), repository source,
 //! resync interval and state directory (the console's and logins' settings
-//! in `console.rs`). Secrets are never in the file, only the names of
+//! in `console.rs`, what accounts may use in `policy.rs`, the department
+//! registry in `registry.rs`). Secrets are never in the file, only the names of
 //! environment variables that hold them.
 
 use crate::located::Located;
@@ -9,14 +10,17 @@ use crate::quantity::Memory;
 use crate::workspace::Backend;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 mod check;
 mod console;
+mod policy;
+mod registry;
 
 pub use check::{parse_duration, validate};
 pub use console::{Console, Login};
+pub use policy::{Builds, DefaultResources, Idle, Policy, Quota};
+pub use registry::{Registry, RegistryToken};
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -297,208 +301,6 @@ fn default_ns_prefix() -> Located<String> {
 }
 fn default_token_ttl() -> Located<String> {
     Located::new("8h".to_string())
-}
-
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Policy {
-    /// Registries any account may pull from, e.g. `docker.io`.
-    #[serde(default)]
-    pub allowed_registries: Vec<Located<String>>,
-    /// Resources of a container that declares none.
-    #[serde(default)]
-    pub default_resources: DefaultResources,
-    /// Quota per LDAP group; an account gets the most generous of its groups.
-    pub quotas: BTreeMap<String, Quota>,
-    /// Images Berth pulled are removed by `gc` once no container uses them
-    /// and no declared container has used them for this long.
-    #[serde(default = "default_gc_after")]
-    pub image_gc_after: Located<String>,
-    /// Image builds (`images.build` in workspaces).
-    #[serde(default)]
-    pub builds: Builds,
-    /// When a running container counts as idle (see the quotas'
-    /// `idle_stop_after`).
-    #[serde(default)]
-    pub idle: Idle,
-}
-
-/// Idle culling: a container whose CPU and network use stay under these
-/// thresholds for its group's `idle_stop_after` is stopped (not removed).
-/// Docker's stats do not show GPU use: GPU containers are judged on CPU
-/// and network too, with the group's `gpu_idle_stop_after`.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Idle {
-    /// How often running containers' stats are sampled.
-    #[serde(default = "default_sample_every")]
-    pub sample_every: Located<String>,
-    /// CPU (in cores) under which a container is idle.
-    #[serde(default = "default_cpu_below")]
-    pub cpu_below: f64,
-    /// Network traffic (bytes per second, in and out) under which a
-    /// container is idle.
-    #[serde(default = "default_network_below")]
-    pub network_below: Located<Memory>,
-    /// Groups or accounts never culled.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub exempt: Vec<String>,
-}
-
-impl Default for Idle {
-    fn default() -> Self {
-        Idle {
-            sample_every: default_sample_every(),
-            cpu_below: default_cpu_below(),
-            network_below: default_network_below(),
-            exempt: vec![],
-        }
-    }
-}
-
-fn default_sample_every() -> Located<String> {
-    Located::new("5m".to_string())
-}
-fn default_cpu_below() -> f64 {
-    0.02
-}
-fn default_network_below() -> Located<Memory> {
-    Located::new(Memory::new("1Ki"))
-}
-
-/// Limits of the images Berth builds for students.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Builds {
-    /// Longest a build may run, e.g. `10m`.
-    #[serde(default = "default_build_timeout")]
-    pub timeout: Located<String>,
-    /// Largest build context (the tar of the repository's directory).
-    #[serde(default = "default_max_context")]
-    pub max_context: Located<Memory>,
-    /// Builds running at once on one Docker host.
-    #[serde(default = "default_builds_per_host")]
-    pub per_host: u32,
-}
-
-impl Default for Builds {
-    fn default() -> Self {
-        Builds {
-            timeout: default_build_timeout(),
-            max_context: default_max_context(),
-            per_host: default_builds_per_host(),
-        }
-    }
-}
-
-fn default_build_timeout() -> Located<String> {
-    Located::new("10m".to_string())
-}
-fn default_max_context() -> Located<Memory> {
-    Located::new(Memory::new("50Mi"))
-}
-fn default_builds_per_host() -> u32 {
-    2
-}
-
-fn default_gc_after() -> Located<String> {
-    Located::new("7d".to_string())
-}
-
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DefaultResources {
-    pub cpus: f64,
-    pub memory: Located<Memory>,
-}
-
-impl Default for DefaultResources {
-    fn default() -> Self {
-        DefaultResources {
-            cpus: 1.0,
-            memory: Located::new(Memory::new("512Mi")),
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Quota {
-    pub containers: u32,
-    pub cpus: f64,
-    pub memory: Located<Memory>,
-    #[serde(default)]
-    pub gpus: u32,
-    /// Storage the account's images may take in its registry namespace
-    /// (sum of their compressed sizes); no limit when left out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registry: Option<Located<Memory>>,
-    /// Stop a container idle for this long (see `policy.idle`); never
-    /// when left out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idle_stop_after: Option<Located<String>>,
-    /// The same for containers with GPUs (default: `idle_stop_after`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gpu_idle_stop_after: Option<Located<String>>,
-}
-
-impl Quota {
-    pub fn registry_bytes(&self) -> Option<u64> {
-        self.registry.as_ref().and_then(|m| m.bytes().ok())
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Registry {
-    /// Host and port, e.g. `registry.example:5000`.
-    pub host: Located<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username_env: Option<Located<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_env: Option<Located<String>>,
-    /// Plain HTTP (loopback test registries only).
-    #[serde(default)]
-    pub insecure: bool,
-    /// Command run on each newly accepted image of this registry, with the
-    /// image reference and digest appended; a non-zero exit refuses the
-    /// revision with the command's output as the reason.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scan_command: Option<Vec<String>>,
-    /// Berth serves this registry's token authentication (`auth: token`):
-    /// clients log in with their department account or a personal token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<RegistryToken>,
-}
-
-/// The registry token service (the distribution registry's `auth: token`).
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RegistryToken {
-    /// The registry's `service` name, the tokens' audience (default: the
-    /// registry host).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    /// The tokens' issuer (default `berth`).
-    #[serde(default = "default_issuer")]
-    pub issuer: String,
-    /// PEM private key (PKCS#8, ECDSA P-256) signing tokens; generated into
-    /// the state directory at first start when not given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// PEM certificate of that key (the registry's `rootcertbundle`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<String>,
-    /// Lifetime of an issued token, e.g. `5m`.
-    #[serde(default = "default_registry_token_ttl")]
-    pub ttl: Located<String>,
-}
-
-fn default_issuer() -> String {
-    "berth".into()
-}
-fn default_registry_token_ttl() -> Located<String> {
-    Located::new("5m".to_string())
 }
 
 /// Exactly one source of repositories.

@@ -1,0 +1,158 @@
+//! The `policy:` section of `site.yaml`: what accounts may use: the
+//! registries they may pull from, default resources, per-group quotas,
+//! the idle culler's thresholds and the limits of image builds.
+
+use crate::located::Located;
+use crate::quantity::Memory;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Registries any account may pull from, e.g. `docker.io`.
+    #[serde(default)]
+    pub allowed_registries: Vec<Located<String>>,
+    /// Resources of a container that declares none.
+    #[serde(default)]
+    pub default_resources: DefaultResources,
+    /// Quota per LDAP group; an account gets the most generous of its groups.
+    pub quotas: BTreeMap<String, Quota>,
+    /// Images Berth pulled are removed by `gc` once no container uses them
+    /// and no declared container has used them for this long.
+    #[serde(default = "default_gc_after")]
+    pub image_gc_after: Located<String>,
+    /// Image builds (`images.build` in workspaces).
+    #[serde(default)]
+    pub builds: Builds,
+    /// When a running container counts as idle (see the quotas'
+    /// `idle_stop_after`).
+    #[serde(default)]
+    pub idle: Idle,
+}
+
+/// Idle culling: a container whose CPU and network use stay under these
+/// thresholds for its group's `idle_stop_after` is stopped (not removed).
+/// Docker's stats do not show GPU use: GPU containers are judged on CPU
+/// and network too, with the group's `gpu_idle_stop_after`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Idle {
+    /// How often running containers' stats are sampled.
+    #[serde(default = "default_sample_every")]
+    pub sample_every: Located<String>,
+    /// CPU (in cores) under which a container is idle.
+    #[serde(default = "default_cpu_below")]
+    pub cpu_below: f64,
+    /// Network traffic (bytes per second, in and out) under which a
+    /// container is idle.
+    #[serde(default = "default_network_below")]
+    pub network_below: Located<Memory>,
+    /// Groups or accounts never culled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exempt: Vec<String>,
+}
+
+impl Default for Idle {
+    fn default() -> Self {
+        Idle {
+            sample_every: default_sample_every(),
+            cpu_below: default_cpu_below(),
+            network_below: default_network_below(),
+            exempt: vec![],
+        }
+    }
+}
+
+fn default_sample_every() -> Located<String> {
+    Located::new("5m".to_string())
+}
+fn default_cpu_below() -> f64 {
+    0.02
+}
+fn default_network_below() -> Located<Memory> {
+    Located::new(Memory::new("1Ki"))
+}
+
+/// Limits of the images Berth builds for students.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Builds {
+    /// Longest a build may run, e.g. `10m`.
+    #[serde(default = "default_build_timeout")]
+    pub timeout: Located<String>,
+    /// Largest build context (the tar of the repository's directory).
+    #[serde(default = "default_max_context")]
+    pub max_context: Located<Memory>,
+    /// Builds running at once on one Docker host.
+    #[serde(default = "default_builds_per_host")]
+    pub per_host: u32,
+}
+
+impl Default for Builds {
+    fn default() -> Self {
+        Builds {
+            timeout: default_build_timeout(),
+            max_context: default_max_context(),
+            per_host: default_builds_per_host(),
+        }
+    }
+}
+
+fn default_build_timeout() -> Located<String> {
+    Located::new("10m".to_string())
+}
+fn default_max_context() -> Located<Memory> {
+    Located::new(Memory::new("50Mi"))
+}
+fn default_builds_per_host() -> u32 {
+    2
+}
+
+fn default_gc_after() -> Located<String> {
+    Located::new("7d".to_string())
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultResources {
+    pub cpus: f64,
+    pub memory: Located<Memory>,
+}
+
+impl Default for DefaultResources {
+    fn default() -> Self {
+        DefaultResources {
+            cpus: 1.0,
+            memory: Located::new(Memory::new("512Mi")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub containers: u32,
+    pub cpus: f64,
+    pub memory: Located<Memory>,
+    #[serde(default)]
+    pub gpus: u32,
+    /// Storage the account's images may take in its registry namespace
+    /// (sum of their compressed sizes); no limit when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<Located<Memory>>,
+    /// Stop a container idle for this long (see `policy.idle`); never
+    /// when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_stop_after: Option<Located<String>>,
+    /// The same for containers with GPUs (default: `idle_stop_after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_idle_stop_after: Option<Located<String>>,
+}
+
+impl Quota {
+    pub fn registry_bytes(&self) -> Option<u64> {
+        self.registry.as_ref().and_then(|m| m.bytes().ok())
+    }
+}
