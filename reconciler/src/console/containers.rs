@@ -6,7 +6,7 @@
 //! `berth.owner` label again; a container that is missing or someone
 //! else's gets the same 404, and the attempt is audited.
 
-use super::{Console, Me, Session, csrf_ok, forbidden, not_found, to_login};
+use super::{Console, Me, Session, not_found, to_login};
 use crate::backend::docker::{DockerBackend, Owned, Purpose};
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -81,12 +81,10 @@ pub(super) async fn operate(
     headers: HeaderMap,
     Form(form): Form<OpForm>,
 ) -> Response {
-    let Some(s) = c.session(&headers) else {
-        return to_login();
+    let s = match c.posted_session(&headers, form.csrf.as_deref()) {
+        Ok(s) => s,
+        Err(refused) => return refused.into_response(),
     };
-    if !csrf_ok(&s, &headers, form.csrf.as_deref()) {
-        return forbidden("missing or wrong CSRF token");
-    }
     if !matches!(op.as_str(), "start" | "stop" | "restart") {
         return not_found(Some(Me::from(&s)));
     }

@@ -3,7 +3,7 @@
 //! `docker-archive` of any image the account may use (streamed), and
 //! personal registry tokens.
 
-use super::{Console, Me, Session, csrf_ok, forbidden, render, to_login};
+use super::{Console, Me, Session, render, to_login};
 use axum::body::Body;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -192,12 +192,10 @@ pub(super) async fn create_token(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let Some(s) = c.session(&headers) else {
-        return to_login();
+    let s = match c.posted_session(&headers, form.csrf.as_deref()) {
+        Ok(s) => s,
+        Err(refused) => return refused.into_response(),
     };
-    if !csrf_ok(&s, &headers, form.csrf.as_deref()) {
-        return forbidden("missing or wrong CSRF token");
-    }
     if c.ctx.registry_keys.is_none() || !token_name_ok(&form.name) {
         return (
             StatusCode::BAD_REQUEST,
@@ -233,12 +231,10 @@ pub(super) async fn revoke_token(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let Some(s) = c.session(&headers) else {
-        return to_login();
+    let s = match c.posted_session(&headers, form.csrf.as_deref()) {
+        Ok(s) => s,
+        Err(refused) => return refused.into_response(),
     };
-    if !csrf_ok(&s, &headers, form.csrf.as_deref()) {
-        return forbidden("missing or wrong CSRF token");
-    }
     let _ = crate::store::blocking(|| c.ctx.store.revoke_registry_token(&s.account, &form.name));
     c.audit(
         &s.account,

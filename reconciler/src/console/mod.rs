@@ -80,6 +80,17 @@ impl Console {
         self.sessions.get(&self.ctx.store, id)
     }
 
+    /// The session of a state-changing request (a form post) whose CSRF
+    /// token is right; otherwise why not, which answers as the login page
+    /// or 403.
+    fn posted_session(&self, headers: &HeaderMap, csrf: Option<&str>) -> Result<Session, Refused> {
+        let s = self.session(headers).ok_or(Refused::NoSession)?;
+        if !csrf_ok(&s, headers, csrf) {
+            return Err(Refused::Csrf);
+        }
+        Ok(s)
+    }
+
     fn audit(&self, account: &str, event: &str, detail: &str) {
         if let Err(e) =
             crate::store::blocking(|| self.ctx.store.audit(account, event, None, detail))
@@ -155,6 +166,21 @@ fn render(t: impl askama::Template) -> Response {
         Err(e) => {
             tracing::error!(error = %e, "rendering a console page");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Why a form post is refused before its handler looks at it.
+enum Refused {
+    NoSession,
+    Csrf,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::NoSession => to_login(),
+            Refused::Csrf => forbidden("missing or wrong CSRF token"),
         }
     }
 }

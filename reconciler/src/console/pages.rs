@@ -1,7 +1,7 @@
 //! The console's pages that read: logging in and out, and the workspace
 //! (and its live updates), from the read model; none calls Docker.
 
-use super::{Console, Me, csrf_ok, forbidden, render, to_login};
+use super::{Console, Me, forbidden, render, to_login};
 use crate::login::LoginError;
 use crate::view::AccountView;
 use axum::extract::{ConnectInfo, Form, State};
@@ -99,11 +99,8 @@ pub(super) async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let Some(s) = c.session(&headers) else {
-        return to_login();
-    };
-    if !csrf_ok(&s, &headers, form.csrf.as_deref()) {
-        return forbidden("missing or wrong CSRF token");
+    if let Err(refused) = c.posted_session(&headers, form.csrf.as_deref()) {
+        return refused.into_response();
     }
     if let Some(id) = headers
         .get(header::COOKIE)
