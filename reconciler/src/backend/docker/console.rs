@@ -198,7 +198,9 @@ impl DockerBackend {
     }
 
     pub async fn stop_owned(&self, c: &Owned) -> Result<()> {
-        let opts = StopContainerOptionsBuilder::default().t(10).build();
+        let opts = StopContainerOptionsBuilder::default()
+            .t(super::STOP_TIMEOUT_SECS)
+            .build();
         self.docker
             .stop_container(&c.id, Some(opts))
             .await
@@ -206,7 +208,9 @@ impl DockerBackend {
     }
 
     pub async fn restart_owned(&self, c: &Owned) -> Result<()> {
-        let opts = RestartContainerOptionsBuilder::default().t(10).build();
+        let opts = RestartContainerOptionsBuilder::default()
+            .t(super::STOP_TIMEOUT_SECS)
+            .build();
         self.docker
             .restart_container(&c.id, Some(opts))
             .await

@@ -241,18 +241,7 @@ impl DockerBackend {
             Action::Create { container } => self.create(container).await,
             Action::Recreate { id, container, .. } => self.recreate(id, container).await,
             Action::Start { id, name } => self.start(id, name).await,
-            Action::Stop { id, name } => {
-                let opts = StopContainerOptionsBuilder::default()
-                    .t(STOP_TIMEOUT_SECS)
-                    .build();
-                match self.docker.stop_container(id, Some(opts)).await {
-                    Ok(())
-                    | Err(BollardError::DockerResponseServerError {
-                        status_code: 304, ..
-                    }) => Ok(()),
-                    Err(e) => Err(Self::api("stop", name)(e)),
-                }
-            }
+            Action::Stop { id, name } => self.stop_by_id(id, name).await,
             Action::Remove { id, name } => self.remove(id, name).await,
             // GitLab's and the cluster's business, not this daemon's.
             Action::RegisterRunner { .. }
@@ -306,6 +295,21 @@ impl DockerBackend {
             .upload_to_container(id, Some(opts), bollard::body_full(tar.into()))
             .await
             .map_err(Self::api("upload files into", name))
+    }
+
+    /// Stops a container (already stopped is fine), giving it
+    /// `STOP_TIMEOUT_SECS` before it is killed.
+    pub async fn stop_by_id(&self, id: &str, name: &str) -> Result<()> {
+        let opts = StopContainerOptionsBuilder::default()
+            .t(STOP_TIMEOUT_SECS)
+            .build();
+        match self.docker.stop_container(id, Some(opts)).await {
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(Self::api("stop", name)(e)),
+        }
     }
 
     async fn start(&self, id: &str, name: &str) -> Result<()> {

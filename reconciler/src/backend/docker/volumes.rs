@@ -11,8 +11,7 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -30,17 +29,6 @@ impl DockerBackend {
             .await?
             .remove(account)
             .unwrap_or_default())
-    }
-
-    pub async fn stop_by_id(&self, id: &str, name: &str) -> Result<()> {
-        let opts = StopContainerOptionsBuilder::default().t(10).build();
-        match self.docker.stop_container(id, Some(opts)).await {
-            Ok(())
-            | Err(BollardError::DockerResponseServerError {
-                status_code: 304, ..
-            }) => Ok(()),
-            Err(e) => Err(Self::api("stop", name)(e)),
-        }
     }
 
     pub async fn remove_by_id(&self, id: &str, name: &str) -> Result<()> {
