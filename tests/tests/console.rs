@@ -368,6 +368,15 @@ async fn kubernetes_logs_are_the_students_own() {
     let server = w.serve();
     let cookie = login_cookie(&server.addr, &alice, "k-pw");
     let auth = with_cookie(&cookie);
+    // serve's first observation of the cluster fills the read model the
+    // console checks ownership against; until then the workload is unknown.
+    berth_tests::wait_for(WAIT, "alice's workload in the read model", || {
+        let (_, page) =
+            http_raw(&server.addr, "GET", "/", &[("Cookie", auth.as_str())], b"").ok()?;
+        String::from_utf8_lossy(&page)
+            .contains("/my/workloads/api/logs")
+            .then_some(())
+    });
     let (code, body) = http_raw(
         &server.addr,
         "GET",
