@@ -11,6 +11,15 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The session's CSRF token from a console page's forms.
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no CSRF field in:\n{page}"));
+    let rest = &page[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap_or(rest.len())].to_string()
+}
+
 fn with_cookie(cookie: &str) -> String {
     format!("berth_session={cookie}")
 }
@@ -242,6 +251,23 @@ async fn a_student_uses_the_console_in_a_real_browser() {
         started,
         "the refused restart restarted"
     );
+    // With the page's token: stop, stop again (already stopped is done, as
+    // for the reconciler, not a failure), then start.
+    let (_, home) = http_raw(&server.addr, "GET", "/", &[("Cookie", auth.as_str())], b"")
+        .expect("workspace page");
+    let token = csrf_of(&String::from_utf8_lossy(&home));
+    for (op, running) in [("stop", "false"), ("stop", "false"), ("start", "true")] {
+        let path = format!("/my/containers/{alice}--web/{op}");
+        let body = format!("csrf={token}");
+        let (code, answer) =
+            http_raw(&server.addr, "POST", &path, &form, body.as_bytes()).expect("post");
+        assert_eq!(code, 303, "{op}: {}", String::from_utf8_lossy(&answer));
+        assert_eq!(
+            w.inspect(&format!("{alice}--web"), "{{.State.Running}}"),
+            Some(running.to_string()),
+            "after {op}"
+        );
+    }
     b.goto("/my/images").await;
     b.wait_text("Shared with everyone", WAIT).await;
     b.screenshot("images").await;
