@@ -177,14 +177,15 @@ async fn audit_events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .or(q.after);
-    let cursor = match resume {
-        Some(after) => crate::store::AuditCursor::after(q.account.clone(), after),
-        None => match crate::store::blocking(|| {
-            crate::store::AuditCursor::from_now(&shared.ctx.store, q.account.clone())
-        }) {
-            Ok(c) => c,
-            Err(e) => return store_error(e),
-        },
+    let cursor = match crate::store::blocking(|| {
+        let store = &shared.ctx.store;
+        match resume {
+            Some(after) => crate::store::AuditCursor::resume(store, q.account.clone(), after),
+            None => crate::store::AuditCursor::from_now(store, q.account.clone()),
+        }
+    }) {
+        Ok(c) => c,
+        Err(e) => return store_error(e),
     };
     let pending: std::collections::VecDeque<crate::store::AuditEntry> = Default::default();
     let stream = futures::stream::unfold(

@@ -72,6 +72,20 @@ impl Store {
         )
     }
 
+    /// Lines of `account` among the `window` up to `upto` that still read
+    /// `action-started`: actions whose outcome may yet be written.
+    fn audit_started(
+        &self,
+        account: Option<&str>,
+        upto: i64,
+        window: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        self.audit_query(
+            "WHERE (?1 IS NULL OR account = ?1) AND event = ?2 AND id <= ?3 AND id > ?3 - ?4 ORDER BY id",
+            params![account, STARTED, upto, window],
+        )
+    }
+
     fn audit_query(&self, tail: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<AuditEntry>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
@@ -113,8 +127,25 @@ pub struct AuditCursor {
 /// several polls instead of in one huge read.
 const BATCH: usize = 500;
 
+/// How many lines back a resuming follower looks for actions still
+/// running. An `action-started` line older than this is from a process
+/// that stopped mid-action long ago (its outcome will not come); the
+/// window also keeps the look-up a short range of ids.
+const RESUME_WINDOW: i64 = 5_000;
+
 impl AuditCursor {
-    /// Follows `account` (every account when `None`) from after line `after`.
+    /// Follows `account` (every account when `None`) from after line
+    /// `after`, the last one its reader has: also the outcome of actions
+    /// started at or before it (the reader saw them start, in a backlog or
+    /// before a reconnect, and has not seen them end).
+    pub fn resume(store: &Store, account: Option<String>, after: i64) -> Result<Self> {
+        let mut cursor = AuditCursor::after(account, after);
+        let started = store.audit_started(cursor.account.as_deref(), after, RESUME_WINDOW)?;
+        cursor.seen(&started);
+        Ok(cursor)
+    }
+
+    /// Follows from after line `after`, nothing before it.
     pub fn after(account: Option<String>, after: i64) -> Self {
         AuditCursor {
             account,
@@ -123,13 +154,14 @@ impl AuditCursor {
         }
     }
 
-    /// Follows from the newest line on: only what is written from now.
+    /// Follows from the newest line on: what is written from now, and the
+    /// outcome of actions still running.
     pub fn from_now(store: &Store, account: Option<String>) -> Result<Self> {
         let last = store
             .audit_log(account.as_deref(), 1)?
             .first()
             .map_or(0, |e| e.id);
-        Ok(AuditCursor::after(account, last))
+        AuditCursor::resume(store, account, last)
     }
 
     /// Marks lines already shown by other means (a backlog printed first).
@@ -224,6 +256,32 @@ mod tests {
         let done = c.poll(&s).expect("poll");
         assert_eq!(done.len(), 1);
         assert_eq!((done[0].id, done[0].event.as_str()), (id, "action"));
+        assert!(c.poll(&s).expect("poll").is_empty());
+    }
+
+    #[test]
+    fn a_resumed_cursor_shows_the_outcome_of_an_action_started_before() {
+        let s = store();
+        let id = s
+            .audit("alice", STARTED, Some("abc"), "create alice--web")
+            .expect("audit");
+        s.audit("bob", STARTED, Some("def"), "create bob--web")
+            .expect("audit");
+        let last = s
+            .audit("alice", "action", Some("abc"), "created alice--db")
+            .expect("audit");
+        // The reader has every line up to `last`, alice's only.
+        let mut c = AuditCursor::resume(&s, Some("alice".into()), last).expect("cursor");
+        assert!(c.poll(&s).expect("poll").is_empty(), "nothing new yet");
+        s.finish_audit(id, "action", "created alice--web")
+            .expect("finish");
+        let done = c.poll(&s).expect("poll");
+        assert_eq!(
+            done.iter()
+                .map(|e| (e.id, e.event.as_str()))
+                .collect::<Vec<_>>(),
+            [(id, "action")]
+        );
         assert!(c.poll(&s).expect("poll").is_empty());
     }
 }
