@@ -25,14 +25,31 @@ pub async fn plan_all(
     observed: &Observed,
     concurrency: usize,
 ) -> Vec<(String, Result<AccountPlan, ReconcileError>)> {
-    let mut out: Vec<_> = futures::stream::iter(accounts.iter().cloned())
-        .map(|account| async move {
-            let plan = reconcile::evaluate(ctx, &account, observed, None).await;
-            (account, plan)
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
+    plan_each(ctx, accounts, observed, concurrency, |_| {}).await
+}
+
+/// [`plan_all`], telling `planned` each account as its plan is ready
+/// (planning builds images, which can take minutes).
+pub async fn plan_each(
+    ctx: &Arc<Context>,
+    accounts: &[String],
+    observed: &Observed,
+    concurrency: usize,
+    mut planned: impl FnMut(&str),
+) -> Vec<(String, Result<AccountPlan, ReconcileError>)> {
+    let mut plans = std::pin::pin!(
+        futures::stream::iter(accounts.iter().cloned())
+            .map(|account| async move {
+                let plan = reconcile::evaluate(ctx, &account, observed, None).await;
+                (account, plan)
+            })
+            .buffer_unordered(concurrency.max(1))
+    );
+    let mut out = Vec::with_capacity(accounts.len());
+    while let Some((account, plan)) = plans.next().await {
+        planned(&account);
+        out.push((account, plan));
+    }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }

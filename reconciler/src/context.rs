@@ -139,6 +139,8 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
         registry: site_registry,
         registry_keys,
         builds_enabled: Default::default(),
+        // A watcher that falls this far behind skips steps, never a build.
+        build_events: tokio::sync::broadcast::channel(256).0,
     })
 }
 

@@ -214,5 +214,6 @@ pub mod fakekube;
 pub mod fixture;
 pub mod gitlab;
 pub mod lines;
+pub mod pty;
 pub mod registry;
 pub mod server;

@@ -117,7 +117,21 @@ fn alice_builds_her_image_runs_it_and_rebuilds_only_on_change() {
         write(work, "docker/tools/.dockerignore", "secret.txt\n");
         write(work, "docker/tools/secret.txt", "not for the image\n");
     });
-    w.apply(0);
+    // On a terminal the live view names the build and its Dockerfile step
+    // while it runs, then a line says it was built.
+    let (status, bytes) = berth_tests::pty::run(&w.reconciler_command(&["apply"]), 160, |_| {});
+    let screen = String::from_utf8_lossy(&bytes);
+    assert!(status.success(), "{screen}");
+    let image = format!("{host}/{alice}/tools");
+    for shown in [
+        format!("{alice}: building {image} · Step "),
+        format!("{alice}: built {image} in "),
+    ] {
+        assert!(
+            screen.contains(&shown),
+            "no `{shown}` on the terminal:\n{screen}"
+        );
+    }
     let first = image_of(&w, &web);
     assert!(
         first.starts_with(&format!("{host}/{alice}/tools@sha256:")),
@@ -151,7 +165,12 @@ fn alice_builds_her_image_runs_it_and_rebuilds_only_on_change() {
             &dockerfile(&base, "echo v2 > /www/built.txt"),
         );
     });
-    w.apply(0);
+    // Off a terminal: the same line, plain.
+    let out = w.apply(0);
+    assert!(
+        out.contains(&format!("{alice}: built {host}/{alice}/tools in ")),
+        "{out}"
+    );
     let second = image_of(&w, &web);
     assert_ne!(second, first, "{}", w.status(&alice));
     assert_eq!(

@@ -6,7 +6,7 @@
 
 use berth_tests::Services;
 use berth_tests::fixture::World;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 const ACCOUNTS: usize = 5;
@@ -81,40 +81,15 @@ struct PtyRun {
     progress_at: Option<usize>,
 }
 
-fn apply_on_a_pty(s: &Services, w: &World) -> PtyRun {
-    // Writes site.yaml; the command itself runs under `script`'s PTY.
-    drop(w.reconciler_command(&[]));
-    let bin = berth_tests::fixture::reconciler_binary();
-    // A terminal of a known size, so the picture matches what it drew.
-    let cmd = format!(
-        "stty cols {COLS} rows 30; exec {} --config {} apply --concurrency 1",
-        bin.display(),
-        w.site_path().display()
-    );
-    let mut child = std::process::Command::new("script")
-        .args(["-qfec", &cmd, "/dev/null"])
-        .env("DOCKER_HOST", &s.docker_host)
-        .env("BERTH_LDAP_PASSWORD", &s.ldap_password)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("script runs");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut bytes = Vec::new();
-    let mut buf = [0u8; 4096];
+fn apply_on_a_pty(w: &World) -> PtyRun {
+    let apply = w.reconciler_command(&["apply", "--concurrency", "1"]);
     let mut progress_at = None;
-    loop {
-        let n = out.read(&mut buf).expect("read");
-        if n == 0 {
-            break;
-        }
-        bytes.extend_from_slice(&buf[..n]);
-        let seen = String::from_utf8_lossy(&bytes);
+    let (status, bytes) = berth_tests::pty::run(&apply, COLS, |bytes| {
+        let seen = String::from_utf8_lossy(bytes);
         if progress_at.is_none() && !seen.contains("Apply:") && advanced(&seen) {
             progress_at = Some(bytes.len());
         }
-    }
-    let status = child.wait().expect("exit");
+    });
     assert!(status.success(), "{}", String::from_utf8_lossy(&bytes));
     PtyRun { bytes, progress_at }
 }
@@ -125,7 +100,7 @@ fn on_a_terminal_the_progress_line_advances_before_the_end() {
         return;
     };
     let w = world(&s, 27100);
-    let run = apply_on_a_pty(&s, &w);
+    let run = apply_on_a_pty(&w);
     let seen = String::from_utf8_lossy(&run.bytes);
     assert!(
         run.progress_at.is_some(),
@@ -151,7 +126,7 @@ async fn terminal_screenshots_of_a_coloured_diff_and_an_apply_in_progress() {
         return;
     };
     let w = world(&s, 27200);
-    let run = tokio::task::block_in_place(|| apply_on_a_pty(&s, &w));
+    let run = tokio::task::block_in_place(|| apply_on_a_pty(&w));
     assert!(run.progress_at.is_some(), "a progress line before the end");
     let cut = last_bar_before_the_end(&run.bytes);
 

@@ -1,14 +1,16 @@
 //! `reconciler apply`: converge every account (or one) to its accepted
 //! revision. `--dry-run` prints the plan through the same code path and
 //! changes nothing. Exit 2 if any account failed; the others still converge.
-//! Each account's result is printed as soon as it finishes: on a terminal
-//! under a live progress line (accounts done, containers created, elapsed,
-//! an estimate), elsewhere as plain lines, or with `--output json` as one
-//! JSON object per account per line.
+//! While accounts are planned a first bar counts them and shows the step of
+//! any image being built. Each account's result is printed as soon as it
+//! finishes: on a terminal under a live progress line (accounts done,
+//! containers created, elapsed, an estimate), elsewhere as plain lines, or
+//! with `--output json` as one JSON object per account per line.
 
 use super::progress::Live;
 use super::{Output, exit, open_with_accounts};
 use crate::apply;
+use crate::imagebuild::BuildEvent;
 use crate::reconcile::{AccountReport, Decision, ReconcileError, short};
 
 #[derive(Debug, clap::Args)]
@@ -110,6 +112,73 @@ impl Progress {
     }
 }
 
+/// Plans every account under a live view of its own (accounts planned,
+/// and the Dockerfile step of each image being built); each build that
+/// ends is a line (`alice: built …`). JSON output gets no lines: a build's
+/// outcome is in its account's object (accepted, or rejected with why).
+async fn plan_with_progress(
+    ctx: &std::sync::Arc<crate::reconcile::Context>,
+    accounts: &[String],
+    observed: &crate::reconcile::Observed,
+    concurrency: usize,
+    output: Output,
+) -> Vec<(
+    String,
+    Result<crate::reconcile::AccountPlan, ReconcileError>,
+)> {
+    use tokio::sync::broadcast::error::RecvError;
+    let live = Live::counting(accounts.len() as u64, "accounts planned", output);
+    let mut events = ctx.build_events.subscribe();
+    let plans = apply::plan_each(ctx, accounts, observed, concurrency, |account| {
+        live.advance(1);
+        live.status(format!("planned {account}"));
+    });
+    let mut plans = std::pin::pin!(plans);
+    let mut listening = true;
+    let out = loop {
+        tokio::select! {
+            biased;
+            event = events.recv(), if listening => match event {
+                Ok(e) => show_build(&live, e),
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => listening = false,
+            },
+            out = &mut plans => break out,
+        }
+    };
+    while let Ok(e) = events.try_recv() {
+        show_build(&live, e);
+    }
+    live.finish();
+    out
+}
+
+fn show_build(live: &Live, event: BuildEvent) {
+    match event {
+        BuildEvent::Started { account, image } => {
+            live.status(format!("{account}: building {image}"));
+        }
+        BuildEvent::Step {
+            account,
+            image,
+            step,
+        } => {
+            // The step's command can be long; the bar has one line.
+            let step: String = step.chars().take(60).collect();
+            live.status(format!("{account}: building {image} · {step}"));
+        }
+        BuildEvent::Finished {
+            account,
+            image,
+            outcome,
+            seconds,
+        } => live.line(&match outcome {
+            Ok(()) => format!("{account}: built {image} in {seconds:.1} s"),
+            Err(_) => format!("{account}: ! build of {image} failed after {seconds:.1} s"),
+        }),
+    }
+}
+
 pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
     let (ctx, accounts, observed) = match open_with_accounts(config, args.account.as_deref()).await
     {
@@ -119,7 +188,18 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
     if !args.dry_run {
         ctx.enable_builds();
     }
-    let plans = apply::plan_all(&ctx, &accounts, &observed, args.concurrency.max(16)).await;
+    let plans = plan_with_progress(
+        &ctx,
+        &accounts,
+        &observed,
+        args.concurrency.max(16),
+        if args.dry_run {
+            Output::Json
+        } else {
+            args.output
+        },
+    )
+    .await;
     if args.dry_run {
         super::diff::print_plans(&plans, super::Output::Text);
         return if plans.iter().any(|(_, p)| p.is_err()) {

@@ -74,7 +74,7 @@ fn applied_colour(line: &str) -> Option<&'static str> {
     match action {
         "recreate" | "kube_update" | "update_runner_config" => Some("\x1b[33m"),
         "remove" | "stop" | "unregister_runner" | "kube_delete" => Some("\x1b[31m"),
-        "start" | "register_runner" | "kube_create" => Some("\x1b[32m"),
+        "start" | "register_runner" | "kube_create" | "built" => Some("\x1b[32m"),
         a if a.starts_with("create") => Some("\x1b[32m"),
         _ => None,
     }
@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn apply_lines_are_coloured_by_meaning() {
-        let lines = "bob: ! revision 0123 rejected: workspace.yaml:5:5: unknown field\nalice: error: dockerd unreachable\ncarol: accepted 0123456789ab\ncarol: create_network berth-carol\ncarol: create carol--web\ncarol: recreate carol--db\ncarol: kube_update berth-carol/api\ncarol: remove carol--old\ncarol: kube_delete berth-carol/old\nApply: 2/2 account(s) in 1.0 s: 1 created, 0 recreated, 0 removed, 1 failed.\n";
+        let lines = "bob: ! revision 0123 rejected: workspace.yaml:5:5: unknown field\nalice: error: dockerd unreachable\ncarol: built registry.test/carol/web in 3.2 s\ndan: ! build of registry.test/dan/web failed after 1.0 s\ncarol: accepted 0123456789ab\ncarol: create_network berth-carol\ncarol: create carol--web\ncarol: recreate carol--db\ncarol: kube_update berth-carol/api\ncarol: remove carol--old\ncarol: kube_delete berth-carol/old\nApply: 2/2 account(s) in 1.0 s: 1 created, 0 recreated, 0 removed, 1 failed.\n";
         insta::assert_snapshot!("apply_coloured", paint_with(lines, true));
     }
 }

@@ -41,6 +41,30 @@ pub struct Builds {
     pub pending: Vec<String>,
 }
 
+/// What a build is doing, told as it happens to whoever watches
+/// ([`Context::build_events`]; `apply`'s live view). Nobody listening is
+/// fine: the builds never wait for a watcher.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BuildEvent {
+    Started {
+        account: String,
+        image: String,
+    },
+    /// A Dockerfile step began (`Step 2/4 : RUN make`).
+    Step {
+        account: String,
+        image: String,
+        step: String,
+    },
+    /// The build ended: built and pushed, or why not.
+    Finished {
+        account: String,
+        image: String,
+        outcome: Result<(), String>,
+        seconds: f64,
+    },
+}
+
 /// Builds what `revision` declares (with `build`; else only checks what
 /// would refuse a build); `Ok(Err(why))` rejects the revision.
 pub async fn run(
@@ -101,7 +125,26 @@ pub async fn run(
             continue;
         }
         let reference = format!("{}/{account}/{}", registry.host.value, *b.name);
-        match build_one(ctx, account, identity, revision, b, shared, &reference).await? {
+        let tell = |event: BuildEvent| {
+            let _ = ctx.build_events.send(event);
+        };
+        tell(BuildEvent::Started {
+            account: account.to_string(),
+            image: reference.clone(),
+        });
+        let started = std::time::Instant::now();
+        let built = build_one(ctx, account, identity, revision, b, shared, &reference).await;
+        tell(BuildEvent::Finished {
+            account: account.to_string(),
+            image: reference.clone(),
+            outcome: match &built {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(f)) => Err(f.reason.clone()),
+                Err(e) => Err(e.to_string()),
+            },
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        match built? {
             Ok(record) => {
                 blocking(|| -> Result<(), ReconcileError> {
                     ctx.store.record_build(&BuildRecord {
@@ -297,7 +340,17 @@ async fn build_one(
         pull_credentials: pull_credentials(ctx, account, &scopes),
     };
     tracing::info!(account, image = %reference, endpoint = %backend.name, "building");
-    let built = backend.build(job).await.map_err(ReconcileError::from)?;
+    let on_step = |step: &str| {
+        let _ = ctx.build_events.send(BuildEvent::Step {
+            account: account.to_string(),
+            image: reference.to_string(),
+            step: step.to_string(),
+        });
+    };
+    let built = backend
+        .build(job, &on_step)
+        .await
+        .map_err(ReconcileError::from)?;
     let log = match built {
         Err(f) => {
             return Ok(Err(Failure {

@@ -135,6 +135,9 @@ pub struct Context {
     pub builds_enabled: std::sync::atomic::AtomicBool,
     /// The Kubernetes cluster, when the site has one.
     pub kube: Option<KubeCluster>,
+    /// Image builds as they start, step and end (see
+    /// [`BuildEvent`](crate::imagebuild::BuildEvent)).
+    pub build_events: tokio::sync::broadcast::Sender<crate::imagebuild::BuildEvent>,
 }
 
 /// The site's cluster: its settings, and a client or why there is none

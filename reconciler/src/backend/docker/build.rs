@@ -40,9 +40,11 @@ const LOG_CAP: usize = 1024 * 1024;
 
 impl DockerBackend {
     /// Runs `job`; the built image's id and the log, or why it failed.
+    /// `on_step` hears each Dockerfile step as it begins.
     pub async fn build(
         &self,
         job: BuildJob,
+        on_step: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<std::result::Result<(String, String), BuildFailed>> {
         let _slot = self.build_slots.acquire().await;
         let Some(first) = job.tags.first().cloned() else {
@@ -86,6 +88,9 @@ impl DockerBackend {
                 match item {
                     Ok(info) => {
                         if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
+                            if text.starts_with("Step ") {
+                                on_step(text.trim_end());
+                            }
                             push_log(&mut log, text);
                             if !text.ends_with('\n') && info.status.is_some() {
                                 push_log(&mut log, "\n");
