@@ -1,6 +1,14 @@
 //! Random secrets and the form they are kept in: session ids, CSRF and
-//! personal tokens, salts (from the system's generator), hex, and the
-//! SHA-256 under which a secret is stored instead of itself.
+//! personal tokens, salts (from the system's generator), hex, the SHA-256
+//! under which a secret is stored instead of itself, and comparing a
+//! secret given with the one expected.
+
+/// Whether a secret given equals the one expected, in time that does not
+/// depend on where they differ (a timing probe learns nothing).
+pub fn same(given: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
 
 /// `n` random bytes from the system.
 pub fn random_bytes(n: usize) -> Vec<u8> {

@@ -203,7 +203,6 @@ fn not_found(me: Option<Me>) -> Response {
 /// A state-changing request must come from a page of this site: the
 /// session's CSRF token, and no foreign `Origin`.
 fn csrf_ok(session: &Session, headers: &HeaderMap, token: Option<&str>) -> bool {
-    use subtle::ConstantTimeEq;
     let given = token
         .map(str::to_string)
         .or_else(|| {
@@ -213,7 +212,7 @@ fn csrf_ok(session: &Session, headers: &HeaderMap, token: Option<&str>) -> bool 
                 .map(str::to_string)
         })
         .unwrap_or_default();
-    same_origin(headers, false) && bool::from(given.as_bytes().ct_eq(session.csrf.as_bytes()))
+    same_origin(headers, false) && crate::secret::same(&given, &session.csrf)
 }
 
 /// Whether `Origin` (required when `strict`) names the host asked.

@@ -75,13 +75,12 @@ async fn serve_catalogue(
 /// Whether the request carries the admin token as `Authorization: Bearer`,
 /// compared in constant time. No configured token admits nobody.
 pub(crate) fn is_admin(headers: &HeaderMap, token: Option<&str>) -> bool {
-    use subtle::ConstantTimeEq;
     let Some(token) = token else { return false };
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())))
+        .is_some_and(|given| crate::secret::same(given.trim(), token))
 }
 
 /// `GET /healthz`: 200 `ok`, or 503 naming what is broken (the state store

@@ -155,8 +155,8 @@ impl TokenService {
         client: IpAddr,
     ) -> Result<Requester, TokenError> {
         if let Some((u, p)) = &self.berth
-            && constant_eq(user, u)
-            && constant_eq(password, p)
+            && crate::secret::same(user, u)
+            && crate::secret::same(password, p)
         {
             return Ok(Requester::Berth);
         }
@@ -192,11 +192,6 @@ impl TokenService {
     pub fn service(&self) -> &str {
         &self.keys.signer.service
     }
-}
-
-fn constant_eq(a: &str, b: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// A new personal token: the secret to show once, and the hash to keep.
