@@ -11,7 +11,7 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::query_parameters::{
     DownloadFromContainerOptionsBuilder, LogsOptionsBuilder, RestartContainerOptionsBuilder,
-    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
@@ -187,24 +187,14 @@ impl DockerBackend {
         )
     }
 
+    /// Starts it as the plan's Start does (already running is fine).
     pub async fn start_owned(&self, c: &Owned) -> Result<()> {
-        self.docker
-            .start_container(
-                &c.id,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
-            .await
-            .map_err(Self::api("start", &c.name))
+        self.start(&c.id, &c.name).await
     }
 
+    /// Stops it as the plan's Stop does (already stopped is fine).
     pub async fn stop_owned(&self, c: &Owned) -> Result<()> {
-        let opts = StopContainerOptionsBuilder::default()
-            .t(super::STOP_TIMEOUT_SECS)
-            .build();
-        self.docker
-            .stop_container(&c.id, Some(opts))
-            .await
-            .map_err(Self::api("stop", &c.name))
+        self.stop_by_id(&c.id, &c.name).await
     }
 
     pub async fn restart_owned(&self, c: &Owned) -> Result<()> {
