@@ -11,16 +11,17 @@
 
 pub mod context;
 pub mod dockerfile;
+mod prepare;
 
 use crate::backend::docker::{BuildJob, DockerBackend};
 use crate::identity::Account;
 use crate::reconcile::{Context, ReconcileError};
-use crate::source::{ContextEntry, ContextTree};
 use crate::store::{BuildRecord, blocking};
 use crate::token::{Requester, grant, parse_scopes};
-use berth_spec::policy::{Shared, image_allowed_with};
+use berth_spec::Workspace;
+use berth_spec::policy::Shared;
 use berth_spec::workspace::Build;
-use berth_spec::{ImageRef, Workspace};
+use prepare::{Prepared, prepare};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -202,91 +203,6 @@ fn failure(reason: impl Into<String>) -> Failure {
         reason: reason.into(),
         log: String::new(),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-/// What a checked build needs: the context's files, the Dockerfile's path
-/// in it, and the registry scopes of its base images.
-struct Prepared {
-    entries: Vec<ContextEntry>,
-    dockerfile: String,
-    scopes: Vec<String>,
-}
-
-/// Reads the context from git and checks the Dockerfile's base images like
-/// `image:` — everything a build is refused for before it runs.
-async fn prepare(
-    ctx: &Arc<Context>,
-    account: &str,
-    revision: &str,
-    b: &Build,
-    shared: &Shared,
-) -> Result<Result<Prepared, Failure>, ReconcileError> {
-    let site = &ctx.site;
-    let max = site.policy.builds.max_context.bytes().unwrap_or(50 << 20);
-    let (name, sha, dir) = (
-        account.to_string(),
-        revision.to_string(),
-        b.context_dir().to_string(),
-    );
-    let entries = match ctx
-        .read_source(move |s| s.context(&name, &sha, &dir, max))
-        .await?
-    {
-        ContextTree::Entries(e) => e,
-        ContextTree::Missing => return Ok(Err(failure("the context directory is missing"))),
-        ContextTree::TooLarge(n) => {
-            return Ok(Err(failure(format!(
-                "the context is over {} MiB (the site's limit is {} MiB); list what the build does not need in .dockerignore",
-                n >> 20,
-                max >> 20
-            ))));
-        }
-    };
-    let dockerfile = b.dockerfile.trim_start_matches("./").to_string();
-    let shown = match b.context_dir() {
-        "" => dockerfile.clone(),
-        d => format!("{d}/{dockerfile}"),
-    };
-    let text = entries.iter().find_map(|e| match e {
-        ContextEntry::File { path, data, .. } if *path == dockerfile => {
-            Some(String::from_utf8_lossy(data).into_owned())
-        }
-        _ => None,
-    });
-    let Some(text) = text else {
-        return Ok(Err(failure(format!(
-            "`{shown}` is not a file of the context"
-        ))));
-    };
-    // Every image the build would pull, checked like `image:`.
-    let bases = match dockerfile::base_images(&text, &b.args) {
-        Ok(bases) => bases,
-        Err(e) => return Ok(Err(failure(format!("{shown}:{}: {}", e.line, e.message)))),
-    };
-    let mut scopes = Vec::new();
-    for base in &bases {
-        let image = match ImageRef::parse(&base.image) {
-            Ok(i) => i,
-            Err(e) => return Ok(Err(failure(format!("{shown}:{}: {e}", base.line)))),
-        };
-        if let Err(why) = image_allowed_with(site, account, &image, shared) {
-            return Ok(Err(failure(format!("{shown}:{}: {why}", base.line))));
-        }
-        if let Some(path) = site.registry.as_ref().and_then(|r| {
-            image
-                .repository()
-                .strip_prefix(&format!("{}/", r.host.value))
-                .map(str::to_string)
-        }) {
-            scopes.push(format!("repository:{path}:pull"));
-        }
-    }
-    Ok(Ok(Prepared {
-        entries,
-        dockerfile,
-        scopes,
-    }))
 }
 
 async fn build_one(
