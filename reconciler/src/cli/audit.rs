@@ -123,17 +123,17 @@ async fn follow(store: &Store, args: &Args, seen: Vec<AuditEntry>) -> u8 {
         println!("{}", line(e, args.output));
     }
     let account = args.account.clone();
-    let mut cursor = match seen.first() {
-        Some(newest) => AuditCursor::after(account, newest.id),
-        None => match AuditCursor::from_now(store, account) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("reconciler audit: {e}");
-                return exit::ERROR;
-            }
-        },
+    let cursor = match seen.first() {
+        Some(newest) => AuditCursor::resume(store, account, newest.id),
+        None => AuditCursor::from_now(store, account),
     };
-    cursor.seen(&seen);
+    let mut cursor = match cursor {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("reconciler audit: {e}");
+            return exit::ERROR;
+        }
+    };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}

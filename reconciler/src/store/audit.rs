@@ -146,7 +146,7 @@ impl AuditCursor {
     }
 
     /// Follows from after line `after`, nothing before it.
-    pub fn after(account: Option<String>, after: i64) -> Self {
+    fn after(account: Option<String>, after: i64) -> Self {
         AuditCursor {
             account,
             last: after,
@@ -164,8 +164,9 @@ impl AuditCursor {
         AuditCursor::resume(store, account, last)
     }
 
-    /// Marks lines already shown by other means (a backlog printed first).
-    pub fn seen(&mut self, entries: &[AuditEntry]) {
+    /// Notes lines as shown: the last id, and the started actions among
+    /// them whose outcome is still to come.
+    fn seen(&mut self, entries: &[AuditEntry]) {
         for e in entries {
             self.last = self.last.max(e.id);
             if e.event == STARTED && !self.pending.contains(&e.id) {
