@@ -71,6 +71,15 @@ fn workspace(host: &str, account: &str) -> String {
     )
 }
 
+/// Commits `account`'s workspace with its `tools` image built from `base`
+/// running `script`.
+fn commit_tools(w: &World, host: &str, account: &str, base: &str, script: &str) {
+    w.commit_with(account, &w.mail(account), |work| {
+        write(work, "workspace.yaml", &workspace(host, account));
+        write(work, "docker/tools/Dockerfile", &dockerfile(base, script));
+    });
+}
+
 fn exec(w: &World, container: &str, args: &[&str]) -> String {
     let mut all = vec!["exec", container];
     all.extend_from_slice(args);
@@ -188,10 +197,7 @@ fn alice_builds_her_image_runs_it_and_rebuilds_only_on_change() {
     // Bob's Dockerfile starts from alice's unshared image: refused before
     // anything is built, with the line and the owner.
     let bob = w.account("bb", &["students"]);
-    w.commit_with(&bob, &w.mail(&bob), |work| {
-        write(work, "workspace.yaml", &workspace(&host, &bob));
-        write(work, "docker/tools/Dockerfile", &dockerfile(&base, "true"));
-    });
+    commit_tools(&w, &host, &bob, &base, "true");
     w.apply(0);
     let err = last_error(&w, &bob);
     assert!(
@@ -237,14 +243,7 @@ fn a_build_over_its_memory_or_time_limit_fails_and_the_running_container_stays()
     let base = push_base(&w, &registry, &host, &alice);
     let web = format!("{alice}--web");
 
-    w.commit_with(&alice, &w.mail(&alice), |work| {
-        write(work, "workspace.yaml", &workspace(&host, &alice));
-        write(
-            work,
-            "docker/tools/Dockerfile",
-            &dockerfile(&base, "echo ok > /www/built.txt"),
-        );
-    });
+    commit_tools(&w, &host, &alice, &base, "echo ok > /www/built.txt");
     w.apply(0);
     let running = image_of(&w, &web);
     assert!(running.contains("@sha256:"), "{}", w.status(&alice));
@@ -299,14 +298,7 @@ fn a_build_that_would_pass_the_registry_quota_is_refused_with_the_sizes() {
     let (w, host, alice, registry) =
         world(&s, 25800, "bq", |o| o.student_registry = Some("1Mi".into()));
     let base = push_base(&w, &registry, &host, &alice);
-    w.commit_with(&alice, &w.mail(&alice), |work| {
-        write(work, "workspace.yaml", &workspace(&host, &alice));
-        write(
-            work,
-            "docker/tools/Dockerfile",
-            &dockerfile(&base, "echo big > /www/built.txt"),
-        );
-    });
+    commit_tools(&w, &host, &alice, &base, "echo big > /www/built.txt");
     w.apply(0);
     let err = last_error(&w, &alice);
     assert!(
