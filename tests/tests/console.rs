@@ -20,6 +20,11 @@ fn csrf_of(page: &str) -> String {
     rest[..rest.find('"').unwrap_or(rest.len())].to_string()
 }
 
+/// A GET of `path` with the session cookie header `auth`.
+fn get(addr: &str, auth: &str, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    http_raw(addr, "GET", path, &[("Cookie", auth)], b"")
+}
+
 fn with_cookie(cookie: &str) -> String {
     format!("berth_session={cookie}")
 }
@@ -172,12 +177,10 @@ async fn a_student_uses_the_console_in_a_real_browser() {
     b.screenshot("terminal").await;
 
     let auth = with_cookie(&cookie);
-    let (code, tar_bytes) = http_raw(
+    let (code, tar_bytes) = get(
         &server.addr,
-        "GET",
+        &auth,
         &format!("/my/containers/{alice}--web/download?path=/www/upload-me.txt"),
-        &[("Cookie", auth.as_str())],
-        b"",
     )
     .expect("download");
     assert_eq!(code, 200);
@@ -202,14 +205,7 @@ async fn a_student_uses_the_console_in_a_real_browser() {
         format!("/my/containers/{bob}--secret/download?path=/etc/passwd"),
         format!("/my/containers/{alice}--nothing/logs"),
     ] {
-        let (code, _) = http_raw(
-            &server.addr,
-            "GET",
-            &path,
-            &[("Cookie", auth.as_str())],
-            b"",
-        )
-        .expect("request");
+        let (code, _) = get(&server.addr, &auth, &path).expect("request");
         assert_eq!(code, 404, "{path}");
     }
     b.goto(&format!("/my/containers/{bob}--secret/logs")).await;
@@ -229,12 +225,10 @@ async fn a_student_uses_the_console_in_a_real_browser() {
     let started = w.inspect(&format!("{alice}--web"), "{{.State.StartedAt}}");
 
     // The Singularity archive loads back with `docker load`.
-    let (code, archive) = http_raw(
+    let (code, archive) = get(
         &server.addr,
-        "GET",
+        &auth,
         &format!("/my/images/archive?image={}", s.test_image),
-        &[("Cookie", auth.as_str())],
-        b"",
     )
     .expect("archive");
     assert_eq!(code, 200);
@@ -253,8 +247,7 @@ async fn a_student_uses_the_console_in_a_real_browser() {
     );
     // With the page's token: stop, stop again (already stopped is done, as
     // for the reconciler, not a failure), then start.
-    let (_, home) = http_raw(&server.addr, "GET", "/", &[("Cookie", auth.as_str())], b"")
-        .expect("workspace page");
+    let (_, home) = get(&server.addr, &auth, "/").expect("workspace page");
     let token = csrf_of(&String::from_utf8_lossy(&home));
     for (op, running) in [("stop", "false"), ("stop", "false"), ("start", "true")] {
         let path = format!("/my/containers/{alice}--web/{op}");
@@ -305,14 +298,12 @@ async fn the_runner_container_is_shown_but_never_entered() {
     let cookie = login_cookie(&server.addr, &a, "runner-pw");
     let auth = with_cookie(&cookie);
     berth_tests::wait_for(WAIT, "the runner on the workspace page", || {
-        let (_, page) =
-            http_raw(&server.addr, "GET", "/", &[("Cookie", auth.as_str())], b"").ok()?;
+        let (_, page) = get(&server.addr, &auth, "/").ok()?;
         String::from_utf8_lossy(&page)
             .contains("CI runner")
             .then_some(())
     });
-    let (_, page) =
-        http_raw(&server.addr, "GET", "/", &[("Cookie", auth.as_str())], b"").expect("page");
+    let (_, page) = get(&server.addr, &auth, "/").expect("page");
     let page = String::from_utf8_lossy(&page).to_string();
     assert!(
         !page.contains(&format!("/my/containers/{runner}/terminal")),
@@ -323,22 +314,13 @@ async fn the_runner_container_is_shown_but_never_entered() {
         format!("/my/containers/{runner}/files"),
         format!("/my/containers/{runner}/download?path=/etc/gitlab-runner/config.toml"),
     ] {
-        let (code, _) = http_raw(
-            &server.addr,
-            "GET",
-            &path,
-            &[("Cookie", auth.as_str())],
-            b"",
-        )
-        .expect("request");
+        let (code, _) = get(&server.addr, &auth, &path).expect("request");
         assert_eq!(code, 404, "{path}");
     }
-    let (code, _) = http_raw(
+    let (code, _) = get(
         &server.addr,
-        "GET",
+        &auth,
         &format!("/my/containers/{runner}/logs"),
-        &[("Cookie", auth.as_str())],
-        b"",
     )
     .expect("logs");
     assert_eq!(code, 200, "its logs are the student's to read");
@@ -397,18 +379,15 @@ async fn kubernetes_logs_are_the_students_own() {
     // serve's first observation of the cluster fills the read model the
     // console checks ownership against; until then the workload is unknown.
     berth_tests::wait_for(WAIT, "alice's workload in the read model", || {
-        let (_, page) =
-            http_raw(&server.addr, "GET", "/", &[("Cookie", auth.as_str())], b"").ok()?;
+        let (_, page) = get(&server.addr, &auth, "/").ok()?;
         String::from_utf8_lossy(&page)
             .contains("/my/workloads/api/logs")
             .then_some(())
     });
-    let (code, body) = http_raw(
+    let (code, body) = get(
         &server.addr,
-        "GET",
+        &auth,
         "/my/workloads/api/logs/stream?follow=false",
-        &[("Cookie", auth.as_str())],
-        b"",
     )
     .expect("logs");
     let body = String::from_utf8_lossy(&body).to_string();
@@ -417,8 +396,7 @@ async fn kubernetes_logs_are_the_students_own() {
         body.contains("data: 2026-11-26T12:00:00Z fake log line 1 from api-"),
         "{body}"
     );
-    let (_, page) =
-        http_raw(&server.addr, "GET", "/", &[("Cookie", auth.as_str())], b"").expect("page");
+    let (_, page) = get(&server.addr, &auth, "/").expect("page");
     assert!(
         String::from_utf8_lossy(&page).contains("/my/workloads/api/logs"),
         "the workspace offers the workload's logs"
@@ -427,8 +405,7 @@ async fn kubernetes_logs_are_the_students_own() {
         "/my/workloads/secret/logs",
         "/my/workloads/secret/logs/stream?follow=false",
     ] {
-        let (code, _) = http_raw(&server.addr, "GET", path, &[("Cookie", auth.as_str())], b"")
-            .expect("request");
+        let (code, _) = get(&server.addr, &auth, path).expect("request");
         assert_eq!(code, 404, "{path}: bob's workload");
     }
 }
