@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod walk;
+
 /// The file Berth reads from each repository's root.
 pub const WORKSPACE_FILE: &str = "workspace.yaml";
 /// Blobs larger than this are not even read (the spec limit is far lower).
@@ -72,9 +74,70 @@ pub enum ContextEntry {
 pub enum ContextTree {
     /// No such directory at that commit.
     Missing,
-    /// Larger than the limit (bytes counted so far).
-    TooLarge(u64),
+    /// Past one of its limits; the walk stopped there.
+    Refused(ContextLimit),
     Entries(Vec<ContextEntry>),
+}
+
+/// What a build context read from git may hold. A student's tree is
+/// hostile: a few tree objects that each list the next ten times name
+/// millions of paths, so the walk counts as it goes and stops at the first
+/// limit, before it holds more than `max_entries` paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextLimits {
+    /// Sum of the sizes of files and symlinks.
+    pub max_bytes: u64,
+    /// Entries of any kind (files, links, directories, submodules).
+    pub max_entries: usize,
+    /// Directories below the context's root.
+    pub max_depth: usize,
+    /// Longest the walk may take.
+    pub max_time: std::time::Duration,
+}
+
+/// The limit a context passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContextLimit {
+    /// Bytes counted when the limit was passed.
+    Bytes {
+        counted: u64,
+        limit: u64,
+    },
+    Entries(usize),
+    Depth(usize),
+    /// A path longer than this many bytes.
+    PathLength(usize),
+    Time(std::time::Duration),
+}
+
+impl std::fmt::Display for ContextLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContextLimit::Bytes { counted, limit } => write!(
+                f,
+                "the context is over {} MiB (counted {} MiB before stopping; the site's limit is {} MiB); list what the build does not need in .dockerignore",
+                limit >> 20,
+                counted >> 20,
+                limit >> 20
+            ),
+            ContextLimit::Entries(n) => write!(
+                f,
+                "the context has more than {n} files and directories (the site's limit); build from a smaller directory"
+            ),
+            ContextLimit::Depth(n) => write!(
+                f,
+                "the context nests directories more than {n} deep (the site's limit)"
+            ),
+            ContextLimit::PathLength(n) => {
+                write!(f, "the context has a path longer than {n} bytes")
+            }
+            ContextLimit::Time(t) => write!(
+                f,
+                "reading the context from git took longer than {} s (the site's limit)",
+                t.as_secs()
+            ),
+        }
+    }
 }
 
 /// Bare repositories under a root directory.
@@ -226,13 +289,14 @@ impl LocalSource {
     }
 
     /// Every file and symlink under `dir` at `sha` (paths relative to it),
-    /// stopping once their sizes pass `max_bytes`. Submodules are left out.
+    /// walked breadth first and stopped at the first of `limits` it passes.
+    /// Submodules are left out.
     pub fn context(
         &self,
         account: &str,
         sha: &str,
         dir: &str,
-        max_bytes: u64,
+        limits: ContextLimits,
     ) -> Result<ContextTree> {
         let Some(repo) = self.open(account)? else {
             return Ok(ContextTree::Missing);
@@ -250,32 +314,30 @@ impl LocalSource {
                         _ => return Ok(ContextTree::Missing),
                     }
                 };
-                let mut recorder = gix::traverse::tree::Recorder::default();
-                tree.traverse().breadthfirst(&mut recorder)?;
-                let mut total = 0u64;
-                let mut out = Vec::new();
-                for entry in recorder.records {
-                    let rel = entry.filepath.to_string();
-                    if entry.mode.is_blob() || entry.mode.is_link() {
-                        let size = repo.find_header(entry.oid)?.size();
-                        total += size;
-                        if total > max_bytes {
-                            return Ok(ContextTree::TooLarge(total));
+                let mut walk = walk::Bounded::new(&repo, limits);
+                let walked = tree.traverse().breadthfirst(&mut walk);
+                if let Some(limit) = walk.stopped {
+                    return Ok(ContextTree::Refused(limit));
+                }
+                walked?;
+                if let Some(e) = walk.failed {
+                    return Err(e);
+                }
+                let mut out = Vec::with_capacity(walk.found.len());
+                for found in walk.found {
+                    let data = repo.find_object(found.oid)?.detach().data;
+                    out.push(if found.link {
+                        ContextEntry::Link {
+                            path: found.path,
+                            target: String::from_utf8_lossy(&data).into_owned(),
                         }
-                        let data = repo.find_object(entry.oid)?.detach().data;
-                        out.push(if entry.mode.is_link() {
-                            ContextEntry::Link {
-                                path: rel,
-                                target: String::from_utf8_lossy(&data).into_owned(),
-                            }
-                        } else {
-                            ContextEntry::File {
-                                path: rel,
-                                data,
-                                executable: entry.mode.is_executable(),
-                            }
-                        });
-                    }
+                    } else {
+                        ContextEntry::File {
+                            path: found.path,
+                            data,
+                            executable: found.executable,
+                        }
+                    });
                 }
                 Ok(ContextTree::Entries(out))
             };

@@ -307,3 +307,148 @@ fn a_build_that_would_pass_the_registry_quota_is_refused_with_the_sizes() {
     );
     assert!(w.containers_of(&alice).is_empty());
 }
+
+/// Runs git in `dir` with `input` on stdin; its trimmed stdout.
+fn git_in(dir: &Path, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("git runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("git");
+    assert!(out.status.success(), "git {args:?}");
+    stdout(&out)
+}
+
+/// A tree of 10^`levels` empty files made of `levels` tree objects, each
+/// naming the next ten times: a few hundred bytes of git, millions of paths.
+fn tree_bomb(work: &Path, levels: u32) -> String {
+    let empty = git_in(work, &["hash-object", "-w", "--stdin"], "");
+    let entries = |mode: &str, kind: &str, id: &str| -> String {
+        (0..10)
+            .map(|i| format!("{mode} {kind} {id}\tn{i}\n"))
+            .collect()
+    };
+    let mut tree = git_in(work, &["mktree"], &entries("100644", "blob", &empty));
+    for _ in 1..levels {
+        tree = git_in(work, &["mktree"], &entries("040000", "tree", &tree));
+    }
+    tree
+}
+
+#[test]
+fn a_tree_bomb_as_build_context_is_refused_at_the_bound_and_remembered() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (w, host, alice, registry) = world(&s, 27700, "bt", |_| {});
+    let base = push_base(&w, &registry, &host, &alice);
+    // A normal commit first, so the repository and work tree exist.
+    commit_tools(&w, &host, &alice, &base, "true");
+    // The fixture's work tree of the account.
+    let work = w.dir.join("work").join(&alice);
+    // docker/tools holds the Dockerfile and a million-path bomb; the root
+    // keeps workspace.yaml. Committed by plumbing: no index holds the bomb.
+    let bomb = tree_bomb(&work, 6);
+    let dockerfile_blob = git_in(
+        &work,
+        &["hash-object", "-w", "--stdin"],
+        &dockerfile(&base, "true"),
+    );
+    let tools = git_in(
+        &work,
+        &["mktree"],
+        &format!("100644 blob {dockerfile_blob}\tDockerfile\n040000 tree {bomb}\tbomb\n"),
+    );
+    let docker = git_in(&work, &["mktree"], &format!("040000 tree {tools}\ttools\n"));
+    let yaml_blob = git_in(
+        &work,
+        &["hash-object", "-w", "--stdin"],
+        &workspace(&host, &alice),
+    );
+    let root = git_in(
+        &work,
+        &["mktree"],
+        &format!("100644 blob {yaml_blob}\tworkspace.yaml\n040000 tree {docker}\tdocker\n"),
+    );
+    let head = git_in(&work, &["rev-parse", "HEAD"], "");
+    let mail = w.mail(&alice);
+    let commit = git_in(
+        &work,
+        &[
+            "-c",
+            "user.name=Test",
+            "-c",
+            &format!("user.email={mail}"),
+            "commit-tree",
+            &root,
+            "-p",
+            &head,
+            "-m",
+            "bomb",
+        ],
+        "",
+    );
+    git_in(
+        &work,
+        &["push", "-q", "origin", &format!("{commit}:refs/heads/main")],
+        "",
+    );
+
+    w.apply(0);
+    let err = last_error(&w, &alice);
+    assert!(
+        err.contains("more than 20000 files and directories"),
+        "{err}"
+    );
+    // Remembered: the next resync does not walk the tree again.
+    w.apply(0);
+    assert_eq!(audit_count(&w, &alice, "image-build-failed"), 1);
+    drop(registry);
+}
+
+#[test]
+fn serve_stops_within_its_grace_period_whatever_a_build_is_doing() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (w, host, alice, registry) = world(&s, 27800, "bg", |_| {});
+    let base = push_base(&w, &registry, &host, &alice);
+    let server = w.serve_with(&[
+        "--watch",
+        &w.repos_dir().display().to_string(),
+        "--shutdown-grace",
+        "3s",
+    ]);
+    commit_tools(&w, &host, &alice, &base, "/bin/busybox sleep 600");
+    // The RUN step's container runs from the base image.
+    berth_tests::wait_for(
+        std::time::Duration::from_secs(60),
+        "the build's RUN step to start",
+        || {
+            let out = s.docker(&["ps", "-q", "--filter", &format!("ancestor={base}")]);
+            (!stdout(&out).is_empty()).then_some(())
+        },
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(server.terminate());
+    });
+    // Before, serve waited for the build: up to the site's 10 min limit.
+    let (code, log) = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("serve exited after SIGTERM");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("grace period"), "{log}");
+    drop(registry);
+}

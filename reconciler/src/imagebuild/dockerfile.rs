@@ -6,6 +6,12 @@
 
 use std::collections::BTreeMap;
 
+/// Largest Dockerfile read (Docker sets none; real ones are a few KiB).
+pub const MAX_DOCKERFILE: usize = 256 * 1024;
+/// Longest a value may grow by expansion: `ARG B=$A$A`, `ARG C=$B$B`, …
+/// doubles at every line, a billion laughs in forty lines.
+pub const MAX_EXPANDED: usize = 64 * 1024;
+
 /// An image the build would pull.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BaseImage {
@@ -91,6 +97,9 @@ fn expand(
             };
             out.push_str(&value);
             rest = &inner[end + 1..];
+            if out.len() > MAX_EXPANDED {
+                return Err(too_long(line));
+            }
         } else {
             let len = after
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -100,10 +109,23 @@ fn expand(
             }
             out.push_str(args.get(&after[..len]).map(String::as_str).unwrap_or(""));
             rest = &after[len..];
+            if out.len() > MAX_EXPANDED {
+                return Err(too_long(line));
+            }
         }
     }
     out.push_str(rest);
     Ok(out)
+}
+
+fn too_long(line: u32) -> DockerfileError {
+    err(
+        line,
+        format!(
+            "a variable expands to more than {} KiB (Berth's limit)",
+            MAX_EXPANDED / 1024
+        ),
+    )
 }
 
 fn is_name(s: &str) -> bool {
@@ -115,6 +137,15 @@ pub fn base_images(
     text: &str,
     build_args: &BTreeMap<String, String>,
 ) -> Result<Vec<BaseImage>, DockerfileError> {
+    if text.len() > MAX_DOCKERFILE {
+        return Err(err(
+            1,
+            format!(
+                "the Dockerfile is over {} KiB (Berth's limit)",
+                MAX_DOCKERFILE / 1024
+            ),
+        ));
+    }
     let mut global: BTreeMap<String, String> = BTreeMap::new();
     let mut stages: Vec<String> = Vec::new();
     let mut out = Vec::new();
@@ -202,6 +233,26 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         base_images(text, &args).map(|v| v.into_iter().map(|b| (b.line, b.image)).collect())
+    }
+
+    #[test]
+    fn args_that_double_at_every_line_stop_at_the_bound() {
+        // 2^60 bytes if nothing stopped it.
+        let mut text = String::from("ARG A0=xxxxxxxxxxxxxxxx\n");
+        for i in 1..=60 {
+            text.push_str(&format!("ARG A{i}=${{A{}}}${{A{}}}\n", i - 1, i - 1));
+        }
+        text.push_str("FROM busybox\n");
+        let e = images(&text, &[]).expect_err("refused");
+        assert!(e.message.contains("expands to more than 64 KiB"), "{e}");
+        assert!(e.line <= 14, "stopped early, at line {}", e.line);
+        let huge = format!("FROM busybox\n{}", "#\n".repeat(MAX_DOCKERFILE));
+        assert!(
+            images(&huge, &[])
+                .expect_err("refused")
+                .message
+                .contains("over 256 KiB")
+        );
     }
 
     #[test]

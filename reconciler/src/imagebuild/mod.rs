@@ -223,9 +223,18 @@ async fn build_one(
         Ok(p) => p,
         Err(f) => return Ok(Err(f)),
     };
-    let tar = match context::tar(&entries, &dockerfile) {
+    // Matching every path against `.dockerignore` and packing the tar are
+    // bounded by the context's limits, but still too much work for the
+    // async threads that serve every other student.
+    let packed = {
+        let dockerfile = dockerfile.clone();
+        tokio::task::spawn_blocking(move || context::tar(&entries, &dockerfile))
+            .await
+            .map_err(|e| ReconcileError::Join(e.to_string()))?
+    };
+    let tar = match packed {
         Ok(t) => t,
-        Err(e) => return Ok(Err(failure(format!("packing the context: {e}")))),
+        Err(e) => return Ok(Err(failure(e.to_string()))),
     };
     let backend = build_host(ctx, account)?;
     let groups = identity.map(|a| a.groups.clone()).unwrap_or_default();

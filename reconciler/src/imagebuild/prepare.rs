@@ -4,11 +4,14 @@
 
 use super::{Failure, dockerfile, failure};
 use crate::reconcile::{Context, ReconcileError};
-use crate::source::{ContextEntry, ContextTree};
+use crate::source::{ContextEntry, ContextLimits, ContextTree};
 use berth_spec::ImageRef;
 use berth_spec::policy::{Shared, image_allowed_with};
 use berth_spec::workspace::Build;
 use std::sync::Arc;
+
+/// Longest reading a build context from git may take.
+const CONTEXT_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a checked build needs: the context's files, the Dockerfile's path
 /// in it, and the registry scopes of its base images.
@@ -28,25 +31,25 @@ pub(super) async fn prepare(
     shared: &Shared,
 ) -> Result<Result<Prepared, Failure>, ReconcileError> {
     let site = &ctx.site;
-    let max = site.policy.builds.max_context.bytes().unwrap_or(50 << 20);
+    let builds = &site.policy.builds;
+    let limits = ContextLimits {
+        max_bytes: builds.max_context.bytes().unwrap_or(50 << 20),
+        max_entries: builds.max_context_files as usize,
+        max_depth: builds.max_context_depth as usize,
+        max_time: CONTEXT_TIME,
+    };
     let (name, sha, dir) = (
         account.to_string(),
         revision.to_string(),
         b.context_dir().to_string(),
     );
     let entries = match ctx
-        .read_source(move |s| s.context(&name, &sha, &dir, max))
+        .read_source(move |s| s.context(&name, &sha, &dir, limits))
         .await?
     {
         ContextTree::Entries(e) => e,
         ContextTree::Missing => return Ok(Err(failure("the context directory is missing"))),
-        ContextTree::TooLarge(n) => {
-            return Ok(Err(failure(format!(
-                "the context is over {} MiB (the site's limit is {} MiB); list what the build does not need in .dockerignore",
-                n >> 20,
-                max >> 20
-            ))));
-        }
+        ContextTree::Refused(limit) => return Ok(Err(failure(limit.to_string()))),
     };
     let dockerfile = b.dockerfile.trim_start_matches("./").to_string();
     let shown = match b.context_dir() {

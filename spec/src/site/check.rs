@@ -37,6 +37,21 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
     if let Err(why) = site.policy.builds.max_context.bytes() {
         out.push(site.policy.builds.max_context.pos, why.to_string());
     }
+    let logs = &site.policy.container_logs;
+    match logs.max_size.bytes() {
+        Err(why) => out.push(logs.max_size.pos, why.to_string()),
+        Ok(0) => out.push(
+            logs.max_size.pos,
+            "container_logs.max_size must be more than zero".to_string(),
+        ),
+        Ok(_) => {}
+    }
+    if logs.max_files == 0 {
+        out.push(
+            logs.max_size.pos,
+            "container_logs.max_files must be at least 1".to_string(),
+        );
+    }
     let url = &site.ldap.url;
     if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
         out.push(

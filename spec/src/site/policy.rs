@@ -30,6 +30,40 @@ pub struct Policy {
     /// `idle_stop_after`).
     #[serde(default)]
     pub idle: Idle,
+    /// How much of a container's output its Docker host keeps on disk.
+    #[serde(default)]
+    pub container_logs: ContainerLogs,
+}
+
+/// Docker's `json-file` rotation for every container Berth creates: a
+/// container that prints without end fills at most `max_size` times
+/// `max_files` of the host's disk. Applied when a container is created
+/// (existing ones keep theirs until they are next recreated).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerLogs {
+    /// Size at which a container's log file is rotated.
+    #[serde(default = "default_log_max_size")]
+    pub max_size: Located<Memory>,
+    /// Rotated files kept (the oldest is removed).
+    #[serde(default = "default_log_max_files")]
+    pub max_files: u32,
+}
+
+impl Default for ContainerLogs {
+    fn default() -> Self {
+        ContainerLogs {
+            max_size: default_log_max_size(),
+            max_files: default_log_max_files(),
+        }
+    }
+}
+
+fn default_log_max_size() -> Located<Memory> {
+    Located::new(Memory::new("10Mi"))
+}
+fn default_log_max_files() -> u32 {
+    3
 }
 
 /// Idle culling: a container whose CPU and network use stay under these
@@ -85,6 +119,14 @@ pub struct Builds {
     /// Largest build context (the tar of the repository's directory).
     #[serde(default = "default_max_context")]
     pub max_context: Located<Memory>,
+    /// Most files, symlinks and directories a build context may hold:
+    /// reading it from git stops there (a few tree objects can name
+    /// millions of paths).
+    #[serde(default = "default_max_context_files")]
+    pub max_context_files: u32,
+    /// Deepest a build context's directories may nest.
+    #[serde(default = "default_max_context_depth")]
+    pub max_context_depth: u32,
     /// Builds running at once on one Docker host.
     #[serde(default = "default_builds_per_host")]
     pub per_host: u32,
@@ -95,6 +137,8 @@ impl Default for Builds {
         Builds {
             timeout: default_build_timeout(),
             max_context: default_max_context(),
+            max_context_files: default_max_context_files(),
+            max_context_depth: default_max_context_depth(),
             per_host: default_builds_per_host(),
         }
     }
@@ -105,6 +149,12 @@ fn default_build_timeout() -> Located<String> {
 }
 fn default_max_context() -> Located<Memory> {
     Located::new(Memory::new("50Mi"))
+}
+fn default_max_context_files() -> u32 {
+    20_000
+}
+fn default_max_context_depth() -> u32 {
+    64
 }
 fn default_builds_per_host() -> u32 {
     2
