@@ -194,7 +194,13 @@ fn block_on(fut: impl std::future::Future<Output = u8>) -> u8 {
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(fut),
+        Ok(rt) => {
+            let code = rt.block_on(fut);
+            // Dropping a runtime waits for every blocking task; one still
+            // reading a student's hostile tree must not hold the exit.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            code
+        }
         Err(e) => {
             eprintln!("reconciler: cannot start the async runtime: {e}");
             exit::ERROR

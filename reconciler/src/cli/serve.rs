@@ -17,6 +17,15 @@ pub struct Args {
     /// (development and demos without GitLab).
     #[arg(long, value_name = "DIR")]
     pub watch: Option<PathBuf>,
+    /// After SIGTERM, how long in-flight reconciles and builds may run
+    /// before `serve` exits anyway (they are converged again at the next
+    /// start), e.g. `25s`.
+    #[arg(long, default_value = "25s", value_parser = grace)]
+    pub shutdown_grace: std::time::Duration,
+}
+
+fn grace(text: &str) -> Result<std::time::Duration, String> {
+    berth_spec::site::parse_duration(text)
 }
 
 pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
@@ -29,6 +38,7 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
         listen: args.listen,
         workers: args.workers,
         watch: args.watch.clone(),
+        grace: args.shutdown_grace,
     };
     match crate::server::serve(ctx, opts, shutdown_signal()).await {
         Ok(()) => exit::OK,

@@ -53,6 +53,9 @@ pub struct Options {
     pub workers: usize,
     /// React to changes of local bare repositories under this directory.
     pub watch: Option<PathBuf>,
+    /// After the shutdown signal, how long in-flight work may take before
+    /// it is abandoned (a build, a slow host); the next start resyncs it.
+    pub grace: Duration,
 }
 
 /// A commit status to post; best effort, in order, off the request path.
@@ -241,18 +244,30 @@ pub async fn serve(
     tracing::info!("shutting down: finishing in-flight reconciles");
     let _ = stop_tx.send(true);
     queue.close();
-    for w in workers {
-        let _ = w.await;
+    let grace = tokio::time::Instant::now() + opts.grace;
+    let in_flight = async {
+        for w in workers {
+            let _ = w.await;
+        }
+        let _ = resync.await;
+        let _ = images.await;
+        let _ = culling.await;
+        let _ = preview_worker.await;
+        let _ = http.await;
+    };
+    if tokio::time::timeout_at(grace, in_flight).await.is_err() {
+        // A student's build or a slow host must not keep the service from
+        // stopping: what was cut short is converged again at the next start.
+        tracing::warn!(
+            grace_secs = opts.grace.as_secs(),
+            "in-flight work did not finish within the grace period; abandoning it"
+        );
+        return Ok(());
     }
-    let _ = resync.await;
-    let _ = images.await;
-    let _ = culling.await;
-    let _ = preview_worker.await;
-    let _ = http.await;
     drop(shared);
     if let Some(task) = status_task {
         // Let queued statuses go out, but never hang shutdown on GitLab.
-        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        let _ = tokio::time::timeout_at(grace, task).await;
     }
     Ok(())
 }
