@@ -203,6 +203,26 @@ pub fn http_raw(
     Ok((code, response.get(split + 4..).unwrap_or_default().to_vec()))
 }
 
+/// Logs in to the console with a raw POST; the session cookie's value.
+pub fn login_cookie(addr: &str, user: &str, password: &str) -> String {
+    let body = format!("username={user}&password={password}");
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "POST /login HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: berth_session="))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// stdout of a finished command, trimmed.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()

@@ -6,7 +6,7 @@
 
 use berth_tests::browser::Browser;
 use berth_tests::fixture::World;
-use berth_tests::{Services, http_raw, stdout};
+use berth_tests::{Services, http_raw, login_cookie, stdout};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -324,27 +324,6 @@ async fn the_runner_container_is_shown_but_never_entered() {
     )
     .expect("logs");
     assert_eq!(code, 200, "its logs are the student's to read");
-}
-
-/// Logs in with a raw POST and returns the session cookie.
-fn login_cookie(addr: &str, user: &str, password: &str) -> String {
-    use std::io::{Read, Write};
-    let body = format!("username={user}&password={password}");
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    write!(
-        stream,
-        "POST /login HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: berth_session="))
-        .and_then(|v| v.split(';').next())
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Logs of an own Kubernetes workload (through the API server's pod log),

@@ -97,6 +97,9 @@ pub(super) async fn upload(
         return to_login();
     };
     let cap = c.ctx.site.console.max_upload.bytes().unwrap_or(100 << 20);
+    let Some(_slot) = c.uploads.take(&s.account) else {
+        return super::logs::too_many(c.uploads.max(), "uploads in progress");
+    };
     let mut csrf = None;
     let mut dir = None;
     let mut stored: Option<(String, u64, std::path::PathBuf)> = None;

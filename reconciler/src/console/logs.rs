@@ -3,6 +3,7 @@
 //! away (the backend's stream is dropped with it).
 
 use super::containers::{denied, owned};
+use super::framing::{Framer, MAX_LINE};
 use super::{Console, Me, Session, render, to_login};
 use crate::backend::docker::{ByteStream, Purpose};
 use axum::extract::{Path, Query, State};
@@ -131,28 +132,36 @@ async fn logs_stream_for(
     let Some(s) = c.session(&headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
+    let Some(slot) = c.log_streams.take(&s.account) else {
+        return too_many(c.log_streams.max(), "log streams");
+    };
     let Some(chunks) = log_stream(&c, &s, kind, &name, follow).await else {
         return denied(&c, &s, &name, "logs");
     };
     let lines = chunks
-        .scan(String::new(), |partial, chunk| {
-            let mut out = Vec::new();
-            match chunk {
-                Ok(bytes) => {
-                    partial.push_str(&String::from_utf8_lossy(&bytes));
-                    while let Some(i) = partial.find('\n') {
-                        let line: String = partial.drain(..=i).collect();
-                        out.push(line.trim_end_matches(['\n', '\r']).to_string());
-                    }
-                }
-                Err(e) => out.push(format!("[berth: the log stream ended: {e}]")),
-            }
+        .scan(Framer::new(MAX_LINE), move |framer, chunk| {
+            // The place is given back when the page goes and the stream
+            // (and this closure with it) is dropped.
+            let _held = &slot;
+            let out = match chunk {
+                Ok(bytes) => framer.push(&bytes),
+                Err(e) => vec![format!("[berth: the log stream ended: {e}]")],
+            };
             futures::future::ready(Some(out))
         })
         .flat_map(futures::stream::iter)
         .map(|line| Ok::<_, std::convert::Infallible>(Event::default().data(line)));
     Sse::new(lines)
         .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// 429 for one more of something an account may have only `max` of.
+pub(super) fn too_many(max: usize, what: &str) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("you have {max} {what} open, the most one account may; close one first\n"),
+    )
         .into_response()
 }
 

@@ -17,10 +17,12 @@ mod assets;
 mod containers;
 mod downloads;
 mod files;
+mod framing;
 mod images;
 mod logs;
 mod pages;
 pub mod session;
+mod slots;
 mod terminal;
 
 pub use session::Session;
@@ -50,6 +52,12 @@ pub struct Console {
     /// Asks `serve` to observe an account again (after start/stop).
     pub refresh: tokio::sync::mpsc::Sender<String>,
     sessions: Sessions,
+    /// Log streams and terminals open, per account.
+    log_streams: Arc<slots::Slots>,
+    terminals: Arc<slots::Slots>,
+    /// Uploads in progress, per account: each holds a temporary file of
+    /// up to `max_upload`.
+    uploads: Arc<slots::Slots>,
 }
 
 impl Console {
@@ -62,7 +70,13 @@ impl Console {
         refresh: tokio::sync::mpsc::Sender<String>,
     ) -> Console {
         let sessions = Sessions::new(&ctx.site);
+        let console = &ctx.site.console;
+        let log_streams = slots::Slots::new(console.max_log_streams as usize);
+        let terminals = slots::Slots::new(console.max_terminals as usize);
         Console {
+            log_streams,
+            terminals,
+            uploads: slots::Slots::new(UPLOADS_AT_ONCE),
             ctx,
             views,
             catalogue,
@@ -100,8 +114,30 @@ impl Console {
     }
 }
 
+/// Uploads one account may have in progress at once.
+const UPLOADS_AT_ONCE: usize = 2;
+
+/// Room in an upload's request beyond the file for the form's other
+/// fields and the multipart framing.
+const UPLOAD_OVERHEAD: usize = 64 * 1024;
+
 pub fn routes(console: Arc<Console>) -> axum::Router {
     use axum::routing::{get, post};
+    // axum refuses bodies over 2 MiB unless told otherwise, which made
+    // every upload past that a 400 whatever `console.max_upload` said.
+    let upload_limit = axum::extract::DefaultBodyLimit::max(
+        usize::try_from(
+            console
+                .ctx
+                .site
+                .console
+                .max_upload
+                .bytes()
+                .unwrap_or(100 << 20),
+        )
+        .unwrap_or(usize::MAX)
+        .saturating_add(UPLOAD_OVERHEAD),
+    );
     axum::Router::new()
         .route("/", get(pages::workspace))
         .route("/login", get(pages::login_form).post(pages::login))
@@ -125,7 +161,7 @@ pub fn routes(console: Arc<Console>) -> axum::Router {
         )
         .route(
             "/my/containers/{name}/files",
-            get(files::files_page).post(files::upload),
+            get(files::files_page).post(axum::handler::Handler::layer(files::upload, upload_limit)),
         )
         .route("/my/containers/{name}/download", get(files::download))
         .route("/my/containers/{name}/{op}", post(containers::operate))

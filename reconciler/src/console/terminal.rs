@@ -42,6 +42,10 @@ pub(super) async fn terminal_page(
     })
 }
 
+/// Largest WebSocket message from the page (keystrokes, a paste, a
+/// resize); a larger one closes the terminal.
+pub(super) const MAX_MESSAGE: usize = 256 * 1024;
+
 /// A message from the page: keystrokes, or `{"resize": [cols, rows]}`.
 #[derive(serde::Deserialize)]
 struct Resize {
@@ -67,9 +71,16 @@ pub(super) async fn terminal_ws(
     if !container.running {
         return (StatusCode::CONFLICT, "the container is not running\n").into_response();
     }
-    upgrade.on_upgrade(move |socket| async move {
-        run_terminal(c, s, name, container, socket).await;
-    })
+    let Some(slot) = c.terminals.take(&s.account) else {
+        return super::logs::too_many(c.terminals.max(), "terminals");
+    };
+    upgrade
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            run_terminal(c, s, name, container, socket).await;
+            drop(slot);
+        })
 }
 
 async fn run_terminal(

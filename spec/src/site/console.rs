@@ -35,6 +35,12 @@ pub struct Console {
     /// Largest file a student uploads at once.
     #[serde(default = "default_max_upload")]
     pub max_upload: Located<Memory>,
+    /// Terminals one account may have open at once (over every session).
+    #[serde(default = "default_max_terminals")]
+    pub max_terminals: u32,
+    /// Log streams one account may follow at once (over every session).
+    #[serde(default = "default_max_log_streams")]
+    pub max_log_streams: u32,
 }
 
 impl Default for Console {
@@ -48,10 +54,18 @@ impl Default for Console {
             terminal_idle: default_terminal_idle(),
             http_ports: default_http_ports(),
             max_upload: default_max_upload(),
+            max_terminals: default_max_terminals(),
+            max_log_streams: default_max_log_streams(),
         }
     }
 }
 
+fn default_max_terminals() -> u32 {
+    8
+}
+fn default_max_log_streams() -> u32 {
+    10
+}
 fn default_idle() -> Located<String> {
     Located::new("30m".to_string())
 }
