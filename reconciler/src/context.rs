@@ -102,6 +102,10 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
         let backend = DockerBackend::connect(ep)
             .await
             .map(|b| b.with_build_slots(site.policy.builds.per_host))
+            .map(|b| {
+                let logs = &site.policy.container_logs;
+                b.with_log_limits(logs.max_size.bytes().unwrap_or(10 << 20), logs.max_files)
+            })
             .map(|b| match (&site.registry, &credentials) {
                 (Some(r), Some(c)) => b.with_registry_auth(&r.host.value, c.clone()),
                 _ => b,

@@ -5,8 +5,8 @@
 use super::{DockerBackend, DockerError, Result, api_at_least};
 use crate::desired::{DesiredContainer, PIDS_LIMIT};
 use bollard::models::{
-    ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceRequest, HostConfig, HostConfigLogConfig, Mount, MountType,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use std::collections::HashMap;
 
@@ -79,6 +79,13 @@ impl DockerBackend {
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             privileged: Some(false),
             init: Some(true),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([
+                    ("max-size".to_string(), self.log_limits.0.to_string()),
+                    ("max-file".to_string(), self.log_limits.1.to_string()),
+                ])),
+            }),
             ..Default::default()
         };
         Ok(ContainerCreateBody {

@@ -93,7 +93,13 @@ pub struct DockerBackend {
     registry_auth: Option<(String, crate::registry::Credentials)>,
     /// Image builds allowed to run at once on this host.
     build_slots: Arc<tokio::sync::Semaphore>,
+    /// `json-file` rotation of the containers it creates: size in bytes,
+    /// files kept.
+    log_limits: (u64, u32),
 }
+
+/// Docker's own default is no rotation at all; Berth's, without a site.
+const DEFAULT_LOG_LIMITS: (u64, u32) = (10 << 20, 3);
 
 /// The outcome of one pull, shared by everyone waiting for it.
 type PullOnce = tokio::sync::OnceCell<Result<(), String>>;
@@ -155,7 +161,14 @@ impl DockerBackend {
             pulled: Default::default(),
             registry_auth: None,
             build_slots: Arc::new(tokio::sync::Semaphore::new(2)),
+            log_limits: DEFAULT_LOG_LIMITS,
         })
+    }
+
+    /// Containers it creates keep at most `files` log files of `size` bytes.
+    pub fn with_log_limits(mut self, size: u64, files: u32) -> Self {
+        self.log_limits = (size.max(1), files.max(1));
+        self
     }
 
     /// At most `n` image builds at once on this host.
@@ -477,6 +490,7 @@ mod tests {
             pulled: Default::default(),
             registry_auth: None,
             build_slots: Arc::new(tokio::sync::Semaphore::new(2)),
+            log_limits: DEFAULT_LOG_LIMITS,
         }
     }
 
@@ -520,6 +534,22 @@ mod tests {
         assert_eq!(labels["berth.workspace"], "alice/workspace");
         assert_eq!(labels["berth.revision"], "abc");
         assert_eq!(labels["berth.spec-hash"], desired(0).spec_hash);
+    }
+
+    #[test]
+    fn containers_are_created_with_rotated_logs() {
+        let body = backend("1.41")
+            .with_log_limits(5 << 20, 2)
+            .create_body(&desired(0))
+            .expect("body");
+        let logs = body
+            .host_config
+            .and_then(|h| h.log_config)
+            .expect("log config");
+        assert_eq!(logs.typ.as_deref(), Some("json-file"));
+        let config = logs.config.expect("options");
+        assert_eq!(config["max-size"], (5u64 << 20).to_string());
+        assert_eq!(config["max-file"], "2");
     }
 
     #[test]

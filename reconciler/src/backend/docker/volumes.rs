@@ -101,14 +101,15 @@ impl DockerBackend {
         let opts = DownloadFromContainerOptionsBuilder::default()
             .path(MOUNT)
             .build();
-        let mut stream = self.docker.download_from_container(helper, Some(opts));
-        let mut tar = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            tar.extend_from_slice(&chunk.map_err(Self::api("read volume of", helper))?);
-        }
+        // Read as it arrives: a volume's tar may be larger than memory.
+        let stream = self
+            .docker
+            .download_from_container(helper, Some(opts))
+            .map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
+        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
         let listing = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
             let mut out = BTreeMap::new();
-            let mut archive = tar::Archive::new(tar.as_slice());
+            let mut archive = tar::Archive::new(reader);
             for entry in archive.entries()? {
                 let mut entry = entry?;
                 if entry.header().entry_type() != tar::EntryType::Regular {
