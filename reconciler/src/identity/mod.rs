@@ -68,6 +68,12 @@ pub struct Directory {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long "nobody by that name" is believed: a student added to the
+/// directory minutes after a refused push is known at the next one.
+const NEGATIVE_TTL: Duration = Duration::from_secs(10);
+/// Most names cached: logins and pushes name accounts that may not exist,
+/// so the cache is bounded rather than grown by whoever sends names.
+const CACHE_MAX: usize = 10_000;
 
 impl Directory {
     /// Reads the bind password from the variable the site names.
@@ -96,7 +102,7 @@ impl Directory {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
-            && at.elapsed() < self.ttl
+            && at.elapsed() < self.ttl_of(hit.is_some())
         {
             return Ok(hit.clone());
         }
@@ -108,11 +114,25 @@ impl Directory {
                 self.lookup_uncached(name).await?
             }
         };
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), (Instant::now(), found.clone()));
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_MAX {
+            cache.retain(|_, (at, hit)| at.elapsed() < self.ttl_of(hit.is_some()));
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(name.to_string(), (Instant::now(), found.clone()));
         Ok(found)
+    }
+
+    /// How long a lookup is cached: the site's TTL, and only briefly for
+    /// one that found nobody.
+    fn ttl_of(&self, found: bool) -> Duration {
+        if found {
+            self.ttl
+        } else {
+            self.ttl.min(NEGATIVE_TTL)
+        }
     }
 
     /// Whether `password` is the password of the entry `dn`: a simple bind
