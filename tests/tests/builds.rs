@@ -430,14 +430,21 @@ fn serve_stops_within_its_grace_period_whatever_a_build_is_doing() {
         "--shutdown-grace",
         "3s",
     ]);
-    commit_tools(&w, &host, &alice, &base, "/bin/busybox sleep 600");
-    // The RUN step's container runs from the base image.
+    // The marker tells this build's step from other tests' containers.
+    let marker = format!("grace-{alice}");
+    commit_tools(
+        &w,
+        &host,
+        &alice,
+        &base,
+        &format!("echo {marker}; /bin/busybox sleep 600"),
+    );
     berth_tests::wait_for(
         std::time::Duration::from_secs(60),
         "the build's RUN step to start",
         || {
-            let out = s.docker(&["ps", "-q", "--filter", &format!("ancestor={base}")]);
-            (!stdout(&out).is_empty()).then_some(())
+            let out = s.docker(&["ps", "--no-trunc", "--format", "{{.Command}}"]);
+            stdout(&out).contains(&marker).then_some(())
         },
     );
     let (tx, rx) = std::sync::mpsc::channel();
@@ -450,5 +457,29 @@ fn serve_stops_within_its_grace_period_whatever_a_build_is_doing() {
         .expect("serve exited after SIGTERM");
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("grace period"), "{log}");
+    drop(registry);
+}
+
+#[test]
+fn a_build_steps_processes_are_limited_like_a_containers() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (w, host, alice, registry) = world(&s, 27900, "bp", |_| {});
+    let base = push_base(&w, &registry, &host, &alice);
+    // The step waits (bounded) for its PIDs limit to be set, then prints
+    // it; the account's name keeps the builder's cache from answering.
+    commit_tools(
+        &w,
+        &host,
+        &alice,
+        &base,
+        &format!(
+            "echo {alice}; f=/sys/fs/cgroup/pids/pids.max; [ -f $f ] || f=/sys/fs/cgroup/pids.max; for i in $(/bin/busybox seq 100); do v=$(/bin/busybox cat $f); [ $v != max ] && break; /bin/busybox sleep 0.1; done; echo pids-limit=$v"
+        ),
+    );
+    w.apply(0);
+    let log = stdout(&w.reconciler(&["build-log", "--account", &alice]));
+    assert!(log.contains("pids-limit=1024"), "{log}");
     drop(registry);
 }

@@ -2,7 +2,8 @@
 //! builder): the context tar streamed in, the account's CPU and memory
 //! quota on every step, the default bridge network (never the host's),
 //! base images always pulled with a credential that can pull only what the
-//! student may, a time limit; then the result pushed with Berth's own.
+//! student may, a time limit, each `RUN` step's processes limited as a
+//! container's are; then the result pushed with Berth's own.
 //! At most `per_host` builds run at once on a host.
 
 use super::{DockerBackend, DockerError, Result};
@@ -91,6 +92,9 @@ impl DockerBackend {
                             if text.starts_with("Step ") {
                                 on_step(text.trim_end());
                             }
+                            if let Some(step) = running_in(text) {
+                                self.confine_step(step).await;
+                            }
                             push_log(&mut log, text);
                             if !text.ends_with('\n') && info.status.is_some() {
                                 push_log(&mut log, "\n");
@@ -167,11 +171,50 @@ impl DockerBackend {
     }
 }
 
+/// The container a `RUN` step runs in, from the classic builder's
+/// ` ---> Running in 3f2a…` line.
+fn running_in(text: &str) -> Option<&str> {
+    let id = text.trim().strip_prefix("---> Running in ")?.trim();
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}
+
+impl DockerBackend {
+    /// The build API takes no PIDs limit: each `RUN` step's container gets
+    /// the one every student container has as soon as the builder names
+    /// it, so a fork bomb in a Dockerfile meets the same bound (the step's
+    /// first milliseconds are bounded by its memory limit alone).
+    async fn confine_step(&self, container: &str) {
+        let limit = bollard::models::ContainerUpdateBody {
+            pids_limit: Some(crate::desired::PIDS_LIMIT),
+            ..Default::default()
+        };
+        if let Err(e) = self.docker.update_container(container, limit).await {
+            // The step may have ended already; nothing to confine then.
+            tracing::debug!(container, cause = %e, "build step: PIDs limit");
+        }
+    }
+}
+
 /// The builder's words, with what a student can do about the common ones.
 fn explain(why: &str) -> String {
     if why.contains("returned a non-zero code: 137") {
         format!("{why} (killed: the step used more memory than the account's quota)")
     } else {
         why.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::running_in;
+
+    #[test]
+    fn the_step_container_is_read_from_the_builders_line() {
+        assert_eq!(
+            running_in(" ---> Running in 3f2a9c1b0d4e\n"),
+            Some("3f2a9c1b0d4e")
+        );
+        assert_eq!(running_in("Step 2/4 : RUN make\n"), None);
+        assert_eq!(running_in(" ---> Running in ../../etc\n"), None);
     }
 }
