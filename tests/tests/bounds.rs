@@ -265,3 +265,34 @@ fn an_upload_past_two_mebibytes_arrives_and_logs_rotate_at_the_sites_size() {
     );
     assert_eq!(logs["Config"]["max-file"], "2", "{logs}");
 }
+
+#[test]
+fn a_student_added_to_the_directory_after_a_refused_push_is_accepted_at_the_next() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 28000);
+    // Found accounts are believed for the site's TTL; nobody, only briefly.
+    w.site_overrides.ldap_cache_ttl = "10m".into();
+    let late = format!("{}late", w.prefix());
+    let image = &s.test_image;
+    let workspace = |n: u32| {
+        format!(
+            "version: 1\ncontainers:\n  - {{ name: web, image: \"{image}\", env: {{ N: \"{n}\" }} }}\n"
+        )
+    };
+    w.commit(&late, Some(&workspace(1)), &w.mail(&late));
+    let server = w.serve_with(&["--watch", &w.repos_dir().display().to_string()]);
+    berth_tests::wait_for(WAIT, "the push refused: nobody by that name", || {
+        (server.metric("berth_rejected_total{reason=\"unknown_account\"}") >= 1.0).then_some(())
+    });
+    assert_eq!(w.account("late", &["students"]), late);
+    w.commit(&late, Some(&workspace(2)), &w.mail(&late));
+    berth_tests::wait_for(WAIT, "the next push accepted and running", || {
+        let env = w.inspect(
+            &format!("{late}--web"),
+            "{{.State.Running}} {{.Config.Env}}",
+        )?;
+        (env.starts_with("true") && env.contains("N=2")).then_some(())
+    });
+}
