@@ -11,6 +11,9 @@ pub const MAX_DOCKERFILE: usize = 256 * 1024;
 /// Longest a value may grow by expansion: `ARG B=$A$A`, `ARG C=$B$B`, …
 /// doubles at every line, a billion laughs in forty lines.
 pub const MAX_EXPANDED: usize = 64 * 1024;
+/// All global `ARG` values together: many values just under
+/// [`MAX_EXPANDED`] must not add up to gigabytes either.
+pub const MAX_ARGS_TOTAL: usize = 1024 * 1024;
 
 /// An image the build would pull.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,6 +150,7 @@ pub fn base_images(
         ));
     }
     let mut global: BTreeMap<String, String> = BTreeMap::new();
+    let mut held = 0usize;
     let mut stages: Vec<String> = Vec::new();
     let mut out = Vec::new();
     let mut seen_from = false;
@@ -165,7 +169,19 @@ pub fn base_images(
                         Some(v) => v.clone(),
                         None => expand(default.unwrap_or(""), &global, line)?,
                     };
-                    global.insert(name.to_string(), value);
+                    held += value.len();
+                    if let Some(old) = global.insert(name.to_string(), value) {
+                        held -= old.len();
+                    }
+                    if held > MAX_ARGS_TOTAL {
+                        return Err(err(
+                            line,
+                            format!(
+                                "the ARG values add up to more than {} KiB (Berth's limit)",
+                                MAX_ARGS_TOTAL / 1024
+                            ),
+                        ));
+                    }
                 }
             }
             "FROM" => {
@@ -246,6 +262,17 @@ mod tests {
         let e = images(&text, &[]).expect_err("refused");
         assert!(e.message.contains("expands to more than 64 KiB"), "{e}");
         assert!(e.line <= 14, "stopped early, at line {}", e.line);
+        // Many values each under the bound, adding up past the total.
+        let mut wide = String::from("ARG A0=xxxxxxxxxxxxxxxx\n");
+        for i in 1..=12 {
+            wide.push_str(&format!("ARG A{i}=${{A{}}}${{A{}}}\n", i - 1, i - 1));
+        }
+        for i in 0..40 {
+            wide.push_str(&format!("ARG B{i}=${{A12}}\n"));
+        }
+        wide.push_str("FROM busybox\n");
+        let e = images(&wide, &[]).expect_err("refused");
+        assert!(e.message.contains("add up to more than 1024 KiB"), "{e}");
         let huge = format!("FROM busybox\n{}", "#\n".repeat(MAX_DOCKERFILE));
         assert!(
             images(&huge, &[])

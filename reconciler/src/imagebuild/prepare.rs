@@ -68,7 +68,15 @@ pub(super) async fn prepare(
         ))));
     };
     // Every image the build would pull, checked like `image:`.
-    let bases = match dockerfile::base_images(&text, &b.args) {
+    // Bounded (size, expansions), but still the student's text: parsed on
+    // a blocking thread like the rest of what a build reads.
+    let parsed = {
+        let args = b.args.clone();
+        tokio::task::spawn_blocking(move || dockerfile::base_images(&text, &args))
+            .await
+            .map_err(|e| ReconcileError::Join(e.to_string()))?
+    };
+    let bases = match parsed {
         Ok(bases) => bases,
         Err(e) => return Ok(Err(failure(format!("{shown}:{}: {}", e.line, e.message)))),
     };
