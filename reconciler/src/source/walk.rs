@@ -68,7 +68,8 @@ impl<'r> Bounded<'r> {
         if self.entries > self.limits.max_entries {
             return Some(self.stop(ContextLimit::Entries(self.limits.max_entries)));
         }
-        if self.entries.is_multiple_of(CLOCK_EVERY) && self.started.elapsed() > self.limits.max_time {
+        if self.entries.is_multiple_of(CLOCK_EVERY) && self.started.elapsed() > self.limits.max_time
+        {
             return Some(self.stop(ContextLimit::Time(self.limits.max_time)));
         }
         if self.path.len() > MAX_PATH {
@@ -161,5 +162,135 @@ impl Visit for Bounded<'_> {
             executable: entry.mode.is_executable(),
         });
         ControlFlow::Continue(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::source::{ContextLimit, ContextLimits, ContextTree, LocalSource};
+    use std::path::Path;
+    use std::process::Command;
+    use std::time::Duration;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A bare repository `<root>/alice/workspace.git` whose one commit has
+    /// `files` files of `size` bytes under `ctx/`, and `ctx/deep` nested
+    /// `depth` directories; its commit id.
+    fn repo(name: &str, files: usize, size: usize, depth: usize) -> (LocalSource, String) {
+        let root = std::env::temp_dir().join(format!("berth-walk-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let work = root.join("work");
+        let mut deep = work.join("ctx").join("deep");
+        for i in 0..depth {
+            deep = deep.join(format!("d{i}"));
+        }
+        std::fs::create_dir_all(&deep).expect("dirs");
+        std::fs::write(deep.join("leaf"), "x").expect("leaf");
+        for i in 0..files {
+            std::fs::write(work.join("ctx").join(format!("f{i}")), vec![b'x'; size]).expect("file");
+        }
+        git(&work, &["init", "-q", "-b", "main"]);
+        git(&work, &["add", "-A"]);
+        git(
+            &work,
+            &[
+                "-c",
+                "user.name=T",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                "c",
+            ],
+        );
+        let bare = root.join("alice").join("workspace.git");
+        git(
+            &root,
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                &work.display().to_string(),
+                &bare.display().to_string(),
+            ],
+        );
+        (
+            LocalSource::new(&root, "workspace"),
+            git(&work, &["rev-parse", "HEAD"]),
+        )
+    }
+
+    const ROOMY: ContextLimits = ContextLimits {
+        max_bytes: 1 << 20,
+        max_entries: 1000,
+        max_depth: 64,
+        max_time: Duration::from_secs(30),
+    };
+
+    fn read(source: &LocalSource, sha: &str, limits: ContextLimits) -> ContextTree {
+        source.context("alice", sha, "ctx", limits).expect("read")
+    }
+
+    #[test]
+    fn a_context_within_its_limits_is_read_whole() {
+        let (source, sha) = repo("whole", 5, 10, 3);
+        let ContextTree::Entries(entries) = read(&source, &sha, ROOMY) else {
+            panic!("refused");
+        };
+        assert_eq!(entries.len(), 6, "five files and the leaf");
+    }
+
+    #[test]
+    fn each_limit_stops_the_walk_and_is_named() {
+        let (source, sha) = repo("limits", 30, 100, 8);
+        let refused = |limits| match read(&source, &sha, limits) {
+            ContextTree::Refused(limit) => limit,
+            other => panic!("not refused: {other:?}"),
+        };
+        assert_eq!(
+            refused(ContextLimits {
+                max_entries: 10,
+                ..ROOMY
+            }),
+            ContextLimit::Entries(10)
+        );
+        assert_eq!(
+            refused(ContextLimits {
+                max_depth: 4,
+                ..ROOMY
+            }),
+            ContextLimit::Depth(4)
+        );
+        assert!(matches!(
+            refused(ContextLimits {
+                max_bytes: 1000,
+                ..ROOMY
+            }),
+            ContextLimit::Bytes { limit: 1000, .. }
+        ));
+        // Exactly at the bound is still within it.
+        assert!(matches!(
+            read(
+                &source,
+                &sha,
+                ContextLimits {
+                    max_entries: 40,
+                    max_depth: 9,
+                    max_bytes: 3001,
+                    ..ROOMY
+                }
+            ),
+            ContextTree::Entries(_)
+        ));
     }
 }
