@@ -8,7 +8,8 @@
 # context, a container printing without newlines followed in 20 log tabs,
 # and 20 terminals each running a printing loop (bench/neighbour.py).
 # Targets: attacked p99 ≤ 1.5 × quiet p99, attacked peak RSS < 150 MiB.
-# Usage: bench/neighbour.sh [N]. Cleans up after itself.
+# Usage: bench/neighbour.sh [N]. Cleans up after itself. A victims' round
+# that does not finish within 180 s ends the run (exit 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
@@ -24,8 +25,13 @@ services_start_dockerd
 services_start_slapd
 services_start_registry
 services_build_test_image
-cargo build -q --release -p berth-reconciler
-R=$PWD/target/release/reconciler
+# BERTH_BENCH_RECONCILER: another build to measure (an earlier release).
+if [[ -n ${BERTH_BENCH_RECONCILER:-} ]]; then
+    R=$BERTH_BENCH_RECONCILER
+else
+    cargo build -q --release -p berth-reconciler
+    R=$PWD/target/release/reconciler
+fi
 rm -rf "$B" && mkdir -p "$B/repos" "$B/state" "$B/work"
 SERVE_PID= BG=()
 cleanup() {
@@ -55,16 +61,35 @@ git -C "$B/work/$M" add -A
 git -C "$B/work/$M" -c user.name=B -c user.email="$M@berth.test" commit -qm noisy
 git -C "$B/work/$M" push -q "$B/repos/$M/workspace.git" HEAD:main
 
-log "converging $((N * 3 + 1)) containers"
-"$R" --config "$B/site.yaml" apply >"$B/apply.log" 2>&1 || { tail -20 "$B/apply.log" >&2; exit 1; }
+start_serve() { # start_serve LABEL
+    "$R" --config "$B/site.yaml" serve --listen "$LISTEN" --workers 8 >"$B/$1-serve.log" 2>&1 &
+    SERVE_PID=$!
+    wait_until 20 "reconciler serve" curl -sf "http://$LISTEN/healthz"
+}
+stop_serve() {
+    kill "$SERVE_PID" && wait "$SERVE_PID" || true
+    SERVE_PID=
+}
+
+# With a webhook secret, revisions are accepted from authenticated pushes
+# only (`apply` leaves them waiting): a first, unmeasured round of pushes
+# creates every container, so both runs below measure recreates alike.
+log "warm-up: $((N * 3 + 1)) containers created by pushes"
+start_serve warm
+sha=$(git -C "$B/work/$M" rev-parse HEAD)
+curl -sf -o /dev/null -X POST "http://$LISTEN/hooks/gitlab" -H "X-Gitlab-Token: $BERTH_WEBHOOK_SECRET" \
+    -H "X-Gitlab-Event: Push Hook" -H "X-Gitlab-Event-UUID: warm-$M" --data-binary \
+    '{"object_kind":"push","after":"'"$sha"'","ref":"refs/heads/main","checkout_sha":"'"$sha"'","user_id":1,"user_username":"'"$M"'","project_id":1,"project":{"path_with_namespace":"'"$M"'/workspace","default_branch":"main"}}'
+python3 bench/neighbour.py victims --listen "$LISTEN" --dir "$B" --accounts "$N" --rounds 1 \
+    --image "$BERTH_TEST_IMAGE" --tag warm --out "$B/warm-latency.txt"
+wait_until 60 "the attacker's noisy container" bash -c "docker inspect -f '{{.State.Running}}' $M--noisy | grep -q true"
+stop_serve
 
 # run LABEL ATTACK: one measured run with a fresh serve.
 run() {
     local label=$1 attack=$2 stop=$B/$1.stop
     rm -f "$stop"
-    "$R" --config "$B/site.yaml" serve --listen "$LISTEN" --workers 8 >"$B/$label-serve.log" 2>&1 &
-    SERVE_PID=$!
-    wait_until 20 "reconciler serve" curl -sf "http://$LISTEN/healthz"
+    start_serve "$label"
     python3 bench/neighbour.py sample --pid "$SERVE_PID" --stop-file "$stop" --out "$B/$label-serve.json" &
     BG+=($!)
     local sampler=$!
@@ -84,8 +109,7 @@ run() {
     touch "$stop"
     ((attack)) && wait "$attacker"
     wait "$sampler"
-    kill "$SERVE_PID" && wait "$SERVE_PID" || true
-    SERVE_PID=
+    stop_serve
 }
 
 pct() { sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END { i = int(NR * p + 0.5); if (i < 1) i = 1; print v[i] }'; }
