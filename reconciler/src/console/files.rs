@@ -98,7 +98,7 @@ pub(super) async fn upload(
     };
     let cap = c.ctx.site.console.max_upload.bytes().unwrap_or(100 << 20);
     let Some(_slot) = c.uploads.take(&s.account) else {
-        return super::logs::too_many(c.uploads.max(), "uploads in progress");
+        return super::too_many(c.uploads.max(), "uploads in progress");
     };
     let mut csrf = None;
     let mut dir = None;

@@ -4,7 +4,7 @@
 
 use super::containers::{denied, owned};
 use super::framing::{Framer, MAX_LINE};
-use super::{Console, Me, Session, render, to_login};
+use super::{Console, Me, Session, render, to_login, too_many};
 use crate::backend::docker::{ByteStream, Purpose};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -153,15 +153,6 @@ async fn logs_stream_for(
         .map(|line| Ok::<_, std::convert::Infallible>(Event::default().data(line)));
     Sse::new(lines)
         .keep_alive(KeepAlive::default())
-        .into_response()
-}
-
-/// 429 for one more of something an account may have only `max` of.
-pub(super) fn too_many(max: usize, what: &str) -> Response {
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        format!("you have {max} {what} open, the most one account may; close one first\n"),
-    )
         .into_response()
 }
 

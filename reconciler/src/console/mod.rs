@@ -267,6 +267,15 @@ fn same_origin(headers: &HeaderMap, strict: bool) -> bool {
     !host.is_empty() && origin_host == host
 }
 
+/// 429 for one more of something an account may have only `max` of.
+fn too_many(max: usize, what: &str) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("you have {max} {what} open, the most one account may; close one first\n"),
+    )
+        .into_response()
+}
+
 fn forbidden(why: &str) -> Response {
     (StatusCode::FORBIDDEN, format!("{why}\n")).into_response()
 }

@@ -72,7 +72,7 @@ pub(super) async fn terminal_ws(
         return (StatusCode::CONFLICT, "the container is not running\n").into_response();
     }
     let Some(slot) = c.terminals.take(&s.account) else {
-        return super::logs::too_many(c.terminals.max(), "terminals");
+        return super::too_many(c.terminals.max(), "terminals");
     };
     upgrade
         .max_message_size(MAX_MESSAGE)
