@@ -25,7 +25,7 @@ struct AdminPage {
 }
 
 pub(super) async fn admin(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let Some(s) = c.session(&headers).filter(|s| s.admin) else {
+    let Some(s) = c.session(&headers).await.filter(|s| s.admin) else {
         return not_found(None);
     };
     let views = c.views.read().await;
@@ -64,7 +64,7 @@ pub(super) async fn admin_account(
     Query(q): Query<AdminAccountQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(s) = c.session(&headers).filter(|s| s.admin) else {
+    let Some(s) = c.session(&headers).await.filter(|s| s.admin) else {
         return not_found(None);
     };
     let me = Me::from(&s);
@@ -108,7 +108,7 @@ pub(super) async fn audit(
     Query(q): Query<AuditQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(s) = c.session(&headers).filter(|s| s.admin) else {
+    let Some(s) = c.session(&headers).await.filter(|s| s.admin) else {
         return not_found(None);
     };
     let account = q.account.unwrap_or_default();

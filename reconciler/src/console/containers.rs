@@ -60,7 +60,7 @@ pub(super) async fn session_and_container<'a>(
     purpose: Purpose,
     what: &str,
 ) -> Result<(Session, &'a DockerBackend, Owned), Response> {
-    let Some(s) = c.session(headers) else {
+    let Some(s) = c.session(headers).await else {
         return Err(to_login());
     };
     match owned(c, &s, name, purpose).await {
@@ -81,7 +81,7 @@ pub(super) async fn operate(
     headers: HeaderMap,
     Form(form): Form<OpForm>,
 ) -> Response {
-    let s = match c.posted_session(&headers, form.csrf.as_deref()) {
+    let s = match c.posted_session(&headers, form.csrf.as_deref()).await {
         Ok(s) => s,
         Err(refused) => return refused.into_response(),
     };

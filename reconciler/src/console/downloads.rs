@@ -15,7 +15,7 @@ struct DownloadsPage {
 }
 
 pub(super) async fn downloads(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let Some(s) = c.session(&headers) else {
+    let Some(s) = c.session(&headers).await else {
         return to_login();
     };
     render(DownloadsPage {
@@ -30,7 +30,7 @@ pub(super) async fn download_file(
     Path(file): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(s) = c.session(&headers) else {
+    let Some(s) = c.session(&headers).await else {
         return to_login();
     };
     let attachment = |name: &str, body: String| {

@@ -93,7 +93,7 @@ pub(super) async fn upload(
     headers: HeaderMap,
     mut form: Multipart,
 ) -> Response {
-    let Some(s) = c.session(&headers) else {
+    let Some(s) = c.session(&headers).await else {
         return to_login();
     };
     let cap = c.ctx.site.console.max_upload.bytes().unwrap_or(100 << 20);
@@ -227,7 +227,7 @@ pub(super) async fn download(
     Query(q): Query<PathQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(s) = c.session(&headers) else {
+    let Some(s) = c.session(&headers).await else {
         return to_login();
     };
     let Some(path) = clean_path(&q.path) else {

@@ -92,7 +92,7 @@ async fn page_for(c: &Console, s: &Session, new_token: Option<String>) -> Respon
 }
 
 pub(super) async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let Some(s) = c.session(&headers) else {
+    let Some(s) = c.session(&headers).await else {
         return to_login();
     };
     page_for(&c, &s, None).await
@@ -110,7 +110,7 @@ pub(super) async fn archive(
     Query(q): Query<ArchiveQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(s) = c.session(&headers) else {
+    let Some(s) = c.session(&headers).await else {
         return to_login();
     };
     let image = match ImageRef::parse(q.image.trim()) {
@@ -192,7 +192,7 @@ pub(super) async fn create_token(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let s = match c.posted_session(&headers, form.csrf.as_deref()) {
+    let s = match c.posted_session(&headers, form.csrf.as_deref()).await {
         Ok(s) => s,
         Err(refused) => return refused.into_response(),
     };
@@ -231,7 +231,7 @@ pub(super) async fn revoke_token(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let s = match c.posted_session(&headers, form.csrf.as_deref()) {
+    let s = match c.posted_session(&headers, form.csrf.as_deref()).await {
         Ok(s) => s,
         Err(refused) => return refused.into_response(),
     };

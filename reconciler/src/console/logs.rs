@@ -82,7 +82,7 @@ async fn log_stream(
 }
 
 async fn logs_page_for(c: Arc<Console>, kind: Kind, name: String, headers: HeaderMap) -> Response {
-    let Some(s) = c.session(&headers) else {
+    let Some(s) = c.session(&headers).await else {
         return to_login();
     };
     // Ownership is checked by opening the stream (closed at once).
@@ -129,7 +129,7 @@ async fn logs_stream_for(
     follow: bool,
     headers: HeaderMap,
 ) -> Response {
-    let Some(s) = c.session(&headers) else {
+    let Some(s) = c.session(&headers).await else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
     let Some(slot) = c.log_streams.take(&s.account) else {
@@ -138,7 +138,10 @@ async fn logs_stream_for(
     let Some(chunks) = log_stream(&c, &s, kind, &name, follow).await else {
         return denied(&c, &s, &name, "logs");
     };
+    // The stream ends with the account's good standing.
+    let lost = Box::pin(c.clone().standing_lost(s.account.clone()));
     let lines = chunks
+        .take_until(lost)
         .scan(Framer::new(MAX_LINE), move |framer, chunk| {
             // The place is given back when the page goes and the stream
             // (and this closure with it) is dropped.

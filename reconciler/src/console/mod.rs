@@ -87,18 +87,75 @@ impl Console {
         }
     }
 
-    /// The request's live session.
-    fn session(&self, headers: &HeaderMap) -> Option<Session> {
+    /// The request's live session, while its account is in good standing.
+    /// The directory is asked again at every request (through its cache,
+    /// `ldap.cache_ttl`): an account disabled, deleted or out of every
+    /// allowed group loses its sessions, and an admin out of the admin
+    /// group loses the admin pages, as registry tokens and CI credentials
+    /// already did. A directory that does not answer refuses the request
+    /// (the session is kept for when it answers again).
+    async fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let cookie = headers.get(header::COOKIE)?.to_str().ok()?;
         let id = session::cookie_id(cookie)?;
-        self.sessions.get(&self.ctx.store, id)
+        let mut s = self.sessions.get(&self.ctx.store, id)?;
+        match self
+            .logins
+            .member(&self.ctx.site, &self.ctx.directory, &s.account)
+            .await
+        {
+            Ok(member) => {
+                s.admin = member.admin;
+                Some(s)
+            }
+            Err(crate::login::LoginError::Refused) => {
+                self.sessions.remove(&self.ctx.store, id);
+                self.audit(
+                    &s.account,
+                    "console-session-ended",
+                    "the account is no longer in good standing in the directory",
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(account = %s.account, cause = %e, "console: checking a session's account");
+                None
+            }
+        }
+    }
+
+    /// Resolves once `account` is no longer in good standing, asked every
+    /// [`STANDING_EVERY`]: what a session opened (a terminal, a log
+    /// stream) ends with it. A directory that does not answer leaves it
+    /// open: work in progress is not cut for an LDAP blip.
+    async fn standing_lost(self: Arc<Self>, account: String) {
+        let mut every = tokio::time::interval(STANDING_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(crate::login::LoginError::Refused) = self
+                .logins
+                .member(&self.ctx.site, &self.ctx.directory, &account)
+                .await
+            {
+                self.audit(
+                    &account,
+                    "console-session-ended",
+                    "an open terminal or log stream: the account is no longer in good standing",
+                );
+                return;
+            }
+        }
     }
 
     /// The session of a state-changing request (a form post) whose CSRF
     /// token is right; otherwise why not, which answers as the login page
     /// or 403.
-    fn posted_session(&self, headers: &HeaderMap, csrf: Option<&str>) -> Result<Session, Refused> {
-        let s = self.session(headers).ok_or(Refused::NoSession)?;
+    async fn posted_session(
+        &self,
+        headers: &HeaderMap,
+        csrf: Option<&str>,
+    ) -> Result<Session, Refused> {
+        let s = self.session(headers).await.ok_or(Refused::NoSession)?;
         if !csrf_ok(&s, headers, csrf) {
             return Err(Refused::Csrf);
         }
@@ -113,6 +170,10 @@ impl Console {
         }
     }
 }
+
+/// How often an open terminal or log stream asks whether its account is
+/// still in good standing.
+const STANDING_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Uploads one account may have in progress at once.
 const UPLOADS_AT_ONCE: usize = 2;

@@ -20,7 +20,7 @@ struct LoginPage {
 }
 
 pub(super) async fn login_form(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    if c.session(&headers).is_some() {
+    if c.session(&headers).await.is_some() {
         return Redirect::to("/").into_response();
     }
     render(LoginPage {
@@ -99,7 +99,7 @@ pub(super) async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(refused) = c.posted_session(&headers, form.csrf.as_deref()) {
+    if let Err(refused) = c.posted_session(&headers, form.csrf.as_deref()).await {
         return refused.into_response();
     }
     if let Some(id) = headers
@@ -281,7 +281,7 @@ pub(super) struct WorkspaceFragment {
 }
 
 pub(super) async fn workspace(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let Some(s) = c.session(&headers) else {
+    let Some(s) = c.session(&headers).await else {
         return to_login();
     };
     let me = Me::from(&s);
@@ -291,7 +291,7 @@ pub(super) async fn workspace(State(c): State<Arc<Console>>, headers: HeaderMap)
 }
 
 pub(super) async fn fragment(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let Some(s) = c.session(&headers) else {
+    let Some(s) = c.session(&headers).await else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
     let me = Me::from(&s);
@@ -302,7 +302,7 @@ pub(super) async fn fragment(State(c): State<Arc<Console>>, headers: HeaderMap) 
 
 /// Server-sent events: `changed` whenever the account's view changes.
 pub(super) async fn events(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let Some(s) = c.session(&headers) else {
+    let Some(s) = c.session(&headers).await else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
     let rx = c.updates.subscribe();

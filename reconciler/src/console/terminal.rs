@@ -58,7 +58,7 @@ pub(super) async fn terminal_ws(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let Some(s) = c.session(&headers) else {
+    let Some(s) = c.session(&headers).await else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
     // A WebSocket carries cookies from any site: only this one's pages.
@@ -115,9 +115,17 @@ async fn run_terminal(
         &format!("opened in `{name}`"),
     );
     let mut last_input = Instant::now();
+    let lost = c.clone().standing_lost(s.account.clone());
+    tokio::pin!(lost);
     loop {
         let deadline = tokio::time::Instant::from_std(last_input + idle);
         tokio::select! {
+            _ = &mut lost => {
+                let _ = to_page
+                    .send(Message::Text("\r\n[berth: closed: your account may no longer use Berth]\r\n".into()))
+                    .await;
+                break;
+            }
             out = tty.output.next() => match out {
                 Some(Ok(chunk)) => {
                     if to_page.send(Message::Binary(chunk.into_bytes())).await.is_err() {

@@ -1,0 +1,110 @@
+//! Trust that follows the directory, against real `serve`, slapd and
+//! dockerd: a student taken out of every allowed group, or an admin out of
+//! the admin group, loses what their open session could do, at the next
+//! request (through the directory cache) and within one resync for what
+//! Berth itself stops.
+
+use berth_tests::fixture::World;
+use berth_tests::{Services, http_raw, login_cookie, wait_for};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn get(addr: &str, auth: &str, path: &str) -> (u16, String) {
+    let (code, body) = http_raw(addr, "GET", path, &[("Cookie", auth)], b"").expect("request");
+    (code, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no CSRF field in:\n{page}"))
+        + "name=\"csrf\" value=\"".len();
+    page[at..at + page[at..].find('"').unwrap_or(0)].to_string()
+}
+
+#[test]
+fn a_student_out_of_the_directory_loses_the_console_and_cannot_start_what_berth_stopped() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 28100);
+    w.site_overrides.resync = "2s".into();
+    let alice = w.account("ra", &["students"]);
+    let admin = w.account("rb", &["students", "admins"]);
+    w.set_password(&alice, "alice-pw");
+    w.set_password(&admin, "admin-pw");
+    let image = &s.test_image;
+    w.commit(
+        &alice,
+        Some(&format!(
+            "version: 1\ncontainers:\n  - {{ name: web, image: \"{image}\" }}\n"
+        )),
+        &w.mail(&alice),
+    );
+    w.apply(0);
+    let web = format!("{alice}--web");
+    let server = w.serve();
+    let alice_auth = format!(
+        "berth_session={}",
+        login_cookie(&server.addr, &alice, "alice-pw")
+    );
+    let admin_auth = format!(
+        "berth_session={}",
+        login_cookie(&server.addr, &admin, "admin-pw")
+    );
+    let (code, home) = get(&server.addr, &alice_auth, "/");
+    assert_eq!(code, 200);
+    assert!(home.contains(&web), "{home}");
+    let csrf = csrf_of(&home);
+    assert_eq!(get(&server.addr, &admin_auth, "/admin").0, 200);
+
+    // Out of every allowed group; the admin out of the admin group.
+    w.set_group(&alice, "students", false);
+    w.set_group(&admin, "admins", false);
+    wait_for(
+        WAIT,
+        "Berth to stop the removed student's container",
+        || (w.inspect(&web, "{{.State.Running}}").as_deref() == Some("false")).then_some(()),
+    );
+
+    // Her open session can no longer start it (before, it could: the
+    // audit showed console-start right after Berth's stop).
+    let (code, _) = http_raw(
+        &server.addr,
+        "POST",
+        &format!("/my/containers/{web}/start"),
+        &[
+            ("Cookie", &alice_auth),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={csrf}").as_bytes(),
+    )
+    .expect("post");
+    assert_eq!(code, 303, "sent to the login page");
+    assert_eq!(
+        w.inspect(&web, "{{.State.Running}}").as_deref(),
+        Some("false"),
+        "the removed student started what Berth stopped"
+    );
+    let (code, page) = get(&server.addr, &alice_auth, "/");
+    assert_eq!(code, 303, "not sent to the login page:\n{page}");
+    assert!(
+        !page.contains(&web),
+        "the workspace is still shown:\n{page}"
+    );
+    let (code, _) = get(
+        &server.addr,
+        &alice_auth,
+        &format!("/my/containers/{web}/logs/stream"),
+    );
+    assert_ne!(code, 200, "her logs still stream");
+
+    // The demoted admin keeps a student's console, not the admin pages.
+    let (code, _) = get(&server.addr, &admin_auth, "/admin");
+    assert_ne!(code, 200, "the admin pages after leaving the admin group");
+    assert_eq!(get(&server.addr, &admin_auth, "/").0, 200);
+    let audit = berth_tests::stdout(&w.reconciler(&["audit", "--account", &alice]));
+    assert!(audit.contains("console-session-ended"), "{audit}");
+    assert!(!audit.contains("console-start"), "{audit}");
+}
