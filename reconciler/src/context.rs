@@ -41,14 +41,18 @@ pub fn load_site(path: &Path) -> Result<Site, ConfigError> {
         path: path.display().to_string(),
         source,
     })?;
-    berth_spec::parse_site(&bytes).map_err(|d| {
+    let site = berth_spec::parse_site(&bytes).map_err(|d| {
         ConfigError::Invalid(
             d.iter()
                 .map(|d| d.render(&path.display().to_string()))
                 .collect::<Vec<_>>()
                 .join("\n"),
         )
-    })
+    })?;
+    for warning in berth_spec::site::warnings(&site) {
+        tracing::warn!(site = %path.display(), "{warning}");
+    }
+    Ok(site)
 }
 
 /// Opens everything a reconcile needs. Unreachable Docker endpoints are

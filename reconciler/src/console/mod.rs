@@ -96,7 +96,7 @@ impl Console {
     /// (the session is kept for when it answers again).
     async fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let cookie = headers.get(header::COOKIE)?.to_str().ok()?;
-        let id = session::cookie_id(cookie)?;
+        let id = self.sessions.id_in(cookie)?;
         let mut s = self.sessions.get(&self.ctx.store, id)?;
         match self
             .logins

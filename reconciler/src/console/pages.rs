@@ -105,7 +105,7 @@ pub(super) async fn logout(
     if let Some(id) = headers
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
-        .and_then(super::session::cookie_id)
+        .and_then(|h| c.sessions.id_in(h))
     {
         c.sessions.remove(&c.ctx.store, id);
     }

@@ -9,6 +9,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub const COOKIE: &str = "berth_session";
+/// The cookie's name when it is `Secure`: browsers take a `__Host-` cookie
+/// only from this host over TLS, with `Path=/` and no `Domain`, so a page
+/// on a sibling host cannot plant a session.
+pub const HOST_COOKIE: &str = "__Host-berth_session";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
@@ -130,17 +134,26 @@ impl Sessions {
         } else {
             format!("; Max-Age={}", self.lifetime.as_secs())
         };
-        format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{secure}{age}")
+        format!(
+            "{}={id}; Path=/; HttpOnly; SameSite=Strict{secure}{age}",
+            self.cookie_name()
+        )
     }
-}
 
-/// The session id in a `Cookie` header.
-pub fn cookie_id(header: &str) -> Option<&str> {
-    header
-        .split(';')
-        .map(str::trim)
-        .find_map(|kv| kv.strip_prefix(COOKIE)?.strip_prefix('='))
-        .filter(|v| !v.is_empty())
+    fn cookie_name(&self) -> &'static str {
+        if self.secure { HOST_COOKIE } else { COOKIE }
+    }
+
+    /// The session id in a `Cookie` header, under this site's cookie name
+    /// only (behind TLS a plain `berth_session` is someone else's plant).
+    pub fn id_in<'h>(&self, header: &'h str) -> Option<&'h str> {
+        let name = self.cookie_name();
+        header
+            .split(';')
+            .map(str::trim)
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .filter(|v| !v.is_empty())
+    }
 }
 
 #[cfg(test)]
@@ -161,10 +174,15 @@ mod tests {
         let store = Store::in_memory().expect("store");
         let sessions = Sessions::new(&site(""));
         let (id, s) = sessions.create(&store, "alice", false);
-        let header = format!("other=1; {COOKIE}={id}");
+        let header = format!("other=1; {HOST_COOKIE}={id}");
         let found = sessions
-            .get(&store, cookie_id(&header).expect("id"))
+            .get(&store, sessions.id_in(&header).expect("id"))
             .expect("live");
+        assert_eq!(
+            sessions.id_in(&format!("{COOKIE}={id}")),
+            None,
+            "behind TLS only the __Host- cookie counts"
+        );
         assert_eq!(found.account, "alice");
         assert_eq!(found.csrf, s.csrf);
         assert!(sessions.get(&store, "guess").is_none());
@@ -173,6 +191,8 @@ mod tests {
         let cookie = sessions.cookie(&id);
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
         assert!(cookie.contains("Secure"), "behind TLS the cookie is Secure");
+        assert!(cookie.starts_with("__Host-berth_session=") && cookie.contains("Path=/"));
+        assert!(!cookie.contains("Domain"));
     }
 
     #[test]

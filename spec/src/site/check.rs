@@ -37,6 +37,11 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
     if let Err(why) = site.policy.builds.max_context.bytes() {
         out.push(site.policy.builds.max_context.pos, why.to_string());
     }
+    if !site.console.share_host_with_apps {
+        for (pos, why) in apps_on_console_host(site) {
+            out.push(pos, why);
+        }
+    }
     let logs = &site.policy.container_logs;
     match logs.max_size.bytes() {
         Err(why) => out.push(logs.max_size.pos, why.to_string()),
@@ -263,6 +268,47 @@ fn duration(text: &Located<String>, out: &mut Collector) {
 }
 
 /// `90s`, `5m`, `1h`, `1d`, or plain seconds.
+/// Docker endpoints whose students' ports the console would link on its own
+/// host name (`console.host`): by `public_host`, by `bind_address`, or,
+/// with neither, on whatever host the console page was asked on.
+pub fn apps_on_console_host(site: &Site) -> Vec<(Pos, String)> {
+    let Some(console) = &site.console.host else {
+        return Vec::new();
+    };
+    let same = |h: &str| h.eq_ignore_ascii_case(console.value.trim());
+    let mut out = Vec::new();
+    for ep in &site.backends.docker {
+        let bind = ep.bind_address.value.as_str();
+        let wildcard = matches!(bind, "0.0.0.0" | "::" | "");
+        let shown = match &ep.public_host {
+            Some(h) => Some(h.as_str()),
+            None if wildcard => None,
+            None => Some(bind),
+        };
+        let on_console = shown.is_none_or(same);
+        if on_console {
+            out.push((
+                ep.name.pos,
+                format!(
+                    "docker endpoint `{}`: students' ports would be served on the console's host `{}`, where a classmate's app receives the session cookie; set its `public_host` to another host name (or `console.share_host_with_apps: true` for a single-user trial)",
+                    ep.name.value, console.value
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// What a site allows that it should not, said when it is loaded.
+pub fn warnings(site: &Site) -> Vec<String> {
+    if site.console.share_host_with_apps && !apps_on_console_host(site).is_empty() {
+        return vec![
+            "console.share_host_with_apps: students' ports are served on the console's host name; a student who opens a classmate's app hands them their session".into(),
+        ];
+    }
+    Vec::new()
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());

@@ -11,9 +11,21 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Console {
-    /// Students reach Berth over TLS (a proxy in front): cookies are `Secure`.
+    /// Students reach Berth over TLS (a proxy in front): cookies are `Secure`
+    /// (and named with the `__Host-` prefix, so no other site can plant one).
     #[serde(default)]
     pub tls: bool,
+    /// The console's public host name (`berth.example.edu`). Browsers send
+    /// a host's cookies to every port of it, so students' apps must be
+    /// served under another name: with this set, a site whose ports would
+    /// be linked on it is refused (see `share_host_with_apps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<Located<String>>,
+    /// Allows students' ports on the console's own host name anyway: any
+    /// student whose app a classmate opens receives the classmate's
+    /// session. For a single-user trial only; `validate` warns.
+    #[serde(default)]
+    pub share_host_with_apps: bool,
     /// A session ends after this long without a request.
     #[serde(default = "default_idle")]
     pub idle: Located<String>,
@@ -47,6 +59,8 @@ impl Default for Console {
     fn default() -> Self {
         Console {
             tls: false,
+            host: None,
+            share_host_with_apps: false,
             idle: default_idle(),
             lifetime: default_lifetime(),
             persist_sessions: false,

@@ -17,7 +17,7 @@ mod console;
 mod policy;
 mod registry;
 
-pub use check::{parse_duration, validate};
+pub use check::{apps_on_console_host, parse_duration, validate, warnings};
 pub use console::{Console, Login};
 pub use policy::{Builds, DefaultResources, Idle, Policy, Quota};
 pub use registry::{Registry, RegistryToken};

@@ -75,3 +75,39 @@ fn durations() {
         assert!(parse_duration(bad).is_err(), "{bad:?}");
     }
 }
+
+fn console_site(console: &str, docker: &str) -> Result<Site, Vec<String>> {
+    let text = format!(
+        "ldap:\n  url: ldap://ldap.example:389\n  insecure: true\n  base_dn: ou=people,dc=x\n  allowed_groups: [students]\nbackends:\n  docker:\n    - {docker}\npolicy:\n  quotas: {{}}\nrepositories:\n  local: {{ root: /r }}\nstate_dir: /s\nconsole: {console}\n"
+    );
+    crate::parse_site(text.as_bytes()).map_err(|d| d.iter().map(|d| d.to_string()).collect())
+}
+
+#[test]
+fn students_ports_on_the_consoles_host_are_refused_unless_explicitly_shared() {
+    let ports = "host_ports: { first: 1, last: 2 }";
+    let console = "{ host: berth.example.edu }";
+    for docker in [
+        // A wildcard bind and no public_host: linked on the page's host.
+        format!("{{ name: a, endpoint: env, bind_address: 0.0.0.0, {ports} }}"),
+        format!("{{ name: a, endpoint: env, public_host: Berth.Example.edu, {ports} }}"),
+        format!("{{ name: a, endpoint: env, bind_address: berth.example.edu, {ports} }}"),
+    ] {
+        let got = console_site(console, &docker).expect_err("refused");
+        assert!(
+            got[0].contains("would be served on the console's host `berth.example.edu`"),
+            "{docker}: {got:?}"
+        );
+    }
+    let apart = format!("{{ name: a, endpoint: env, public_host: apps.example.edu, {ports} }}");
+    assert!(console_site(console, &apart).is_ok());
+    // Without console.host nothing can be told; with the override, a warning.
+    let wildcard = format!("{{ name: a, endpoint: env, bind_address: 0.0.0.0, {ports} }}");
+    assert!(console_site("{}", &wildcard).is_ok());
+    let shared = console_site(
+        "{ host: berth.example.edu, share_host_with_apps: true }",
+        &wildcard,
+    )
+    .expect("allowed");
+    assert_eq!(warnings(&shared).len(), 1);
+}
