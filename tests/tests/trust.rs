@@ -108,3 +108,83 @@ fn a_student_out_of_the_directory_loses_the_console_and_cannot_start_what_berth_
     assert!(audit.contains("console-session-ended"), "{audit}");
     assert!(!audit.contains("console-start"), "{audit}");
 }
+
+#[test]
+fn a_container_is_refused_to_the_console_by_what_it_is_not_by_its_name() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 28200);
+    w.site_overrides.resync = "1s".into();
+    let alice = w.account("rn", &["students"]);
+    w.set_password(&alice, "alice-pw");
+    let server = w.serve();
+    let auth = format!(
+        "berth_session={}",
+        login_cookie(&server.addr, &alice, "alice-pw")
+    );
+    // What a recreate of the runner leaves behind if serve dies midway:
+    // alice's label, the runner's socket mount, a temporary name. And a
+    // container of hers with a bind mount under an ordinary name.
+    let socket = w.dir.join("fake-docker.sock");
+    std::fs::write(&socket, b"").expect("stand-in socket");
+    let mount = format!("{}:/var/run/docker.sock", socket.display());
+    for name in [
+        format!("{alice}.runner.berth-next"),
+        format!("{alice}--bound"),
+    ] {
+        let run = s.docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            &format!("berth.owner={alice}"),
+            "-v",
+            &mount,
+            &s.test_image,
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    // Once serve has observed them, her page shows them.
+    let home = wait_for(WAIT, "serve to observe both containers", || {
+        let (_, home) = get(&server.addr, &auth, "/");
+        (home.contains(&format!("{alice}--bound")) && home.contains(".runner.berth-next"))
+            .then_some(home)
+    });
+    let csrf = csrf_of(&home);
+    for name in [
+        format!("{alice}.runner.berth-next"),
+        format!("{alice}--bound"),
+    ] {
+        for path in [
+            format!("/my/containers/{name}/terminal"),
+            format!("/my/containers/{name}/files"),
+            format!("/my/containers/{name}/download?path=/etc/passwd"),
+        ] {
+            assert_eq!(get(&server.addr, &auth, &path).0, 404, "{path}");
+        }
+    }
+    // Berth's half-made replacement is not hers to stop or start either.
+    let next = format!("{alice}.runner.berth-next");
+    let (code, _) = http_raw(
+        &server.addr,
+        "POST",
+        &format!("/my/containers/{next}/stop"),
+        &[
+            ("Cookie", &auth),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={csrf}").as_bytes(),
+    )
+    .expect("post");
+    assert_eq!(code, 404);
+    assert_eq!(
+        w.inspect(&next, "{{.State.Running}}").as_deref(),
+        Some("true")
+    );
+}

@@ -80,7 +80,19 @@ impl DockerBackend {
             .unwrap_or(name)
             .trim_start_matches('/')
             .to_string();
-        if purpose == Purpose::Enter && full == crate::runner::container_name(account) {
+        // By what a container is, not its name: one Berth is replacing
+        // (`….berth-next`, left behind if serve died mid-recreate) is
+        // Berth's, and one with a bind mount (the runner's Docker socket:
+        // students' containers have named volumes only) is never entered.
+        if full.ends_with(super::TEMP_SUFFIX) {
+            return Ok(None);
+        }
+        let binds = inspected
+            .mounts
+            .iter()
+            .flatten()
+            .any(|m| m.typ.as_deref() != Some("volume"));
+        if purpose == Purpose::Enter && (binds || full == crate::runner::container_name(account)) {
             return Ok(None);
         }
         Ok(Some(Owned {
