@@ -35,6 +35,7 @@ fn an_unwritable_store_is_named_by_status_and_health() {
     };
     let mut w = World::new(&s, 25300);
     w.site_overrides.resync = "1s".into();
+    w.site_overrides.extra = "admin_token_env: BERTH_ADMIN_TOKEN\n".into();
     let a = w.account("fs", &["students"]);
     w.commit(
         &a,
@@ -73,9 +74,19 @@ fn an_unwritable_store_is_named_by_status_and_health() {
                 .map(|(_, body)| body)
         },
     );
+    // Anyone may ask /healthz: the store's path is for the admin only.
     assert!(
-        body.contains(&file.display().to_string()) && body.contains("readonly"),
+        body.contains("state store cannot be written")
+            && !body.contains(&file.display().to_string()),
         "{body}"
+    );
+    let bearer = format!("Bearer {}", berth_tests::fixture::ADMIN_TOKEN);
+    let (_, detail) =
+        berth_tests::http_get_with(&server.addr, "/healthz", &[("Authorization", &bearer)])
+            .expect("healthz");
+    assert!(
+        detail.contains(&file.display().to_string()) && detail.contains("readonly"),
+        "{detail}"
     );
     drop(guard);
     wait_for(Duration::from_secs(20), "health to recover", || {

@@ -83,9 +83,10 @@ pub(crate) fn is_admin(headers: &HeaderMap, token: Option<&str>) -> bool {
         .is_some_and(|given| crate::secret::same(given.trim(), token))
 }
 
-/// `GET /healthz`: 200 `ok`, or 503 naming what is broken (the state store
-/// file and SQLite's reason), so a supervisor notices.
-async fn health(State(shared): State<Arc<Shared>>) -> Response {
+/// `GET /healthz`: 200 `ok`, or 503 saying what is broken so a supervisor
+/// notices. Anyone may ask, so only the admin token is told the details
+/// (the state store's file and SQLite's reason).
+async fn health(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let fault = shared
         .store_fault
         .read()
@@ -93,7 +94,14 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
         .clone();
     match fault {
         None => "ok\n".into_response(),
-        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+        Some(why) if is_admin(&headers, shared.admin_token.as_deref()) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+        }
+        Some(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the state store cannot be written (details with the admin token, or in `reconciler status`)\n",
+        )
+            .into_response(),
     }
 }
 
