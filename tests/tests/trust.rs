@@ -188,3 +188,64 @@ fn a_container_is_refused_to_the_console_by_what_it_is_not_by_its_name() {
         Some("true")
     );
 }
+
+#[test]
+fn backend_errors_reach_the_student_as_a_reference_not_raw() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 28300);
+    let alice = w.account("re", &["students"]);
+    w.set_password(&alice, "alice-pw");
+    let image = &s.test_image;
+    w.commit(
+        &alice,
+        Some(&format!(
+            "version: 1\ncontainers:\n  - {{ name: web, image: \"{image}\" }}\n"
+        )),
+        &w.mail(&alice),
+    );
+    w.apply(0);
+    let server = w.serve();
+    let auth = format!(
+        "berth_session={}",
+        login_cookie(&server.addr, &alice, "alice-pw")
+    );
+    let web = format!("{alice}--web");
+    let (_, page) = get(&server.addr, &auth, &format!("/my/containers/{web}/files"));
+    let csrf = csrf_of(&page);
+    // Docker refuses: the target is a file, not a directory. Its words name
+    // the daemon's internals; the student gets a reference instead.
+    let upload = |dir: &str| {
+        let boundary = "b0undary";
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"dir\"\r\n\r\n{dir}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nhello\r\n--{boundary}--\r\n"
+        );
+        let (_, answer) = http_raw(
+            &server.addr,
+            "POST",
+            &format!("/my/containers/{web}/files"),
+            &[
+                ("Cookie", &auth),
+                (
+                    "Content-Type",
+                    &format!("multipart/form-data; boundary={boundary}"),
+                ),
+            ],
+            body.as_bytes(),
+        )
+        .expect("upload");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let answer = upload("/bin/busybox");
+    assert!(answer.contains("the upload failed (reference "), "{answer}");
+    assert!(!answer.contains("Docker responded"), "{answer}");
+    let audit = berth_tests::stdout(&w.reconciler(&["audit", "--account", &alice]));
+    assert!(audit.contains("console-error"), "{audit}");
+    // What a student can mend is said plainly.
+    let answer = upload("/no/such/dir");
+    assert!(
+        answer.contains("/no/such/dir does not exist in the container"),
+        "{answer}"
+    );
+}

@@ -107,6 +107,10 @@ pub(super) async fn operate(
             let _ = c.refresh.try_send(s.account.clone());
             Redirect::to("/").into_response()
         }
-        Err(e) => (StatusCode::BAD_GATEWAY, format!("{op} failed: {e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("{}\n", c.failure(&s.account, &op, &e)),
+        )
+            .into_response(),
     }
 }

@@ -82,7 +82,11 @@ pub(super) async fn download_file(
                     c.audit(&s.account, "console-kubeconfig", "downloaded");
                     attachment("berth.kubeconfig", text)
                 }
-                Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+                Err(e) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{}\n", c.failure(&s.account, "making the kubeconfig", &e)),
+                )
+                    .into_response(),
             }
         }
         _ => not_found(Some(Me::from(&s))),

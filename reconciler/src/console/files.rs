@@ -202,7 +202,19 @@ pub(super) async fn upload(
                 Some(format!("Uploaded {file_name} ({size} bytes) to {dir}.")),
             )
         }
-        Err(e) => files_page_for(&c, &s, &name, Some(format!("Upload failed: {e}"))),
+        // The one failure a student causes and can mend: say it plainly.
+        Err(e) if e.to_string().contains("Could not find the file") => files_page_for(
+            &c,
+            &s,
+            &name,
+            Some(format!(
+                "Upload failed: {dir} does not exist in the container."
+            )),
+        ),
+        Err(e) => {
+            let why = c.failure(&s.account, "the upload", &e);
+            files_page_for(&c, &s, &name, Some(why))
+        }
     }
 }
 

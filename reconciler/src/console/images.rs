@@ -169,7 +169,11 @@ pub(super) async fn archive(
             )
                 .into_response()
         }
-        Err(e) => (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("{}\n", c.failure(&s.account, "the image archive", &e)),
+        )
+            .into_response(),
     }
 }
 
@@ -222,7 +226,11 @@ pub(super) async fn create_token(
             "a token of that name exists; revoke it first\n",
         )
             .into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}\n", c.failure(&s.account, "creating the token", &e)),
+        )
+            .into_response(),
     }
 }
 

@@ -140,6 +140,8 @@ async fn logs_stream_for(
     };
     // The stream ends with the account's good standing.
     let lost = Box::pin(c.clone().standing_lost(s.account.clone()));
+    let (console, account) = (c.clone(), s.account.clone());
+    let failed = move |e: &std::io::Error| console.failure(&account, "the log stream", e);
     let lines = chunks
         .take_until(lost)
         .scan(Framer::new(MAX_LINE), move |framer, chunk| {
@@ -148,7 +150,7 @@ async fn logs_stream_for(
             let _held = &slot;
             let out = match chunk {
                 Ok(bytes) => framer.push(&bytes),
-                Err(e) => vec![format!("[berth: the log stream ended: {e}]")],
+                Err(e) => vec![format!("[berth: {}]", failed(&e))],
             };
             futures::future::ready(Some(out))
         })

@@ -102,7 +102,11 @@ async fn run_terminal(
         Err(e) => {
             let _ = to_page
                 .send(Message::Text(
-                    format!("\r\n[berth: cannot start {}: {e}]\r\n", shell.join(" ")).into(),
+                    format!(
+                        "\r\n[berth: {}]\r\n",
+                        c.failure(&s.account, &format!("starting {}", shell.join(" ")), &e)
+                    )
+                    .into(),
                 ))
                 .await;
             return;
