@@ -483,3 +483,60 @@ fn a_build_steps_processes_are_limited_like_a_containers() {
     assert!(log.contains("pids-limit=1024"), "{log}");
     drop(registry);
 }
+
+#[test]
+fn a_hidden_from_that_dockerd_acts_on_is_checked_by_berth_too() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (w, host, alice, registry) = world(&s, 28400, "bh", |_| {});
+    // Nothing listens there: a pull fails at once and names it.
+    let hidden = "127.0.0.1:1/hidden:1";
+    let base = &s.test_image;
+    let cases = [
+        ("a byte-order mark", format!("\u{feff}FROM {hidden}\n"), 1),
+        (
+            "the escape directive",
+            format!("# escape=`\nFROM {base}\nENV A=x\\\nFROM {hidden}\n"),
+            4,
+        ),
+        (
+            "an empty line inside a continuation",
+            format!("FROM {base}\nCOPY \\\n\n--from={hidden} /bin/busybox /x\n"),
+            2,
+        ),
+    ];
+    for (what, dockerfile, line) in cases {
+        // dockerd, by hand (classic builder, as Berth uses): it acts on it.
+        let dir = w.dir.join(format!("by-hand-{line}"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("Dockerfile"), &dockerfile).expect("write");
+        let out = std::process::Command::new("docker")
+            .args(["build", "-q", &dir.display().to_string()])
+            .env("DOCKER_HOST", &s.docker_host)
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .expect("docker build");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !out.status.success() && said.contains("127.0.0.1:1"),
+            "{what}: dockerd did not try to pull the hidden image:\n{said}"
+        );
+        // Berth refuses the same Dockerfile at that line.
+        w.commit_with(&alice, &w.mail(&alice), |work| {
+            write(work, "workspace.yaml", &workspace(&host, &alice));
+            write(work, "docker/tools/Dockerfile", &dockerfile);
+        });
+        w.apply(0);
+        let err = last_error(&w, &alice);
+        assert!(
+            err.contains(&format!("Dockerfile:{line}:")) && err.contains("127.0.0.1:1"),
+            "{what}: {err}"
+        );
+    }
+    drop(registry);
+}

@@ -38,32 +38,72 @@ fn err(line: u32, message: impl Into<String>) -> DockerfileError {
     }
 }
 
-/// Instructions with the line each starts on, continuations joined and
-/// comments dropped.
-fn instructions(text: &str) -> Vec<(u32, String)> {
+/// Instructions with the line each starts on, read as Docker's parser
+/// reads them (moby's `parser.Parse`): a UTF-8 byte-order mark before the
+/// first line is dropped; `# escape=` (and other `# name=value` parser
+/// directives) count only before anything else; a line ending in the
+/// escape character continues onto the next, whose text is appended as it
+/// stands; comment lines and empty lines inside a continuation are
+/// skipped. Reading it any other way would let a `FROM` or `COPY --from`
+/// hide from the check while dockerd acts on it.
+fn instructions(text: &str) -> Result<Vec<(u32, String)>, DockerfileError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut escape = '\\';
+    let mut directives = true;
     let mut out = Vec::new();
     let mut current: Option<(u32, String)> = None;
     for (i, raw) in text.lines().enumerate() {
         let line = (i + 1) as u32;
-        let trimmed = raw.trim();
-        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_none()) {
+        let left = raw.trim_start();
+        if directives {
+            if let Some((name, value)) = directive(left) {
+                if name.eq_ignore_ascii_case("escape") {
+                    escape = match value {
+                        "\\" => '\\',
+                        "`" => '`',
+                        other => {
+                            return Err(err(line, format!("invalid escape token `{other}`")));
+                        }
+                    };
+                }
+                continue;
+            }
+            directives = false;
+        }
+        if left.starts_with('#') || left.trim_end().is_empty() {
             continue;
         }
-        let (body, continues) = match trimmed.strip_suffix('\\') {
-            Some(b) => (b, true),
-            None => (trimmed, false),
+        let text = match current {
+            // The first line of an instruction loses its indentation; a
+            // continuation line is appended as it is.
+            None => left.trim_end(),
+            Some(_) => raw.trim_end(),
         };
-        let entry = current.get_or_insert_with(|| (line, String::new()));
-        if !entry.1.is_empty() {
-            entry.1.push(' ');
-        }
-        entry.1.push_str(body.trim());
+        let (body, continues) = match text.strip_suffix(escape) {
+            Some(b) => (b, true),
+            None => (text, false),
+        };
+        current
+            .get_or_insert_with(|| (line, String::new()))
+            .1
+            .push_str(body);
         if !continues && let Some(done) = current.take() {
             out.push(done);
         }
     }
     out.extend(current);
-    out
+    Ok(out)
+}
+
+/// A parser directive line: `# name=value`.
+fn directive(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix('#')?.trim_start();
+    let (name, value) = rest.split_once('=')?;
+    let name = name.trim_end();
+    let first = name.chars().next()?;
+    (first.is_ascii_alphabetic() && name.chars().all(|c| c.is_ascii_alphanumeric()))
+        .then(|| (name, value.trim()))
+        .filter(|(_, v)| !v.is_empty())
 }
 
 /// Expands `$NAME`, `${NAME}`, `${NAME:-default}` and `${NAME:+alt}`;
@@ -154,7 +194,7 @@ pub fn base_images(
     let mut stages: Vec<String> = Vec::new();
     let mut out = Vec::new();
     let mut seen_from = false;
-    for (line, instruction) in instructions(text) {
+    for (line, instruction) in instructions(text)? {
         let mut words = instruction.split_whitespace();
         let keyword = words.next().unwrap_or_default().to_ascii_uppercase();
         let rest: Vec<&str> = words.collect();
@@ -249,6 +289,40 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         base_images(text, &args).map(|v| v.into_iter().map(|b| (b.line, b.image)).collect())
+    }
+
+    #[test]
+    fn a_from_is_found_wherever_dockers_parser_finds_it() {
+        let evil = "evil.example/x".to_string();
+        // A byte-order mark before the first instruction.
+        assert_eq!(
+            images("\u{feff}FROM evil.example/x\n", &[]),
+            Ok(vec![(1, evil.clone())])
+        );
+        // With a backtick as the escape, a trailing backslash continues nothing.
+        let escaped = "# escape=`\nFROM busybox\nRUN echo \\\nFROM evil.example/x\n";
+        assert_eq!(
+            images(escaped, &[]),
+            Ok(vec![(2, "busybox".into()), (4, evil.clone())])
+        );
+        // ...and a backtick does.
+        let backtick = "# escape=`\nFROM busybox\nRUN echo `\nFROM evil.example/x\n";
+        assert_eq!(images(backtick, &[]), Ok(vec![(2, "busybox".into())]));
+        // A directive after the first instruction is a comment.
+        let late = "FROM busybox\n# escape=`\nRUN echo \\\nFROM evil.example/x\n";
+        assert_eq!(images(late, &[]), Ok(vec![(1, "busybox".into())]));
+        // Empty and comment lines inside a continuation are skipped.
+        let gap = "FROM busybox\nCOPY \\\n\n# note\n   \n--from=evil.example/x /a /b\n";
+        assert_eq!(
+            images(gap, &[]),
+            Ok(vec![(1, "busybox".into()), (2, evil.clone())])
+        );
+        // A continuation is appended as it stands, without a space.
+        assert_eq!(
+            images("FROM evil.exa\\\nmple/x\n", &[]),
+            Ok(vec![(1, evil)])
+        );
+        assert!(images("# escape=x\nFROM busybox\n", &[]).is_err());
     }
 
     #[test]

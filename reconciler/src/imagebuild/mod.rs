@@ -374,8 +374,8 @@ fn build_host<'a>(ctx: &'a Context, account: &str) -> Result<&'a DockerBackend, 
 }
 
 /// What the builder pulls base images with: a token granting the student
-/// exactly the pulls it may make (when Berth serves the registry's tokens),
-/// else the site's registry credentials.
+/// exactly the pulls it may make, when Berth serves the registry's tokens;
+/// else nothing (never Berth's own credentials).
 fn pull_credentials(
     ctx: &Context,
     account: &str,
@@ -408,15 +408,11 @@ fn pull_credentials(
             registrytoken: Some(token),
             ..Default::default()
         },
-        None => match crate::registry::berth_credentials(&ctx.site) {
-            Some((u, p)) => bollard::auth::DockerCredentials {
-                serveraddress: Some(host.clone()),
-                username: Some(u),
-                password: Some(p),
-                ..Default::default()
-            },
-            None => return HashMap::new(),
-        },
+        // Without the token service there is no credential that can pull
+        // only what the student may: Berth's own can pull every namespace,
+        // so a Dockerfile this check misread would reach a classmate's
+        // image. The build pulls anonymously instead (public images only).
+        None => return HashMap::new(),
     };
     HashMap::from([(host, credentials)])
 }
