@@ -32,6 +32,7 @@ pub mod apply;
 pub mod backend;
 /// Argument parsing and the subcommands.
 pub mod cli;
+pub mod client;
 /// The student console served under `/` by `serve`.
 pub mod console;
 /// Building the reconcile context from site.yaml.

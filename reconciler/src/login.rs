@@ -2,9 +2,12 @@
 //! `docker login` alike: who is in good standing (directory lookup, the
 //! admission rules), the password checked by a simple bind as the user,
 //! remembered salted and hashed for `login.bind_cache`, and failures
-//! throttled per account and per client address *before* the directory is
-//! asked, so guessing never locks a student's real account. Both doors
-//! share one count of failures.
+//! throttled *before* the directory is asked, so guessing never locks a
+//! student's real account: per account and client address, more slowly
+//! per account over all addresses (so a stranger's few guesses do not lock
+//! the student out), and per address. The address is the peer's, or the
+//! client's from a trusted proxy ([`crate::client`]). Both doors share one
+//! count of failures.
 
 use crate::identity::{Account, Directory, IdentityError};
 use crate::throttle::Throttle;
@@ -36,8 +39,14 @@ pub struct Member {
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 
 pub struct Logins {
+    /// Failures at one account from one address.
+    pairs: Throttle,
+    /// Failures at one account from every address (slower).
     accounts: Throttle,
+    /// Failures from one address at every account.
     addresses: Throttle,
+    /// Whose `X-Forwarded-For` is believed.
+    pub proxies: crate::client::Proxies,
     salt: Vec<u8>,
     bind_cache: Duration,
     binds: Mutex<HashMap<String, (Instant, Vec<u8>)>>,
@@ -51,7 +60,9 @@ impl Logins {
             text => berth_spec::site::parse_duration(text).unwrap_or(Duration::from_secs(60)),
         };
         Logins {
+            pairs: Throttle::new(l.account_address_failures, WINDOW),
             accounts: Throttle::new(l.account_failures, WINDOW),
+            proxies: crate::client::Proxies::from_site(site),
             addresses: Throttle::new(l.address_failures, WINDOW),
             salt: crate::secret::random_bytes(16),
             bind_cache,
@@ -69,14 +80,17 @@ impl Logins {
         check: impl std::future::Future<Output = Result<T, LoginError>>,
     ) -> Result<T, LoginError> {
         let now = Instant::now();
+        let pair_key = format!("pair:{user}@{client}");
         let account_key = format!("account:{user}");
         let address_key = format!("address:{client}");
-        self.accounts
-            .check(&account_key, now)
+        self.pairs
+            .check(&pair_key, now)
+            .and(self.accounts.check(&account_key, now))
             .and(self.addresses.check(&address_key, now))
             .map_err(LoginError::Throttled)?;
         let result = check.await;
         if let Err(LoginError::Refused) = &result {
+            self.pairs.fail(&pair_key, now);
             self.accounts.fail(&account_key, now);
             self.addresses.fail(&address_key, now);
         }

@@ -187,6 +187,16 @@ fn tokens_grant_exactly_what_each_login_may_and_bad_passwords_are_throttled() {
     assert_eq!(token(&server.addr, &eve, &pw(&eve), &[]).0, 429);
     // Other accounts are not locked out by eve's attacker.
     assert_eq!(token(&server.addr, &alice, &pw(&alice), &[]).0, 200);
+    // Berth's own password is guessed through the same throttle (it used
+    // to be compared before it: unlimited guesses).
+    let codes: Vec<u16> = (0..4)
+        .map(|i| token(&server.addr, REGISTRY_USER, &format!("guess{i}"), &[]).0)
+        .collect();
+    assert_eq!(codes, [401, 401, 401, 429]);
+    assert_eq!(
+        token(&server.addr, REGISTRY_USER, REGISTRY_PASSWORD, &[]).0,
+        429
+    );
     drop(registry);
 }
 

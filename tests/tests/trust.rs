@@ -249,3 +249,68 @@ fn backend_errors_reach_the_student_as_a_reference_not_raw() {
         "{answer}"
     );
 }
+
+/// Three wrong passwords for `user`, then the right one, each from the
+/// client address `forwarded` claims; the last answer's status.
+fn guesses_then_login(
+    addr: &str,
+    user: &str,
+    password: &str,
+    attacker: &str,
+    student: &str,
+) -> u16 {
+    let form = |p: &str| format!("username={user}&password={p}");
+    for i in 0..3 {
+        let (code, _) = http_raw(
+            addr,
+            "POST",
+            "/login",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("X-Forwarded-For", attacker),
+            ],
+            form(&format!("guess{i}")).as_bytes(),
+        )
+        .expect("login");
+        assert_eq!(code, 401, "a wrong password");
+    }
+    http_raw(
+        addr,
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Forwarded-For", student),
+        ],
+        form(password).as_bytes(),
+    )
+    .expect("login")
+    .0
+}
+
+#[test]
+fn a_strangers_guesses_do_not_lock_a_student_out_and_forwarded_addresses_need_a_trusted_proxy() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    // Behind a trusted proxy (here: loopback), each client is its own
+    // address: the stranger's three guesses lock only the stranger out.
+    let mut w = World::new(&s, 28500);
+    w.site_overrides.extra = "trusted_proxies: [127.0.0.1]\n".into();
+    let alice = w.account("rt", &["students"]);
+    w.set_password(&alice, "alice-pw");
+    let server = w.serve();
+    let code = guesses_then_login(&server.addr, &alice, "alice-pw", "192.0.2.1", "192.0.2.2");
+    assert_eq!(code, 303, "alice was locked out by a stranger's guesses");
+    drop(server);
+
+    // From a peer that is no trusted proxy, X-Forwarded-For is the
+    // client's own word and is ignored: the guesses count for the peer.
+    let mut w = World::new(&s, 28600);
+    w.site_overrides.extra = "trusted_proxies: [10.9.9.0/24]\n".into();
+    let bob = w.account("ru", &["students"]);
+    w.set_password(&bob, "bob-pw");
+    let server = w.serve();
+    let code = guesses_then_login(&server.addr, &bob, "bob-pw", "192.0.2.1", "192.0.2.2");
+    assert_eq!(code, 429, "a forged X-Forwarded-For escaped the throttle");
+}

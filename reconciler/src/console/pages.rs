@@ -51,7 +51,7 @@ pub(super) async fn login(
         .logins
         .attempt(
             &user,
-            client.ip(),
+            c.logins.proxies.client(client.ip(), &headers),
             c.logins
                 .password(&ctx.site, &ctx.directory, &user, &form.password),
         )

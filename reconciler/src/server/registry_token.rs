@@ -76,7 +76,7 @@ async fn token(
             &ctx.directory,
             &ctx.store,
             basic(&headers),
-            client.ip(),
+            shared.logins.proxies.client(client.ip(), &headers),
             &scopes,
         )
         .await

@@ -37,6 +37,15 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
     if let Err(why) = site.policy.builds.max_context.bytes() {
         out.push(site.policy.builds.max_context.pos, why.to_string());
     }
+    for proxy in &site.trusted_proxies {
+        let text = proxy.value.trim();
+        if text.parse::<ipnet::IpNet>().is_err() && text.parse::<std::net::IpAddr>().is_err() {
+            out.push(
+                proxy.pos,
+                format!("trusted_proxies: `{text}` is neither an address nor a CIDR range"),
+            );
+        }
+    }
     if !site.console.share_host_with_apps {
         for (pos, why) in apps_on_console_host(site) {
             out.push(pos, why);

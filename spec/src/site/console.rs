@@ -104,9 +104,15 @@ fn default_max_upload() -> Located<Memory> {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
-    /// Failed logins an account may make in a 15-minute window before
-    /// Berth stops asking the directory (keep it below the directory's own
-    /// lockout threshold).
+    /// Failed logins at one account from one client address in a 15-minute
+    /// window before that address may no longer try that account.
+    #[serde(default = "default_account_address_failures")]
+    pub account_address_failures: u32,
+    /// Failed logins at one account from all addresses together in a
+    /// 15-minute window before Berth stops asking the directory for it
+    /// (keep it below the directory's own lockout threshold). Slower than
+    /// the per-address bound, so a stranger cannot lock a student out
+    /// with a few guesses.
     #[serde(default = "default_account_failures")]
     pub account_failures: u32,
     /// Failed logins one client address may make in a 15-minute window.
@@ -122,6 +128,7 @@ pub struct Login {
 impl Default for Login {
     fn default() -> Self {
         Login {
+            account_address_failures: default_account_address_failures(),
             account_failures: default_account_failures(),
             address_failures: default_address_failures(),
             bind_cache: default_bind_cache(),
@@ -133,8 +140,11 @@ fn default_bind_cache() -> Located<String> {
     Located::new("1m".to_string())
 }
 
-fn default_account_failures() -> u32 {
+fn default_account_address_failures() -> u32 {
     3
+}
+fn default_account_failures() -> u32 {
+    10
 }
 fn default_address_failures() -> u32 {
     20

@@ -45,6 +45,12 @@ pub struct Site {
     /// (the full image catalogue, and later the accounts API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token_env: Option<Located<String>>,
+    /// Reverse proxies in front of `serve` (addresses or CIDR ranges): only
+    /// from these is `X-Forwarded-For` believed for the client's address,
+    /// which login throttling counts by. Behind a proxy that is not listed,
+    /// every client shares the proxy's address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<Located<String>>,
     /// Where students reach Berth, e.g. `https://berth.example`: the
     /// registry token realm is `<public_url>/registry/token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

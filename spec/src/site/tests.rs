@@ -111,3 +111,23 @@ fn students_ports_on_the_consoles_host_are_refused_unless_explicitly_shared() {
     .expect("allowed");
     assert_eq!(warnings(&shared).len(), 1);
 }
+
+#[test]
+fn trusted_proxies_are_addresses_or_ranges() {
+    let docker = "{ name: a, endpoint: env, host_ports: { first: 1, last: 2 } }";
+    let text = |proxies: &str| {
+        format!(
+            "ldap:\n  url: ldap://l:389\n  insecure: true\n  base_dn: dc=x\n  allowed_groups: [s]\nbackends:\n  docker:\n    - {docker}\npolicy:\n  quotas: {{}}\nrepositories:\n  local: {{ root: /r }}\nstate_dir: /s\ntrusted_proxies: {proxies}\n"
+        )
+    };
+    assert!(crate::parse_site(text("[127.0.0.1, 10.0.0.0/8, \"::1\"]").as_bytes()).is_ok());
+    let got = crate::parse_site(text("[proxy.example]").as_bytes())
+        .expect_err("refused")
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>();
+    assert!(
+        got[0].contains("`proxy.example` is neither an address nor a CIDR range"),
+        "{got:?}"
+    );
+}
