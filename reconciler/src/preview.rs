@@ -70,7 +70,27 @@ pub fn render(account: &str, plan: Result<AccountPlan, ReconcileError>) -> Rende
     }
 }
 
-/// The merge request note: Markdown, the plan as `reconciler diff` shows it.
+/// A preview Berth itself could not make: what the student sees instead
+/// of the cause, which is the site's business (audit `id`).
+pub fn unavailable(id: Option<i64>) -> Rendered {
+    let description = match id {
+        Some(id) => format!("Berth could not evaluate this change; an admin can read audit #{id}"),
+        None => "Berth could not evaluate this change; an admin can find why in Berth's log".into(),
+    };
+    Rendered {
+        state: CommitState::Failed,
+        text: description.clone(),
+        description,
+        changes: 0,
+        refused: true,
+    }
+}
+
+/// The merge request note: Markdown, the plan as `reconciler diff` shows
+/// it. The plan quotes the student's file (unknown keys, values), so it
+/// sits in a fence longer than any run of backticks in it, and the status
+/// line is escaped: nothing a student writes can end the block or become
+/// a link, an image or HTML in the note.
 pub fn note(sha: &str, r: &Rendered) -> String {
     let head = if r.refused {
         "**This change would be refused.**"
@@ -79,12 +99,43 @@ pub fn note(sha: &str, r: &Rendered) -> String {
     } else {
         "This change would do the following when merged:"
     };
+    let text = r.text.trim_end();
+    let fence = "`".repeat(longest_run(text, '`').max(2) + 1);
     format!(
-        "### Berth plan for `{}`\n\n{head}\n\n```diff\n{}\n```\n\n<sub>{}. Updated on every push to this merge request.</sub>\n",
+        "### Berth plan for `{}`\n\n{head}\n\n{fence}diff\n{text}\n{fence}\n\n<sub>{}. Updated on every push to this merge request.</sub>\n",
         sha.chars().take(12).collect::<String>(),
-        r.text.trim_end(),
-        r.description
+        inline(&r.description)
     )
+}
+
+fn longest_run(text: &str, c: char) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for ch in text.chars() {
+        run = if ch == c { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    best
+}
+
+/// `text` as literal Markdown and HTML, on one line: entities for `<`,
+/// `>` and `&`, and a backslash before every other character Markdown
+/// gives a meaning to.
+fn inline(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' | '\r' => out.push(' '),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '!' | '#' | '|' | '~' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            _ => out.push(ch),
+        }
+    }
+    out
 }
 
 /// Posts the preview of `sha`: the `berth/plan` status, and for a merge
@@ -134,6 +185,40 @@ mod tests {
             r.description
         );
         assert!(note("abcdef1234567890", &r).contains("would be refused"));
+    }
+
+    #[test]
+    fn student_text_cannot_leave_the_notes_code_block_or_become_markup() {
+        let mut plan = AccountPlan::new("alice", None);
+        let hostile = "workspace.yaml:3:1: unknown field `x\n```\n![x](https://evil.example/p.png)</sub><img src=x>`";
+        plan.decision = Decision::Reject {
+            revision: "abc".into(),
+            reason: RejectReason::Invalid(hostile.into()),
+        };
+        let r = render("alice", Ok(plan));
+        let note = note("abcdef1234567890", &r);
+        // The fence is longer than the student's backticks.
+        assert!(
+            note.contains("\n````diff\n") && note.contains("\n````\n"),
+            "{note}"
+        );
+        let footer = note.rsplit("<sub>").next().expect("footer");
+        assert!(
+            !footer.contains("<img") && !footer.contains("](https"),
+            "{footer}"
+        );
+        assert!(
+            footer.contains("&lt;img") && footer.contains("\\!\\[x\\]"),
+            "{footer}"
+        );
+    }
+
+    #[test]
+    fn berths_own_failure_shows_an_audit_id_not_its_cause() {
+        let r = unavailable(Some(42));
+        assert_eq!(r.state, CommitState::Failed);
+        assert!(r.description.ends_with("audit #42"), "{}", r.description);
+        assert!(note("abc", &r).contains("audit #42"));
     }
 
     #[test]

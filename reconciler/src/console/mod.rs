@@ -163,18 +163,20 @@ impl Console {
     }
 
     /// A failure of Docker, the registry or Kubernetes as a student sees
-    /// it: what failed and a reference. The error itself names hosts,
+    /// it: what failed and an audit id. The error itself names hosts,
     /// endpoints and ids that are the site's business: it goes to the log
-    /// and to the account's audit under that reference, for an admin.
+    /// and to the account's audit (`console-error`), for an admin.
     fn failure(&self, account: &str, what: &str, e: &dyn std::fmt::Display) -> String {
-        let reference = crate::secret::random_hex(4);
-        tracing::warn!(account, reference = %reference, cause = %e, "console: {what} failed");
-        self.audit(
-            account,
-            "console-error",
-            &format!("[{reference}] {what}: {e}"),
-        );
-        format!("{what} failed (reference {reference}: an admin finds the cause in the audit log)")
+        tracing::warn!(account, cause = %e, "console: {what} failed");
+        let detail = format!("{what}: {e}");
+        match crate::store::blocking(|| {
+            self.ctx
+                .store
+                .audit(account, "console-error", None, &detail)
+        }) {
+            Ok(id) => format!("{what} failed; an admin can read audit #{id}"),
+            Err(_) => format!("{what} failed; an admin can find why in Berth's log"),
+        }
     }
 
     fn audit(&self, account: &str, event: &str, detail: &str) {

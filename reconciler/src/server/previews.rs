@@ -79,7 +79,21 @@ async fn run(ctx: &Arc<Context>, request: &SyncRequest) {
         tracing::info!(%account, git_ref = %preview.git_ref, "preview refused: the pusher may not push here");
         return;
     }
-    let rendered = crate::preview::render(account, plan);
+    // Berth's own failure (an unreachable directory or GitLab, a site
+    // problem) names addresses and files: the student is shown an audit id.
+    let rendered = match plan {
+        Err(e) => {
+            let detail = e.to_string();
+            let id = crate::store::blocking(|| {
+                ctx.store
+                    .audit(account, "preview-failed", Some(sha), &detail)
+            })
+            .ok();
+            tracing::warn!(%account, cause = %detail, "preview failed");
+            crate::preview::unavailable(id)
+        }
+        plan => crate::preview::render(account, plan),
+    };
     tracing::info!(
         %account,
         git_ref = %preview.git_ref,
