@@ -418,3 +418,83 @@ async fn ci_jobs_get_a_credential_for_their_own_namespace_only() {
         "alice's CI credential logs in as bob"
     );
 }
+
+#[test]
+fn a_personal_token_ends_with_its_directory_entry_and_its_lifetime() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (mut w, _host) = world(&s, 28700);
+    let alice = w.account("pe", &["students"]);
+    w.set_password(&alice, "first-pw");
+    let server = w.serve();
+    let create = |name: &str, extra: &[&str]| -> String {
+        let mut args = vec![
+            "registry-token",
+            "create",
+            "--account",
+            &alice,
+            "--name",
+            name,
+        ];
+        args.extend_from_slice(extra);
+        let out = w.reconciler(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    };
+    let laptop = create("laptop", &[]);
+    assert_eq!(token(&server.addr, &alice, &laptop, &[]).0, 200);
+    let out = w.reconciler(&["registry-token", "list", "--account", &alice]);
+    assert!(stdout(&out).contains("EXPIRES"), "{}", stdout(&out));
+    // Past the site's longest lifetime: refused.
+    let out = w.reconciler(&[
+        "registry-token",
+        "create",
+        "--account",
+        &alice,
+        "--name",
+        "forever",
+        "--expires",
+        "3650d",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // A token that lives two seconds stops working after them.
+    let short = create("short", &["--expires", "2s"]);
+    assert_eq!(token(&server.addr, &alice, &short, &[]).0, 200);
+    berth_tests::wait_for(
+        std::time::Duration::from_secs(30),
+        "the short-lived token to expire",
+        || (token(&server.addr, &alice, &short, &[]).0 == 401).then_some(()),
+    );
+
+    // Her entry is deleted and a new one takes the name: the old token
+    // is not the newcomer's (before, tokens were bound to the name only).
+    let dn = format!("uid={alice},ou=people,{}", s.ldap_base);
+    let deleted = s
+        .ldap_tool("ldapdelete")
+        .arg(&dn)
+        .output()
+        .expect("ldapdelete");
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    // The group still lists the DN (no referential integrity here): take it
+    // out and in again so the new entry's memberOf is written.
+    assert_eq!(w.account("pe", &[]), alice);
+    w.set_group(&alice, "students", false);
+    w.set_group(&alice, "students", true);
+    w.set_password(&alice, "second-pw");
+    berth_tests::wait_for(
+        std::time::Duration::from_secs(30),
+        "the old entry's token to be refused",
+        || (token(&server.addr, &alice, &laptop, &[]).0 == 401).then_some(()),
+    );
+    assert_eq!(token(&server.addr, &alice, "second-pw", &[]).0, 200);
+}

@@ -20,6 +20,10 @@ pub enum TokenCommand {
         /// What the token is for (e.g. `laptop`); unique per account.
         #[arg(long, default_value = "default")]
         name: String,
+        /// How long it works, e.g. `30d` (default and longest: the site's
+        /// `registry.token.personal_ttl` and `personal_max_ttl`).
+        #[arg(long, value_parser = lifetime)]
+        expires: Option<std::time::Duration>,
     },
     /// The account's tokens (names and use, never secrets).
     List {
@@ -75,6 +79,24 @@ pub fn config(config: Option<&Path>, _args: &ConfigArgs) -> u8 {
     exit::OK
 }
 
+fn lifetime(text: &str) -> Result<std::time::Duration, String> {
+    berth_spec::site::parse_duration(text)
+}
+
+/// The directory entry a new token is bound to (`Account::entry`).
+fn entry_of(site: &berth_spec::Site, account: &str) -> Result<String, String> {
+    let directory = crate::identity::Directory::from_site(site).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    match runtime.block_on(directory.lookup(account)) {
+        Ok(Some(found)) => Ok(found.entry),
+        Ok(None) => Err(format!("the directory knows no account `{account}`")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub fn token(config: Option<&Path>, command: &TokenCommand) -> u8 {
     let account = match command {
         TokenCommand::Create { account, .. }
@@ -91,9 +113,25 @@ pub fn token(config: Option<&Path>, command: &TokenCommand) -> u8 {
         Err(code) => return code,
     };
     let result = match command {
-        TokenCommand::Create { account, name } => {
+        TokenCommand::Create {
+            account,
+            name,
+            expires,
+        } => {
+            let bound = entry_of(&site, account).and_then(|entry| {
+                crate::token::personal_expiry(&site, *expires).map(|at| (entry, at))
+            });
+            let (entry, expires) = match bound {
+                Ok(bound) => bound,
+                Err(why) => {
+                    eprintln!("reconciler registry-token: {why}");
+                    return exit::ERROR;
+                }
+            };
             let (secret, hash) = crate::token::new_personal_token();
-            store.add_registry_token(account, name, &hash).map(|added| {
+            store
+                .add_registry_token(account, &entry, name, &hash, expires)
+                .map(|added| {
                 if added {
                     let host = site
                         .registry
@@ -124,18 +162,25 @@ pub fn token(config: Option<&Path>, command: &TokenCommand) -> u8 {
                                 "name": t.name,
                                 "created": rfc3339(t.created),
                                 "last_used": t.last_used.map(rfc3339),
+                                "expires": t.expires.map(rfc3339),
                             })
                         })
                         .collect();
                     println!("{}", serde_json::json!({ "tokens": list }));
                 }
                 Output::Text => {
-                    println!("{:<20} {:<22} LAST USED", "NAME", "CREATED");
+                    println!(
+                        "{:<20} {:<22} {:<22} LAST USED",
+                        "NAME", "CREATED", "EXPIRES"
+                    );
                     for t in &tokens {
                         println!(
-                            "{:<20} {:<22} {}",
+                            "{:<20} {:<22} {:<22} {}",
                             t.name,
                             rfc3339(t.created),
+                            t.expires
+                                .map(rfc3339)
+                                .unwrap_or_else(|| "site default".into()),
                             t.last_used.map(rfc3339).unwrap_or_else(|| "never".into())
                         );
                     }

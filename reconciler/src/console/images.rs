@@ -207,11 +207,28 @@ pub(super) async fn create_token(
         )
             .into_response();
     }
+    // Bound to the directory entry behind the session, with the site's
+    // default lifetime.
+    let ctx = &c.ctx;
+    let entry = match c.logins.member(&ctx.site, &ctx.directory, &s.account).await {
+        Ok(member) => member.account.entry,
+        Err(e) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{}\n", c.failure(&s.account, "creating the token", &e)),
+            )
+                .into_response();
+        }
+    };
+    let expires = match crate::token::personal_expiry(&ctx.site, None) {
+        Ok(at) => at,
+        Err(why) => return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
+    };
     let (secret, hash) = crate::token::new_personal_token();
     match crate::store::blocking(|| {
         c.ctx
             .store
-            .add_registry_token(&s.account, &form.name, &hash)
+            .add_registry_token(&s.account, &entry, &form.name, &hash, expires)
     }) {
         Ok(true) => {
             c.audit(

@@ -53,6 +53,11 @@ pub use dn::{dn_eq, dn_parts};
 pub struct Account {
     pub name: String,
     pub dn: String,
+    /// What stays the same for this entry and only this one: its
+    /// `entryUUID` where the directory keeps one, else its DN. Credentials
+    /// Berth issues are bound to it, so a name given to someone else later
+    /// inherits none of them.
+    pub entry: String,
     pub mail: Option<String>,
     pub groups: Vec<String>,
     pub disabled: bool,
@@ -233,7 +238,8 @@ impl Directory {
 
     async fn lookup_uncached(&self, name: &str) -> Result<Option<Account>> {
         let filter = user_filter(&self.config.user_filter, name);
-        let mut attrs = vec![self.config.mail_attribute.as_str()];
+        // entryUUID is operational: returned only when asked for.
+        let mut attrs = vec![self.config.mail_attribute.as_str(), "entryUUID"];
         if let GroupLookup::MemberOf { attribute, .. } = &self.config.groups {
             attrs.push(attribute);
         }
@@ -296,6 +302,10 @@ impl Directory {
         };
         Ok(Some(Account {
             name: name.to_string(),
+            entry: values(&entry, "entryUUID")
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| entry.dn.clone()),
             dn: entry.dn.clone(),
             mail: values(&entry, &self.config.mail_attribute)
                 .into_iter()
@@ -333,6 +343,7 @@ mod tests {
         Account {
             name: "alice".into(),
             dn: "uid=alice,ou=people,dc=berth,dc=test".into(),
+            entry: "uid=alice,ou=people,dc=berth,dc=test".into(),
             mail: Some("alice@berth.test".into()),
             groups: vec!["students".into()],
             disabled: false,

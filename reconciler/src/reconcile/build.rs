@@ -261,7 +261,11 @@ fn runner_plan(
             environment: match (&ctx.registry_keys, &ctx.site.registry) {
                 (Some(keys), Some(registry)) => vec![format!(
                     "DOCKER_AUTH_CONFIG={}",
-                    keys.ci.docker_auth_config(&registry.host.value, account)
+                    keys.ci.docker_auth_config(
+                        &registry.host.value,
+                        account,
+                        identity.map(|a| a.entry.as_str()).unwrap_or_default()
+                    )
                 )],
                 _ => vec![],
             },

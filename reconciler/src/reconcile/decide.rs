@@ -188,6 +188,7 @@ mod tests {
         Account {
             name: "alice".into(),
             dn: "uid=alice,ou=people,dc=berth,dc=test".into(),
+            entry: "uid=alice,ou=people,dc=berth,dc=test".into(),
             mail: Some(MAIL.into()),
             groups: vec!["students".into()],
             disabled: false,

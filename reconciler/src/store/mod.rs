@@ -56,7 +56,7 @@ pub use allocations::Culled;
 pub use audit::{AuditCursor, AuditEntry};
 pub use builds::BuildRecord;
 pub use images::{Pin, Pulled, Share};
-pub use tokens::PersonalToken;
+pub use tokens::{PersonalToken, TokenOwner};
 
 /// The latest rejection or failed action of an account, until a later
 /// reconcile succeeds without one.

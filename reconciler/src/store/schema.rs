@@ -158,6 +158,11 @@ CREATE TABLE registry_tokens (
     UNIQUE (account, name)
 );
 ",
+    // N: personal tokens expire and belong to one directory entry (its
+    // entryUUID or DN), not to whoever holds the name later. Tokens made
+    // before carry no entry and expire a default lifetime after creation.
+    "ALTER TABLE registry_tokens ADD COLUMN entry TEXT NOT NULL DEFAULT '';
+ALTER TABLE registry_tokens ADD COLUMN expires INTEGER;",
 ];
 
 /// The version this Berth writes.

@@ -13,27 +13,56 @@ pub struct PersonalToken {
     pub name: String,
     pub created: i64,
     pub last_used: Option<i64>,
+    /// Unix time it stops working; `None` for a token made before tokens
+    /// expired (it lasts the site's default lifetime from `created`).
+    pub expires: Option<i64>,
+}
+
+/// What a personal token is bound to, as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub account: String,
+    /// The directory entry (`Account::entry`) it was made for; empty for
+    /// a token made before tokens were bound.
+    pub entry: String,
+    pub created: i64,
+    pub expires: Option<i64>,
 }
 
 impl Store {
     /// Records a token by its hash; `false` when the account already has
     /// one of that name.
-    pub fn add_registry_token(&self, account: &str, name: &str, hash: &str) -> Result<bool> {
+    pub fn add_registry_token(
+        &self,
+        account: &str,
+        entry: &str,
+        name: &str,
+        hash: &str,
+        expires: i64,
+    ) -> Result<bool> {
         let n = self.conn().execute(
-            "INSERT OR IGNORE INTO registry_tokens (account, name, hash, created) VALUES (?1, ?2, ?3, ?4)",
-            params![account, name, hash, now()],
+            "INSERT OR IGNORE INTO registry_tokens (account, entry, name, hash, created, expires)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![account, entry, name, hash, now(), expires],
         )?;
         Ok(n == 1)
     }
 
-    /// The account whose token has this hash, noting the use.
-    pub fn use_registry_token(&self, hash: &str) -> Result<Option<String>> {
+    /// Whom the token with this hash belongs to, noting the use.
+    pub fn use_registry_token(&self, hash: &str) -> Result<Option<TokenOwner>> {
         let conn = self.conn();
-        let account: Option<String> = conn
+        let account: Option<TokenOwner> = conn
             .query_row(
-                "SELECT account FROM registry_tokens WHERE hash = ?1",
+                "SELECT account, entry, created, expires FROM registry_tokens WHERE hash = ?1",
                 [hash],
-                |r| r.get(0),
+                |r| {
+                    Ok(TokenOwner {
+                        account: r.get(0)?,
+                        entry: r.get(1)?,
+                        created: r.get(2)?,
+                        expires: r.get(3)?,
+                    })
+                },
             )
             .optional()?;
         if account.is_some() {
@@ -48,7 +77,7 @@ impl Store {
     pub fn registry_tokens(&self, account: &str) -> Result<Vec<PersonalToken>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT account, name, created, last_used FROM registry_tokens WHERE account = ?1 ORDER BY name",
+            "SELECT account, name, created, last_used, expires FROM registry_tokens WHERE account = ?1 ORDER BY name",
         )?;
         let rows = stmt.query_map([account], |r| {
             Ok(PersonalToken {
@@ -56,6 +85,7 @@ impl Store {
                 name: r.get(1)?,
                 created: r.get(2)?,
                 last_used: r.get(3)?,
+                expires: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -124,31 +154,33 @@ mod tests {
         let store = Store::in_memory().expect("store");
         assert!(
             store
-                .add_registry_token("alice", "laptop", "h1")
+                .add_registry_token("alice", "e-a", "laptop", "h1", i64::MAX)
                 .expect("add")
         );
         assert!(
             !store
-                .add_registry_token("alice", "laptop", "h2")
+                .add_registry_token("alice", "e-a", "laptop", "h2", i64::MAX)
                 .expect("dup")
         );
         assert!(
             store
-                .add_registry_token("bob", "laptop", "h3")
+                .add_registry_token("bob", "e-b", "laptop", "h3", i64::MAX)
                 .expect("add")
         );
         assert_eq!(
-            store.use_registry_token("h1").expect("use"),
-            Some("alice".into())
+            store
+                .use_registry_token("h1")
+                .expect("use")
+                .map(|o| (o.account, o.entry)),
+            Some(("alice".into(), "e-a".into()))
         );
         let listed = store.registry_tokens("alice").expect("list");
         assert_eq!(listed.len(), 1);
         assert!(listed[0].last_used.is_some());
         assert!(store.revoke_registry_token("alice", "laptop").expect("rm"));
         assert_eq!(store.use_registry_token("h1").expect("use"), None);
-        assert_eq!(
-            store.use_registry_token("h3").expect("use"),
-            Some("bob".into())
-        );
+        let bob = store.use_registry_token("h3").expect("use").expect("bob's");
+        assert_eq!((bob.account.as_str(), bob.entry.as_str()), ("bob", "e-b"));
+        assert_eq!(bob.expires, Some(i64::MAX));
     }
 }

@@ -1,6 +1,7 @@
 //! The CI credential of an account's runner: `berth_ci_<expiry>_<mac>`, an
-//! HMAC over the account and expiry with a secret kept beside the signing
-//! key. Nothing is stored per account; the credential changes once a week
+//! HMAC over the account, its directory entry (`Account::entry`) and the
+//! expiry with a secret kept beside the signing key: a name reused for a
+//! new entry inherits no credential. Nothing is stored per account; the credential changes once a week
 //! (so the runner's config is rewritten as often), and an account that
 //! leaves good standing is refused at the token service whatever it holds.
 
@@ -41,26 +42,26 @@ impl CiCredentials {
         })
     }
 
-    fn mac(&self, account: &str, expiry: u64) -> String {
-        let tag = ring::hmac::sign(&self.key, format!("{account}\0{expiry}").as_bytes());
+    fn mac(&self, account: &str, entry: &str, expiry: u64) -> String {
+        let tag = ring::hmac::sign(&self.key, message(account, entry, expiry).as_bytes());
         crate::secret::hex(tag.as_ref())
     }
 
     /// The credential valid now: the same all week, good for 7 to 14 days.
-    pub fn credential(&self, account: &str) -> String {
-        self.credential_at(account, unix_now())
+    pub fn credential(&self, account: &str, entry: &str) -> String {
+        self.credential_at(account, entry, unix_now())
     }
 
-    fn credential_at(&self, account: &str, now: u64) -> String {
+    fn credential_at(&self, account: &str, entry: &str, now: u64) -> String {
         let expiry = (now / WEEK + 2) * WEEK;
-        format!("{PREFIX}{expiry}_{}", self.mac(account, expiry))
+        format!("{PREFIX}{expiry}_{}", self.mac(account, entry, expiry))
     }
 
-    pub fn verify(&self, account: &str, credential: &str) -> bool {
-        self.verify_at(account, credential, unix_now())
+    pub fn verify(&self, account: &str, entry: &str, credential: &str) -> bool {
+        self.verify_at(account, entry, credential, unix_now())
     }
 
-    fn verify_at(&self, account: &str, credential: &str, now: u64) -> bool {
+    fn verify_at(&self, account: &str, entry: &str, credential: &str, now: u64) -> bool {
         let Some((expiry, mac)) = credential
             .strip_prefix(PREFIX)
             .and_then(|rest| rest.split_once('_'))
@@ -76,16 +77,20 @@ impl CiCredentials {
         let Some(tag) = crate::secret::unhex(mac) else {
             return false;
         };
-        ring::hmac::verify(&self.key, format!("{account}\0{expiry}").as_bytes(), &tag).is_ok()
+        ring::hmac::verify(&self.key, message(account, entry, expiry).as_bytes(), &tag).is_ok()
     }
 
     /// `DOCKER_AUTH_CONFIG` for the account's CI jobs.
-    pub fn docker_auth_config(&self, registry: &str, account: &str) -> String {
+    pub fn docker_auth_config(&self, registry: &str, account: &str, entry: &str) -> String {
         use base64::Engine;
         let auth = base64::engine::general_purpose::STANDARD
-            .encode(format!("{account}:{}", self.credential(account)));
+            .encode(format!("{account}:{}", self.credential(account, entry)));
         serde_json::json!({ "auths": { registry: { "auth": auth } } }).to_string()
     }
+}
+
+fn message(account: &str, entry: &str, expiry: u64) -> String {
+    format!("{account}\0{entry}\0{expiry}")
 }
 
 fn unix_now() -> u64 {
@@ -104,20 +109,30 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("berth-ci-{}", crate::secret::random_hex(6)));
         let ci = CiCredentials::load(&dir).expect("key");
         let now = 1_800_000_000;
-        let cred = ci.credential_at("alice", now);
-        assert!(ci.verify_at("alice", &cred, now));
+        let cred = ci.credential_at("alice", "e1", now);
+        assert!(ci.verify_at("alice", "e1", &cred, now));
         assert_eq!(
             cred,
-            ci.credential_at("alice", now + 60),
+            ci.credential_at("alice", "e1", now + 60),
             "stable within the week"
         );
-        assert!(!ci.verify_at("bob", &cred, now), "never another account's");
-        assert!(!ci.verify_at("alice", &cred, now + 3 * WEEK), "expires");
+        assert!(
+            !ci.verify_at("bob", "e1", &cred, now),
+            "never another account's"
+        );
+        assert!(
+            !ci.verify_at("alice", "e2", &cred, now),
+            "never a new entry's that took the name"
+        );
+        assert!(
+            !ci.verify_at("alice", "e1", &cred, now + 3 * WEEK),
+            "expires"
+        );
         let forged = format!("{PREFIX}{}_{}", now + WEEK, "00".repeat(32));
-        assert!(!ci.verify_at("alice", &forged, now));
+        assert!(!ci.verify_at("alice", "e1", &forged, now));
         // The same secret is read back on the next start.
         let again = CiCredentials::load(&dir).expect("key");
-        assert!(again.verify_at("alice", &cred, now));
+        assert!(again.verify_at("alice", "e1", &cred, now));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -177,13 +177,17 @@ impl TokenService {
                     let hash = personal_hash(secret);
                     let owner = crate::store::blocking(|| store.use_registry_token(&hash))?;
                     return match owner {
-                        Some(owner) if owner == user => Ok(member),
+                        Some(owner)
+                            if personal_valid(site, &owner, &member, crate::store::now()) =>
+                        {
+                            Ok(member)
+                        }
                         _ => Err(LoginError::Refused),
                     };
                 }
                 if password.starts_with(ci::PREFIX) {
                     let member = logins.member(site, directory, user).await?;
-                    return match self.keys.ci.verify(user, password) {
+                    return match self.keys.ci.verify(user, &member.account.entry, password) {
                         true => Ok(member),
                         false => Err(LoginError::Refused),
                     };
@@ -203,6 +207,53 @@ impl TokenService {
     }
 }
 
+/// Whether a stored personal token still lets `member` in at `now`: it is
+/// theirs by name and by directory entry (a name given to a new entry
+/// inherits nothing; tokens made before entries were recorded have none),
+/// and it has not expired (those made before expiry existed last the
+/// site's default lifetime from their creation).
+pub fn personal_valid(
+    site: &Site,
+    owner: &crate::store::TokenOwner,
+    member: &crate::login::Member,
+    now: i64,
+) -> bool {
+    let (default, _) = personal_lifetimes(site);
+    let expires = owner
+        .expires
+        .unwrap_or(owner.created.saturating_add(default.as_secs() as i64));
+    owner.account == member.account.name
+        && (owner.entry.is_empty() || owner.entry == member.account.entry)
+        && now < expires
+}
+
+/// The site's personal token lifetimes (default, longest).
+fn personal_lifetimes(site: &Site) -> (std::time::Duration, std::time::Duration) {
+    let day = 86_400;
+    site.registry
+        .as_ref()
+        .and_then(|r| r.token.as_ref())
+        .map(|t| t.personal_lifetimes())
+        .unwrap_or((
+            std::time::Duration::from_secs(90 * day),
+            std::time::Duration::from_secs(365 * day),
+        ))
+}
+
+/// When a personal token made now expires: after `asked`, or the site's
+/// default lifetime; refused past the longest it allows.
+pub fn personal_expiry(site: &Site, asked: Option<std::time::Duration>) -> Result<i64, String> {
+    let (default, max) = personal_lifetimes(site);
+    let lifetime = asked.unwrap_or(default);
+    if lifetime > max {
+        return Err(format!(
+            "a personal token may last at most {} days (registry.token.personal_max_ttl)",
+            max.as_secs() / 86_400
+        ));
+    }
+    Ok(crate::store::now().saturating_add(lifetime.as_secs() as i64))
+}
+
 /// A new personal token: the secret to show once, and the hash to keep.
 pub fn new_personal_token() -> (String, String) {
     let secret = crate::secret::random_hex(24);
@@ -212,4 +263,64 @@ pub fn new_personal_token() -> (String, String) {
 
 fn personal_hash(secret: &str) -> String {
     crate::secret::sha256_hex(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::login::Member;
+    use crate::store::TokenOwner;
+
+    fn member(entry: &str) -> Member {
+        Member {
+            account: crate::identity::Account {
+                name: "alice".into(),
+                dn: "uid=alice,ou=people,dc=berth,dc=test".into(),
+                entry: entry.into(),
+                mail: None,
+                groups: vec!["students".into()],
+                disabled: false,
+            },
+            admin: false,
+        }
+    }
+
+    #[test]
+    fn a_personal_token_is_its_entrys_own_until_it_expires() {
+        let site = crate::fixtures::example_site();
+        let owner = |entry: &str, expires| TokenOwner {
+            account: "alice".into(),
+            entry: entry.into(),
+            created: 1000,
+            expires,
+        };
+        let now = 2000;
+        assert!(personal_valid(
+            &site,
+            &owner("u1", Some(3000)),
+            &member("u1"),
+            now
+        ));
+        assert!(
+            !personal_valid(&site, &owner("u1", Some(3000)), &member("u2"), now),
+            "a new entry under the same name inherits nothing"
+        );
+        assert!(!personal_valid(
+            &site,
+            &owner("u1", Some(1500)),
+            &member("u1"),
+            now
+        ));
+        // Made before tokens were bound and expired: the default lifetime.
+        assert!(personal_valid(&site, &owner("", None), &member("u2"), now));
+        assert!(!personal_valid(
+            &site,
+            &owner("", None),
+            &member("u2"),
+            1000 + 91 * 86_400
+        ));
+        assert!(
+            personal_expiry(&site, Some(std::time::Duration::from_secs(400 * 86_400))).is_err()
+        );
+    }
 }

@@ -224,6 +224,8 @@ mod tests {
             key: None,
             certificate: None,
             ttl: berth_spec::Located::new("5m".into()),
+            personal_ttl: berth_spec::Located::new("90d".into()),
+            personal_max_ttl: berth_spec::Located::new("365d".into()),
         }
     }
 

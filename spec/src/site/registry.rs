@@ -50,6 +50,12 @@ pub struct RegistryToken {
     /// Lifetime of an issued token, e.g. `5m`.
     #[serde(default = "default_registry_token_ttl")]
     pub ttl: Located<String>,
+    /// Lifetime of a personal token when its maker names none.
+    #[serde(default = "default_personal_ttl")]
+    pub personal_ttl: Located<String>,
+    /// Longest lifetime a personal token may be given.
+    #[serde(default = "default_personal_max_ttl")]
+    pub personal_max_ttl: Located<String>,
 }
 
 fn default_issuer() -> String {
@@ -57,4 +63,22 @@ fn default_issuer() -> String {
 }
 fn default_registry_token_ttl() -> Located<String> {
     Located::new("5m".to_string())
+}
+fn default_personal_ttl() -> Located<String> {
+    Located::new("90d".to_string())
+}
+fn default_personal_max_ttl() -> Located<String> {
+    Located::new("365d".to_string())
+}
+
+impl RegistryToken {
+    /// The lifetimes of personal tokens: (default, longest).
+    pub fn personal_lifetimes(&self) -> (std::time::Duration, std::time::Duration) {
+        let day: u64 = 86_400;
+        let parse = |t: &str, d: u64| {
+            super::parse_duration(t).unwrap_or(std::time::Duration::from_secs(d * day))
+        };
+        let max = parse(&self.personal_max_ttl, 365);
+        (parse(&self.personal_ttl, 90).min(max), max)
+    }
 }
