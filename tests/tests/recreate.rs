@@ -50,8 +50,13 @@ fn the_replacement_exists_before_the_old_container_goes_and_keeps_its_port() {
     assert_eq!(port(&w), old_port, "the host port is kept");
     let env = w.inspect(&name, "{{json .Config.Env}}").unwrap_or_default();
     assert!(env.contains("GREETING=two"), "{env}");
-    let (status, _) =
-        berth_tests::http_get(&format!("127.0.0.1:{old_port}"), "/").expect("answers");
+    // The new process may not have bound its port the moment it started.
+    let status = berth_tests::wait_for(
+        std::time::Duration::from_secs(10),
+        "the replacement to answer on the kept port",
+        || berth_tests::http_get(&format!("127.0.0.1:{old_port}"), "/").ok(),
+    )
+    .0;
     assert!(status.contains("200"), "{status}");
 
     // The order dockerd saw: the replacement was created before the old
