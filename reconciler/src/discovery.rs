@@ -118,8 +118,17 @@ async fn gitlab_accounts(ctx: &Context, groups: &[String]) -> Result<Vec<String>
     Ok(accounts)
 }
 
+/// Access a member needs to a group project for it to be taken as their
+/// workspace: Maintainer (GitLab's 40).
+const OWNING_ACCESS: u32 = 40;
+
 /// `(account, project)` for every project `<account>/<repository>` of the
-/// groups that holds a `workspace.yaml` on its default branch.
+/// groups that holds a `workspace.yaml` on its default branch and is the
+/// account's own: in its user namespace, or a group project it maintains.
+/// Anyone who may create subgroups can make `<group>/<theirs>/<account>/…`;
+/// such a project is not the account's. Where several of an account's own
+/// projects qualify, the one at `<group>/<account>` (or its user namespace)
+/// is taken; if that does not decide, none is, and an admin is told.
 pub async fn workspace_projects(
     ctx: &Context,
     groups: &[String],
@@ -127,6 +136,74 @@ pub async fn workspace_projects(
     let Some(gl) = &ctx.gitlab else {
         return Err(ReconcileError::NoGitLab);
     };
+    let mut found: std::collections::BTreeMap<String, Vec<crate::gitlab::ProjectInfo>> =
+        Default::default();
+    for (account, project) in candidates(ctx, gl, groups).await? {
+        if owned_by(gl, &account, &project).await? {
+            found.entry(account).or_default().push(project);
+        } else {
+            tracing::warn!(
+                account,
+                project = %project.path_with_namespace,
+                "not the account's workspace: neither its user namespace nor a project it maintains"
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for (account, mut projects) in found {
+        if projects.len() > 1 {
+            projects.retain(|p| canonical(groups, &account, p));
+        }
+        match projects.len() {
+            1 => out.extend(projects.pop().map(|p| (account, p))),
+            _ => tracing::warn!(
+                account,
+                "several projects could be this account's workspace; none is taken until one is left"
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `project` is `account`'s: its user namespace, or a project of a
+/// group in which the account is at least a maintainer.
+async fn owned_by(
+    gl: &crate::gitlab::GitLab,
+    account: &str,
+    project: &crate::gitlab::ProjectInfo,
+) -> Result<bool, ReconcileError> {
+    if let Some(ns) = &project.namespace
+        && ns.kind == "user"
+    {
+        return Ok(ns.path == account);
+    }
+    let Some(user) = gl.user_id(account).await? else {
+        return Ok(false);
+    };
+    Ok(gl
+        .member_access(project.id, user)
+        .await?
+        .is_some_and(|level| level >= OWNING_ACCESS))
+}
+
+/// A project where the account's workspace is expected: its user
+/// namespace, or directly under a configured group.
+fn canonical(groups: &[String], account: &str, project: &crate::gitlab::ProjectInfo) -> bool {
+    let Some(ns) = &project.namespace else {
+        return false;
+    };
+    ns.kind == "user"
+        || groups
+            .iter()
+            .any(|g| ns.full_path == format!("{}/{account}", g.trim_matches('/')))
+}
+
+/// Projects named like a workspace in the groups, with `workspace.yaml`.
+async fn candidates(
+    ctx: &Context,
+    gl: &crate::gitlab::GitLab,
+    groups: &[String],
+) -> Result<Vec<(String, crate::gitlab::ProjectInfo)>, ReconcileError> {
     let mut out = Vec::new();
     for group in groups {
         for project in gl.group_projects(group).await? {

@@ -17,7 +17,8 @@ async fn discovery_hooks_and_push_in_gitlab_mode() {
     let a = w.account("a", &["students"]);
     let gl = MockServer::start().await;
     let project = serde_json::json!([
-        {"id": 77, "path_with_namespace": format!("{a}/workspace"), "default_branch": "main"},
+        {"id": 77, "path_with_namespace": format!("{a}/workspace"), "default_branch": "main",
+         "namespace": {"kind": "user", "path": a, "full_path": a}},
         {"id": 78, "path_with_namespace": format!("{a}/homework"), "default_branch": "main"},
         {"id": 79, "path_with_namespace": "someone/workspace", "default_branch": "main"}
     ]);
@@ -129,5 +130,91 @@ async fn discovery_hooks_and_push_in_gitlab_mode() {
             w.inspect(&format!("{a}--web"), "{{.Config.Env}}")
                 .filter(|e| e.contains("V=2"))
         },
+    );
+}
+
+/// A classmate who may create subgroups makes `students/<theirs>/<a>/workspace`:
+/// the same account by path, not by ownership. Discovery takes only a
+/// project the account owns, and prefers `students/<a>/workspace`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_classmates_subgroup_cannot_shadow_an_accounts_workspace() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 28800);
+    let a = w.account("sa", &["students"]);
+    let b = w.account("sb", &["students"]);
+    let gl = MockServer::start().await;
+    let projects = serde_json::json!([
+        {"id": 81, "path_with_namespace": format!("students/{a}/workspace"), "default_branch": "main",
+         "namespace": {"kind": "group", "path": a, "full_path": format!("students/{a}")}},
+        {"id": 82, "path_with_namespace": format!("students/{b}-lab/{a}/workspace"), "default_branch": "main",
+         "namespace": {"kind": "group", "path": a, "full_path": format!("students/{b}-lab/{a}")}}
+    ]);
+    Mock::given(method("GET"))
+        .and(path("/api/v4/groups/students/projects"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(projects))
+        .mount(&gl)
+        .await;
+    Mock::given(method("HEAD"))
+        .and(path_regex(
+            r"^/api/v4/projects/8[12]/repository/files/workspace.yaml$",
+        ))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&gl)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/users"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!([{"id": 501, "username": a}])),
+        )
+        .mount(&gl)
+        .await;
+    // a maintains her own group's project; in b's subgroup she is nobody.
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects/81/members/all/501"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"id": 501, "access_level": 40})),
+        )
+        .mount(&gl)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects/82/members/all/501"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&gl)
+        .await;
+    for id in [81, 82] {
+        Mock::given(method("GET"))
+            .and(path(format!("/api/v4/projects/{id}/hooks")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([])))
+            .mount(&gl)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(format!("/api/v4/projects/{id}/hooks")))
+            .respond_with(ResponseTemplate::new(201).set_body_json(
+                serde_json::json!({"id": id, "url": "http://berth.test/hooks/gitlab"}),
+            ))
+            .mount(&gl)
+            .await;
+    }
+    w.use_gitlab(&gl).await;
+    w.site_overrides.gitlab_repositories = true;
+    let hooks = w.reconciler(&[
+        "gitlab",
+        "install-hooks",
+        "--url",
+        "http://berth.test/hooks/gitlab",
+    ]);
+    let out = stdout(&hooks);
+    assert!(
+        out.contains(&format!("{a}: students/{a}/workspace hook 81")),
+        "{out}\n{}",
+        String::from_utf8_lossy(&hooks.stderr)
+    );
+    assert!(
+        !out.contains(&format!("{b}-lab")),
+        "the classmate's project was taken as {a}'s:\n{out}"
     );
 }

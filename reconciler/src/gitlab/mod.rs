@@ -8,7 +8,7 @@ use std::time::Duration;
 
 mod resources;
 
-pub use resources::{CommitState, Hook, Identity, NewRunner, ProjectInfo, User};
+pub use resources::{CommitState, Hook, Identity, Member, Namespace, NewRunner, ProjectInfo, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitLabError {
@@ -276,6 +276,42 @@ impl GitLab {
             .send(reqwest::Method::GET, "GET", &path, &[], None)
             .await?;
         self.json(resp, "GET", &path).await
+    }
+
+    /// The id of the user named `username`, if any (`GET /users?username=`).
+    pub async fn user_id(&self, username: &str) -> Result<Option<u64>> {
+        let path = "/users".to_string();
+        let resp = self
+            .send(
+                reqwest::Method::GET,
+                "GET",
+                &path,
+                &[("username", username.to_string())],
+                None,
+            )
+            .await?;
+        let users: Vec<User> = self.json(resp, "GET", &path).await?;
+        Ok(users
+            .into_iter()
+            .find(|u| u.username == username)
+            .map(|u| u.id))
+    }
+
+    /// The user's access level in the project, inherited ones included
+    /// (`GET /projects/:id/members/all/:user_id`); `None` when not a member.
+    pub async fn member_access(&self, project: u64, user: u64) -> Result<Option<u32>> {
+        let path = format!("/projects/{project}/members/all/{user}");
+        match self
+            .send(reqwest::Method::GET, "GET", &path, &[], None)
+            .await
+        {
+            Ok(resp) => {
+                let member: Member = self.json(resp, "GET", &path).await?;
+                Ok(Some(member.access_level))
+            }
+            Err(GitLabError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Projects of a group and its subgroups, every page.

@@ -23,6 +23,26 @@ pub struct ProjectInfo {
     pub default_branch: Option<String>,
     #[serde(default)]
     pub http_url_to_repo: Option<String>,
+    /// Whose project it is: a user's own namespace, or a group.
+    #[serde(default)]
+    pub namespace: Option<Namespace>,
+}
+
+/// A project's namespace as GitLab shows it (`kind` is `user` or `group`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Namespace {
+    pub kind: String,
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub full_path: String,
+}
+
+/// A project member (`GET /projects/:id/members/all/:user_id`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    pub access_level: u32,
 }
 
 /// A GitLab user as `GET /users/:id` shows it. `identities` (the external
