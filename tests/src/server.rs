@@ -1,20 +1,42 @@
 //! A running `reconciler serve` under test: webhook deliveries, metrics,
-//! and a clean stop.
+//! and a clean stop. Its stderr is read as it comes (a pipe nobody reads
+//! fills at 64 KiB, and then every log line blocks the server).
 
 use crate::gitlab::push_event;
+use std::io::Read;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 /// A running `reconciler serve`; killed on drop unless stopped.
 pub struct Server {
     child: Option<std::process::Child>,
     pub addr: String,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
-    pub(crate) fn new(child: std::process::Child, addr: String) -> Server {
+    pub(crate) fn new(mut child: std::process::Child, addr: String) -> Server {
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let reader = child.stderr.take().map(|mut pipe| {
+            let sink = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend_from_slice(&buf[..n]);
+                }
+            })
+        });
         Server {
             child: Some(child),
             addr,
+            stderr,
+            reader,
         }
     }
 
@@ -51,16 +73,18 @@ impl Server {
 
     /// SIGTERM, then the exit code and stderr.
     pub fn terminate(mut self) -> (Option<i32>, String) {
-        let child = self.child.take().expect("running");
+        let mut child = self.child.take().expect("running");
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
             .status();
-        let out = child.wait_with_output().expect("serve exits");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let status = child.wait().expect("serve exits");
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        let text = String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|p| p.into_inner()))
+            .into_owned();
+        (status.code(), text)
     }
 }
 
