@@ -247,6 +247,26 @@ impl Registry {
     }
 
     /// Every repository (`GET /v2/_catalog`, paginated).
+    /// Bytes an account's images take in its namespace, as its quota
+    /// counts them: the compressed size (config and layers) of every
+    /// distinct manifest under `<account>/`, each counted once however many
+    /// tags name it; layers two manifests share count twice.
+    pub async fn namespace_usage(&self, account: &str) -> Result<u64, RegistryError> {
+        let prefix = format!("{account}/");
+        let mut seen = std::collections::BTreeMap::new();
+        for repo in self.catalog().await? {
+            if !repo.starts_with(&prefix) {
+                continue;
+            }
+            for tag in self.tags(&repo).await? {
+                if let Some(m) = self.manifest(&repo, &tag).await? {
+                    seen.insert(m.digest, m.size);
+                }
+            }
+        }
+        Ok(seen.values().sum())
+    }
+
     pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
         self.paged(
             format!("/v2/_catalog?n={PAGE}"),

@@ -498,3 +498,39 @@ fn a_personal_token_ends_with_its_directory_entry_and_its_lifetime() {
     );
     assert_eq!(token(&server.addr, &alice, "second-pw", &[]).0, 200);
 }
+
+#[test]
+fn a_push_by_hand_is_held_to_the_registry_quota() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (mut w, host) = world(&s, 28900);
+    w.site_overrides.student_registry = Some("1Ki".into());
+    let alice = w.account("qa", &["students"]);
+    w.set_password(&alice, "alice-pw");
+    let registry = TokenRegistry::start(&w, &host);
+    let server = w.serve();
+    let cli = registry.client(&w, "quota");
+    ok(&cli.login(&alice, "alice-pw"), "alice logs in");
+    // Under the quota (nothing pushed yet): the push goes through.
+    let first = format!("{host}/{alice}/one:1");
+    ok(&s.docker(&["tag", &s.test_image, &first]), "tag");
+    ok(&cli.run(&["push", &first]), "the first push");
+    // Now her images take more than 1 KiB: push is no longer granted (its
+    // usage is re-read every 2 s), pull still is. Before, only Berth's own
+    // builds were held to the quota.
+    let scope = format!("repository:{alice}/two:pull,push");
+    let claims = berth_tests::wait_for(
+        std::time::Duration::from_secs(30),
+        "push over the quota to be refused",
+        || {
+            let (code, claims) = token(&server.addr, &alice, "alice-pw", &[&scope]);
+            (code == 200 && !claims.to_string().contains("push")).then_some(claims)
+        },
+    );
+    assert_eq!(
+        access(&claims),
+        vec![grant(&format!("repository:{alice}/two"), &["pull"])]
+    );
+    drop(registry);
+}

@@ -288,7 +288,7 @@ async fn build_one(
     if let Some(limit) = quota.as_ref().and_then(|q| q.registry)
         && let Some(registry) = &ctx.registry
     {
-        let used = namespace_usage(registry, account).await?;
+        let used = registry.namespace_usage(account).await?;
         let size = backend
             .image_info(&tags[0])
             .await?
@@ -335,27 +335,6 @@ async fn build_one(
         log,
         at: 0,
     }))
-}
-
-/// Bytes the account's images take in its registry namespace: every
-/// manifest under `<account>/` counted once.
-async fn namespace_usage(
-    registry: &crate::registry::Registry,
-    account: &str,
-) -> Result<u64, ReconcileError> {
-    let prefix = format!("{account}/");
-    let mut seen = std::collections::BTreeMap::new();
-    for repo in registry.catalog().await? {
-        if !repo.starts_with(&prefix) {
-            continue;
-        }
-        for tag in registry.tags(&repo).await? {
-            if let Some(m) = registry.manifest(&repo, &tag).await? {
-                seen.insert(m.digest, m.size);
-            }
-        }
-    }
-    Ok(seen.values().sum())
 }
 
 /// The host an account's builds run on: where it runs, else the first

@@ -75,6 +75,7 @@ async fn token(
             &ctx.site,
             &ctx.directory,
             &ctx.store,
+            ctx.registry.as_ref(),
             basic(&headers),
             shared.logins.proxies.client(client.ip(), &headers),
             &scopes,

@@ -88,7 +88,13 @@ pub struct TokenService {
     keys: std::sync::Arc<Keys>,
     berth: Option<(String, String)>,
     logins: std::sync::Arc<Logins>,
+    /// Namespace usage by account, read at most every [`USAGE_FRESH`]: one
+    /// `docker push` asks for several tokens.
+    usage: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
 }
+
+/// How long a namespace's measured usage is trusted.
+const USAGE_FRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl TokenService {
     pub fn new(
@@ -100,6 +106,73 @@ impl TokenService {
             keys,
             berth: crate::registry::berth_credentials(site),
             logins,
+            usage: Default::default(),
+        }
+    }
+
+    /// Drops `push` to the account's own namespace when its images already
+    /// take its group's registry quota: the quota binds every push, by hand
+    /// or by CI, not only Berth's builds. Counted when the token is asked
+    /// for, so one push begun under the quota may end over it.
+    async fn within_quota(
+        &self,
+        site: &Site,
+        directory: &Directory,
+        registry: Option<&crate::registry::Registry>,
+        account: &str,
+        granted: &mut Vec<Access>,
+    ) {
+        let own = format!("{account}/");
+        let pushes = granted
+            .iter()
+            .any(|a| a.name.starts_with(&own) && a.actions.iter().any(|x| x == "push"));
+        let Some(registry) = registry.filter(|_| pushes) else {
+            return;
+        };
+        let groups = match directory.lookup(account).await {
+            Ok(Some(a)) => a.groups,
+            _ => Vec::new(),
+        };
+        let Some(limit) =
+            berth_spec::policy::effective_quota(site, &groups).and_then(|q| q.registry)
+        else {
+            return;
+        };
+        let cached = self
+            .usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(account)
+            .filter(|(at, _)| at.elapsed() < USAGE_FRESH)
+            .map(|(_, used)| *used);
+        let used = match cached {
+            Some(used) => used,
+            None => match registry.namespace_usage(account).await {
+                Ok(used) => {
+                    self.usage
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(account.to_string(), (std::time::Instant::now(), used));
+                    used
+                }
+                Err(e) => {
+                    // Unknown usage: no push rather than an unbounded one.
+                    tracing::warn!(account, cause = %e, "registry quota: usage unknown");
+                    u64::MAX
+                }
+            },
+        };
+        if used >= limit {
+            tracing::info!(
+                account,
+                used,
+                limit,
+                "registry quota reached: push not granted"
+            );
+            for a in granted.iter_mut().filter(|a| a.name.starts_with(&own)) {
+                a.actions.retain(|x| x != "push");
+            }
+            granted.retain(|a| !a.actions.is_empty());
         }
     }
 
@@ -110,6 +183,7 @@ impl TokenService {
         site: &Site,
         directory: &Directory,
         store: &Store,
+        registry: Option<&crate::registry::Registry>,
         credentials: Option<(String, String)>,
         client: IpAddr,
         scopes: &[Access],
@@ -132,7 +206,11 @@ impl TokenService {
             let key = format!("{host}/{repo}");
             shares.iter().any(|s| s.repository == key)
         };
-        let granted = grant(&requester, scopes, &shared);
+        let mut granted = grant(&requester, scopes, &shared);
+        if let Requester::Account { name, .. } = &requester {
+            self.within_quota(site, directory, registry, name, &mut granted)
+                .await;
+        }
         tracing::info!(
             subject = requester.subject(),
             %client,
