@@ -72,10 +72,12 @@ async fn token(
     let ctx = &shared.ctx;
     match service
         .issue(
-            &ctx.site,
-            &ctx.directory,
-            &ctx.store,
-            ctx.registry.as_ref(),
+            crate::token::Backing {
+                site: &ctx.site,
+                directory: &ctx.directory,
+                store: &ctx.store,
+                registry: ctx.registry.as_ref(),
+            },
             basic(&headers),
             shared.logins.proxies.client(client.ip(), &headers),
             &scopes,

@@ -84,6 +84,16 @@ impl Keys {
     }
 }
 
+/// What issuing a token reads: the site, the directory, the store, and
+/// the registry (for namespace usage against quotas).
+#[derive(Clone, Copy)]
+pub struct Backing<'a> {
+    pub site: &'a Site,
+    pub directory: &'a Directory,
+    pub store: &'a Store,
+    pub registry: Option<&'a crate::registry::Registry>,
+}
+
 pub struct TokenService {
     keys: std::sync::Arc<Keys>,
     berth: Option<(String, String)>,
@@ -180,14 +190,17 @@ impl TokenService {
     /// and signs a token for what of `scopes` they may have.
     pub async fn issue(
         &self,
-        site: &Site,
-        directory: &Directory,
-        store: &Store,
-        registry: Option<&crate::registry::Registry>,
+        with: Backing<'_>,
         credentials: Option<(String, String)>,
         client: IpAddr,
         scopes: &[Access],
     ) -> Result<Issued, TokenError> {
+        let Backing {
+            site,
+            directory,
+            store,
+            registry,
+        } = with;
         let Some((user, password)) = credentials else {
             return Err(TokenError::Unauthorized(
                 "log in with your department account",
