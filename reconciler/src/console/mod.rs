@@ -92,8 +92,10 @@ impl Console {
     /// `ldap.cache_ttl`): an account disabled, deleted or out of every
     /// allowed group loses its sessions, and an admin out of the admin
     /// group loses the admin pages, as registry tokens and CI credentials
-    /// already did. A directory that does not answer refuses the request
-    /// (the session is kept for when it answers again).
+    /// already did. A directory that does not answer (a timeout, an
+    /// outage) leaves the session as it was: what the directory last said
+    /// stands, and nobody is logged out by an LDAP blip; new logins need
+    /// the directory anyway.
     async fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let cookie = headers.get(header::COOKIE)?.to_str().ok()?;
         let id = self.sessions.id_in(cookie)?;
@@ -117,8 +119,8 @@ impl Console {
                 None
             }
             Err(e) => {
-                tracing::warn!(account = %s.account, cause = %e, "console: checking a session's account");
-                None
+                tracing::warn!(account = %s.account, cause = %e, "console: the directory did not answer; the session stands as it was");
+                Some(s)
             }
         }
     }
