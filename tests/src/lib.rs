@@ -223,6 +223,13 @@ pub fn login_cookie(addr: &str, user: &str, password: &str) -> String {
         .to_string()
 }
 
+/// A `Cookie` header value for a fresh console session of `user`.
+pub fn session_cookie(addr: &str, user: &str, password: &str) -> String {
+    let cookie = login_cookie(addr, user, password);
+    assert!(!cookie.is_empty(), "{user} logs in");
+    format!("berth_session={cookie}")
+}
+
 /// stdout of a finished command, trimmed.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()

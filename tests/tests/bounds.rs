@@ -5,7 +5,7 @@
 //! fill the host's disk. Each is held to its bound (docs/limits.md).
 
 use berth_tests::fixture::World;
-use berth_tests::{Services, http_raw, login_cookie};
+use berth_tests::{Services, http_raw, session_cookie};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -35,9 +35,8 @@ fn world(s: &Services, first_port: u16) -> (World, berth_tests::fixture::Server,
     );
     w.apply(0);
     let server = w.serve();
-    let cookie = login_cookie(&server.addr, &alice, "alice-pw");
-    assert!(!cookie.is_empty(), "alice logs in");
-    (w, server, alice, format!("berth_session={cookie}"))
+    let auth = session_cookie(&server.addr, &alice, "alice-pw");
+    (w, server, alice, auth)
 }
 
 /// Opens a request and reads the head; the stream stays open for the body.

@@ -5,7 +5,7 @@
 //! Berth itself stops.
 
 use berth_tests::fixture::World;
-use berth_tests::{Services, http_raw, login_cookie, wait_for};
+use berth_tests::{Services, http_raw, session_cookie, wait_for};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -56,14 +56,8 @@ fn a_student_out_of_the_directory_loses_the_console_and_cannot_start_what_berth_
     w.apply(0);
     let web = format!("{alice}--web");
     let server = w.serve();
-    let alice_auth = format!(
-        "berth_session={}",
-        login_cookie(&server.addr, &alice, "alice-pw")
-    );
-    let admin_auth = format!(
-        "berth_session={}",
-        login_cookie(&server.addr, &admin, "admin-pw")
-    );
+    let alice_auth = session_cookie(&server.addr, &alice, "alice-pw");
+    let admin_auth = session_cookie(&server.addr, &admin, "admin-pw");
     let (code, home) = get(&server.addr, &alice_auth, "/");
     assert_eq!(code, 200);
     assert!(home.contains(&web), "{home}");
@@ -141,10 +135,7 @@ fn a_container_is_refused_to_the_console_by_what_it_is_not_by_its_name() {
     let alice = w.account("rn", &["students"]);
     w.set_password(&alice, "alice-pw");
     let server = w.serve();
-    let auth = format!(
-        "berth_session={}",
-        login_cookie(&server.addr, &alice, "alice-pw")
-    );
+    let auth = session_cookie(&server.addr, &alice, "alice-pw");
     // What a recreate of the runner leaves behind if serve dies midway:
     // alice's label, the runner's socket mount, a temporary name. And a
     // container of hers with a bind mount under an ordinary name.
@@ -230,10 +221,7 @@ fn backend_errors_reach_the_student_as_a_reference_not_raw() {
     );
     w.apply(0);
     let server = w.serve();
-    let auth = format!(
-        "berth_session={}",
-        login_cookie(&server.addr, &alice, "alice-pw")
-    );
+    let auth = session_cookie(&server.addr, &alice, "alice-pw");
     let web = format!("{alice}--web");
     let (_, page) = get(&server.addr, &auth, &format!("/my/containers/{web}/files"));
     let csrf = csrf_of(&page);
