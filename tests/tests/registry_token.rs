@@ -534,3 +534,76 @@ fn a_push_by_hand_is_held_to_the_registry_quota() {
     );
     drop(registry);
 }
+
+#[test]
+fn an_owner_deletes_an_unused_image_from_the_console_but_not_one_that_runs() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (mut w, host) = world(&s, 29000);
+    let alice = w.account("xa", &["students"]);
+    let bob = w.account("xb", &["students"]);
+    w.set_password(&alice, "alice-pw");
+    w.set_password(&bob, "bob-pw");
+    let registry = TokenRegistry::start(&w, &host);
+    let server = w.serve();
+    let cli = registry.client(&w, "delete");
+    ok(&cli.login(&alice, "alice-pw"), "alice logs in");
+    let (used, spare) = (
+        format!("{host}/{alice}/used:1"),
+        format!("{host}/{alice}/spare:1"),
+    );
+    for image in [&used, &spare] {
+        ok(&s.docker(&["tag", &s.test_image, image]), "tag");
+        ok(&cli.run(&["push", image]), "alice pushes");
+    }
+    w.commit(
+        &alice,
+        Some(&format!(
+            "version: 1\ncontainers:\n  - {{ name: web, image: \"{used}\" }}\n"
+        )),
+        &w.mail(&alice),
+    );
+    w.apply(0);
+    let delete = |user: &str, password: &str, image: &str| -> u16 {
+        let auth = berth_tests::session_cookie(&server.addr, user, password);
+        let (_, page) =
+            berth_tests::http_raw(&server.addr, "GET", "/my/images", &[("Cookie", &auth)], b"")
+                .expect("images page");
+        let page = String::from_utf8_lossy(&page);
+        let at = page.find("name=\"csrf\" value=\"").expect("csrf") + 19;
+        let csrf = &page[at..at + page[at..].find('"').expect("end")];
+        let body = format!(
+            "csrf={csrf}&image={}",
+            image.replace(':', "%3A").replace('/', "%2F")
+        );
+        berth_tests::http_raw(
+            &server.addr,
+            "POST",
+            "/my/images/delete",
+            &[
+                ("Cookie", &auth),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body.as_bytes(),
+        )
+        .expect("delete")
+        .0
+    };
+    // Bob cannot delete alice's image: it is not there for him.
+    assert_eq!(delete(&bob, "bob-pw", &spare), 404);
+    // The image her accepted workspace runs is refused; the spare goes.
+    assert_eq!(delete(&alice, "alice-pw", &used), 409);
+    assert_eq!(delete(&alice, "alice-pw", &spare), 303);
+    ok(
+        &cli.run(&["pull", &used]),
+        "the running image is still there",
+    );
+    assert!(
+        !cli.run(&["pull", &spare]).status.success(),
+        "the deleted image can still be pulled"
+    );
+    let audit = stdout(&w.reconciler(&["audit", "--account", &alice]));
+    assert!(audit.contains("image-deleted"), "{audit}");
+    drop(registry);
+}

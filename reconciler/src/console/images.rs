@@ -1,7 +1,7 @@
 //! The console's images: the account's own images and the shared catalogue
 //! (how many accounts use each, never who), a Singularity-ready
-//! `docker-archive` of any image the account may use (streamed), and
-//! personal registry tokens.
+//! `docker-archive` of any image the account may use (streamed), deleting
+//! one's own images, and personal registry tokens.
 
 use super::{Console, Me, Session, render, to_login};
 use axum::body::Body;
@@ -267,4 +267,80 @@ pub(super) async fn revoke_token(
         &format!("revoked `{}`", form.name),
     );
     page_for(&c, &s, None).await
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct DeleteForm {
+    csrf: Option<String>,
+    image: String,
+}
+
+/// Deletes one of the account's own images from the registry (its
+/// manifest: every tag naming the same digest goes with it), refused while
+/// an accepted revision of any account runs it. What runs is read afresh,
+/// not from the catalogue of up to five minutes ago. Audited.
+pub(super) async fn delete_image(
+    State(c): State<Arc<Console>>,
+    headers: HeaderMap,
+    Form(form): Form<DeleteForm>,
+) -> Response {
+    let s = match c.posted_session(&headers, form.csrf.as_deref()).await {
+        Ok(s) => s,
+        Err(refused) => return refused.into_response(),
+    };
+    let Some(registry) = &c.ctx.registry else {
+        return super::not_found(Some(Me::from(&s)));
+    };
+    let entries = match crate::images::catalogue(&c.ctx).await {
+        Ok(entries) => entries.unwrap_or_default(),
+        Err(e) => {
+            let why = c.failure(&s.account, "reading the registry", &e);
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+        }
+    };
+    let Some(entry) = entries
+        .iter()
+        .find(|e| e.reference == form.image && e.owner == s.account)
+    else {
+        // Another's image and a missing one look the same.
+        return super::not_found(Some(Me::from(&s)));
+    };
+    // The manifest goes with every tag of it in the repository.
+    let going: Vec<_> = entries
+        .iter()
+        .filter(|e| e.owner == entry.owner && e.name == entry.name && e.digest == entry.digest)
+        .collect();
+    let users: std::collections::BTreeSet<&String> = going.iter().flat_map(|e| &e.users).collect();
+    if !users.is_empty() {
+        return (
+            StatusCode::CONFLICT,
+            format!(
+                "`{}` is run by the accepted workspace of {} account(s); change those workspaces first\n",
+                entry.reference,
+                users.len()
+            ),
+        )
+            .into_response();
+    }
+    let repository = format!("{}/{}", entry.owner, entry.name);
+    match registry.delete_manifest(&repository, &entry.digest).await {
+        Ok(_) => {
+            let tags: Vec<&str> = going.iter().map(|e| e.tag.as_str()).collect();
+            c.audit(
+                &s.account,
+                "image-deleted",
+                &format!("{repository}@{} (tags {})", entry.digest, tags.join(", ")),
+            );
+            let mut catalogue = c.catalogue.write().await;
+            catalogue.retain(|e| {
+                !(e.owner == entry.owner && e.name == entry.name && e.digest == entry.digest)
+            });
+            drop(catalogue);
+            axum::response::Redirect::to("/my/images").into_response()
+        }
+        Err(e) => {
+            let why = c.failure(&s.account, "deleting the image", &e);
+            (StatusCode::BAD_GATEWAY, format!("{why}\n")).into_response()
+        }
+    }
 }

@@ -249,6 +249,7 @@ pub fn routes(console: Arc<Console>) -> axum::Router {
         .route("/my/images/archive", get(images::archive))
         .route("/my/tokens", post(images::create_token))
         .route("/my/tokens/revoke", post(images::revoke_token))
+        .route("/my/images/delete", post(images::delete_image))
         .route("/my/downloads", get(downloads::downloads))
         .route("/my/downloads/{file}", get(downloads::download_file))
         .route("/admin", get(admin::admin))
