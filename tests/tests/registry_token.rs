@@ -590,6 +590,24 @@ fn an_owner_deletes_an_unused_image_from_the_console_but_not_one_that_runs() {
         .expect("delete")
         .0
     };
+    // With the registry API: a delete grant in her namespace, but not on
+    // a repository her accepted workspace runs.
+    let (_, claims) = token(
+        &server.addr,
+        &alice,
+        "alice-pw",
+        &[
+            &format!("repository:{alice}/used:delete,pull"),
+            &format!("repository:{alice}/spare:delete"),
+        ],
+    );
+    assert_eq!(
+        access(&claims),
+        vec![
+            grant(&format!("repository:{alice}/used"), &["pull"]),
+            grant(&format!("repository:{alice}/spare"), &["delete"]),
+        ]
+    );
     // Bob cannot delete alice's image: it is not there for him.
     assert_eq!(delete(&bob, "bob-pw", &spare), 404);
     // The image her accepted workspace runs is refused; the spare goes.

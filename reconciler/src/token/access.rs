@@ -86,7 +86,9 @@ fn allowed(
                 .split_once('/')
                 .is_some_and(|(namespace, _)| namespace == account);
             if own {
-                &["pull", "push"]
+                // `delete` only while nothing accepted runs it: the token
+                // service takes it away again where something does.
+                &["pull", "push", "delete"]
             } else if *admin || shared(name) {
                 &["pull"]
             } else {
@@ -186,11 +188,16 @@ mod tests {
             ask(&["repository:bob/shared:pull,push"], &alice),
             vec![one("repository", "bob/shared", &["pull"])]
         );
-        // Deleting is Berth's (images leave `images.build` in git), the
-        // catalogue too, and a bare name has no owner.
+        // She may delete in her namespace (the token service withdraws it
+        // while something accepted runs the repository), never elsewhere;
+        // the catalogue is Berth's, and a bare name has no owner.
         assert_eq!(
             ask(&["repository:alice/x:delete,pull"], &alice),
-            vec![one("repository", "alice/x", &["pull"])]
+            vec![one("repository", "alice/x", &["delete", "pull"])]
+        );
+        assert_eq!(
+            ask(&["repository:bob/shared:delete,pull"], &alice),
+            vec![one("repository", "bob/shared", &["pull"])]
         );
         assert!(ask(&["registry:catalog:*"], &alice).is_empty());
         assert!(ask(&["repository:alice:push"], &alice).is_empty());

@@ -223,6 +223,7 @@ impl TokenService {
         if let Requester::Account { name, .. } = &requester {
             self.within_quota(site, directory, registry, name, &mut granted)
                 .await;
+            not_while_running(store, host, &mut granted)?;
         }
         tracing::info!(
             subject = requester.subject(),
@@ -296,6 +297,38 @@ impl TokenService {
     pub fn service(&self) -> &str {
         &self.keys.signer.service
     }
+}
+
+/// Withdraws `delete` on every repository an accepted revision of any
+/// account runs (pinned by tag or digest): a student frees space with
+/// what nothing uses, never by pulling an image from under a workspace.
+/// Tokens name repositories, not tags, so one image in use keeps the whole
+/// repository.
+fn not_while_running(
+    store: &Store,
+    host: &str,
+    granted: &mut Vec<Access>,
+) -> Result<(), TokenError> {
+    if !granted
+        .iter()
+        .any(|a| a.actions.iter().any(|x| x == "delete"))
+    {
+        return Ok(());
+    }
+    let pins = crate::store::blocking(|| store.all_pins())?;
+    for access in granted.iter_mut() {
+        let repo = format!("{host}/{}", access.name);
+        let runs = pins.iter().any(|p| {
+            p.image
+                .strip_prefix(&repo)
+                .is_some_and(|rest| rest.starts_with(':') || rest.starts_with('@'))
+        });
+        if runs {
+            access.actions.retain(|x| x != "delete");
+        }
+    }
+    granted.retain(|a| !a.actions.is_empty());
+    Ok(())
 }
 
 /// Whether a stored personal token still lets `member` in at `now`: it is
