@@ -23,8 +23,7 @@ fn world(s: &Services, first_port: u16) -> (World, berth_tests::fixture::Server,
         "console: {{ shell: [\"/bin/busybox\", \"sh\"], max_log_streams: {STREAMS}, max_terminals: {TERMINALS}, max_upload: 8Mi }}\n"
     );
     w.site_overrides.policy_extra = "  container_logs: { max_size: 1Mi, max_files: 2 }\n".into();
-    let alice = w.account("na", &["students"]);
-    w.set_password(&alice, "alice-pw");
+    let alice = w.student("na", "alice-pw");
     let image = &s.test_image;
     w.commit(
         &alice,

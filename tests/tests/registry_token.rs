@@ -425,8 +425,7 @@ fn a_personal_token_ends_with_its_directory_entry_and_its_lifetime() {
         return;
     };
     let (mut w, _host) = world(&s, 28700);
-    let alice = w.account("pe", &["students"]);
-    w.set_password(&alice, "first-pw");
+    let alice = w.student("pe", "first-pw");
     let server = w.serve();
     let create = |name: &str, extra: &[&str]| -> String {
         let mut args = vec![
@@ -506,8 +505,7 @@ fn a_push_by_hand_is_held_to_the_registry_quota() {
     };
     let (mut w, host) = world(&s, 28900);
     w.site_overrides.student_registry = Some("1Ki".into());
-    let alice = w.account("qa", &["students"]);
-    w.set_password(&alice, "alice-pw");
+    let alice = w.student("qa", "alice-pw");
     let registry = TokenRegistry::start(&w, &host);
     let server = w.serve();
     let cli = registry.client(&w, "quota");

@@ -132,8 +132,7 @@ fn a_container_is_refused_to_the_console_by_what_it_is_not_by_its_name() {
     };
     let mut w = World::new(&s, 28200);
     w.site_overrides.resync = "1s".into();
-    let alice = w.account("rn", &["students"]);
-    w.set_password(&alice, "alice-pw");
+    let alice = w.student("rn", "alice-pw");
     let server = w.serve();
     let auth = session_cookie(&server.addr, &alice, "alice-pw");
     // What a recreate of the runner leaves behind if serve dies midway:
@@ -209,8 +208,7 @@ fn backend_errors_reach_the_student_as_a_reference_not_raw() {
         return;
     };
     let mut w = World::new(&s, 28300);
-    let alice = w.account("re", &["students"]);
-    w.set_password(&alice, "alice-pw");
+    let alice = w.student("re", "alice-pw");
     let image = &s.test_image;
     w.commit(
         &alice,
@@ -312,8 +310,7 @@ fn a_strangers_guesses_do_not_lock_a_student_out_and_forwarded_addresses_need_a_
     // address: the stranger's three guesses lock only the stranger out.
     let mut w = World::new(&s, 28500);
     w.site_overrides.extra = "trusted_proxies: [127.0.0.1]\n".into();
-    let alice = w.account("rt", &["students"]);
-    w.set_password(&alice, "alice-pw");
+    let alice = w.student("rt", "alice-pw");
     let server = w.serve();
     let code = guesses_then_login(&server.addr, &alice, "alice-pw", "192.0.2.1", "192.0.2.2");
     assert_eq!(code, 303, "alice was locked out by a stranger's guesses");
@@ -323,8 +320,7 @@ fn a_strangers_guesses_do_not_lock_a_student_out_and_forwarded_addresses_need_a_
     // client's own word and is ignored: the guesses count for the peer.
     let mut w = World::new(&s, 28600);
     w.site_overrides.extra = "trusted_proxies: [10.9.9.0/24]\n".into();
-    let bob = w.account("ru", &["students"]);
-    w.set_password(&bob, "bob-pw");
+    let bob = w.student("ru", "bob-pw");
     let server = w.serve();
     let code = guesses_then_login(&server.addr, &bob, "bob-pw", "192.0.2.1", "192.0.2.2");
     assert_eq!(code, 429, "a forged X-Forwarded-For escaped the throttle");
