@@ -353,15 +353,7 @@ pub fn personal_valid(
 
 /// The site's personal token lifetimes (default, longest).
 fn personal_lifetimes(site: &Site) -> (std::time::Duration, std::time::Duration) {
-    let day = 86_400;
-    site.registry
-        .as_ref()
-        .and_then(|r| r.token.as_ref())
-        .map(|t| t.personal_lifetimes())
-        .unwrap_or((
-            std::time::Duration::from_secs(90 * day),
-            std::time::Duration::from_secs(365 * day),
-        ))
+    berth_spec::site::personal_lifetimes(site.registry.as_ref().and_then(|r| r.token.as_ref()))
 }
 
 /// When a personal token made now expires: after `asked`, or the site's

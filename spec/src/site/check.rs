@@ -115,6 +115,8 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
         }
         if let Some(token) = &reg.token {
             duration(&token.ttl, &mut out);
+            duration(&token.personal_ttl, &mut out);
+            duration(&token.personal_max_ttl, &mut out);
             if site.public_url.is_none() {
                 out.push(
                     reg.host.pos,
@@ -276,7 +278,6 @@ fn duration(text: &Located<String>, out: &mut Collector) {
     }
 }
 
-/// `90s`, `5m`, `1h`, `1d`, or plain seconds.
 /// Docker endpoints whose students' ports the console would link on its own
 /// host name (`console.host`): by `public_host`, by `bind_address`, or,
 /// with neither, on whatever host the console page was asked on.
@@ -318,6 +319,7 @@ pub fn warnings(site: &Site) -> Vec<String> {
     Vec::new()
 }
 
+/// `90s`, `5m`, `1h`, `1d`, or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());

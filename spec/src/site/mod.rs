@@ -20,7 +20,7 @@ mod registry;
 pub use check::{apps_on_console_host, parse_duration, validate, warnings};
 pub use console::{Console, Login};
 pub use policy::{Builds, DefaultResources, Idle, Policy, Quota};
-pub use registry::{Registry, RegistryToken};
+pub use registry::{Registry, RegistryToken, personal_lifetimes};
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

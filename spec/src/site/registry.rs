@@ -5,6 +5,7 @@
 use crate::located::Located;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -71,14 +72,19 @@ fn default_personal_max_ttl() -> Located<String> {
     Located::new("365d".to_string())
 }
 
-impl RegistryToken {
-    /// The lifetimes of personal tokens: (default, longest).
-    pub fn personal_lifetimes(&self) -> (std::time::Duration, std::time::Duration) {
-        let day: u64 = 86_400;
-        let parse = |t: &str, d: u64| {
-            super::parse_duration(t).unwrap_or(std::time::Duration::from_secs(d * day))
-        };
-        let max = parse(&self.personal_max_ttl, 365);
-        (parse(&self.personal_ttl, 90).min(max), max)
-    }
+/// The lifetimes of personal tokens, (default, longest): the site's
+/// `registry.token`, else its defaults (also for a site without one).
+pub fn personal_lifetimes(token: Option<&RegistryToken>) -> (Duration, Duration) {
+    let (ttl, max) = match token {
+        Some(t) => (t.personal_ttl.clone(), t.personal_max_ttl.clone()),
+        None => (default_personal_ttl(), default_personal_max_ttl()),
+    };
+    // Validation refuses unparsable ones; the defaults stand in anyway.
+    let parse = |t: &Located<String>, fallback: Located<String>| {
+        super::parse_duration(t)
+            .or_else(|_| super::parse_duration(&fallback))
+            .unwrap_or(Duration::ZERO)
+    };
+    let max = parse(&max, default_personal_max_ttl());
+    (parse(&ttl, default_personal_ttl()).min(max), max)
 }

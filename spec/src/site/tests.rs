@@ -131,3 +131,24 @@ fn trusted_proxies_are_addresses_or_ranges() {
         "{got:?}"
     );
 }
+
+#[test]
+fn personal_token_lifetimes_are_durations_and_the_default_is_within_the_longest() {
+    let text = |token: &str| {
+        format!(
+            "ldap:\n  url: ldap://l:389\n  insecure: true\n  base_dn: dc=x\n  allowed_groups: [s]\nbackends:\n  docker:\n    - {{ name: a, endpoint: env, host_ports: {{ first: 1, last: 2 }} }}\npolicy:\n  quotas: {{}}\nrepositories:\n  local: {{ root: /r }}\nstate_dir: /s\npublic_url: https://berth.example\nregistry: {{ host: r.example, token: {token} }}\n"
+        )
+    };
+    let got = crate::parse_site(text("{ personal_ttl: forever }").as_bytes())
+        .expect_err("refused")
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>();
+    assert!(got[0].contains("forever"), "{got:?}");
+    let site = crate::parse_site(text("{ personal_ttl: 400d, personal_max_ttl: 30d }").as_bytes())
+        .expect("valid");
+    let day = Duration::from_secs(86_400);
+    let token = site.registry.as_ref().and_then(|r| r.token.as_ref());
+    assert_eq!(personal_lifetimes(token), (30 * day, 30 * day));
+    assert_eq!(personal_lifetimes(None), (90 * day, 365 * day));
+}
