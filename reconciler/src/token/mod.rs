@@ -127,7 +127,7 @@ impl TokenService {
     async fn within_quota(
         &self,
         site: &Site,
-        directory: &Directory,
+        groups: &[String],
         registry: Option<&crate::registry::Registry>,
         account: &str,
         granted: &mut Vec<Access>,
@@ -139,12 +139,8 @@ impl TokenService {
         let Some(registry) = registry.filter(|_| pushes) else {
             return;
         };
-        let groups = match directory.lookup(account).await {
-            Ok(Some(a)) => a.groups,
-            _ => Vec::new(),
-        };
         let Some(limit) =
-            berth_spec::policy::effective_quota(site, &groups).and_then(|q| q.registry)
+            berth_spec::policy::effective_quota(site, groups).and_then(|q| q.registry)
         else {
             return;
         };
@@ -179,10 +175,7 @@ impl TokenService {
                 limit,
                 "registry quota reached: push not granted"
             );
-            for a in granted.iter_mut().filter(|a| a.name.starts_with(&own)) {
-                a.actions.retain(|x| x != "push");
-            }
-            granted.retain(|a| !a.actions.is_empty());
+            withdraw(granted, "push", |a| a.name.starts_with(&own));
         }
     }
 
@@ -206,7 +199,7 @@ impl TokenService {
                 "log in with your department account",
             ));
         };
-        let requester = self
+        let (requester, groups) = self
             .authenticate(site, directory, store, &user, &password, client)
             .await?;
         let shares = crate::store::blocking(|| store.shares())?;
@@ -221,7 +214,7 @@ impl TokenService {
         };
         let mut granted = grant(&requester, scopes, &shared);
         if let Requester::Account { name, .. } = &requester {
-            self.within_quota(site, directory, registry, name, &mut granted)
+            self.within_quota(site, &groups, registry, name, &mut granted)
                 .await;
             not_while_running(store, host, &mut granted)?;
         }
@@ -236,7 +229,8 @@ impl TokenService {
     }
 
     /// Berth's identity, else a member by password, personal token or CI
-    /// credential, through the shared login throttle.
+    /// credential, through the shared login throttle; with the member's
+    /// groups (none for Berth), which the quota is looked up by.
     async fn authenticate(
         &self,
         site: &Site,
@@ -245,7 +239,7 @@ impl TokenService {
         user: &str,
         password: &str,
         client: IpAddr,
-    ) -> Result<Requester, TokenError> {
+    ) -> Result<(Requester, Vec<String>), TokenError> {
         let logins = &self.logins;
         // Berth's own login goes through the throttle like everyone's:
         // guesses at its password are counted and stopped too.
@@ -255,7 +249,7 @@ impl TokenService {
             return logins
                 .attempt(user, client, async {
                     match crate::secret::same(password, p) {
-                        true => Ok(Requester::Berth),
+                        true => Ok((Requester::Berth, Vec::new())),
                         false => Err(LoginError::Refused),
                     }
                 })
@@ -287,10 +281,13 @@ impl TokenService {
                 logins.password(site, directory, user, password).await
             })
             .await?;
-        Ok(Requester::Account {
-            name: user.to_string(),
-            admin: member.admin,
-        })
+        Ok((
+            Requester::Account {
+                name: user.to_string(),
+                admin: member.admin,
+            },
+            member.account.groups,
+        ))
     }
 
     /// The registry's `service` name these tokens are for.
@@ -316,19 +313,24 @@ fn not_while_running(
         return Ok(());
     }
     let pins = crate::store::blocking(|| store.all_pins())?;
-    for access in granted.iter_mut() {
+    withdraw(granted, "delete", |access| {
         let repo = format!("{host}/{}", access.name);
-        let runs = pins.iter().any(|p| {
+        pins.iter().any(|p| {
             p.image
                 .strip_prefix(&repo)
                 .is_some_and(|rest| rest.starts_with(':') || rest.starts_with('@'))
-        });
-        if runs {
-            access.actions.retain(|x| x != "delete");
-        }
+        })
+    });
+    Ok(())
+}
+
+/// Takes `action` away from the grants `which` picks, and drops a grant
+/// left with nothing.
+fn withdraw(granted: &mut Vec<Access>, action: &str, which: impl Fn(&Access) -> bool) {
+    for access in granted.iter_mut().filter(|a| which(a)) {
+        access.actions.retain(|x| x != action);
     }
     granted.retain(|a| !a.actions.is_empty());
-    Ok(())
 }
 
 /// Whether a stored personal token still lets `member` in at `now`: it is
