@@ -98,6 +98,24 @@ pub async fn refresh(ctx: &Context, account: &str) -> Result<(), ReconcileError>
     }
 }
 
+/// Brings the one ref a preview plans (a branch, or a merge request's
+/// head) into `account`'s mirror (no-op in local mode).
+pub async fn refresh_ref(
+    ctx: &Context,
+    account: &str,
+    git_ref: &str,
+) -> Result<(), ReconcileError> {
+    match &ctx.mirrors {
+        Some(m) => {
+            let path = ctx.store.project_path(account)?;
+            m.fetch_ref(account, path.as_deref(), git_ref)
+                .await
+                .map_err(ReconcileError::Fetch)
+        }
+        None => Ok(()),
+    }
+}
+
 async fn gitlab_accounts(ctx: &Context, groups: &[String]) -> Result<Vec<String>, ReconcileError> {
     let mut accounts: Vec<String> = workspace_projects(ctx, groups)
         .await?

@@ -5,7 +5,10 @@
 //! set through the environment, never on a command line or in a file.
 //! A student controls what is in their repository, so every fetch is
 //! bounded in time and in size (a watchdog kills git past either), and the
-//! mirror follows the project's default branch when it changes.
+//! mirror follows the project's default branch when it changes. A preview
+//! fetches just the ref it plans (a branch, or a merge request's head that
+//! only `refs/merge-requests/` holds), and polling asks the remote for its
+//! default branch's head without fetching anything.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -82,10 +85,7 @@ impl Mirrors {
     /// points the mirror's HEAD at the project's current default branch.
     pub async fn fetch(&self, account: &str, path: Option<&str>) -> Result<(), FetchError> {
         let url = self.url(account, path);
-        let dir = self
-            .root
-            .join(account)
-            .join(format!("{}.git", self.repository));
+        let dir = self.dir(account);
         let mut cmd = tokio::process::Command::new("git");
         if dir.join("HEAD").exists() {
             cmd.arg("-C").arg(&dir).args([
@@ -108,7 +108,7 @@ impl Mirrors {
         // environment, never from the process list.
         self.auth(&mut cmd);
         let fresh = !dir.join("HEAD").exists();
-        let result = self.run_bounded(cmd, &dir, &url).await;
+        let result = self.run_bounded(cmd, &dir, &url, self.limits.timeout).await;
         if result.is_err() && fresh {
             // A clone cut short leaves nothing half-made behind.
             let _ = std::fs::remove_dir_all(&dir);
@@ -136,6 +136,7 @@ impl Mirrors {
         mut cmd: tokio::process::Command,
         dir: &Path,
         url: &str,
+        timeout: std::time::Duration,
     ) -> Result<Vec<u8>, FetchError> {
         use tokio::io::AsyncReadExt;
         let fail = |message: String| FetchError {
@@ -164,14 +165,14 @@ impl Mirrors {
             }
             buf
         });
-        let deadline = tokio::time::Instant::now() + self.limits.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
         let stopped = loop {
             tokio::select! {
                 status = child.wait() => break Ok(status.map_err(|e| fail(e.to_string()))?),
                 _ = tokio::time::sleep_until(deadline) => break Err(format!(
                     "git took longer than {} s; stopped",
-                    self.limits.timeout.as_secs()
+                    timeout.as_secs()
                 )),
                 _ = tick.tick() => {
                     if dir_size(dir) > self.limits.max_bytes {
@@ -226,7 +227,7 @@ impl Mirrors {
             .arg(dir)
             .args(["ls-remote", "--symref", "origin", "HEAD"]);
         self.auth(&mut cmd);
-        let out = self.run_bounded(cmd, dir, url).await?;
+        let out = self.run_bounded(cmd, dir, url, self.limits.timeout).await?;
         let text = String::from_utf8_lossy(&out);
         let Some(branch) = text.lines().find_map(|l| {
             l.strip_prefix("ref: refs/heads/")
@@ -238,8 +239,135 @@ impl Mirrors {
         cmd.arg("-C")
             .arg(dir)
             .args(["symbolic-ref", "HEAD", &format!("refs/heads/{branch}")]);
-        self.run_bounded(cmd, dir, url).await.map(drop)
+        self.run_bounded(cmd, dir, url, self.limits.timeout)
+            .await
+            .map(drop)
     }
+
+    fn dir(&self, account: &str) -> PathBuf {
+        self.root
+            .join(account)
+            .join(format!("{}.git", self.repository))
+    }
+
+    /// Fetches one ref a preview plans — a branch (`feature`) or a full
+    /// ref (`refs/merge-requests/7/head`) — into the mirror under the same
+    /// name, cloning the mirror first if there is none. The mirror's own
+    /// refspec (`refs/heads/*`) never brings a merge request's head, and a
+    /// branch pushed a moment ago is not fetched by anything else.
+    pub async fn fetch_ref(
+        &self,
+        account: &str,
+        path: Option<&str>,
+        git_ref: &str,
+    ) -> Result<(), FetchError> {
+        let url = self.url(account, path);
+        let Some(full) = preview_ref(git_ref) else {
+            return Err(FetchError {
+                url,
+                message: format!("`{git_ref}` is not a ref a preview can fetch"),
+            });
+        };
+        let dir = self.dir(account);
+        if !dir.join("HEAD").exists() {
+            self.fetch(account, path).await?;
+        }
+        let mut cmd = tokio::process::Command::new("git");
+        cmd.arg("-C").arg(&dir).args([
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "origin",
+            &format!("+{full}:{full}"),
+        ]);
+        self.auth(&mut cmd);
+        self.run_bounded(cmd, &dir, &url, self.limits.timeout)
+            .await
+            .map(drop)
+    }
+
+    /// The remote's default branch and its head commit (`git ls-remote
+    /// --symref <url> HEAD`): one round trip, nothing fetched, so polling
+    /// a thousand repositories stays cheap. `None` for an empty repository.
+    pub async fn remote_head(
+        &self,
+        account: &str,
+        path: Option<&str>,
+        timeout: std::time::Duration,
+    ) -> Result<Option<RemoteHead>, FetchError> {
+        let url = self.url(account, path);
+        let mut cmd = tokio::process::Command::new("git");
+        cmd.args(["ls-remote", "--symref", &url, "HEAD"]);
+        self.auth(&mut cmd);
+        // Nothing is written: the size watchdog looks at a directory that
+        // does not exist.
+        let nowhere = self.root.join(".ls-remote");
+        let out = self.run_bounded(cmd, &nowhere, &url, timeout).await?;
+        Ok(parse_remote_head(&String::from_utf8_lossy(&out)))
+    }
+}
+
+/// A remote's default branch and where it points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteHead {
+    pub branch: String,
+    pub sha: String,
+}
+
+/// Reads `ref: refs/heads/<branch>\tHEAD` and `<sha>\tHEAD` from `git
+/// ls-remote --symref`.
+fn parse_remote_head(text: &str) -> Option<RemoteHead> {
+    let mut branch = None;
+    let mut sha = None;
+    for line in text.lines() {
+        let mut parts = line.split('\t');
+        let (Some(left), Some("HEAD")) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        match left.strip_prefix("ref: refs/heads/") {
+            Some(b) => branch = Some(b.to_string()),
+            None if left.len() == 40 && left.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                sha = Some(left.to_string())
+            }
+            None => {}
+        }
+    }
+    Some(RemoteHead {
+        branch: branch?,
+        sha: sha?,
+    })
+}
+
+/// The full ref a preview of `git_ref` fetches: a branch name becomes
+/// `refs/heads/<name>`, `refs/merge-requests/<iid>/head` stays as it is.
+/// Anything git would not take as a ref name, or that would change what
+/// the refspec means (`:`, `*`, a leading `+` or `-`), is refused: branch
+/// names are the student's choice.
+fn preview_ref(git_ref: &str) -> Option<String> {
+    let full = match git_ref.strip_prefix("refs/merge-requests/") {
+        Some(rest) => {
+            let iid = rest.strip_suffix("/head")?;
+            if iid.is_empty() || !iid.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            git_ref.to_string()
+        }
+        None if git_ref.starts_with("refs/") => return None,
+        None => format!("refs/heads/{git_ref}"),
+    };
+    let name = full.strip_prefix("refs/")?;
+    let bad_component =
+        |c: &str| c.is_empty() || c.starts_with('.') || c.starts_with('-') || c.ends_with(".lock");
+    let bad_char = |ch: char| {
+        ch.is_ascii_control() || matches!(ch, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\' | '+')
+    };
+    let ok = full.len() <= 1024
+        && !name.split('/').any(bad_component)
+        && !full.chars().any(bad_char)
+        && !full.contains("..")
+        && !full.contains("@{")
+        && !full.ends_with('.');
+    ok.then_some(full)
 }
 
 /// Bytes of the files under `dir` (a missing dir is empty).
@@ -423,5 +551,109 @@ mod tests {
         assert!(err.message.contains("took longer than 1 s"), "{err}");
         drop(listener);
         let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn preview_refs_are_branches_or_merge_request_heads() {
+        assert_eq!(
+            preview_ref("feature").as_deref(),
+            Some("refs/heads/feature")
+        );
+        assert_eq!(
+            preview_ref("team/x-1").as_deref(),
+            Some("refs/heads/team/x-1")
+        );
+        assert_eq!(
+            preview_ref("refs/merge-requests/7/head").as_deref(),
+            Some("refs/merge-requests/7/head")
+        );
+        for bad in [
+            "",
+            "a:b",
+            "*",
+            "a/*",
+            "-x",
+            "+x",
+            "a..b",
+            "a/.hidden",
+            "x.lock",
+            "a b",
+            "a@{1}",
+            "a\\b",
+            "trail.",
+            "a//b",
+            "refs/heads/main",
+            "refs/merge-requests/x/head",
+            "refs/merge-requests/7/merge",
+            "refs/merge-requests//head",
+        ] {
+            assert_eq!(preview_ref(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ls_remote_symref_output_is_read() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let text = format!("ref: refs/heads/trunk\tHEAD\n{sha}\tHEAD\n");
+        assert_eq!(
+            parse_remote_head(&text),
+            Some(RemoteHead {
+                branch: "trunk".into(),
+                sha: sha.into()
+            })
+        );
+        assert_eq!(parse_remote_head(""), None);
+        assert_eq!(parse_remote_head(&format!("{sha}\trefs/heads/x\n")), None);
+    }
+
+    #[tokio::test]
+    async fn a_merge_request_head_and_a_new_branch_are_fetched_for_previews() {
+        let up = Upstream::new("preview");
+        up.commit_and_push("on main", "main");
+        let mirrors = up.mirrors();
+        mirrors.fetch("alice", None).await.expect("clone");
+        // GitLab keeps a fork's merge request head only here.
+        up.commit_and_push("from a fork", "refs/merge-requests/3/head");
+        up.commit_and_push("on feature", "feature");
+        let source = crate::source::LocalSource::new(mirrors.root(), "workspace");
+        let sha = |r: &str| {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&up.bare)
+                .args(["rev-parse", r])
+                .output()
+                .expect("git");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let (mr, feature) = (sha("refs/merge-requests/3/head"), sha("refs/heads/feature"));
+        assert!(source.at("alice", &mr).expect("read").is_none());
+        mirrors
+            .fetch_ref("alice", None, "refs/merge-requests/3/head")
+            .await
+            .expect("fetch the merge request head");
+        assert_eq!(
+            source.at("alice", &mr).expect("read").map(|h| h.summary),
+            Some("from a fork".to_string())
+        );
+        mirrors
+            .fetch_ref("alice", None, "feature")
+            .await
+            .expect("fetch the branch");
+        assert!(source.at("alice", &feature).expect("read").is_some());
+        // The default branch's head, asked of the remote, without a fetch.
+        let head = mirrors
+            .remote_head("alice", None, std::time::Duration::from_secs(30))
+            .await
+            .expect("ls-remote")
+            .expect("a head");
+        assert_eq!(
+            (head.branch.as_str(), head.sha),
+            ("main", sha("refs/heads/main"))
+        );
+        let err = mirrors
+            .fetch_ref("alice", None, "a:b")
+            .await
+            .expect_err("refused");
+        assert!(err.message.contains("not a ref"), "{err}");
     }
 }

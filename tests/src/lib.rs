@@ -239,6 +239,7 @@ pub mod apiserver;
 pub mod browser;
 pub mod fakekube;
 pub mod fixture;
+pub mod githttp;
 pub mod gitlab;
 pub mod lines;
 pub mod pty;

@@ -341,3 +341,118 @@ async fn branches_and_merge_requests_are_previewed_and_never_applied() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("quota"));
 }
+
+/// In GitLab mode a preview reads the account's mirror, so the ref it
+/// plans is fetched into it first: a branch pushed a moment ago, and a
+/// merge request from a fork, whose head only `refs/merge-requests/`
+/// holds. The mirror clones and fetches over HTTP from the real `git
+/// http-backend` behind the GitLab mock, with the API token.
+#[tokio::test(flavor = "multi_thread")]
+async fn gitlab_mode_previews_fetch_the_ref_they_plan() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let gl = berth_tests::gitlab::statuses_mock().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v4/projects/1000/merge_requests/4/notes"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 556})))
+        .mount(&gl)
+        .await;
+    let mut w = World::new(&s, 29100);
+    w.use_gitlab(&gl).await;
+    w.serve_git_from(&gl).await;
+    let a = w.account("ga", &["students"]);
+    let mail = w.mail(&a);
+    let server = w.serve();
+    let image = &s.test_image;
+    let write = |text: String| {
+        move |work: &std::path::Path| {
+            std::fs::write(work.join("workspace.yaml"), text).expect("write");
+        }
+    };
+    let main = w.commit_to(&a, "main", &mail, write(workspace(image, &["web"], "one")));
+    assert_eq!(server.push(&a, &main, &a, "g-main", WEBHOOK_SECRET), 202);
+    berth_tests::gitlab::wait_status(&gl, &main, "success").await;
+
+    // A branch the mirror has never seen.
+    let feature = w.commit_to(
+        &a,
+        "feature",
+        &mail,
+        write(workspace(image, &["web", "api"], "one")),
+    );
+    deliver(
+        &server.addr,
+        "Push Hook",
+        "g-f1",
+        &branch_push(&a, &feature, &a, "feature"),
+    );
+    assert_eq!(
+        wait_plan(&gl, &feature).await,
+        (
+            "success".into(),
+            "1 to create, 0 to recreate, 0 to remove".into()
+        )
+    );
+
+    // A merge request from a fork: GitLab keeps its head in the target
+    // project only as refs/merge-requests/4/head.
+    let forked = w.commit_to(
+        &a,
+        "refs/merge-requests/4/head",
+        &mail,
+        write(workspace(image, &["web"], "two")),
+    );
+    let mut event: serde_json::Value =
+        serde_json::from_str(&merge_request(&a, &forked, &a, 4, "open")).expect("json");
+    event["object_attributes"]["source_project_id"] = 2000.into();
+    event["object_attributes"]["source_branch"] = "main".into();
+    assert_eq!(
+        deliver(
+            &server.addr,
+            "Merge Request Hook",
+            "g-mr",
+            &event.to_string()
+        ),
+        202
+    );
+    assert_eq!(
+        wait_plan(&gl, &forked).await,
+        (
+            "success".into(),
+            "0 to create, 1 to recreate, 0 to remove".into()
+        )
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while note_requests(&gl, "POST").await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no merge request note"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let note = note_requests(&gl, "POST").await[0]["body"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(note.contains("GREETING"), "{note}");
+
+    // Every clone and fetch went over HTTP, through the token check.
+    let git = berth_tests::githttp::git_requests(&gl).await;
+    assert!(
+        git.iter()
+            .any(|(m, p)| m == "POST" && p == &format!("/{a}/workspace.git/git-upload-pack")),
+        "{git:?}"
+    );
+    // `reconciler plan` fetches the ref too.
+    let out = w.reconciler(&[
+        "plan",
+        "--account",
+        &a,
+        "--ref",
+        "refs/merge-requests/4/head",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("GREETING"), "{}", stdout(&out));
+    drop(server);
+}

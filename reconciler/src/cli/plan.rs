@@ -1,8 +1,9 @@
 //! `reconciler plan --account A --ref BRANCH|SHA`: what a branch or commit
 //! would do were it pushed to the account's default branch — the same
 //! checks and plan as an accepted push, nothing applied, built or reserved
-//! (see [`crate::reconcile::preview`]). Exit codes as `diff`: 0 nothing
-//! would change, 1 changes (or a refusal), 2 error.
+//! (see [`crate::reconcile::preview`]). In GitLab mode the ref is fetched
+//! into the mirror first (a commit id: every branch is). Exit codes as
+//! `diff`: 0 nothing would change, 1 changes (or a refusal), 2 error.
 
 use super::{Output, exit, open_context};
 
@@ -22,6 +23,15 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
         Ok(ctx) => ctx,
         Err(code) => return code,
     };
+    let is_sha = args.git_ref.len() == 40 && args.git_ref.bytes().all(|b| b.is_ascii_hexdigit());
+    let fetched = if is_sha {
+        crate::discovery::refresh(&ctx, &args.account).await
+    } else {
+        crate::discovery::refresh_ref(&ctx, &args.account, &args.git_ref).await
+    };
+    if let Err(e) = fetched {
+        eprintln!("reconciler plan: {e}; planning from the mirror as it is");
+    }
     let sha = match ctx.source.resolve(&args.account, &args.git_ref) {
         Ok(Some(sha)) => sha,
         Ok(None) => {

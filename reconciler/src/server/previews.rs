@@ -3,7 +3,8 @@
 //! started), and one worker of their own plans them, so a preview never
 //! delays a default-branch push. Each is planned with
 //! [`crate::reconcile::preview`] against the account's current observed
-//! state and published to GitLab ([`crate::preview::publish`]).
+//! state and published to GitLab ([`crate::preview::publish`]), after the
+//! ref it plans was fetched into the account's mirror in GitLab mode.
 
 use crate::reconcile::Context;
 use berth_webhook::SyncRequest;
@@ -64,7 +65,13 @@ async fn run(ctx: &Arc<Context>, request: &SyncRequest) {
     let started = std::time::Instant::now();
     let account = &request.account;
     let observed = ctx.observe_account(account).await;
-    let plan = crate::reconcile::preview(ctx, account, &observed, Some(request), sha).await;
+    // In GitLab mode the mirror has not seen this ref yet: a branch pushed
+    // a moment ago, or a merge request's head (which only
+    // `refs/merge-requests/` holds when it comes from a fork).
+    let plan = match crate::discovery::refresh_ref(ctx, account, &preview.git_ref).await {
+        Ok(()) => crate::reconcile::preview(ctx, account, &observed, Some(request), sha).await,
+        Err(e) => Err(e),
+    };
     // A pusher who may not push to the account gets no preview at all.
     if let Ok(p) = &plan
         && let crate::reconcile::Decision::Reject {
