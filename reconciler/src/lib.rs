@@ -67,6 +67,8 @@ pub mod metrics;
 pub mod mirror;
 /// Desired vs observed → ordered actions, both backends (pure).
 pub mod plan;
+/// Noticing pushes by polling where webhooks cannot reach.
+pub mod poll;
 /// Plan previews of branches and merge requests, rendered for GitLab.
 pub mod preview;
 /// Per-account coalescing work queue.

@@ -207,3 +207,43 @@ impl World {
         runner
     }
 }
+
+/// The project event list as `GET /projects/:id/events?action=pushed`
+/// answers it, newest first: the pushes a test recorded, with who pushed.
+#[derive(Clone, Default)]
+pub struct PushEvents(std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>);
+
+impl PushEvents {
+    /// Records that `pusher` pushed `branch` to `sha`.
+    pub fn record(&self, sha: &str, branch: &str, pusher: &str) {
+        let event = serde_json::json!({
+            "id": 1,
+            "project_id": 1000,
+            "action_name": "pushed to",
+            "target_type": null,
+            "author_id": user_id(pusher),
+            "author": { "id": user_id(pusher), "username": pusher, "name": pusher },
+            "author_username": pusher,
+            "push_data": {
+                "commit_count": 1,
+                "action": "pushed",
+                "ref_type": "branch",
+                "commit_from": null,
+                "commit_to": sha,
+                "ref": branch,
+                "commit_title": "change"
+            }
+        });
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(0, event);
+    }
+}
+
+impl wiremock::Respond for PushEvents {
+    fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let events = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        wiremock::ResponseTemplate::new(200).set_body_json(events)
+    }
+}

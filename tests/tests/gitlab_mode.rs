@@ -218,3 +218,100 @@ async fn a_classmates_subgroup_cannot_shadow_an_accounts_workspace() {
         "the classmate's project was taken as {a}'s:\n{out}"
     );
 }
+
+/// Where GitLab's webhooks cannot reach Berth: no webhook secret (every
+/// delivery refused), `repositories.gitlab.poll` instead. A moved default
+/// branch is reconciled as a push by the user GitLab's event list names:
+/// the owner's push runs, a classmate's is refused exactly as a webhook
+/// push would be, and handed on once, not every round.
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_are_noticed_by_polling_with_the_webhook_off() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 29200);
+    let a = w.account("qa", &["students"]);
+    let b = w.account("qb", &["students"]);
+    let gl = berth_tests::gitlab::statuses_mock().await;
+    w.use_gitlab(&gl).await;
+    w.serve_git_from(&gl).await;
+    w.site_overrides.poll = Some("1s".into());
+    w.site_overrides.no_webhook = true;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/groups/students/projects"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([
+            {"id": 1000, "path_with_namespace": format!("{a}/workspace"), "default_branch": "main",
+             "namespace": {"kind": "user", "path": a, "full_path": a}}
+        ])))
+        .mount(&gl)
+        .await;
+    Mock::given(method("HEAD"))
+        .and(path(
+            "/api/v4/projects/1000/repository/files/workspace.yaml",
+        ))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&gl)
+        .await;
+    let events = berth_tests::gitlab::PushEvents::default();
+    Mock::given(method("GET"))
+        .and(path("/api/v4/projects/1000/events"))
+        .respond_with(events.clone())
+        .mount(&gl)
+        .await;
+    let web = |v: &str| {
+        format!(
+            "version: 1\ncontainers:\n  - {{ name: web, image: {}, env: {{ V: '{v}' }} }}\n",
+            s.test_image
+        )
+    };
+    let rev1 = w.commit(&a, Some(&web("1")), &w.mail(&a));
+    events.record(&rev1, "main", &a);
+    let server = w.serve();
+    assert_eq!(
+        server.push(&a, &rev1, &a, "no-hook", WEBHOOK_SECRET),
+        401,
+        "the webhook is off"
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "the polled revision to run",
+        || {
+            w.inspect(&format!("{a}--web"), "{{.Config.Env}}")
+                .filter(|e| e.contains("V=1"))
+        },
+    );
+
+    // GitLab says the classmate pushed this one: refused, nothing changes.
+    let rev2 = w.commit(&a, Some(&web("2")), &w.mail(&a));
+    events.record(&rev2, "main", &b);
+    let refused = berth_tests::gitlab::wait_status(&gl, &rev2, "failed").await;
+    assert!(refused.iter().any(|(_, d)| d.contains(&b)), "{refused:?}");
+
+    // The owner's next push runs; by then several rounds passed, and the
+    // refused commit was handed on only once.
+    let rev3 = w.commit(&a, Some(&web("3")), &w.mail(&a));
+    events.record(&rev3, "main", &a);
+    wait_for(
+        Duration::from_secs(60),
+        "the owner's next push to run",
+        || {
+            w.inspect(&format!("{a}--web"), "{{.Config.Env}}")
+                .filter(|e| e.contains("V=3"))
+        },
+    );
+    let failed = berth_tests::gitlab::statuses(&gl, &rev2)
+        .await
+        .into_iter()
+        .filter(|(st, _)| st == "failed")
+        .count();
+    assert_eq!(failed, 1, "the refused commit was reconciled again");
+
+    // One round by hand: nothing moved, the repository was asked over HTTP.
+    let out = w.reconciler(&["gitlab", "poll"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("polled 1 repositories") && stdout(&out).contains("0 moved"),
+        "{}",
+        stdout(&out)
+    );
+}

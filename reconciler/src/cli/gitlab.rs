@@ -1,6 +1,7 @@
 //! `reconciler gitlab …`: one-off GitLab administration. `install-hooks`
 //! creates or updates the Berth webhook (push events only, with the site's
-//! secret) on every workspace project of the configured groups.
+//! secret) on every workspace project of the configured groups; `poll`
+//! runs one polling round and shows what `serve` would reconcile.
 
 use super::{exit, open_context};
 use berth_spec::site::Repositories;
@@ -13,10 +14,86 @@ pub enum Command {
         #[arg(long)]
         url: String,
     },
+    /// Ask every known workspace repository where its default branch
+    /// points and who pushed what moved; applies nothing.
+    Poll {
+        /// Discover the groups' workspace projects first (otherwise only
+        /// those Berth already knows are asked).
+        #[arg(long)]
+        discover: bool,
+    },
 }
 
 pub async fn run(config: Option<&std::path::Path>, command: &Command) -> u8 {
-    let Command::InstallHooks { url } = command;
+    match command {
+        Command::InstallHooks { url } => install_hooks(config, url).await,
+        Command::Poll { discover } => poll(config, *discover).await,
+    }
+}
+
+async fn poll(config: Option<&std::path::Path>, discover: bool) -> u8 {
+    let ctx = match open_context(config).await {
+        Ok(ctx) => ctx,
+        Err(code) => return code,
+    };
+    if discover {
+        let started = std::time::Instant::now();
+        let observed = crate::reconcile::Observed::default();
+        match crate::discovery::list(&ctx, None, &observed).await {
+            Ok(accounts) => println!(
+                "discovered {} account(s) in {} ms",
+                accounts.len(),
+                started.elapsed().as_millis()
+            ),
+            Err(e) => {
+                eprintln!("reconciler gitlab poll: {e}");
+                return exit::ERROR;
+            }
+        }
+    }
+    let round = match crate::poll::Poller::default().round(&ctx).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("reconciler gitlab poll: {e}");
+            return exit::ERROR;
+        }
+    };
+    for p in &round.pushes {
+        println!(
+            "{}: moved to {}, pushed by {}",
+            p.account,
+            p.revision
+                .as_deref()
+                .map(crate::reconcile::short)
+                .unwrap_or("-"),
+            p.pusher.as_deref().unwrap_or("?")
+        );
+    }
+    for (account, sha) in &round.unattributed {
+        println!(
+            "{account}: moved to {}, GitLab names no pusher yet",
+            crate::reconcile::short(sha)
+        );
+    }
+    for (account, why) in &round.failed {
+        println!("{account}: error: {why}");
+    }
+    println!(
+        "polled {} repositories in {} ms: {} moved; asked GitLab who pushed in {} ms; {} failed",
+        round.polled,
+        round.asked.as_millis(),
+        round.pushes.len() + round.unattributed.len(),
+        round.attributed.as_millis(),
+        round.failed.len()
+    );
+    if round.failed.is_empty() {
+        exit::OK
+    } else {
+        exit::ERROR
+    }
+}
+
+async fn install_hooks(config: Option<&std::path::Path>, url: &str) -> u8 {
     let ctx = match open_context(config).await {
         Ok(ctx) => ctx,
         Err(code) => return code,
@@ -33,11 +110,14 @@ pub async fn run(config: Option<&std::path::Path>, command: &Command) -> u8 {
         );
         return exit::ERROR;
     };
-    let Ok(secret) = std::env::var(&site_gl.webhook_secret_env.value) else {
+    let Some(secret_env) = &site_gl.webhook_secret_env else {
         eprintln!(
-            "reconciler gitlab: {} is not set",
-            site_gl.webhook_secret_env.value
+            "reconciler gitlab: the site takes no webhooks (gitlab.webhook_secret_env is not set)"
         );
+        return exit::ERROR;
+    };
+    let Ok(secret) = std::env::var(&secret_env.value) else {
+        eprintln!("reconciler gitlab: {} is not set", secret_env.value);
         return exit::ERROR;
     };
     let projects = match crate::discovery::workspace_projects(&ctx, groups).await {

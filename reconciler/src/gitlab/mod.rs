@@ -8,7 +8,10 @@ use std::time::Duration;
 
 mod resources;
 
-pub use resources::{CommitState, Hook, Identity, Member, Namespace, NewRunner, ProjectInfo, User};
+pub use resources::{
+    CommitState, Hook, Identity, Member, Namespace, NewRunner, ProjectInfo, PushData, PushedEvent,
+    Pusher, User,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitLabError {
@@ -314,6 +317,29 @@ impl GitLab {
         }
     }
 
+    /// Who pushed `sha` to `branch`: the newest push event of the project
+    /// (`GET /projects/:id/events?action=pushed`, one page of 100) that
+    /// moved the branch there. `None` when GitLab lists no such push (yet).
+    pub async fn pusher_of(&self, project: u64, branch: &str, sha: &str) -> Result<Option<Pusher>> {
+        let path = format!("/projects/{project}/events");
+        let query = [
+            ("action", "pushed".to_string()),
+            ("per_page", "100".to_string()),
+        ];
+        let resp = self
+            .send(reqwest::Method::GET, "GET", &path, &query, None)
+            .await?;
+        let events: Vec<PushedEvent> = self.json(resp, "GET", &path).await?;
+        Ok(events.into_iter().find_map(|e| {
+            let d = e.push_data.as_ref()?;
+            (d.ref_type == "branch" && d.git_ref == branch && d.commit_to.as_deref() == Some(sha))
+                .then(|| Pusher {
+                    id: e.author_id,
+                    username: e.author_username.clone(),
+                })
+        }))
+    }
+
     /// Projects of a group and its subgroups, every page.
     pub async fn group_projects(&self, group: &str) -> Result<Vec<ProjectInfo>> {
         let path = format!("/groups/{}/projects", encode(group));
@@ -475,5 +501,47 @@ mod tests {
     fn path_segments_are_encoded() {
         assert_eq!(encode("students/2026"), "students%2F2026");
         assert_eq!(encode("workspace.yaml"), "workspace.yaml");
+    }
+
+    /// GitLab's event list, newest first: a tag push and another branch's
+    /// push to the same commit do not name the pusher of `main`.
+    #[tokio::test]
+    async fn the_pusher_of_a_commit_is_read_from_the_push_events() {
+        use wiremock::matchers::{method, path, query_param};
+        let server = wiremock::MockServer::start().await;
+        let sha = "a".repeat(40);
+        let event = |author: &str, id: u64, ref_type: &str, git_ref: &str, to: &str| {
+            serde_json::json!({
+                "action_name": "pushed to", "author_id": id, "author_username": author,
+                "push_data": {"ref_type": ref_type, "ref": git_ref, "commit_to": to}
+            })
+        };
+        wiremock::Mock::given(method("GET"))
+            .and(path("/api/v4/projects/9/events"))
+            .and(query_param("action", "pushed"))
+            .respond_with(
+                wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!([
+                    event("mallory", 3, "tag", "main", &sha),
+                    event("mallory", 3, "branch", "other", &sha),
+                    event("alice", 1, "branch", "main", &sha),
+                    event("bob", 2, "branch", "main", &"b".repeat(40)),
+                ])),
+            )
+            .mount(&server)
+            .await;
+        let gl = GitLab::new(&server.uri(), "t".into());
+        assert_eq!(
+            gl.pusher_of(9, "main", &sha).await.expect("events"),
+            Some(Pusher {
+                id: 1,
+                username: "alice".into()
+            })
+        );
+        assert_eq!(
+            gl.pusher_of(9, "main", &"c".repeat(40))
+                .await
+                .expect("events"),
+            None
+        );
     }
 }

@@ -38,6 +38,35 @@ pub struct Namespace {
     pub full_path: String,
 }
 
+/// A push as the project's event list shows it (`GET
+/// /projects/:id/events?action=pushed`): who pushed, and where the branch
+/// went.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct PushedEvent {
+    pub author_id: u64,
+    #[serde(default)]
+    pub author_username: String,
+    #[serde(default)]
+    pub push_data: Option<PushData>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct PushData {
+    #[serde(default)]
+    pub ref_type: String,
+    #[serde(default, rename = "ref")]
+    pub git_ref: String,
+    #[serde(default)]
+    pub commit_to: Option<String>,
+}
+
+/// The authenticated user who pushed a commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pusher {
+    pub id: u64,
+    pub username: String,
+}
+
 /// A project member (`GET /projects/:id/members/all/:user_id`).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct Member {

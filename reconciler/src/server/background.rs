@@ -130,6 +130,51 @@ pub(super) async fn resync_loop(shared: Arc<Shared>, mut stop: tokio::sync::watc
     }
 }
 
+/// Every `every` (`repositories.gitlab.poll`), asks GitLab where each
+/// known workspace's default branch points and hands what moved to `sink`
+/// as the webhook would: queued, with a pending commit status.
+pub(super) async fn poll_loop(
+    shared: Arc<Shared>,
+    sink: Arc<dyn berth_webhook::SyncSink>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let poller = crate::poll::Poller::default();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let round = tokio::select! {
+            r = poller.round(&shared.ctx) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match round {
+            Ok(r) => {
+                for (account, cause) in r.failed.iter().take(5) {
+                    tracing::warn!(%account, %cause, "poll: could not ask the repository");
+                }
+                for (account, sha) in &r.unattributed {
+                    tracing::info!(%account, revision = %crate::reconcile::short(sha), "poll: moved, but GitLab names no pusher yet");
+                }
+                let level_info = !r.pushes.is_empty() || !r.failed.is_empty();
+                let (polled, moved, failed) = (r.polled, r.pushes.len(), r.failed.len());
+                let (asked_ms, attributed_ms) =
+                    (r.asked.as_millis() as u64, r.attributed.as_millis() as u64);
+                if level_info {
+                    tracing::info!(polled, moved, failed, asked_ms, attributed_ms, "poll round");
+                } else {
+                    tracing::debug!(polled, asked_ms, "poll round");
+                }
+                for push in r.pushes {
+                    sink.submit(push);
+                }
+            }
+            Err(e) => tracing::warn!(cause = %e, "poll round failed"),
+        }
+    }
+}
+
 fn nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

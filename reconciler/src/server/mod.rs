@@ -145,11 +145,17 @@ pub async fn serve(
         },
         None => (None, None),
     };
-    let secret = match &ctx.site.gitlab {
-        Some(gl) => std::env::var(&gl.webhook_secret_env.value)
-            .map_err(|_| ServeError::MissingSecret(gl.webhook_secret_env.value.clone()))?,
-        // Without a GitLab section no webhook can authenticate: the empty
-        // secret is refused by the router.
+    let secret = match ctx
+        .site
+        .gitlab
+        .as_ref()
+        .and_then(|g| g.webhook_secret_env.as_ref())
+    {
+        Some(var) => {
+            std::env::var(&var.value).map_err(|_| ServeError::MissingSecret(var.value.clone()))?
+        }
+        // Without a secret no webhook can authenticate: the empty secret
+        // is refused by the router (a site that polls instead).
         None => String::new(),
     };
     let admin_token = match &ctx.site.admin_token_env {
@@ -162,14 +168,14 @@ pub async fn serve(
         None => None,
     };
     let preview_queue = Arc::new(previews::Previews::default());
-    let sink = Arc::new(PushSink {
+    let sink: Arc<PushSink> = Arc::new(PushSink {
         queue: queue.clone(),
         statuses: statuses.clone(),
         previews: preview_queue.clone(),
     });
     let mut config = berth_webhook::Config::new(secret);
     config.repositories = ctx.site.repositories.clone();
-    let app = berth_webhook::router(config, sink, metrics.clone());
+    let app = berth_webhook::router(config, sink.clone(), metrics.clone());
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -234,6 +240,14 @@ pub async fn serve(
         preview_queue,
         stop_rx.clone(),
     ));
+    let poller = ctx.site.poll_interval().map(|every| {
+        tokio::spawn(background::poll_loop(
+            shared.clone(),
+            sink.clone(),
+            every,
+            stop_rx.clone(),
+        ))
+    });
     let _watcher = match &opts.watch {
         Some(dir) => Some(watch(dir.clone(), queue.clone())?),
         None => None,
@@ -253,6 +267,9 @@ pub async fn serve(
         let _ = images.await;
         let _ = culling.await;
         let _ = preview_worker.await;
+        if let Some(p) = poller {
+            let _ = p.await;
+        }
         let _ = http.await;
     };
     if tokio::time::timeout_at(grace, in_flight).await.is_err() {

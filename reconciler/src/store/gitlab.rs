@@ -3,6 +3,16 @@
 //! secret token, and the hash of the config last written into it).
 
 use super::{Result, Store, StoredRunner};
+
+/// An account's workspace project as polling sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchedProject {
+    pub account: String,
+    pub project: u64,
+    pub path: Option<String>,
+    /// The revision last accepted for the account, if any.
+    pub accepted: Option<String>,
+}
 use rusqlite::{OptionalExtension, params};
 
 impl Store {
@@ -47,6 +57,27 @@ impl Store {
             params![account, path],
         )?;
         Ok(())
+    }
+
+    /// Every account whose workspace project Berth knows (id, path when
+    /// known) with its accepted revision: what polling asks GitLab about.
+    pub fn watched_projects(&self) -> Result<Vec<WatchedProject>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT p.account, p.project_id, pp.path, a.revision FROM projects p
+             LEFT JOIN project_paths pp ON pp.account = p.account
+             LEFT JOIN accepted a ON a.account = p.account
+             ORDER BY p.account",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(WatchedProject {
+                account: r.get(0)?,
+                project: r.get::<_, i64>(1)? as u64,
+                path: r.get(2)?,
+                accepted: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Hash of the config last written into the account's runner container.

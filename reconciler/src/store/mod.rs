@@ -55,6 +55,7 @@ mod tokens;
 pub use allocations::Culled;
 pub use audit::{AuditCursor, AuditEntry};
 pub use builds::BuildRecord;
+pub use gitlab::WatchedProject;
 pub use images::{Pin, Pulled, Share};
 pub use tokens::{PersonalToken, TokenOwner};
 

@@ -98,7 +98,7 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
         .chain(site.admin_token_env.iter())
         .collect();
     if let Some(gl) = &site.gitlab {
-        envs.extend(gl.token_env.iter().chain([&gl.webhook_secret_env]));
+        envs.extend(gl.token_env.iter().chain(gl.webhook_secret_env.iter()));
         if let Some(url) = &gl.url
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
@@ -154,6 +154,23 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
             out.push(
                 env.pos,
                 format!("`{}` is not an environment variable name", env.value),
+            );
+        }
+    }
+    if let Repositories::Gitlab {
+        poll: Some(every), ..
+    } = &site.repositories
+    {
+        duration(every, &mut out);
+        if site
+            .gitlab
+            .as_ref()
+            .and_then(|g| g.token_env.as_ref())
+            .is_none()
+        {
+            out.push(
+                every.pos,
+                "polling needs `gitlab.token_env`: who pushed is asked of GitLab's API",
             );
         }
     }
@@ -311,12 +328,21 @@ pub fn apps_on_console_host(site: &Site) -> Vec<(Pos, String)> {
 
 /// What a site allows that it should not, said when it is loaded.
 pub fn warnings(site: &Site) -> Vec<String> {
+    let mut out = Vec::new();
     if site.console.share_host_with_apps && !apps_on_console_host(site).is_empty() {
-        return vec![
+        out.push(
             "console.share_host_with_apps: students' ports are served on the console's host name; a student who opens a classmate's app hands them their session".into(),
-        ];
+        );
     }
-    Vec::new()
+    if let Some(gl) = &site.gitlab
+        && gl.webhook_secret_env.is_none()
+        && site.poll_interval().is_none()
+    {
+        out.push(
+            "gitlab.webhook_secret_env is not set and repositories.gitlab.poll is off: no push is ever noticed, so nothing new is applied".into(),
+        );
+    }
+    out
 }
 
 /// `90s`, `5m`, `1h`, `1d`, or plain seconds.

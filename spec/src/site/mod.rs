@@ -77,8 +77,11 @@ pub struct GitLab {
     /// Environment variable holding the API token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_env: Option<Located<String>>,
-    /// Environment variable holding the webhook secret.
-    pub webhook_secret_env: Located<String>,
+    /// Environment variable holding the webhook secret. Without it `serve`
+    /// takes no webhook (every delivery is refused): for a site GitLab
+    /// cannot reach, which notices pushes with `repositories.gitlab.poll`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret_env: Option<Located<String>>,
     /// Image of the per-account runner container.
     #[serde(default = "default_runner_image")]
     pub runner_image: String,
@@ -331,6 +334,12 @@ pub enum Repositories {
         /// replaced. Defaults to `<gitlab url>/{path}.git`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         clone_url: Option<String>,
+        /// How often `serve` asks every known repository where its default
+        /// branch points (`git ls-remote`, nothing fetched), e.g. `3m`, and
+        /// reconciles what moved as a push by the user GitLab names for it.
+        /// For a site GitLab's webhooks cannot reach; off when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        poll: Option<Located<String>>,
     },
 }
 
@@ -407,6 +416,16 @@ impl Ldap {
 }
 
 impl Site {
+    /// How often `serve` polls GitLab for pushes, when it does.
+    pub fn poll_interval(&self) -> Option<Duration> {
+        match &self.repositories {
+            Repositories::Gitlab {
+                poll: Some(every), ..
+            } => parse_duration(every).ok(),
+            _ => None,
+        }
+    }
+
     pub fn resync_interval(&self) -> Duration {
         parse_duration(&self.resync_interval).unwrap_or(Duration::from_secs(300))
     }

@@ -7,6 +7,7 @@ fn one_rule_derives_the_account_from_a_project_path() {
         groups: vec!["students".into(), "courses/os".into()],
         repository: "workspace".into(),
         clone_url: None,
+        poll: None,
     };
     for (path, want) in [
         ("alice/workspace", Some("alice")),
@@ -151,4 +152,42 @@ fn personal_token_lifetimes_are_durations_and_the_default_is_within_the_longest(
     let token = site.registry.as_ref().and_then(|r| r.token.as_ref());
     assert_eq!(personal_lifetimes(token), (30 * day, 30 * day));
     assert_eq!(personal_lifetimes(None), (90 * day, 365 * day));
+}
+
+#[test]
+fn polling_is_a_duration_asks_the_api_and_a_site_that_hears_nothing_is_warned() {
+    let text = |gitlab: &str, repositories: &str| {
+        format!(
+            "{gitlab}ldap:\n  url: ldap://l:389\n  insecure: true\n  base_dn: dc=x\n  allowed_groups: [s]\nbackends:\n  docker:\n    - {{ name: a, endpoint: env, host_ports: {{ first: 1, last: 2 }} }}\npolicy:\n  quotas: {{}}\nrepositories:\n  gitlab: {repositories}\nstate_dir: /s\n"
+        )
+    };
+    let parse = |gitlab: &str, repositories: &str| {
+        crate::parse_site(text(gitlab, repositories).as_bytes())
+            .map_err(|d| d.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+    };
+    let api = "gitlab: { url: https://gl.example, token_env: GL_TOKEN }\n";
+    let polled = parse(api, "{ groups: [s], poll: 3m }").expect("valid");
+    assert_eq!(polled.poll_interval(), Some(Duration::from_secs(180)));
+    // No webhook secret, but polling: nothing to warn about.
+    assert!(warnings(&polled).is_empty(), "{:?}", warnings(&polled));
+    let deaf = parse(api, "{ groups: [s] }").expect("valid");
+    assert_eq!(deaf.poll_interval(), None);
+    assert!(
+        warnings(&deaf)[0].contains("no push is ever noticed"),
+        "{:?}",
+        warnings(&deaf)
+    );
+    let bad = parse(api, "{ groups: [s], poll: often }").expect_err("refused");
+    assert!(bad[0].contains("duration `often`"), "{bad:?}");
+    let anonymous = parse(
+        "gitlab: { url: https://gl.example }\n",
+        "{ groups: [s], poll: 1m }",
+    )
+    .expect_err("refused");
+    assert!(
+        anonymous
+            .iter()
+            .any(|p| p.contains("polling needs `gitlab.token_env`")),
+        "{anonymous:?}"
+    );
 }
