@@ -119,7 +119,7 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
     }
     let kube = match (
         &site.backends.kubernetes,
-        crate::desired::kube::Settings::from_site(&site),
+        berth_core::desired::kube::Settings::from_site(&site),
     ) {
         (Some(k), Some(settings)) => {
             let client = kube_config(k.kubeconfig.as_deref(), k.context.as_deref())

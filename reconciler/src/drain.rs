@@ -72,7 +72,7 @@ async fn gpus_needed(ctx: &Arc<Context>, account: &str) -> Result<u32, DrainErro
     Ok(crate::reconcile::accepted_workspace_of(ctx, account)
         .await?
         .map(|ws| {
-            crate::desired::gpu_needs(&ws, &ctx.site, account)
+            berth_core::desired::gpu_needs(&ws, &ctx.site, account)
                 .iter()
                 .map(|(_, n)| n)
                 .sum()
@@ -252,7 +252,7 @@ async fn move_account(
         source.remove_volume(volume).await?;
     }
     source
-        .remove_network(&crate::desired::network_name(account))
+        .remove_network(&berth_core::desired::network_name(account))
         .await?;
     let notice = format!(
         "moved from host `{host}` to `{target}` by an admin: your containers' host ports changed (see the ports above)"

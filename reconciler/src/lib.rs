@@ -39,8 +39,6 @@ pub mod console;
 pub mod context;
 /// Idle culling: stop what nobody uses.
 pub mod cull;
-/// Workspace → desired Docker containers and Kubernetes objects; placement (pure).
-pub mod desired;
 /// Which accounts exist; fresh repository copies.
 pub mod discovery;
 /// Moving every account off a Docker host, with its volumes.
@@ -65,8 +63,6 @@ pub mod login;
 pub mod metrics;
 /// Local mirrors of GitLab repositories.
 pub mod mirror;
-/// Desired vs observed → ordered actions, both backends (pure).
-pub mod plan;
 /// Noticing pushes by polling where webhooks cannot reach.
 pub mod poll;
 /// Plan previews of branches and merge requests, rendered for GitLab.
@@ -77,8 +73,6 @@ pub mod queue;
 pub mod reconcile;
 /// The department registry's API.
 pub mod registry;
-/// Per-account GitLab runners: registration and config.toml (pure).
-pub mod runner;
 /// Random secrets, hex, and the hashes secrets are stored under.
 pub mod secret;
 /// `reconciler serve`: webhook, queue workers, resync, HTTP API.

@@ -3,6 +3,7 @@
 //! Reads `workspace.yaml` at a commit without a checkout (gix), the head
 //! commit's committer, and the commits between two revisions. Read-only.
 
+pub use berth_core::revision::{ContextEntry, Revision, WorkspaceFile};
 use std::path::{Path, PathBuf};
 
 mod walk;
@@ -29,45 +30,6 @@ pub enum SourceError {
 }
 
 pub type Result<T, E = SourceError> = std::result::Result<T, E>;
-
-/// What the repository holds at a commit.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WorkspaceFile {
-    /// No `workspace.yaml`. Not "no containers": a vanished file changes
-    /// nothing that runs (removing everything takes `containers: []`).
-    Missing,
-    /// `workspace.yaml` is not a regular file: a symlink (even to
-    /// `/etc/passwd`), a directory or a submodule. Refused, never followed.
-    NotAFile(&'static str),
-    Present(Vec<u8>),
-    /// Too large to read; rejected without parsing.
-    TooLarge(u64),
-}
-
-/// One commit of a workspace repository.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Revision {
-    /// `<account>/<repository>`.
-    pub repository: String,
-    pub sha: String,
-    pub committer_email: String,
-    pub summary: String,
-    pub file: WorkspaceFile,
-}
-
-/// One entry of a build context read from git.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ContextEntry {
-    File {
-        path: String,
-        data: Vec<u8>,
-        executable: bool,
-    },
-    Link {
-        path: String,
-        target: String,
-    },
-}
 
 /// The files of a directory at a commit, for a build context.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,10 +6,10 @@
 //! `GET /api/v1/accounts` (so reading never costs a Docker or Kubernetes
 //! call), and the console will show it.
 
-use crate::desired::{LABEL_NAME, LABEL_REVISION};
-use crate::plan::{KubeObserved, ObservedAccount};
 use crate::reconcile::Observed;
 use crate::store::{Store, StoreError};
+use berth_core::desired::{LABEL_NAME, LABEL_REVISION};
+use berth_core::plan::{KubeObserved, ObservedAccount};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -137,7 +137,7 @@ fn docker_containers<'a>(
             .collect(),
         gpu_devices: c.fields.get("gpu_devices").cloned(),
         endpoint: Some(endpoint.to_string()),
-        runner: c.full_name == crate::runner::container_name(account),
+        runner: c.full_name == berth_core::runner::container_name(account),
         culled: None,
     })
 }

@@ -5,7 +5,7 @@
 //! installs it and sets `BERTH_KUBE_VALIDATE`; without it the test is
 //! skipped, unless `BERTH_E2E_REQUIRED` is set.
 
-use berth_reconciler::desired::kube::{Owner, Settings, manifests};
+use berth_core::desired::kube::{Owner, Settings, manifests};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,8 +3,8 @@
 //! `docs/json-output.md`. The JSON types here are the contract; internal
 //! types are mapped onto them so refactors cannot change the output.
 
-use crate::plan::{Action, Change};
 use crate::reconcile::{AccountPlan, Decision, ReconcileError, short};
+use berth_core::plan::{Action, Change};
 use serde::Serialize;
 use std::fmt::Write;
 

@@ -112,8 +112,8 @@ pub fn paint(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Action;
     use crate::reconcile::{AccountPlan, Decision};
+    use berth_core::plan::Action;
 
     fn plans() -> Vec<(
         String,

@@ -41,27 +41,10 @@ pub enum IdentityError {
 
 pub type Result<T, E = IdentityError> = std::result::Result<T, E>;
 
-mod admission;
-mod dn;
-
-pub use admission::{Rejection, admit, pusher_allowed, pusher_bound, standing};
-use dn::group_name;
-pub use dn::{dn_eq, dn_parts};
-
-/// An account as the directory describes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Account {
-    pub name: String,
-    pub dn: String,
-    /// What stays the same for this entry and only this one: its
-    /// `entryUUID` where the directory keeps one, else its DN. Credentials
-    /// Berth issues are bound to it, so a name given to someone else later
-    /// inherits none of them.
-    pub entry: String,
-    pub mail: Option<String>,
-    pub groups: Vec<String>,
-    pub disabled: bool,
-}
+pub use berth_core::account::Account;
+pub use berth_core::admission::{Rejection, admit, pusher_allowed, pusher_bound, standing};
+use berth_core::dn::group_name;
+pub use berth_core::dn::{dn_eq, dn_parts};
 
 /// The directory client with its cache.
 pub struct Directory {
@@ -334,21 +317,6 @@ fn values(entry: &SearchEntry, attr: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub(super) fn site() -> berth_spec::Site {
-        crate::fixtures::example_site()
-    }
-
-    pub(super) fn alice() -> Account {
-        Account {
-            name: "alice".into(),
-            dn: "uid=alice,ou=people,dc=berth,dc=test".into(),
-            entry: "uid=alice,ou=people,dc=berth,dc=test".into(),
-            mail: Some("alice@berth.test".into()),
-            groups: vec!["students".into()],
-            disabled: false,
-        }
-    }
 
     #[test]
     fn filter_values_are_escaped() {

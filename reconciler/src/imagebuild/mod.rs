@@ -9,8 +9,6 @@
 //! pull only what the student may: even a Dockerfile this check misread
 //! cannot make dockerd fetch a classmate's unshared image.
 
-pub mod context;
-pub mod dockerfile;
 mod prepare;
 
 use crate::backend::docker::{BuildJob, DockerBackend};
@@ -228,7 +226,7 @@ async fn build_one(
     // async threads that serve every other student.
     let packed = {
         let dockerfile = dockerfile.clone();
-        tokio::task::spawn_blocking(move || context::tar(&entries, &dockerfile))
+        tokio::task::spawn_blocking(move || berth_core::tarball::tar(&entries, &dockerfile))
             .await
             .map_err(|e| ReconcileError::Join(e.to_string()))?
     };
@@ -258,7 +256,10 @@ async fn build_one(
         memory,
         timeout: site.build_timeout(),
         labels: HashMap::from([
-            (crate::desired::LABEL_OWNER.to_string(), account.to_string()),
+            (
+                berth_core::desired::LABEL_OWNER.to_string(),
+                account.to_string(),
+            ),
             ("berth.build".to_string(), b.name.value.clone()),
             ("berth.revision".to_string(), revision.to_string()),
         ]),

@@ -2,9 +2,10 @@
 //! context from git (size-capped, `.dockerignore` applied), the Dockerfile
 //! in it, and its base images, each allowed only as `image:` would be.
 
-use super::{Failure, dockerfile, failure};
+use super::{Failure, failure};
 use crate::reconcile::{Context, ReconcileError};
 use crate::source::{ContextEntry, ContextLimits, ContextTree};
+use berth_core::dockerfile;
 use berth_spec::ImageRef;
 use berth_spec::policy::{Shared, image_allowed_with};
 use berth_spec::workspace::Build;

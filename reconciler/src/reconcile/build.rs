@@ -6,10 +6,10 @@
 
 use super::pins::shared_with;
 use super::{AccountPlan, Context, Observed, ReconcileError, Result};
-use crate::desired::kube::{Owner, manifests};
-use crate::desired::{self, GpuKey, PortKey};
 use crate::identity::Account;
-use crate::plan::{self, Action, ObservedAccount};
+use berth_core::desired::kube::{Owner, manifests};
+use berth_core::desired::{self, GpuKey, PortKey};
+use berth_core::plan::{self, Action, ObservedAccount};
 use berth_spec::{Backend, Workspace};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -166,17 +166,17 @@ fn runner_config_update(
     observed: &ObservedAccount,
     plan: &AccountPlan,
 ) -> Result<Option<Action>> {
-    let Some(runner) = desired.iter().find(|d| crate::runner::is_runner(d)) else {
+    let Some(runner) = desired.iter().find(|d| berth_core::runner::is_runner(d)) else {
         return Ok(None);
     };
     let replaced = plan.actions.iter().any(|a| {
         matches!(a, Action::Create { container } | Action::Recreate { container, .. }
-            if crate::runner::is_runner(container))
+            if berth_core::runner::is_runner(container))
     });
     let Some(live) = observed.containers.iter().find(|c| c.name == runner.name) else {
         return Ok(None);
     };
-    let hash = crate::runner::config_hash(runner);
+    let hash = berth_core::runner::config_hash(runner);
     if replaced || ctx.store.runner_config(account)?.as_deref() == Some(hash.as_str()) {
         return Ok(None);
     }
@@ -233,13 +233,14 @@ fn runner_plan(
         .as_ref()
         .map(|(id, _)| *id)
         .or(ctx.store.project(account)?);
-    let actions = match crate::runner::registration(wanted.as_deref(), stored.as_ref(), project) {
-        Ok(a) => a,
-        Err(why) => {
-            plan.warnings.push(why.to_string());
-            return Ok(vec![]);
-        }
-    };
+    let actions =
+        match berth_core::runner::registration(wanted.as_deref(), stored.as_ref(), project) {
+            Ok(a) => a,
+            Err(why) => {
+                plan.warnings.push(why.to_string());
+                return Ok(vec![]);
+            }
+        };
     let registering = actions
         .iter()
         .any(|a| matches!(a, Action::RegisterRunner { .. }));
@@ -249,15 +250,22 @@ fn runner_plan(
         let groups = identity.map(|a| a.groups.clone()).unwrap_or_default();
         let quota = berth_spec::policy::effective_quota(&ctx.site, &groups);
         let defaults = &ctx.site.policy.default_resources;
-        let settings = crate::runner::Settings {
+        let settings = berth_core::runner::Settings {
             gitlab_url: url.value.clone(),
             image: gl.runner_image.clone(),
-            docker: crate::runner::DockerAccess::from_endpoint(endpoint),
+            docker: berth_core::runner::DockerAccess::from_endpoint(
+                endpoint,
+                std::env::var("DOCKER_HOST").ok().as_deref(),
+            ),
             quota_cpus: quota.as_ref().map_or(defaults.cpus, |q| q.cpus),
             quota_memory: quota
                 .as_ref()
                 .map_or(defaults.memory.bytes().unwrap_or(512 << 20), |q| q.memory),
-            allowed: crate::runner::allowed_images(&ctx.site, account, &shared_with(ctx, account)?),
+            allowed: berth_core::runner::allowed_images(
+                &ctx.site,
+                account,
+                &shared_with(ctx, account)?,
+            ),
             environment: match (&ctx.registry_keys, &ctx.site.registry) {
                 (Some(keys), Some(registry)) => vec![format!(
                     "DOCKER_AUTH_CONFIG={}",
@@ -271,7 +279,7 @@ fn runner_plan(
             },
         };
         let workspace = plan.repository.clone().unwrap_or_default();
-        let runner = crate::runner::desired(
+        let runner = berth_core::runner::desired(
             &settings,
             account,
             &workspace,
@@ -286,7 +294,7 @@ fn runner_plan(
                     std::fs::read(path).map_err(|e| format!("reading {path} for the runner: {e}"))
                 };
                 match (read(&tls.ca), read(&tls.cert), read(&tls.key)) {
-                    (Ok(ca), Ok(cert), Ok(key)) => crate::runner::with_tls_files(
+                    (Ok(ca), Ok(cert), Ok(key)) => berth_core::runner::with_tls_files(
                         runner,
                         [("ca.pem", ca), ("cert.pem", cert), ("key.pem", key)],
                     ),
@@ -373,7 +381,7 @@ fn reserve(ctx: &Context, account: &str, ws: &Workspace, keep: bool) -> Result<R
     for (key, ids) in reserved.iter() {
         held.entry(key.clone()).or_insert_with(|| ids.clone());
     }
-    let gpus = crate::desired::gpus::allocate(
+    let gpus = berth_core::desired::gpus::allocate(
         &endpoint,
         host.gpus,
         host.gpu_sharing,

@@ -3,8 +3,8 @@
 //! action does not stop the others of the account.
 
 use super::{AccountPlan, AccountReport, ActionError, Context, Decision, Result, describe, short};
-use crate::plan::{self, Action};
 use crate::store::{StoredRunner, blocking};
+use berth_core::plan::{self, Action};
 use std::sync::Arc;
 
 /// Records the plan's decision and runs its actions. Each action is
@@ -182,7 +182,12 @@ async fn run_action(
             };
             let files: Vec<(String, Vec<u8>)> = template
                 .iter()
-                .map(|(path, t)| (path.clone(), crate::runner::fill_token(t, &runner.token)))
+                .map(|(path, t)| {
+                    (
+                        path.clone(),
+                        berth_core::runner::fill_token(t, &runner.token),
+                    )
+                })
                 .collect();
             match docker_of(ctx, plan) {
                 Ok(b) => match b.upload(id, name, &files).await {
@@ -220,9 +225,9 @@ async fn run_action(
             if result.is_ok()
                 && let Action::Create { container } | Action::Recreate { container, .. } =
                     action.as_ref()
-                && crate::runner::is_runner(container)
+                && berth_core::runner::is_runner(container)
             {
-                let hash = crate::runner::config_hash(container);
+                let hash = berth_core::runner::config_hash(container);
                 blocking(|| ctx.store.set_runner_config(account, &hash))?;
             }
             result
@@ -266,7 +271,7 @@ fn with_runner_token<'a>(
     let (Action::Create { container } | Action::Recreate { container, .. }) = action else {
         return Ok(Ok(std::borrow::Cow::Borrowed(action)));
     };
-    if !crate::runner::is_runner(container) {
+    if !berth_core::runner::is_runner(container) {
         return Ok(Ok(std::borrow::Cow::Borrowed(action)));
     }
     let Some(runner) = blocking(|| ctx.store.runner(account))? else {
@@ -274,7 +279,7 @@ fn with_runner_token<'a>(
     };
     let mut real = action.clone();
     if let Action::Create { container } | Action::Recreate { container, .. } = &mut real {
-        **container = crate::runner::with_token(container, &runner.token);
+        **container = berth_core::runner::with_token(container, &runner.token);
     }
     Ok(Ok(std::borrow::Cow::Owned(real)))
 }
@@ -285,7 +290,7 @@ fn with_runner_token<'a>(
 async fn kube_apply(
     ctx: &Context,
     account: &str,
-    objects: &[crate::desired::kube::KubeObject],
+    objects: &[berth_core::desired::kube::KubeObject],
     changes: &[plan::Change],
 ) -> std::result::Result<(), ActionError> {
     let k = ctx.kube_backend()?;

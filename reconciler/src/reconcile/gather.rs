@@ -1,16 +1,16 @@
 //! Gather: the IO half of a reconcile's decision. Reads git, LDAP, the
 //! store and (for the pusher) GitLab, hands them to the pure
-//! [`decide`](super::decide), resolves the images of an accepted candidate
+//! [`decide`](berth_core::decide), resolves the images of an accepted candidate
 //! (registry), then has the plan built ([`super::build`]). Changes nothing.
 
 use super::build::{Build, build};
-use super::decide::{self, RejectReason, Verdict};
 use super::pins::{resolve_pins, shared_with, unshared_warnings};
 use super::{AccountPlan, Context, Decision, Observed, ReconcileError, Result};
 use crate::identity::{self, Account};
-use crate::plan::{self, Action};
 use crate::source::WorkspaceFile;
 use crate::store::blocking;
+use berth_core::decide::{self, RejectReason, Verdict};
+use berth_core::plan::{self, Action};
 use berth_spec::Workspace;
 use berth_spec::policy::share_key;
 use berth_webhook::SyncRequest;

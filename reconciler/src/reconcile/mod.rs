@@ -10,23 +10,22 @@
 //! A rejected revision changes nothing: the last accepted one keeps running.
 
 mod build;
-pub mod decide;
 mod execute;
 mod gather;
 pub mod pins;
 
-pub use decide::RejectReason;
+pub use berth_core::decide::RejectReason;
 pub use execute::execute;
 pub use gather::{accepted_workspace_of, evaluate, preview};
 
 use crate::backend::kube_apply::KubeBackend;
 use crate::backend::{DockerBackend, DockerError, KubeError, Unavailable};
-use crate::desired;
-use crate::desired::kube::Settings as KubeSettings;
 use crate::identity::{Directory, IdentityError};
-use crate::plan::{Action, KubeObserved, ObservedAccount};
 use crate::source::{LocalSource, SourceError};
 use crate::store::{GpuKey, PortKey, Store, StoreError};
+use berth_core::desired;
+use berth_core::desired::kube::Settings as KubeSettings;
+use berth_core::plan::{Action, KubeObserved, ObservedAccount};
 use berth_spec::Site;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -44,7 +43,7 @@ pub enum ReconcileError {
     #[error(transparent)]
     Ports(#[from] desired::PortsExhausted),
     #[error(transparent)]
-    Gpus(#[from] crate::desired::gpus::GpusExhausted),
+    Gpus(#[from] berth_core::desired::gpus::GpusExhausted),
     #[error("no docker endpoint is available for account `{0}`")]
     NoEndpoint(String),
     #[error("docker endpoint `{endpoint}` is unavailable: {reason}")]

@@ -19,23 +19,7 @@ pub(crate) fn shared_with(ctx: &Context, account: &str) -> Result<Shared> {
         .collect())
 }
 
-/// Why a revision's image cannot run.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ImageRejection {
-    #[error("image `{0}` does not exist in the department registry")]
-    Missing(String),
-    /// The site's scanner said no; its output (trimmed) is the student's to read.
-    #[error("image scan refused `{image}`: {output}")]
-    Refused { image: String, output: String },
-    #[error("image scan of `{image}` could not run `{program}`: {cause}")]
-    ScannerFailed {
-        image: String,
-        program: String,
-        cause: String,
-    },
-    #[error("image scan of `{0}` took longer than 5 minutes")]
-    ScanTimeout(String),
-}
+pub use berth_core::decide::ImageRejection;
 
 /// Digests of the workspace's department-registry images (pin key →
 /// digest), or why the revision cannot run (an image that does not exist).

@@ -77,8 +77,8 @@ pub struct Problem<'a> {
     pub student: &'a str,
 }
 
-pub use crate::desired::{GpuKey, PortKey};
-pub use crate::runner::StoredRunner;
+pub use berth_core::desired::{GpuKey, PortKey};
+pub use berth_core::runner::StoredRunner;
 
 pub struct Store {
     conn: Mutex<Connection>,

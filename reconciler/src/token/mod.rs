@@ -9,11 +9,10 @@
 //! account's CI credential, through [`crate::login`] (the console's door
 //! too): failures throttled before the directory is asked, binds cached.
 
-pub mod access;
 pub mod ci;
 pub mod signer;
 
-pub use access::{Access, Requester, grant, parse_scopes};
+pub use berth_core::grants::{Access, Requester, grant, parse_scopes};
 pub use signer::{Issued, Signer, SignerError};
 
 use crate::identity::Directory;

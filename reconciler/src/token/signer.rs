@@ -4,8 +4,8 @@
 //! certificate as `x5c` (what distribution 2.8 verifies against its
 //! `rootcertbundle`) and a libtrust `kid` of the same key.
 
-use super::access::Access;
 use base64::Engine;
+use berth_core::grants::Access;
 use berth_spec::site::RegistryToken;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;

@@ -3,7 +3,7 @@
 //! host's device ids), labelled, its ports bound to the endpoint's address.
 
 use super::{DockerBackend, DockerError, Result, api_at_least};
-use crate::desired::{DesiredContainer, PIDS_LIMIT};
+use berth_core::desired::{DesiredContainer, PIDS_LIMIT};
 use bollard::models::{
     ContainerCreateBody, DeviceRequest, HostConfig, HostConfigLogConfig, Mount, MountType,
     PortBinding, RestartPolicy, RestartPolicyNameEnum,

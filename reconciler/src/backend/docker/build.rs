@@ -185,7 +185,7 @@ impl DockerBackend {
     /// first milliseconds are bounded by its memory limit alone).
     async fn confine_step(&self, container: &str) {
         let limit = bollard::models::ContainerUpdateBody {
-            pids_limit: Some(crate::desired::PIDS_LIMIT),
+            pids_limit: Some(berth_core::desired::PIDS_LIMIT),
             ..Default::default()
         };
         if let Err(e) = self.docker.update_container(container, limit).await {

@@ -6,7 +6,7 @@
 //! runner container, which mounts the host's Docker socket.
 
 use super::{DockerBackend, DockerError, Result};
-use crate::desired::LABEL_OWNER;
+use berth_core::desired::LABEL_OWNER;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::query_parameters::{
@@ -92,7 +92,9 @@ impl DockerBackend {
             .iter()
             .flatten()
             .any(|m| m.typ.as_deref() != Some("volume"));
-        if purpose == Purpose::Enter && (binds || full == crate::runner::container_name(account)) {
+        if purpose == Purpose::Enter
+            && (binds || full == berth_core::runner::container_name(account))
+        {
             return Ok(None);
         }
         Ok(Some(Owned {

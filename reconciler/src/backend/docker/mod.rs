@@ -4,8 +4,8 @@
 //! dockerd 20.10) and newer: the version is negotiated on connect, and GPU
 //! device requests (API ≥ 1.40) are refused on older daemons.
 
-use crate::desired::{DesiredContainer, LABEL_OWNER};
-use crate::plan::Action;
+use berth_core::desired::{DesiredContainer, LABEL_OWNER};
+use berth_core::plan::Action;
 use berth_spec::State;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
@@ -474,7 +474,7 @@ fn api_at_least(version: &str, major: u32, minor: u32) -> bool {
 mod tests {
     use super::images::split_tag;
     use super::*;
-    use crate::desired::{PIDS_LIMIT, fixtures};
+    use berth_core::desired::{PIDS_LIMIT, fixtures};
     use bollard::models::MountType;
     use std::collections::BTreeMap;
 

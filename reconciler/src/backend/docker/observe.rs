@@ -3,8 +3,8 @@
 //! per kind whatever the number of accounts.
 
 use super::{DockerBackend, Result};
-use crate::desired::{LABEL_HASH, LABEL_NAME, LABEL_OWNER, LABEL_REVISION, LABEL_SPEC};
-use crate::plan::{ObservedAccount, ObservedContainer};
+use berth_core::desired::{LABEL_HASH, LABEL_NAME, LABEL_OWNER, LABEL_REVISION, LABEL_SPEC};
+use berth_core::plan::{ObservedAccount, ObservedContainer};
 use bollard::models::ContainerSummaryStateEnum;
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,

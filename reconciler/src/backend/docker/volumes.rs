@@ -5,8 +5,8 @@
 //! removals a finished move needs.
 
 use super::{DockerBackend, DockerError, Result};
-use crate::desired::LABEL_OWNER;
-use crate::plan::ObservedAccount;
+use berth_core::desired::LABEL_OWNER;
+use berth_core::plan::ObservedAccount;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{

@@ -4,9 +4,9 @@
 //! deletion of objects the plan prunes, and observation of Berth-labelled
 //! objects and pods. No decisions here: the plan makes them.
 
-use crate::desired::kube::KubeObject;
-use crate::desired::{LABEL_NAME, LABEL_OWNER};
-use crate::plan::{KubeObserved, PodState};
+use berth_core::desired::kube::KubeObject;
+use berth_core::desired::{LABEL_NAME, LABEL_OWNER};
+use berth_core::plan::{KubeObserved, PodState};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Service, ServiceAccount,
@@ -310,7 +310,7 @@ impl KubeBackend {
         };
         let created = api
             .create_token_request(
-                crate::desired::kube::STUDENT,
+                berth_core::desired::kube::STUDENT,
                 &kube::api::PostParams::default(),
                 &request,
             )
@@ -419,7 +419,7 @@ impl KubeBackend {
 /// `kubeconfig` and the console's download).
 pub async fn student_kubeconfig(site: &berth_spec::Site, account: &str) -> Result<String, String> {
     let (Some(settings), Some(k)) = (
-        crate::desired::kube::Settings::from_site(site),
+        berth_core::desired::kube::Settings::from_site(site),
         site.backends.kubernetes.as_ref(),
     ) else {
         return Err("the site has no Kubernetes cluster".into());
@@ -436,7 +436,7 @@ pub async fn student_kubeconfig(site: &berth_spec::Site, account: &str) -> Resul
         .await
         .map_err(|e| e.to_string())?;
     let ca = config.root_cert.clone().unwrap_or_default();
-    Ok(crate::desired::kube::kubeconfig(
+    Ok(berth_core::desired::kube::kubeconfig(
         &config.cluster_url.to_string(),
         &ca,
         &namespace,

@@ -2,7 +2,7 @@
 //! `tower-test` pattern): exact verbs, paths, parameters and bodies.
 
 use super::*;
-use crate::desired::kube::{Settings, manifests, namespace};
+use berth_core::desired::kube::{Settings, manifests, namespace};
 use http::{Request, Response};
 use kube::client::Body;
 
@@ -61,7 +61,7 @@ async fn workloads_are_server_side_applied_in_order() {
     let m = manifests(
         &settings(),
         &site(),
-        &crate::desired::kube::fixtures::owner(false),
+        &berth_core::desired::kube::fixtures::owner(false),
         &[&c],
         None,
     );

@@ -2,15 +2,33 @@
 //! accepted revision, the directory's entry, the pusher check's answer, the
 //! shares other accounts offer) to what happens to the head revision and
 //! whether the account may run at all. No IO: every rule is a row of the
-//! table tests below. Gathering is `super::gather`; image digests (registry
+//! table tests below. Gathering is the reconciler's `reconcile::gather`; image digests (registry
 //! IO) are resolved after a [`Verdict::Candidate`] and reported with
 //! [`RejectReason::Image`].
 
-use super::pins::ImageRejection;
-use crate::identity::{self, Account, Rejection};
-use crate::source::{Revision, WorkspaceFile};
+use crate::account::Account;
+use crate::admission::{self as identity, Rejection};
+use crate::revision::{Revision, WorkspaceFile};
 use berth_spec::policy::Shared;
 use berth_spec::{Site, Workspace};
+
+/// Why a revision's image cannot run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImageRejection {
+    #[error("image `{0}` does not exist in the department registry")]
+    Missing(String),
+    /// The site's scanner said no; its output (trimmed) is the student's to read.
+    #[error("image scan refused `{image}`: {output}")]
+    Refused { image: String, output: String },
+    #[error("image scan of `{image}` could not run `{program}`: {cause}")]
+    ScannerFailed {
+        image: String,
+        program: String,
+        cause: String,
+    },
+    #[error("image scan of `{0}` took longer than 5 minutes")]
+    ScanTimeout(String),
+}
 
 /// Everything the decision needs, gathered beforehand.
 pub struct Inputs<'a> {

@@ -4,7 +4,7 @@
 //! last match wins, the Dockerfile and `.dockerignore` are always sent),
 //! as a tar with fixed owners and times so one tree gives one tar.
 
-use crate::source::ContextEntry;
+use crate::revision::ContextEntry;
 use globset::{GlobSet, GlobSetBuilder};
 
 /// Largest `.dockerignore` read, and most patterns taken from it: every

@@ -3,8 +3,8 @@
 //! GitLab pusher may push to it, by username or bound through the LDAP
 //! identity GitLab knows ([`pusher_bound`]).
 
-use super::Account;
-use super::dn::dn_eq;
+use crate::account::Account;
+use crate::dn::dn_eq;
 use berth_spec::site::Site;
 
 /// Why a revision is not accepted.
@@ -143,8 +143,22 @@ pub fn admit(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{alice, site};
     use super::*;
+
+    fn site() -> berth_spec::Site {
+        crate::fixtures::example_site()
+    }
+
+    fn alice() -> Account {
+        Account {
+            name: "alice".into(),
+            dn: "uid=alice,ou=people,dc=berth,dc=test".into(),
+            entry: "uid=alice,ou=people,dc=berth,dc=test".into(),
+            mail: Some("alice@berth.test".into()),
+            groups: vec!["students".into()],
+            disabled: false,
+        }
+    }
 
     #[test]
     fn admission_rules() {

@@ -45,7 +45,7 @@ pub fn dn_eq(a: &str, b: &str) -> bool {
 /// `cn=students,ou=groups,dc=x` under base `ou=groups,dc=x` → `students`;
 /// a group anywhere else (`cn=students,ou=clubs,dc=x`) is no group of the
 /// site's at all.
-pub(super) fn group_name(dn: &str, base: &str) -> Option<String> {
+pub fn group_name(dn: &str, base: &str) -> Option<String> {
     let parts = dn_parts(dn)?;
     let base = dn_parts(base)?;
     let (first, parent) = parts.split_first()?;

@@ -145,7 +145,7 @@ pub fn short_hash(value: &impl Serialize) -> String {
 
 /// The image reference a container runs: normalised, and pinned to the
 /// digest its revision was accepted with when there is one (department
-/// images; see [`crate::pins`]).
+/// images; see the reconciler's `reconcile::pins`).
 pub fn pinned_image(image: &str, pins: &BTreeMap<String, String>) -> String {
     match ImageRef::parse(image) {
         Ok(r) => match pins.get(&policy::pin_key(&r)) {
@@ -267,8 +267,8 @@ pub fn containers(ws: &Workspace, cx: &Context<'_>) -> Vec<DesiredContainer> {
 
 /// Fixtures shared by the tests of the modules that consume desired
 /// containers (plan, backends).
-#[cfg(test)]
-pub(crate) mod fixtures {
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures {
     use super::*;
 
     /// nginx with one env var, port 80 on 127.0.0.1:20000 and a volume.

@@ -86,10 +86,16 @@ pub enum DockerAccess {
 pub const TLS_DIR: &str = "/etc/gitlab-runner/docker-tls";
 
 impl DockerAccess {
-    /// From a site endpoint (`unix://…`, `tcp://…`, or `env`).
-    pub fn from_endpoint(endpoint: &berth_spec::site::DockerEndpoint) -> DockerAccess {
+    /// From a site endpoint (`unix://…`, `tcp://…`, or `env`, which is
+    /// `docker_host`: the reconciler's `DOCKER_HOST`, if set).
+    pub fn from_endpoint(
+        endpoint: &berth_spec::site::DockerEndpoint,
+        docker_host: Option<&str>,
+    ) -> DockerAccess {
         let resolved = if endpoint.endpoint.as_str() == "env" {
-            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+            docker_host
+                .unwrap_or("unix:///var/run/docker.sock")
+                .to_string()
         } else {
             endpoint.endpoint.value.clone()
         };

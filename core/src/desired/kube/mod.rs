@@ -201,8 +201,8 @@ fn annotated(mut meta: ObjectMeta, repository: &str) -> ObjectMeta {
     meta
 }
 
-#[cfg(test)]
-pub(crate) mod fixtures {
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures {
     use super::Owner;
     use std::collections::BTreeMap;
 

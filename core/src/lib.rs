@@ -1,0 +1,33 @@
+//! Berth's pure core: what Berth decides, with nothing it reads or does.
+//! Every function here takes plain values and returns plain values; the
+//! reconciler gathers the inputs (git, LDAP, GitLab, the store, the
+//! backends) and carries out the results. This crate's manifest has no
+//! async runtime and no client of Docker, Kubernetes, LDAP, HTTP or
+//! SQLite, so Cargo, not a convention, keeps it pure.
+//!
+//! # Layout
+//!
+//! - Inputs, as plain records: [`account`] (a directory entry),
+//!   [`revision`] (a commit, its `workspace.yaml`, a build context's files).
+//! - Rules: [`dn`] (comparing directory names), [`admission`] (who may push
+//!   and run), [`decide`] (what happens to a head revision), [`grants`]
+//!   (what a registry token allows), [`dockerfile`] and [`tarball`] (what a
+//!   build may use, and the context it sends).
+//! - Results: [`desired`] (containers and Kubernetes objects an account
+//!   should have, and where), [`plan`] (the actions from what is observed
+//!   to what is desired), [`runner`] (the CI runner and its `config.toml`).
+
+pub mod account;
+pub mod admission;
+pub mod decide;
+pub mod desired;
+pub mod dn;
+pub mod dockerfile;
+pub mod grants;
+pub mod plan;
+pub mod revision;
+pub mod runner;
+pub mod tarball;
+
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
