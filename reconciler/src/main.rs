@@ -4,5 +4,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    berth_reconciler::cli::main()
+    berth_reconciler::edges::cli::main()
 }

@@ -2,7 +2,7 @@
 //! documents: exact requests (paths, token header, bodies), pagination,
 //! retries on 5xx/429 with Retry-After, and hook creation vs update.
 
-use berth_reconciler::gitlab::{CommitState, GitLab, GitLabError};
+use berth_reconciler::inputs::gitlab::{CommitState, GitLab, GitLabError};
 use std::time::Duration;
 use wiremock::matchers::{body_partial_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};

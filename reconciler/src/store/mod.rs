@@ -57,7 +57,7 @@ pub use audit::{AuditCursor, AuditEntry};
 pub use builds::BuildRecord;
 pub use gitlab::WatchedProject;
 pub use images::{Pin, Pulled, Share};
-pub use tokens::{PersonalToken, TokenOwner};
+pub use tokens::{PersonalToken, Session, TokenOwner};
 
 /// The latest rejection or failed action of an account, until a later
 /// reconcile succeeds without one.

@@ -29,6 +29,16 @@ pub struct TokenOwner {
     pub expires: Option<i64>,
 }
 
+/// A console session as the store keeps it (under the hash of its id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub account: String,
+    pub admin: bool,
+    pub csrf: String,
+    pub created: i64,
+    pub seen: i64,
+}
+
 impl Store {
     /// Records a token by its hash; `false` when the account already has
     /// one of that name.
@@ -102,7 +112,7 @@ impl Store {
 }
 
 impl Store {
-    pub fn put_session(&self, key: &str, s: &crate::console::Session) -> Result<()> {
+    pub fn put_session(&self, key: &str, s: &Session) -> Result<()> {
         self.conn().execute(
             "INSERT OR REPLACE INTO console_sessions (key, account, admin, csrf, created, seen)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -111,14 +121,14 @@ impl Store {
         Ok(())
     }
 
-    pub fn session(&self, key: &str) -> Result<Option<crate::console::Session>> {
+    pub fn session(&self, key: &str) -> Result<Option<Session>> {
         Ok(self
             .conn()
             .query_row(
                 "SELECT account, admin, csrf, created, seen FROM console_sessions WHERE key = ?1",
                 [key],
                 |r| {
-                    Ok(crate::console::Session {
+                    Ok(Session {
                         account: r.get(0)?,
                         admin: r.get(1)?,
                         csrf: r.get(2)?,

@@ -1,0 +1,116 @@
+//! The console's access to a container, and start/stop/restart. Every
+//! handler that touches a container (here, in `logs`, `terminal` and
+//! `files`) first finds it among the session account's observed ones and
+//! then asks the backend, whose
+//! [`owned`](crate::backends::docker::DockerBackend::owned) checks the
+//! `berth.owner` label again; a container that is missing or someone
+//! else's gets the same 404, and the attempt is audited.
+
+use super::{Console, Me, Session, not_found, to_login};
+use crate::backends::docker::{DockerBackend, Owned, Purpose};
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use std::sync::Arc;
+
+/// The backend and container `name` if the session's account owns it.
+pub(super) async fn owned<'a>(
+    c: &'a Console,
+    s: &Session,
+    name: &str,
+    purpose: Purpose,
+) -> Option<(&'a DockerBackend, Owned)> {
+    let endpoint = {
+        let views = c.views.read().await;
+        views
+            .get(&s.account)?
+            .containers
+            .iter()
+            .find(|ct| ct.backend == "docker" && ct.container == name)?
+            .endpoint
+            .clone()?
+    };
+    let backend = c.ctx.docker.get(&endpoint)?.as_ref().ok()?;
+    match backend.owned(&s.account, name, purpose).await {
+        Ok(Some(o)) => Some((backend, o)),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(cause = %e, container = name, "console: inspecting a container");
+            None
+        }
+    }
+}
+
+/// The answer to a container the session may not have, audited.
+pub(super) fn denied(c: &Console, s: &Session, name: &str, what: &str) -> Response {
+    c.audit(
+        &s.account,
+        "console-denied",
+        &format!("{what} of `{name}`: not one of the account's containers"),
+    );
+    not_found(Some(Me::from(s)))
+}
+
+/// The session and its account's container `name` for `purpose`, or the
+/// answer to give instead: the login page, or the audited 404.
+pub(super) async fn session_and_container<'a>(
+    c: &'a Console,
+    headers: &HeaderMap,
+    name: &str,
+    purpose: Purpose,
+    what: &str,
+) -> Result<(Session, &'a DockerBackend, Owned), Response> {
+    let Some(s) = c.session(headers).await else {
+        return Err(to_login());
+    };
+    match owned(c, &s, name, purpose).await {
+        Some((backend, container)) => Ok((s, backend, container)),
+        None => Err(denied(c, &s, name, what)),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct OpForm {
+    csrf: Option<String>,
+}
+
+/// `start`, `stop` or `restart`: until the next reconcile says otherwise.
+pub(super) async fn operate(
+    State(c): State<Arc<Console>>,
+    Path((name, op)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<OpForm>,
+) -> Response {
+    let s = match c.posted_session(&headers, form.csrf.as_deref()).await {
+        Ok(s) => s,
+        Err(refused) => return refused.into_response(),
+    };
+    if !matches!(op.as_str(), "start" | "stop" | "restart") {
+        return not_found(Some(Me::from(&s)));
+    }
+    let Some((backend, container)) = owned(&c, &s, &name, Purpose::Operate).await else {
+        return denied(&c, &s, &name, &op);
+    };
+    if op != "stop" {
+        // Started by the student: no longer culled.
+        let _ =
+            crate::store::blocking(|| c.ctx.store.clear_culled(&s.account, Some(&container.name)));
+    }
+    let result = match op.as_str() {
+        "start" => backend.start_owned(&container).await,
+        "stop" => backend.stop_owned(&container).await,
+        _ => backend.restart_owned(&container).await,
+    };
+    match result {
+        Ok(()) => {
+            c.audit(&s.account, &format!("console-{op}"), &format!("`{name}`"));
+            let _ = c.refresh.try_send(s.account.clone());
+            Redirect::to("/").into_response()
+        }
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("{}\n", c.failure(&s.account, &op, &e)),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,138 @@
+//! The service's Prometheus metrics (the Prometheus project's
+//! `prometheus-client`), exposed at `GET /metrics` in the OpenMetrics text
+//! format: webhook deliveries by outcome, revisions refused by reason,
+//! backend actions by kind, queue depth and reconcile durations. Every
+//! label is a typed outcome's bounded label, never a message.
+
+use berth_webhook::{Observer, Outcome};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Upper bounds (seconds) of the reconcile duration histogram.
+const BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+type Labelled = Family<Vec<(&'static str, &'static str)>, Counter>;
+
+pub struct Metrics {
+    registry: Registry,
+    events: Labelled,
+    rejected: Labelled,
+    actions: Labelled,
+    queue_depth: Gauge,
+    durations: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let events = Labelled::default();
+        let rejected = Labelled::default();
+        let actions = Labelled::default();
+        let queue_depth = Gauge::default();
+        let durations = Histogram::new(BUCKETS);
+        registry.register(
+            "berth_webhook_events",
+            "Webhook deliveries by outcome",
+            events.clone(),
+        );
+        registry.register(
+            "berth_rejected",
+            "Revisions refused, by reason",
+            rejected.clone(),
+        );
+        registry.register(
+            "berth_actions",
+            "Backend actions applied, by kind",
+            actions.clone(),
+        );
+        registry.register(
+            "berth_queue_depth",
+            "Accounts waiting for a reconcile",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "berth_reconcile_duration_seconds",
+            "Time per account reconcile",
+            durations.clone(),
+        );
+        Metrics {
+            registry,
+            events,
+            rejected,
+            actions,
+            queue_depth,
+            durations,
+        }
+    }
+}
+
+impl Metrics {
+    /// A revision refused for `reason` (a [`RejectReason`] label).
+    ///
+    /// [`RejectReason`]: crate::engine::reconcile::RejectReason
+    pub fn rejected(&self, reason: &'static str) {
+        self.rejected.get_or_create(&vec![("reason", reason)]).inc();
+    }
+
+    /// `n` actions of `kind` applied.
+    pub fn actions(&self, kind: &'static str, n: u64) {
+        self.actions.get_or_create(&vec![("kind", kind)]).inc_by(n);
+    }
+
+    pub fn set_queue_depth(&self, depth: usize) {
+        self.queue_depth.set(depth as i64);
+    }
+
+    pub fn reconciled(&self, seconds: f64) {
+        self.durations.observe(seconds);
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::warn!(cause = %e, "encoding metrics");
+        }
+        out
+    }
+}
+
+impl Observer for Metrics {
+    fn delivery(&self, outcome: Outcome) {
+        self.events
+            .get_or_create(&vec![("outcome", outcome.label())])
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauges_and_histogram() {
+        let m = Metrics::default();
+        m.delivery(Outcome::Queued);
+        m.delivery(Outcome::Queued);
+        m.rejected("pusher");
+        m.actions("create", 1);
+        m.set_queue_depth(3);
+        m.reconciled(0.2);
+        let text = m.render();
+        for line in [
+            "berth_webhook_events_total{outcome=\"queued\"} 2",
+            "berth_rejected_total{reason=\"pusher\"} 1",
+            "berth_actions_total{kind=\"create\"} 1",
+            "berth_queue_depth 3",
+            "berth_reconcile_duration_seconds_bucket{le=\"0.1\"} 0",
+            "berth_reconcile_duration_seconds_bucket{le=\"0.25\"} 1",
+            "berth_reconcile_duration_seconds_count 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! What `serve` does besides reconciling pushes: the read model kept
+//! fresh, the image catalogue and image collection, the periodic resync,
+//! commit statuses posted in order, and watching local repositories.
+
+use super::{CATALOGUE_EVERY, GC_EVERY, ServeError, Shared, StatusUpdate};
+use crate::edges::queue::Queue;
+use crate::inputs::gitlab::GitLab;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Rebuilds `account`'s view after a reconcile: from `before` (the
+/// observation the reconcile planned against) when it changed nothing on
+/// the backends, else from a fresh observation of the account's objects
+/// (one label-filtered list per kind). Reconciles that change nothing —
+/// resyncs, refused pushes — so cost dockerd no extra call.
+pub(super) async fn refresh_view(
+    shared: &Shared,
+    account: &str,
+    before: crate::clients::Observed,
+    changed: bool,
+) {
+    let observed = if changed {
+        shared.ctx.observe_account(account).await
+    } else {
+        before
+    };
+    match crate::store::blocking(|| {
+        crate::ops::view::account(&shared.ctx.store, &observed, account)
+    }) {
+        Ok(v) => {
+            shared.views.write().await.insert(account.to_string(), v);
+            let _ = shared.updates.send(account.to_string());
+        }
+        Err(e) => tracing::warn!(account, cause = %e, "reading the store for the read model"),
+    }
+}
+
+/// Views the console asks for again (a container it started or stopped).
+pub(super) async fn refresh_requested(
+    shared: Arc<Shared>,
+    mut requests: tokio::sync::mpsc::Receiver<String>,
+) {
+    while let Some(account) = requests.recv().await {
+        refresh_view(&shared, &account, crate::clients::Observed::default(), true).await;
+    }
+}
+
+/// The read model of every known account at start, from one observation.
+pub(super) async fn refresh_all_views(shared: Arc<Shared>) {
+    let observed = shared.ctx.observe_all().await;
+    let accounts = match crate::ops::discovery::list(&shared.ctx, None, &observed).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(cause = %e, "listing accounts for the read model");
+            return;
+        }
+    };
+    let mut views = BTreeMap::new();
+    for a in accounts {
+        match crate::store::blocking(|| crate::ops::view::account(&shared.ctx.store, &observed, &a))
+        {
+            Ok(v) => {
+                views.insert(a, v);
+            }
+            Err(e) => {
+                tracing::warn!(account = a, cause = %e, "reading the store for the read model")
+            }
+        }
+    }
+    // Reconciles that finished meanwhile hold newer views.
+    let mut current = shared.views.write().await;
+    for (a, v) in views {
+        current.entry(a).or_insert(v);
+    }
+}
+
+/// Keeps the catalogue fresh (every 5 minutes and after pushes that touch
+/// images) and collects unused images every hour.
+pub(super) async fn images_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if shared.ctx.registry.is_none() && shared.ctx.docker.is_empty() {
+        return;
+    }
+    let mut last_gc = Instant::now();
+    loop {
+        match crate::ops::catalogue::catalogue(&shared.ctx).await {
+            Ok(Some(entries)) => *shared.catalogue.write().await = entries,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(cause = %e, "catalogue refresh failed"),
+        }
+        if last_gc.elapsed() >= GC_EVERY {
+            last_gc = Instant::now();
+            match crate::ops::gc::collect(&shared.ctx, shared.ctx.site.image_gc_after(), false)
+                .await
+            {
+                Ok(removed) if !removed.is_empty() => {
+                    let bytes: u64 = removed.iter().map(|r| r.bytes).sum();
+                    tracing::info!(images = removed.len(), bytes, "image gc");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(cause = %e, "image gc failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(CATALOGUE_EVERY.min(GC_EVERY)) => {}
+            _ = shared.refresh.notified() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+pub(super) async fn resync_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let interval = shared.ctx.site.resync_interval();
+    loop {
+        let observed = shared.ctx.observe_all().await;
+        match crate::ops::discovery::list(&shared.ctx, None, &observed).await {
+            Ok(accounts) => accounts.iter().for_each(|a| shared.queue.resync(a)),
+            Err(e) => tracing::warn!(cause = %e, "listing accounts for resync"),
+        }
+        // ±10 % jitter so several replicas or restarts do not synchronise.
+        let jitter = (nanos() % 200) as f64 / 1000.0 - 0.1;
+        let wait = interval.mul_f64(1.0 + jitter);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Every `every` (`repositories.gitlab.poll`), asks GitLab where each
+/// known workspace's default branch points and hands what moved to `sink`
+/// as the webhook would: queued, with a pending commit status.
+pub(super) async fn poll_loop(
+    shared: Arc<Shared>,
+    sink: Arc<dyn berth_webhook::SyncSink>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let poller = crate::ops::poll::Poller::default();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let round = tokio::select! {
+            r = poller.round(&shared.ctx) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match round {
+            Ok(r) => {
+                for (account, cause) in r.failed.iter().take(5) {
+                    tracing::warn!(%account, %cause, "poll: could not ask the repository");
+                }
+                for (account, sha) in &r.unattributed {
+                    tracing::info!(%account, revision = %crate::engine::reconcile::short(sha), "poll: moved, but GitLab names no pusher yet");
+                }
+                let level_info = !r.pushes.is_empty() || !r.failed.is_empty();
+                let (polled, moved, failed) = (r.polled, r.pushes.len(), r.failed.len());
+                let (asked_ms, attributed_ms) =
+                    (r.asked.as_millis() as u64, r.attributed.as_millis() as u64);
+                if level_info {
+                    tracing::info!(polled, moved, failed, asked_ms, attributed_ms, "poll round");
+                } else {
+                    tracing::debug!(polled, asked_ms, "poll round");
+                }
+                for push in r.pushes {
+                    sink.submit(push);
+                }
+            }
+            Err(e) => tracing::warn!(cause = %e, "poll round failed"),
+        }
+    }
+}
+
+fn nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
+}
+
+pub(super) async fn post_statuses(client: GitLab, mut rx: mpsc::Receiver<StatusUpdate>) {
+    while let Some(u) = rx.recv().await {
+        if let Err(e) = client
+            .set_status(u.project, &u.sha, u.state, &u.description)
+            .await
+        {
+            tracing::warn!(cause = %e, project = u.project, "commit status not posted");
+        }
+    }
+}
+
+/// Watches local bare repositories; a change under `<root>/<account>/`
+/// queues that account.
+pub(super) fn watch(
+    root: PathBuf,
+    queue: Arc<Queue>,
+) -> Result<
+    notify_debouncer_full::Debouncer<
+        notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+    ServeError,
+> {
+    use notify::RecursiveMode;
+    let root_for_events = root.clone();
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        Duration::from_millis(200),
+        None,
+        move |res: notify_debouncer_full::DebounceEventResult| {
+            let Ok(events) = res else { return };
+            let mut accounts = std::collections::BTreeSet::new();
+            for e in events {
+                for p in &e.paths {
+                    if let Ok(rel) = p.strip_prefix(&root_for_events)
+                        && let Some(first) = rel.components().next()
+                    {
+                        accounts.insert(first.as_os_str().to_string_lossy().into_owned());
+                    }
+                }
+            }
+            for a in accounts {
+                queue.resync(&a);
+            }
+        },
+    )
+    .map_err(|source| ServeError::Watch {
+        path: root.display().to_string(),
+        source,
+    })?;
+    debouncer
+        .watch(&root, RecursiveMode::Recursive)
+        .map_err(|source| ServeError::Watch {
+            path: root.display().to_string(),
+            source,
+        })?;
+    Ok(debouncer)
+}
+
+/// Samples running containers and stops idle ones (see [`crate::ops::cull`]),
+/// every `policy.idle.sample_every`; does nothing when no group has an
+/// `idle_stop_after`.
+pub(super) async fn culling_loop(
+    shared: Arc<Shared>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let site = &shared.ctx.site;
+    if !site
+        .policy
+        .quotas
+        .values()
+        .any(|q| q.idle_stop_after.is_some() || q.gpu_idle_stop_after.is_some())
+    {
+        return;
+    }
+    let every = berth_spec::site::parse_duration(&site.policy.idle.sample_every)
+        .unwrap_or(std::time::Duration::from_secs(300));
+    let mut culler = crate::ops::cull::Culler::default();
+    loop {
+        let candidates: Vec<crate::ops::cull::Candidate> = {
+            let views = shared.views.read().await;
+            views
+                .values()
+                .flat_map(|v| {
+                    v.containers
+                        .iter()
+                        .filter(|c| c.backend == "docker" && c.state == "running" && !c.runner)
+                        .filter_map(|c| {
+                            Some(crate::ops::cull::Candidate {
+                                account: v.account.clone(),
+                                endpoint: c.endpoint.clone()?,
+                                container: c.container.clone(),
+                                gpu: c.gpu_devices.is_some(),
+                            })
+                        })
+                })
+                .collect()
+        };
+        for account in culler.sweep(&shared.ctx, &candidates).await {
+            refresh_view(&shared, &account, crate::clients::Observed::default(), true).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! `reconciler serve`: the production mode. An HTTP server (webhook,
+//! health, metrics), a per-account coalescing queue drained by a bounded
+//! pool of workers, a periodic resync of every account with jitter, retries
+//! with backoff that never delete anything, commit statuses on GitLab, and
+//! graceful shutdown: stop taking work, finish in-flight reconciles, exit.
+
+mod api;
+mod background;
+mod previews;
+mod registry_token;
+mod retry;
+
+use background::{
+    culling_loop, images_loop, post_statuses, refresh_all_views, refresh_view, resync_loop, watch,
+};
+
+use crate::clients::Context;
+use crate::edges::metrics::Metrics;
+use crate::edges::queue::{Queue, Work};
+use crate::engine::reconcile::{self, Decision};
+use crate::inputs::gitlab::{CommitState, GitLab};
+use berth_webhook::{SyncRequest, SyncSink};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("secret variable {0} is not set")]
+    MissingSecret(String),
+    #[error(transparent)]
+    GitLab(#[from] crate::inputs::gitlab::GitLabError),
+    #[error("watching {path}: {source}")]
+    Watch {
+        path: String,
+        #[source]
+        source: notify::Error,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub listen: SocketAddr,
+    /// Accounts reconciled at once.
+    pub workers: usize,
+    /// React to changes of local bare repositories under this directory.
+    pub watch: Option<PathBuf>,
+    /// After the shutdown signal, how long in-flight work may take before
+    /// it is abandoned (a build, a slow host); the next start resyncs it.
+    pub grace: Duration,
+}
+
+/// A commit status to post; best effort, in order, off the request path.
+#[derive(Debug)]
+struct StatusUpdate {
+    project: u64,
+    sha: String,
+    state: CommitState,
+    description: String,
+}
+
+/// The webhook's sink: queue the account, and tell GitLab it is pending.
+struct PushSink {
+    queue: Arc<Queue>,
+    statuses: Option<mpsc::Sender<StatusUpdate>>,
+    previews: Arc<previews::Previews>,
+}
+
+impl SyncSink for PushSink {
+    fn submit(&self, request: SyncRequest) {
+        if request.preview.is_some() {
+            self.previews.submit(request);
+            return;
+        }
+        if let (Some(tx), Some(project), Some(sha)) =
+            (&self.statuses, request.project_id, &request.revision)
+        {
+            // A full channel drops the pending status rather than block GitLab.
+            let _ = tx.try_send(StatusUpdate {
+                project,
+                sha: sha.clone(),
+                state: CommitState::Pending,
+                description: "queued".into(),
+            });
+        }
+        self.queue.submit(request);
+    }
+}
+
+pub(crate) struct Shared {
+    ctx: Arc<Context>,
+    queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+    statuses: Option<mpsc::Sender<StatusUpdate>>,
+    retries: retry::Retries,
+    /// The image catalogue as last read, served at `GET /images`: in full
+    /// to the admin credential, its shared part to anyone.
+    catalogue: Arc<tokio::sync::RwLock<Vec<crate::ops::catalogue::CatalogEntry>>>,
+    /// The admin API token (`admin_token_env`); `None` disables the admin
+    /// endpoints' full answers.
+    admin_token: Option<String>,
+    /// Asks for an early catalogue refresh (a push touched images).
+    refresh: tokio::sync::Notify,
+    /// The read model: each account's view as of its last reconcile.
+    views: crate::edges::console::Views,
+    /// Accounts whose view changed (the console's live updates).
+    updates: tokio::sync::broadcast::Sender<String>,
+    /// Why the last reconcile could not write the store, until one can.
+    store_fault: std::sync::RwLock<Option<String>>,
+    /// The registry token service, when the site has Berth serve it.
+    tokens: Option<crate::edges::token::TokenService>,
+    /// Logins with the department account (console and registry).
+    logins: Arc<crate::edges::login::Logins>,
+}
+
+/// How often `serve` re-reads the registry (the earlier console: 5 min)
+/// and collects unused images.
+const CATALOGUE_EVERY: Duration = Duration::from_secs(300);
+const GC_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs until `shutdown` resolves, then drains in-flight work and returns.
+pub async fn serve(
+    ctx: Arc<Context>,
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::default());
+    let queue = Queue::new(metrics.clone());
+    let (statuses, status_task) = match &ctx.site.gitlab {
+        Some(gl) => match (&gl.url, &gl.token_env) {
+            (Some(url), Some(token_env)) => {
+                let client = GitLab::from_env(url, token_env)?;
+                let (tx, rx) = mpsc::channel(4096);
+                (Some(tx), Some(tokio::spawn(post_statuses(client, rx))))
+            }
+            _ => (None, None),
+        },
+        None => (None, None),
+    };
+    let secret = match ctx
+        .site
+        .gitlab
+        .as_ref()
+        .and_then(|g| g.webhook_secret_env.as_ref())
+    {
+        Some(var) => {
+            std::env::var(&var.value).map_err(|_| ServeError::MissingSecret(var.value.clone()))?
+        }
+        // Without a secret no webhook can authenticate: the empty secret
+        // is refused by the router (a site that polls instead).
+        None => String::new(),
+    };
+    let admin_token = match &ctx.site.admin_token_env {
+        Some(var) => Some(
+            std::env::var(&var.value)
+                .ok()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| ServeError::MissingSecret(var.value.clone()))?,
+        ),
+        None => None,
+    };
+    let preview_queue = Arc::new(previews::Previews::default());
+    let sink: Arc<PushSink> = Arc::new(PushSink {
+        queue: queue.clone(),
+        statuses: statuses.clone(),
+        previews: preview_queue.clone(),
+    });
+    let mut config = berth_webhook::Config::new(secret);
+    config.repositories = ctx.site.repositories.clone();
+    let app = berth_webhook::router(config, sink.clone(), metrics.clone());
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: opts.listen,
+            source,
+        })?;
+    let logins = Arc::new(crate::edges::login::Logins::new(&ctx.site));
+    let shared = Arc::new(Shared {
+        ctx: ctx.clone(),
+        queue: queue.clone(),
+        metrics,
+        statuses,
+        retries: retry::Retries::default(),
+        catalogue: Arc::new(tokio::sync::RwLock::new(Vec::new())),
+        admin_token,
+        views: Arc::new(tokio::sync::RwLock::new(BTreeMap::new())),
+        updates: tokio::sync::broadcast::channel(1024).0,
+        store_fault: std::sync::RwLock::new(None),
+        refresh: tokio::sync::Notify::new(),
+        tokens: ctx
+            .registry_keys
+            .clone()
+            .map(|keys| crate::edges::token::TokenService::new(&ctx.site, keys, logins.clone())),
+        logins: logins.clone(),
+    });
+    let (refresh_tx, refresh_rx) = mpsc::channel(256);
+    let console = Arc::new(crate::edges::console::Console::new(
+        ctx.clone(),
+        shared.views.clone(),
+        shared.catalogue.clone(),
+        shared.updates.clone(),
+        shared.logins.clone(),
+        refresh_tx,
+    ));
+    let app = app
+        .merge(api::routes(shared.clone()))
+        .merge(registry_token::routes(shared.clone()))
+        .merge(crate::edges::console::routes(console));
+    tokio::spawn(background::refresh_requested(shared.clone(), refresh_rx));
+    tokio::spawn(refresh_all_views(shared.clone()));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        })
+    };
+    let workers: Vec<_> = (0..opts.workers.max(1))
+        .map(|_| tokio::spawn(worker(shared.clone())))
+        .collect();
+    let resync = tokio::spawn(resync_loop(shared.clone(), stop_rx.clone()));
+    let images = tokio::spawn(images_loop(shared.clone(), stop_rx.clone()));
+    let culling = tokio::spawn(culling_loop(shared.clone(), stop_rx.clone()));
+    let preview_worker = tokio::spawn(previews::worker(
+        ctx.clone(),
+        preview_queue,
+        stop_rx.clone(),
+    ));
+    let poller = ctx.site.poll_interval().map(|every| {
+        tokio::spawn(background::poll_loop(
+            shared.clone(),
+            sink.clone(),
+            every,
+            stop_rx.clone(),
+        ))
+    });
+    let _watcher = match &opts.watch {
+        Some(dir) => Some(watch(dir.clone(), queue.clone())?),
+        None => None,
+    };
+    tracing::info!(listen = %opts.listen, workers = opts.workers, "serving");
+
+    shutdown.await;
+    tracing::info!("shutting down: finishing in-flight reconciles");
+    let _ = stop_tx.send(true);
+    queue.close();
+    let grace = tokio::time::Instant::now() + opts.grace;
+    let in_flight = async {
+        for w in workers {
+            let _ = w.await;
+        }
+        let _ = resync.await;
+        let _ = images.await;
+        let _ = culling.await;
+        let _ = preview_worker.await;
+        if let Some(p) = poller {
+            let _ = p.await;
+        }
+        let _ = http.await;
+    };
+    if tokio::time::timeout_at(grace, in_flight).await.is_err() {
+        // A student's build or a slow host must not keep the service from
+        // stopping: what was cut short is converged again at the next start.
+        tracing::warn!(
+            grace_secs = opts.grace.as_secs(),
+            "in-flight work did not finish within the grace period; abandoning it"
+        );
+        return Ok(());
+    }
+    drop(shared);
+    if let Some(task) = status_task {
+        // Let queued statuses go out, but never hang shutdown on GitLab.
+        let _ = tokio::time::timeout_at(grace, task).await;
+    }
+    Ok(())
+}
+
+async fn worker(shared: Arc<Shared>) {
+    while let Some(work) = shared.queue.next().await {
+        let account = work.account.clone();
+        handle(&shared, work).await;
+        shared.queue.done(&account);
+    }
+}
+
+fn status(
+    shared: &Shared,
+    push: Option<&SyncRequest>,
+    state: CommitState,
+    description: impl Into<String>,
+) {
+    if let (Some(tx), Some(p)) = (&shared.statuses, push)
+        && let (Some(project), Some(sha)) = (p.project_id, &p.revision)
+    {
+        let _ = tx.try_send(StatusUpdate {
+            project,
+            sha: sha.clone(),
+            state,
+            description: description.into(),
+        });
+    }
+}
+
+#[tracing::instrument(skip(shared, work), fields(account = %work.account, coalesced = work.coalesced))]
+async fn handle(shared: &Arc<Shared>, work: Work) {
+    let started = Instant::now();
+    let push = work.push.as_ref();
+    status(shared, push, CommitState::Running, "reconciling");
+    let ctx = &shared.ctx;
+    if shared
+        .store_fault
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some()
+        && let Err(e) = crate::store::blocking(|| ctx.store.reopen_if_read_only())
+    {
+        tracing::warn!(store = %ctx.store.path(), cause = %e, "reopening the state store");
+    }
+    let observed = ctx.observe_account(&work.account).await;
+    let refreshed = crate::ops::discovery::refresh(ctx, &work.account).await;
+    let evaluated = match refreshed {
+        Ok(()) => reconcile::evaluate(ctx, &work.account, &observed, push).await,
+        Err(e) => Err(e),
+    };
+    let outcome = match evaluated {
+        Ok(plan) => reconcile::execute(ctx, &plan)
+            .await
+            .map(|report| (plan, report)),
+        Err(e) => Err(e),
+    };
+    shared.metrics.reconciled(started.elapsed().as_secs_f64());
+    let changed = match &outcome {
+        Ok((_, report)) => !report.applied.is_empty() || !report.errors.is_empty(),
+        Err(_) => false,
+    };
+    refresh_view(shared, &work.account, observed, changed).await;
+    match outcome {
+        Ok((plan, report)) => {
+            *shared
+                .store_fault
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            // A dependency is back: whoever waits in backoff goes now.
+            for (account, push) in shared.retries.succeeded(&work.account) {
+                match push {
+                    Some(p) => shared.queue.retry(p),
+                    None => shared.queue.resync(&account),
+                }
+            }
+            for (kind, n) in &report.kinds {
+                shared.metrics.actions(kind, *n as u64);
+            }
+            let actions: Vec<String> = report
+                .kinds
+                .iter()
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect();
+            tracing::info!(
+                account = %work.account,
+                revision = %plan.revision.as_deref().map(reconcile::short).unwrap_or("-"),
+                outcome = %plan.decision.label(),
+                actions = %actions.join(","),
+                failed = report.errors.len(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "reconciled"
+            );
+            if let Decision::Reject { revision, reason } = &plan.decision {
+                tracing::info!(
+                    account = %work.account,
+                    revision = %reconcile::short(revision),
+                    reason = %reason.label(),
+                    message = %reason,
+                    "revision rejected"
+                );
+            }
+            for e in &report.errors {
+                tracing::warn!(account = %work.account, cause = %e, "backend action failed");
+            }
+            let (state, text) = match (&plan.decision, report.errors.first()) {
+                (Decision::Accept { .. }, None)
+                    if !plan.shares.is_empty() || !plan.pins.is_empty() =>
+                {
+                    shared.refresh.notify_one();
+                    (
+                        CommitState::Success,
+                        format!("{} action(s) applied", report.applied.len()),
+                    )
+                }
+                (Decision::Reject { reason, .. }, _) => {
+                    shared.metrics.rejected(reason.label());
+                    (CommitState::Failed, format!("rejected: {reason}"))
+                }
+                // The branch moved on since this push: a newer push follows.
+                (Decision::AwaitingPush { revision }, _) => (
+                    CommitState::Canceled,
+                    format!("superseded by {}", reconcile::short(revision)),
+                ),
+                // Backend words (addresses, other services' answers) stay
+                // in the audit log; the student gets its entry's number.
+                (_, Some(_)) => (
+                    CommitState::Failed,
+                    format!(
+                        "{} of {} action(s) failed; an admin can read audit #{} (reconciler audit)",
+                        report.errors.len(),
+                        report.errors.len() + report.applied.len(),
+                        report.error_audit.unwrap_or_default()
+                    ),
+                ),
+                _ => (
+                    CommitState::Success,
+                    format!("{} action(s) applied", report.applied.len()),
+                ),
+            };
+            status(shared, push, state, text);
+        }
+        Err(e) => {
+            // Transient (LDAP, dockerd, git): nothing was changed; try again
+            // later with backoff, keeping the push so its checks still apply.
+            let (attempt, delay) =
+                shared
+                    .retries
+                    .failed(&work.account, work.push.clone(), e.is_shared_dependency());
+            if let crate::clients::ReconcileError::Store(cause) = &e {
+                // Name the file and SQLite's reason; /healthz reports it
+                // until a reconcile writes again.
+                let fault = format!("state store {}: {cause}", ctx.store.path());
+                tracing::error!(account = %work.account, store = %ctx.store.path(), cause = %cause, "the state store cannot be written");
+                *shared
+                    .store_fault
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(fault);
+            }
+            tracing::warn!(cause = %e, attempt, retry_in = ?delay, "reconcile failed");
+            // The detail (LDAP, dockerd or GitLab addresses and answers) goes
+            // to the audit log once per push; the commit status names it.
+            let audit = crate::store::blocking(|| {
+                let _ = ctx.store.set_last_error(
+                    &work.account,
+                    Some(crate::store::Problem {
+                        detail: &e.to_string(),
+                        student: "a service Berth needs is unavailable; retrying",
+                    }),
+                );
+                match (attempt, push) {
+                    (1, Some(p)) => ctx
+                        .store
+                        .audit(
+                            &work.account,
+                            "reconcile-failed",
+                            p.revision.as_deref(),
+                            &e.to_string(),
+                        )
+                        .ok(),
+                    _ => None,
+                }
+            });
+            if let Some(id) = audit {
+                status(
+                    shared,
+                    push,
+                    CommitState::Running,
+                    format!("temporarily failing, retrying; an admin can read audit #{id}"),
+                );
+            }
+            let shared = shared.clone();
+            let account = work.account.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                // Unless a recovery or a success got there first.
+                match shared.retries.due(&account) {
+                    Some(Some(p)) => shared.queue.retry(p),
+                    Some(None) => shared.queue.resync(&account),
+                    None => {}
+                }
+            });
+        }
+    }
+}

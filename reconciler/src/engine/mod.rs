@@ -1,0 +1,9 @@
+//! Layer 5: turning one account's revision into running containers.
+//! [`reconcile`] gathers, decides (in the core), assembles the plan and
+//! executes it; [`builds`] builds the images a revision declares, which a
+//! reconcile waits for. Imports the layers below only.
+
+/// Image builds from git: checks, build, push.
+pub mod builds;
+/// One account: gather → decide → assemble the plan → execute.
+pub mod reconcile;

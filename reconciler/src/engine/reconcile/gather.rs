@@ -1,0 +1,405 @@
+//! Gather: the IO half of a reconcile's decision. Reads git, LDAP, the
+//! store and (for the pusher) GitLab, hands them to the pure
+//! [`decide`](berth_core::decide), resolves the images of an accepted candidate
+//! (registry), then has the plan built ([`super::assemble`]). Changes nothing.
+
+use super::assemble::{Build, build};
+use super::pins::{resolve_pins, shared_with, unshared_warnings};
+use super::{AccountPlan, Decision};
+use crate::clients::{Context, Observed, ReconcileError, Result};
+use crate::inputs::identity::{self, Account};
+use crate::inputs::source::WorkspaceFile;
+use crate::store::blocking;
+use berth_core::decide::{self, RejectReason, Verdict};
+use berth_core::plan::{self, Action};
+use berth_spec::Workspace;
+use berth_spec::policy::share_key;
+use berth_webhook::SyncRequest;
+use std::sync::Arc;
+
+/// Builds the candidate's images (or, in a diff, names the builds that
+/// would run), then pins every image it names to a digest.
+async fn built_then_pinned(
+    ctx: &Arc<Context>,
+    account: &str,
+    identity: Option<&Account>,
+    revision: &str,
+    ws: &Workspace,
+    shared: &berth_spec::policy::Shared,
+    build: bool,
+) -> Result<
+    std::result::Result<(std::collections::BTreeMap<String, String>, Vec<String>), RejectReason>,
+> {
+    let builds =
+        match crate::engine::builds::run(ctx, account, identity, revision, ws, shared, build)
+            .await?
+        {
+            Ok(b) => b,
+            Err(why) => return Ok(Err(RejectReason::Build(why))),
+        };
+    Ok(match resolve_pins(ctx, ws).await? {
+        Err(why) => Err(RejectReason::Image(why)),
+        Ok(pins) => Ok((pins, builds.pending)),
+    })
+}
+
+/// Computes the plan of one account: gathers what the decision needs (git,
+/// LDAP, the store, GitLab for the pusher), decides ([`decide`]), then
+/// builds the plan against `observed`. Reads only. `push` is the
+/// authenticated push that asks for this reconcile, if any.
+#[tracing::instrument(skip(ctx, observed, push), fields(account))]
+pub async fn evaluate(
+    ctx: &Arc<Context>,
+    account: &str,
+    observed: &Observed,
+    push: Option<&SyncRequest>,
+) -> Result<AccountPlan> {
+    evaluate_at(ctx, account, observed, push, None).await
+}
+
+/// What `revision` (a branch's or a merge request's head) would do were it
+/// pushed to the default branch: evaluated exactly as such a push —
+/// pusher, identity, validation, policy, quota, image and Dockerfile rules
+/// — and planned against `observed`, but never applied: nothing is built,
+/// accepted or reserved. The plan's decision says what would happen.
+#[tracing::instrument(skip(ctx, observed, push), fields(account))]
+pub async fn preview(
+    ctx: &Arc<Context>,
+    account: &str,
+    observed: &Observed,
+    push: Option<&SyncRequest>,
+    revision: &str,
+) -> Result<AccountPlan> {
+    evaluate_at(ctx, account, observed, push, Some(revision)).await
+}
+
+async fn evaluate_at(
+    ctx: &Arc<Context>,
+    account: &str,
+    observed: &Observed,
+    push: Option<&SyncRequest>,
+    preview: Option<&str>,
+) -> Result<AccountPlan> {
+    let site = &ctx.site;
+    let name = account.to_string();
+    let head = match preview {
+        None => ctx.read_source(move |s| s.head(&name)).await?,
+        Some(sha) => {
+            let rev = sha.to_string();
+            let found = ctx.read_source(move |s| s.at(&name, &rev)).await?;
+            Some(found.ok_or_else(|| ReconcileError::LostRevision(sha.into()))?)
+        }
+    };
+    let identity = ctx.directory.lookup(account).await?;
+    // Read once: admission checks and the unshared-image warnings both use
+    // the shares.
+    let (accepted, shared) = blocking(|| -> Result<_> {
+        Ok((
+            ctx.store.accepted(account)?.map(|a| a.revision),
+            shared_with(ctx, account)?,
+        ))
+    })?;
+    // A preview is judged as a new push, whatever is accepted now.
+    let accepted_now = accepted.clone();
+    let accepted = if preview.is_some() { None } else { accepted };
+    let pushed = preview.or(push.and_then(|p| p.revision.as_deref()));
+    let pushes_only = site.gitlab.is_some() && preview.is_none();
+    // The pusher is asked about (GitLab, LDAP) only when its push is what
+    // would be accepted.
+    let new_head = head
+        .as_ref()
+        .filter(|h| accepted.as_deref() != Some(h.sha.as_str()))
+        .filter(|h| !pushes_only || pushed == Some(h.sha.as_str()));
+    let (pusher, web_emails) = match new_head {
+        Some(_) => check_pusher(ctx, account, identity.as_ref(), push).await?,
+        None => (Ok(()), vec![]),
+    };
+    let admission = decide::decide(&decide::Inputs {
+        site,
+        account,
+        identity: identity.as_ref(),
+        head: head.as_ref(),
+        accepted: accepted.as_deref(),
+        pushed,
+        pushes_only,
+        pusher,
+        web_emails: &web_emails,
+        shared: &shared,
+    });
+    let mut plan = AccountPlan::new(account, head.as_ref().map(|h| h.repository.clone()));
+    if let Some(why) = &admission.stopped {
+        plan.disabled = true;
+        plan.stopped = Some(why.to_string());
+        plan.warnings.push(format!(
+            "stopped: {why}; containers are stopped and volumes kept"
+        ));
+    }
+    let head_sha = head.as_ref().map(|h| h.sha.clone()).unwrap_or_default();
+    let mut workspace = None;
+    match admission.verdict {
+        Verdict::NoRepository => {
+            // An archived or deleted repository is still visited: an
+            // account that must stop is stopped from what the backends hold.
+            if plan.disabled {
+                blocking(|| stop_everything(ctx, account, observed, &mut plan))?;
+            }
+            return Ok(plan);
+        }
+        Verdict::NoWorkspace => {
+            plan.decision = Decision::NoWorkspace;
+            return Ok(plan);
+        }
+        Verdict::Unchanged => {
+            plan.decision = Decision::Unchanged;
+            plan.revision = Some(head_sha);
+        }
+        Verdict::AwaitingPush => {
+            plan.decision = Decision::AwaitingPush { revision: head_sha };
+            plan.revision = accepted.clone();
+        }
+        Verdict::Reject(reason) => plan.reject(head_sha, reason, accepted.clone()),
+        Verdict::Candidate(ws) => {
+            match built_then_pinned(
+                ctx,
+                account,
+                identity.as_ref(),
+                &head_sha,
+                &ws,
+                &shared,
+                preview.is_none() && ctx.run_builds(),
+            )
+            .await?
+            {
+                Err(why) => plan.reject(head_sha, why, accepted.clone()),
+                Ok((pins, pending)) => {
+                    plan.warnings.extend(pending.iter().map(|name| {
+                    format!("image `{name}` would be built first; the plan shows the image as it is now")
+                }));
+                    plan.pins = pins;
+                    plan.shares = ws
+                        .images
+                        .iter()
+                        .flat_map(|i| i.share.iter())
+                        .filter_map(|s| {
+                            let image = berth_spec::ImageRef::parse(&s.image).ok()?;
+                            Some((share_key(&image), s.description.clone().unwrap_or_default()))
+                        })
+                        .collect();
+                    let (name, sha, since) =
+                        (account.to_string(), head_sha.clone(), accepted_now.clone());
+                    let commits = ctx
+                        .read_source(move |s| s.commits_since(&name, &sha, since.as_deref()))
+                        .await?
+                        .len();
+                    plan.decision = Decision::Accept {
+                        revision: head_sha.clone(),
+                        commits,
+                    };
+                    plan.project = push
+                        .and_then(|p| Some((p.project_id?, p.path.clone().unwrap_or_default())));
+                    plan.revision = Some(head_sha);
+                    workspace = Some(*ws);
+                }
+            }
+        }
+    }
+    let Some(revision) = plan.revision.clone() else {
+        return Ok(plan);
+    };
+    let workspace = match workspace {
+        Some(ws) => ws,
+        None => {
+            accepted_workspace(
+                ctx,
+                account,
+                &revision,
+                identity.as_ref(),
+                &mut plan.warnings,
+            )
+            .await?
+        }
+    };
+    if !matches!(plan.decision, Decision::Accept { .. }) {
+        plan.pins = blocking(|| ctx.store.pins(account, &revision))?;
+    }
+    plan.warnings.extend(unshared_warnings(
+        ctx, account, &workspace, &shared, &plan.pins,
+    ));
+    // Building reads the store (allocations, the runner): off the workers.
+    blocking(|| {
+        build(
+            &Build {
+                ctx,
+                account,
+                workspace: &workspace,
+                identity: identity.as_ref(),
+                observed,
+                revision: &revision,
+                preview: preview.is_some(),
+            },
+            &mut plan,
+        )
+    })?;
+    Ok(plan)
+}
+
+/// Whether the push's pusher may push to `account`. With a GitLab token the
+/// pusher's GitLab user is bound to the directory through its LDAP
+/// identity (`extern_uid` = the account's DN, or an admin's); without one,
+/// only the username is compared (see the README for what each proves).
+/// Also the addresses GitLab writes on commits made in its web page by a
+/// pusher bound as the account itself (a merge there may carry GitLab's
+/// no-reply address rather than the directory mail).
+async fn check_pusher(
+    ctx: &Context,
+    account: &str,
+    target: Option<&Account>,
+    push: Option<&SyncRequest>,
+) -> Result<(std::result::Result<(), identity::Rejection>, Vec<String>)> {
+    let Some(push) = push else {
+        return Ok((Ok(()), vec![]));
+    };
+    let Some(pusher) = push.pusher.as_deref() else {
+        return Ok((Ok(()), vec![]));
+    };
+    let pusher_account = if pusher != account {
+        ctx.directory.lookup(pusher).await?
+    } else {
+        target.cloned()
+    };
+    match (&ctx.gitlab, push.pusher_id) {
+        (Some(gl), Some(id)) => {
+            let user = gl.user(id).await?;
+            let provider = ctx
+                .site
+                .gitlab
+                .as_ref()
+                .map(|g| g.ldap_provider.as_str())
+                .unwrap_or_default();
+            let bound = identity::pusher_bound(
+                &ctx.site,
+                account,
+                target,
+                pusher,
+                user.ldap_dn(provider),
+                pusher_account.as_ref(),
+            );
+            // Only the account's own bound user speaks for its commits.
+            let own = bound.is_ok()
+                && target.is_some_and(|t| {
+                    user.ldap_dn(provider)
+                        .is_some_and(|dn| identity::dn_eq(dn, &t.dn))
+                });
+            let url = ctx
+                .site
+                .gitlab
+                .as_ref()
+                .and_then(|g| g.url.as_ref())
+                .map(|u| u.value.clone())
+                .unwrap_or_default();
+            let emails = if own {
+                user.web_commit_emails(&url)
+            } else {
+                vec![]
+            };
+            Ok((bound, emails))
+        }
+        _ if pusher == account => Ok((Ok(()), vec![])),
+        _ => Ok((
+            identity::pusher_allowed(&ctx.site, account, pusher, pusher_account.as_ref()),
+            vec![],
+        )),
+    }
+}
+
+/// Stops what an account whose workspace cannot be read holds: running
+/// Docker containers are stopped (never removed), its runner unregistered,
+/// the student's RoleBinding deleted. Deployments keep their replicas until
+/// a readable revision lets Berth scale them to zero (a warning says so).
+fn stop_everything(
+    ctx: &Context,
+    account: &str,
+    observed: &Observed,
+    plan: &mut AccountPlan,
+) -> Result<()> {
+    let placed = ctx.store.placement(account)?;
+    for (endpoint, found) in &observed.docker {
+        let Ok(map) = found else { continue };
+        let Some(mine) = map.get(account) else {
+            continue;
+        };
+        if placed.as_deref().is_some_and(|p| p != endpoint) || plan.endpoint.is_some() {
+            continue;
+        }
+        plan.endpoint = Some(endpoint.clone());
+        plan.actions.extend(plan::stop_all(mine));
+    }
+    if let Some(runner) = ctx.store.runner(account)? {
+        plan.actions
+            .push(Action::UnregisterRunner { id: runner.id });
+    }
+    if let (Some(cluster), Some(Ok(map))) = (&ctx.kube, &observed.kube)
+        && let Some(live) = map.get(account)
+    {
+        let ns = cluster.settings.namespace(account);
+        plan.actions.extend(plan::revoke_student(&ns, live));
+        if live.objects.iter().any(|o| o.kind == "Deployment") {
+            plan.warnings.push(
+                "kubernetes deployments keep running until a readable revision lets Berth scale them to zero"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The workspace of `account`'s accepted revision, if it has one (`drain`
+/// asks what GPUs it needs).
+pub async fn accepted_workspace_of(ctx: &Arc<Context>, account: &str) -> Result<Option<Workspace>> {
+    let Some(accepted) = blocking(|| ctx.store.accepted(account))? else {
+        return Ok(None);
+    };
+    let mut ignored = Vec::new();
+    accepted_workspace(ctx, account, &accepted.revision, None, &mut ignored)
+        .await
+        .map(Some)
+}
+
+/// The workspace of an already accepted revision. It passed policy when
+/// accepted; if the site has since tightened policy it keeps running, with
+/// a warning, until the student pushes a conforming revision.
+async fn accepted_workspace(
+    ctx: &Arc<Context>,
+    account: &str,
+    revision: &str,
+    identity: Option<&Account>,
+    warnings: &mut Vec<String>,
+) -> Result<Workspace> {
+    let (name, sha) = (account.to_string(), revision.to_string());
+    let rev = ctx
+        .read_source(move |s| s.at(&name, &sha))
+        .await?
+        .ok_or_else(|| ReconcileError::LostRevision(revision.into()))?;
+    let bytes = match rev.file {
+        WorkspaceFile::Present(b) => b,
+        // Accepted before files had to be present; it declared nothing.
+        _ => {
+            return Ok(Workspace {
+                version: 1.into(),
+                containers: vec![],
+                runner: None,
+                images: None,
+            });
+        }
+    };
+    let ws = berth_spec::parse_workspace(&bytes)
+        .map_err(|_| ReconcileError::LostRevision(revision.into()))?;
+    if let Some(account) = identity
+        && let Err(d) = berth_spec::policy::check(&ws, &ctx.site, &account.name, &account.groups)
+    {
+        warnings.push(format!(
+            "accepted revision no longer meets site policy: {d}"
+        ));
+    }
+    Ok(ws)
+}

@@ -1,0 +1,16 @@
+//! Layer 2: the clients Berth reads its inputs through. Each talks to one
+//! service and returns the core's plain records. Imports `base`, `store`
+//! and the core only.
+
+/// GitLab REST client.
+pub mod gitlab;
+/// LDAP: who an account is.
+pub mod identity;
+/// The registry token service's keys, with which Berth also signs its own.
+pub mod keys;
+/// Local mirrors of GitLab repositories.
+pub mod mirror;
+/// The department registry's API.
+pub mod registry;
+/// Git repositories: workspaces and build contexts at a commit.
+pub mod source;

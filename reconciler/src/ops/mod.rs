@@ -1,0 +1,27 @@
+//! Layer 6: what Berth does with many accounts or over time, each beside
+//! the others on top of the engine: [`apply`] many accounts,
+//! [`discovery`] of accounts, [`poll`] for pushes, image [`gc`], [`drain`]
+//! of a host, [`cull`] of idle containers, the registry [`catalogue`],
+//! plan [`preview`]s, the read model ([`view`]) and how plans read
+//! ([`report`]). Imports the layers below only.
+
+/// Many accounts at once, bounded.
+pub mod apply;
+/// The department registry's image catalogue.
+pub mod catalogue;
+/// Idle culling: stop what nobody uses.
+pub mod cull;
+/// Which accounts exist; fresh repository copies.
+pub mod discovery;
+/// Moving every account off a Docker host, with its volumes.
+pub mod drain;
+/// Image garbage collection.
+pub mod gc;
+/// Noticing pushes by polling where webhooks cannot reach.
+pub mod poll;
+/// Plan previews of branches and merge requests, rendered for GitLab.
+pub mod preview;
+/// Plans and reports as text and as the stable JSON.
+pub mod report;
+/// The read model of an account: status, the API, the console.
+pub mod view;

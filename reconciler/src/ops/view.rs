@@ -1,0 +1,206 @@
+//! The read model: one typed view of an account's state (accepted
+//! revision, pending or rejected head, containers with state, image, ports,
+//! GPUs, Kubernetes readiness and URL, warnings, last error), built from
+//! the store and the last observation of the backends. `status` prints it,
+//! `serve` keeps it in memory per account and serves it at
+//! `GET /api/v1/accounts` (so reading never costs a Docker or Kubernetes
+//! call), and the console will show it.
+
+use crate::clients::Observed;
+use crate::store::{Store, StoreError};
+use berth_core::desired::{LABEL_NAME, LABEL_REVISION};
+use berth_core::plan::{KubeObserved, ObservedAccount};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Deserialize: `status --server` reads it back from serve's API.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ContainerView {
+    pub name: String,
+    /// `docker` or `kubernetes`.
+    pub backend: String,
+    /// Docker container name, or `namespace/deployment`.
+    pub container: String,
+    /// Docker's state; on Kubernetes `running` (all replicas ready),
+    /// `stopped` (scaled to zero), else the pod's phase or waiting reason.
+    pub state: String,
+    /// Kubernetes: ready replicas of desired (`1/1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// Kubernetes: container restarts over the Deployment's pods.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<i32>,
+    /// Kubernetes: the Ingress URL, for ports the site serves over HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The image reference the container runs (with `@sha256:` when pinned).
+    pub image: String,
+    pub revision: String,
+    /// `host_ip:host_port->container_port`.
+    pub ports: Vec<String>,
+    /// Docker: the host's GPU ids given to the container (`0,1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_devices: Option<String>,
+    /// Docker: the endpoint the container runs on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The account's CI runner (shown, never entered).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub runner: bool,
+    /// Stopped by the idle culler: when and why (until a new revision, the
+    /// student or an admin starts it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub culled: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccountView {
+    pub account: String,
+    pub revision: Option<String>,
+    pub accepted_at: Option<String>,
+    pub endpoint: Option<String>,
+    pub containers: Vec<ContainerView>,
+    /// The latest rejection or failure, whole (admins).
+    pub last_error: Option<String>,
+    /// What the student may read of it: their own file's problem, or an
+    /// audit id instead of backend addresses and answers.
+    pub last_error_student: Option<String>,
+    pub last_error_at: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+/// The view of `account` from the store and `observed`.
+pub fn account(
+    store: &Store,
+    observed: &Observed,
+    account: &str,
+) -> Result<AccountView, StoreError> {
+    let accepted = store.accepted(account)?;
+    let mut warnings = store.warnings(account)?;
+    warnings.extend(store.notice(account)?);
+    let last = store.last_error(account)?;
+    let endpoint = store.placement(account)?;
+    let culled = store.culled(account)?;
+    let mut containers: Vec<ContainerView> = observed
+        .docker
+        .iter()
+        .filter_map(|(ep, o)| Some((ep, o.as_ref().ok()?.get(account)?)))
+        .flat_map(|(ep, o)| docker_containers(ep, account, o))
+        .collect();
+    if let Some(Ok(map)) = &observed.kube
+        && let Some(k) = map.get(account)
+    {
+        containers.extend(kube_workloads(k));
+    }
+    for c in &mut containers {
+        c.culled = culled
+            .get(&c.container)
+            .map(|x| format!("{} ({})", rfc3339(x.at), x.reason));
+    }
+    containers.sort_by(|a, b| a.container.cmp(&b.container));
+    Ok(AccountView {
+        account: account.to_string(),
+        revision: accepted.as_ref().map(|a| a.revision.clone()),
+        accepted_at: accepted.as_ref().map(|a| rfc3339(a.at)),
+        endpoint,
+        containers,
+        last_error: last.as_ref().map(|l| l.message.clone()),
+        last_error_student: last
+            .as_ref()
+            .map(|l| l.student.clone())
+            .filter(|s| !s.is_empty()),
+        last_error_at: last.as_ref().map(|l| rfc3339(l.at)),
+        warnings,
+    })
+}
+
+/// The Docker containers of one account as the daemon reports them.
+fn docker_containers<'a>(
+    endpoint: &'a str,
+    account: &'a str,
+    o: &'a ObservedAccount,
+) -> impl Iterator<Item = ContainerView> + 'a {
+    o.containers.iter().map(move |c| ContainerView {
+        name: c.name.clone(),
+        backend: "docker".into(),
+        container: c.full_name.clone(),
+        state: c.state.clone(),
+        ready: None,
+        restarts: None,
+        url: None,
+        image: c.image.clone(),
+        revision: c.revision.clone(),
+        ports: c
+            .ports
+            .iter()
+            .map(|(cp, host)| format!("{host}->{cp}"))
+            .collect(),
+        gpu_devices: c.fields.get("gpu_devices").cloned(),
+        endpoint: Some(endpoint.to_string()),
+        runner: c.full_name == berth_core::runner::container_name(account),
+        culled: None,
+    })
+}
+
+/// Status of each Berth Deployment of an account's namespace.
+fn kube_workloads(k: &KubeObserved) -> Vec<ContainerView> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    k.objects
+        .iter()
+        .filter(|o| o.kind == "Deployment")
+        .map(|d| {
+            let v = &d.value;
+            let name = v["metadata"]["labels"][LABEL_NAME]
+                .as_str()
+                .unwrap_or(&d.name)
+                .to_string();
+            let want = v["spec"]["replicas"].as_i64().unwrap_or(1);
+            let ready = v["status"]["readyReplicas"].as_i64().unwrap_or(0);
+            let pods: Vec<_> = k.pods.iter().filter(|p| p.workload == name).collect();
+            let state = if want == 0 {
+                "stopped".to_string()
+            } else if ready >= want {
+                "running".to_string()
+            } else {
+                pods.iter()
+                    .find_map(|p| p.reason.clone())
+                    .or_else(|| pods.first().map(|p| p.phase.clone()))
+                    .unwrap_or_else(|| "pending".into())
+            };
+            let ns = d.namespace.clone().unwrap_or_default();
+            let ports = k
+                .get("Service", &d.name)
+                .and_then(|s| s.value["spec"]["ports"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .map(|p| format!("{}.{ns}.svc:{}", d.name, p["port"]))
+                .collect();
+            let url = k.get("Ingress", &d.name).and_then(|i| {
+                i.value["spec"]["rules"][0]["host"]
+                    .as_str()
+                    .map(|h| format!("http://{h}/"))
+            });
+            ContainerView {
+                name,
+                backend: "kubernetes".into(),
+                container: format!("{ns}/{}", d.name),
+                state,
+                ready: Some(format!("{ready}/{want}")),
+                restarts: Some(pods.iter().map(|p| p.restarts).sum()),
+                url,
+                image: text(&v["spec"]["template"]["spec"]["containers"][0]["image"]),
+                revision: text(&v["metadata"]["labels"][LABEL_REVISION]),
+                ports,
+                gpu_devices: None,
+                endpoint: None,
+                runner: false,
+                culled: None,
+            }
+        })
+        .collect()
+}
+
+/// `2026-11-26T01:29:02Z` for a Unix time (UTC, no leap seconds).
+pub fn rfc3339(unix: i64) -> String {
+    crate::base::time::rfc3339(unix)
+}
