@@ -120,6 +120,7 @@ pub async fn connect(site: Site) -> Result<Context, ConfigError> {
                 (Some(r), Some(c)) => b.with_registry_auth(&r.host.value, c.clone()),
                 _ => b,
             })
+            .map(|b| std::sync::Arc::new(b) as crate::backends::Endpoint)
             .map_err(Unavailable::from);
         docker.insert(ep.name.value.clone(), backend);
     }
@@ -186,7 +187,7 @@ pub struct Context {
     pub directory: Directory,
     /// Docker endpoints by name; an unreachable one keeps its error so only
     /// its accounts fail.
-    pub docker: BTreeMap<String, std::result::Result<DockerBackend, Unavailable>>,
+    pub docker: BTreeMap<String, std::result::Result<crate::backends::Endpoint, Unavailable>>,
     /// Placements and host ports handed out by evaluations not yet
     /// persisted, so accounts evaluated concurrently never get the same port.
     pub reservations: std::sync::Mutex<Reservations>,
@@ -234,7 +235,12 @@ impl Context {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub(crate) fn backend(&self, endpoint: &str) -> Result<&DockerBackend> {
+    /// The dockerd client of `endpoint`, when it is reachable (and real).
+    pub(crate) fn dockerd(&self, endpoint: &str) -> Option<&DockerBackend> {
+        self.docker.get(endpoint)?.as_ref().ok()?.docker()
+    }
+
+    pub(crate) fn backend(&self, endpoint: &str) -> Result<&crate::backends::Endpoint> {
         match self.docker.get(endpoint) {
             Some(Ok(b)) => Ok(b),
             Some(Err(reason)) => Err(ReconcileError::EndpointDown {
@@ -331,4 +337,39 @@ pub enum BuildEvent {
         outcome: Result<(), String>,
         seconds: f64,
     },
+}
+
+#[cfg(test)]
+impl Context {
+    /// A context for in-process tests: `site` with local repositories under
+    /// `repos`, an in-memory store, the given directory and Docker
+    /// endpoints (fakes), and no GitLab, registry or cluster.
+    pub(crate) fn for_tests(
+        mut site: Site,
+        repos: &Path,
+        directory: Directory,
+        docker: BTreeMap<String, crate::backends::Endpoint>,
+    ) -> Context {
+        site.repositories = Repositories::Local {
+            root: repos.display().to_string(),
+            repository: "workspace".into(),
+        };
+        site.registry = None;
+        site.backends.kubernetes = None;
+        Context {
+            store: Store::in_memory().expect("an in-memory store"),
+            source: LocalSource::new(repos, "workspace"),
+            directory,
+            docker: docker.into_iter().map(|(k, v)| (k, Ok(v))).collect(),
+            reservations: Default::default(),
+            mirrors: None,
+            gitlab: None,
+            registry: None,
+            registry_keys: None,
+            builds_enabled: std::sync::atomic::AtomicBool::new(false),
+            kube: None,
+            build_events: tokio::sync::broadcast::channel(16).0,
+            site,
+        }
+    }
 }

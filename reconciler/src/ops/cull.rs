@@ -56,7 +56,7 @@ impl Culler {
             let Some(after) = ctx.site.idle_stop_after(&c.account, &groups, c.gpu) else {
                 continue;
             };
-            let Some(Ok(backend)) = ctx.docker.get(&c.endpoint) else {
+            let Some(backend) = ctx.dockerd(&c.endpoint) else {
                 continue;
             };
             let usage = match backend.usage(&c.container).await {

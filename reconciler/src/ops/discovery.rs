@@ -206,7 +206,11 @@ async fn owned_by(
 
 /// A project where the account's workspace is expected: its user
 /// namespace, or directly under a configured group.
-fn canonical(groups: &[String], account: &str, project: &crate::inputs::gitlab::ProjectInfo) -> bool {
+fn canonical(
+    groups: &[String],
+    account: &str,
+    project: &crate::inputs::gitlab::ProjectInfo,
+) -> bool {
     let Some(ns) = &project.namespace else {
         return false;
     };

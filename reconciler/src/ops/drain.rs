@@ -61,7 +61,9 @@ const SWITCHED: &str = "switched";
 
 fn backend<'a>(ctx: &'a Context, name: &str) -> Result<&'a DockerBackend, DrainError> {
     match ctx.docker.get(name) {
-        Some(Ok(b)) => Ok(b),
+        Some(Ok(b)) => b
+            .docker()
+            .ok_or_else(|| DrainError::UnknownHost(name.into())),
         Some(Err(e)) => Err(DrainError::Unreachable(name.into(), e.to_string())),
         None => Err(DrainError::UnknownHost(name.into())),
     }

@@ -50,7 +50,9 @@ pub async fn collect_with(
     let now = crate::store::now();
     let mut out = Vec::new();
     for (endpoint, backend) in &ctx.docker {
-        let Ok(backend) = backend else { continue };
+        let Some(backend) = backend.as_ref().ok().and_then(|b| b.docker()) else {
+            continue;
+        };
         let in_use = backend.images_in_use().await?;
         let pulled = ctx.store.pulled_images(endpoint)?;
         step(Step::Looking {

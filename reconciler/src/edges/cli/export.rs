@@ -58,7 +58,7 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
         .docker
         .iter()
         .filter(|(name, _)| endpoint.as_ref().is_none_or(|e| e == *name))
-        .find_map(|(_, b)| b.as_ref().ok());
+        .find_map(|(_, b)| b.as_ref().ok().and_then(|b| b.docker()));
     let Some(backend) = backend else {
         eprintln!("reconciler export-image: no docker endpoint is reachable");
         return exit::ERROR;

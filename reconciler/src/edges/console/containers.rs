@@ -30,7 +30,7 @@ pub(super) async fn owned<'a>(
             .endpoint
             .clone()?
     };
-    let backend = c.ctx.docker.get(&endpoint)?.as_ref().ok()?;
+    let backend = c.ctx.dockerd(&endpoint)?;
     match backend.owned(&s.account, name, purpose).await {
         Ok(Some(o)) => Some((backend, o)),
         Ok(None) => None,

@@ -135,9 +135,12 @@ pub(super) async fn archive(
     let placed = crate::store::blocking(|| c.ctx.store.placement(&s.account))
         .ok()
         .flatten();
-    let backend = placed
-        .and_then(|ep| c.ctx.docker.get(&ep).and_then(|b| b.as_ref().ok()))
-        .or_else(|| c.ctx.docker.values().find_map(|b| b.as_ref().ok()));
+    let backend = placed.and_then(|ep| c.ctx.dockerd(&ep)).or_else(|| {
+        c.ctx
+            .docker
+            .values()
+            .find_map(|b| b.as_ref().ok().and_then(|b| b.docker()))
+    });
     let Some(backend) = backend else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

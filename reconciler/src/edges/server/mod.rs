@@ -491,3 +491,6 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

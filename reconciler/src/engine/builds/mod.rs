@@ -319,13 +319,13 @@ async fn build_one(
 fn build_host<'a>(ctx: &'a Context, account: &str) -> Result<&'a DockerBackend, ReconcileError> {
     let placed = blocking(|| ctx.store.placement(account))?;
     if let Some(ep) = placed
-        && let Some(Ok(b)) = ctx.docker.get(&ep)
+        && let Some(b) = ctx.dockerd(&ep)
     {
         return Ok(b);
     }
     ctx.docker
         .values()
-        .find_map(|b| b.as_ref().ok())
+        .find_map(|b| b.as_ref().ok().and_then(|b| b.docker()))
         .ok_or_else(|| ReconcileError::NoEndpoint(account.to_string()))
 }
 

@@ -250,11 +250,11 @@ fn needs_one_of(action: &Action, not_ours: &[String]) -> Option<String> {
         .cloned()
 }
 
-/// The Docker backend of the account's endpoint.
+/// The Docker endpoint of the account.
 fn docker_of<'a>(
     ctx: &'a Context,
     plan: &AccountPlan,
-) -> std::result::Result<&'a crate::backends::DockerBackend, ActionError> {
+) -> std::result::Result<&'a crate::backends::Endpoint, ActionError> {
     let endpoint = plan.endpoint.as_deref().ok_or(ActionError::NoEndpoint)?;
     match ctx.docker.get(endpoint) {
         Some(Ok(b)) => Ok(b),

@@ -153,3 +153,6 @@ pub fn describe(action: &Action) -> String {
 pub fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
 }
+
+#[cfg(test)]
+mod tests;
