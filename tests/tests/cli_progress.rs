@@ -171,7 +171,7 @@ async fn render(
 ) -> String {
     use base64::Engine;
     let xterm = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../reconciler/src/console/assets/vendor/xterm")
+        .join("../reconciler/src/edges/console/assets/vendor/xterm")
         .canonicalize()
         .expect("vendored xterm.js");
     let page = format!(

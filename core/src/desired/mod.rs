@@ -106,7 +106,7 @@ pub struct DesiredContainer {
     pub account: String,
     /// Name as declared (`web`).
     pub name: String,
-    /// Name on the backend (`alice-web`).
+    /// Name on the backend (`alice--web`).
     pub full_name: String,
     pub workspace: String,
     pub revision: String,

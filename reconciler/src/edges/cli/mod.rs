@@ -1,5 +1,5 @@
-//! Command line of `reconciler` (clap): the subcommands of DESIGN.md and the
-//! exit-code contract. Each subcommand lives in its own file; this one only
+//! Command line of `reconciler` (clap): the subcommands the README lists
+//! and the exit-code contract (0 ok, 1 changes or invalid, 2 error). Each subcommand lives in its own file; this one only
 //! parses and dispatches.
 
 mod apply;

@@ -145,7 +145,7 @@ pub struct AccountReport {
     pub kinds: BTreeMap<&'static str, usize>,
 }
 
-/// One line for logs and the audit: `create alice-web`.
+/// One line for logs and the audit: `create alice--web`.
 pub fn describe(action: &Action) -> String {
     format!("{} {}", action.kind(), action.target())
 }
