@@ -9,26 +9,31 @@
 //! list (`tests/architecture.rs` holds that, and that no two modules
 //! import each other):
 //!
-//! 0. [`base`]: helpers that know nothing of Berth (errors' causes, TLS,
+//! 0. `base`: helpers that know nothing of Berth (errors' causes, TLS,
 //!    secrets, throttling, time).
 //! 1. [`store`]: Berth's own state in SQLite.
 //! 2. [`inputs`]: git, mirrors, LDAP, GitLab, the registry, the token keys.
-//! 3. [`backends`]: Docker and Kubernetes, observed and acted on.
-//! 4. [`clients`]: all of those connected from `site.yaml` (the
-//!    [`clients::Context`]) and the errors every operation shares.
-//! 5. [`engine`]: one account's reconcile, and the image builds it waits for.
-//! 6. [`ops`]: many accounts and the long run: apply, discovery, polling,
+//! 3. `backends`: Docker and Kubernetes, observed and acted on.
+//! 4. `clients`: all of those connected from `site.yaml` (the
+//!    `clients::Context`) and the errors every operation shares.
+//! 5. `engine`: one account's reconcile, and the image builds it waits for.
+//! 6. `ops`: many accounts and the long run: apply, discovery, polling,
 //!    gc, drain, culling, the catalogue, previews, the read model, reports.
 //! 7. [`edges`]: the `reconciler` command, `serve`, the console, logins and
 //!    the registry's token service.
+//!
+//! Outside this crate only the binary's entry ([`edges::cli`]), the
+//! [`store`] (tests read it) and the GitLab client ([`inputs::gitlab`])
+//! are visible; everything else is `pub(crate)`, so the dead-code lint
+//! sees what nothing uses.
 
-pub mod backends;
-pub mod base;
-pub mod clients;
+pub(crate) mod backends;
+pub(crate) mod base;
+pub(crate) mod clients;
 pub mod edges;
-pub mod engine;
+pub(crate) mod engine;
 #[cfg(test)]
 mod fixtures;
 pub mod inputs;
-pub mod ops;
+pub(crate) mod ops;
 pub mod store;

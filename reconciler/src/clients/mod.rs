@@ -7,7 +7,6 @@ mod context;
 mod error;
 
 pub use context::{
-    BuildEvent, ConfigError, Context, KubeCluster, Observed, Reservations, connect, kube_config,
-    load_site,
+    BuildEvent, Context, Observed, Reservations, connect, kube_config, load_site,
 };
 pub use error::{ActionError, ReconcileError, Result};

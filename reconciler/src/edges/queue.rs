@@ -196,6 +196,7 @@ impl Queue {
         self.notify.notify_waiters();
     }
 
+    #[cfg(test)]
     pub fn depth(&self) -> usize {
         self.lock().pending.len()
     }

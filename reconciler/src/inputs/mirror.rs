@@ -62,11 +62,13 @@ impl Mirrors {
         }
     }
 
+    #[cfg(test)]
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
     }
 
+    #[cfg(test)]
     pub fn root(&self) -> &Path {
         &self.root
     }

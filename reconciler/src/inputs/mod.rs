@@ -5,12 +5,12 @@
 /// GitLab REST client.
 pub mod gitlab;
 /// LDAP: who an account is.
-pub mod identity;
+pub(crate) mod identity;
 /// The registry token service's keys, with which Berth also signs its own.
-pub mod keys;
+pub(crate) mod keys;
 /// Local mirrors of GitLab repositories.
-pub mod mirror;
+pub(crate) mod mirror;
 /// The department registry's API.
-pub mod registry;
+pub(crate) mod registry;
 /// Git repositories: workspaces and build contexts at a commit.
-pub mod source;
+pub(crate) mod source;

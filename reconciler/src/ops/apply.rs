@@ -86,14 +86,3 @@ pub async fn execute_each(
     }
 }
 
-/// Executes plans, `concurrency` accounts at a time.
-pub async fn execute_all(
-    ctx: &Arc<Context>,
-    plans: Vec<AccountPlan>,
-    concurrency: usize,
-) -> Vec<(String, Result<AccountReport, ReconcileError>)> {
-    let mut out = Vec::new();
-    execute_each(ctx, plans, concurrency, |a, r| out.push((a, r))).await;
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}

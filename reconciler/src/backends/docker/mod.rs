@@ -24,8 +24,8 @@ mod images;
 mod stats;
 mod volumes;
 
-pub use build::{BuildFailed, BuildJob};
-pub use console::{ByteStream, Owned, Purpose, Tty};
+pub use build::BuildJob;
+pub use console::{ByteStream, Owned, Purpose};
 pub use images::Exported;
 pub(crate) use images::split_tag;
 pub use stats::Usage;
@@ -202,10 +202,6 @@ impl DockerBackend {
             _ => repository,
         };
         Some(auth.docker(host, repository, actions))
-    }
-
-    pub fn api_version(&self) -> &str {
-        &self.api_version
     }
 
     fn api<'a>(op: &'static str, target: &'a str) -> impl Fn(BollardError) -> DockerError + 'a {

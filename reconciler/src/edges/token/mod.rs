@@ -10,7 +10,7 @@
 //! too): failures throttled before the directory is asked, binds cached.
 
 use crate::inputs::keys::{Issued, Keys, SignerError};
-pub use berth_core::grants::{Access, Requester, grant, parse_scopes};
+pub use berth_core::grants::{Access, Requester, grant};
 
 use crate::edges::login::{LoginError, Logins};
 use crate::inputs::identity::Directory;

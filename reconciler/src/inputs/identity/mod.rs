@@ -47,8 +47,8 @@ pub mod fixed;
 mod ldap;
 
 pub use berth_core::account::Account;
-pub use berth_core::admission::{Rejection, admit, pusher_allowed, pusher_bound, standing};
-pub use berth_core::dn::{dn_eq, dn_parts};
+pub use berth_core::admission::{Rejection, pusher_allowed, pusher_bound, standing};
+pub use berth_core::dn::dn_eq;
 
 /// Where accounts are found and passwords checked: LDAP
 /// ([`ldap::LdapEntries`]), or a fixed set in tests. The seam that lets a
@@ -145,11 +145,6 @@ impl Directory {
             return Ok(false);
         }
         self.entries.bind(dn, password).await
-    }
-
-    /// Forgets cached lookups (tests and admin-triggered refresh).
-    pub fn clear_cache(&self) {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 

@@ -151,10 +151,6 @@ impl Signer {
             self.certificate_path.display()
         )
     }
-
-    pub fn certificate_path(&self) -> &Path {
-        &self.certificate_path
-    }
 }
 
 fn generate(dir: &Path, key_path: &Path, cert_path: &Path) -> Result<(), SignerError> {
