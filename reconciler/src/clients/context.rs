@@ -307,7 +307,7 @@ impl Context {
 
 /// Observed state of every backend, by account. An unreachable backend
 /// keeps its error so that only the accounts using it fail.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Observed {
     /// By Docker endpoint, then by account.
     pub docker: BTreeMap<String, Result<BTreeMap<String, ObservedAccount>, Unavailable>>,

@@ -6,7 +6,5 @@
 mod context;
 mod error;
 
-pub use context::{
-    BuildEvent, Context, Observed, Reservations, connect, kube_config, load_site,
-};
+pub use context::{BuildEvent, Context, Observed, Reservations, connect, kube_config, load_site};
 pub use error::{ActionError, ReconcileError, Result};

@@ -85,4 +85,3 @@ pub async fn execute_each(
         done(account, report);
     }
 }
-

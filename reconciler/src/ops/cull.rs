@@ -111,15 +111,15 @@ impl Culler {
                         tracing::warn!(container = %c.container, cause = %e, "culling");
                         continue;
                     }
-                    let recorded = crate::store::blocking(|| {
-                        ctx.store.set_culled(&c.account, &c.container, &reason)?;
-                        ctx.store.audit(
-                            &c.account,
-                            "culled",
-                            None,
-                            &format!("`{}`: {reason}", c.container),
-                        )
-                    });
+                    let (account, container, why) =
+                        (c.account.clone(), c.container.clone(), reason.clone());
+                    let recorded = ctx
+                        .store
+                        .call(move |s| {
+                            s.set_culled(&account, &container, &why)?;
+                            s.audit(&account, "culled", None, &format!("`{container}`: {why}"))
+                        })
+                        .await;
                     if let Err(e) = recorded {
                         tracing::warn!(cause = %e, "recording a culled container");
                     }

@@ -42,7 +42,7 @@ pub async fn list(
         }
         return Ok(all);
     }
-    all.extend(crate::store::blocking(|| ctx.store.known_accounts())?);
+    all.extend(ctx.store.call(|s| s.known_accounts()).await?);
     all.extend(labelled_owners(observed));
     // Only names Berth could manage: a hand-made label is not an account.
     all.retain(|a| {

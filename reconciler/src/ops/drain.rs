@@ -11,7 +11,6 @@
 
 use crate::backends::docker::DockerBackend;
 use crate::clients::{Context, ReconcileError};
-use crate::store::blocking;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -123,9 +122,16 @@ pub async fn drain(
     let source = backend(ctx, host)?;
     let mut moved = Vec::new();
     // Accounts half-moved by an earlier run first, then the rest.
-    let pending = blocking(|| ctx.store.drains(host))?;
+    let (pending, on_host) = {
+        let host = host.to_string();
+        ctx.store
+            .call(move |s| -> Result<_, DrainError> {
+                Ok((s.drains(&host)?, s.accounts_on(&host)?))
+            })
+            .await?
+    };
     let mut accounts: Vec<String> = pending.keys().cloned().collect();
-    for a in blocking(|| ctx.store.accounts_on(host))? {
+    for a in on_host {
         if !accounts.contains(&a) {
             accounts.push(a);
         }
@@ -140,7 +146,7 @@ pub async fn drain(
         {
             Some(t) => t,
             None => {
-                let counts = blocking(|| ctx.store.placement_counts())?;
+                let counts = ctx.store.call(|s| s.placement_counts()).await?;
                 site_hosts
                     .iter()
                     .filter(|(name, has)| name.as_str() != host && **has >= gpus)
@@ -195,7 +201,10 @@ async fn move_account(
     let volumes: Vec<String> = observed.volumes.iter().cloned().collect();
     let mut bytes = 0;
     if stage != Some(SWITCHED) {
-        blocking(|| ctx.store.set_drain(account, host, target, COPYING))?;
+        let (a, h, t) = (account.to_string(), host.to_string(), target.to_string());
+        ctx.store
+            .call(move |s| s.set_drain(&a, &h, &t, COPYING))
+            .await?;
         tracing::info!(
             account,
             from = host,
@@ -233,12 +242,15 @@ async fn move_account(
                 std::process::exit(3);
             }
         }
-        blocking(|| -> Result<(), DrainError> {
-            ctx.store.release_endpoint(account, host)?;
-            ctx.store.set_placement(account, target)?;
-            ctx.store.set_drain(account, host, target, SWITCHED)?;
-            Ok(())
-        })?;
+        let (a, h, t) = (account.to_string(), host.to_string(), target.to_string());
+        ctx.store
+            .call(move |s| -> Result<(), DrainError> {
+                s.release_endpoint(&a, &h)?;
+                s.set_placement(&a, &t)?;
+                s.set_drain(&a, &h, &t, SWITCHED)?;
+                Ok(())
+            })
+            .await?;
     }
     // Converge on the new host, then clear the old one.
     let observed_all = ctx.observe_account(account).await;
@@ -261,20 +273,21 @@ async fn move_account(
     let notice = format!(
         "moved from host `{host}` to `{target}` by an admin: your containers' host ports changed (see the ports above)"
     );
-    blocking(|| -> Result<(), DrainError> {
-        ctx.store.finish_drain(account)?;
-        ctx.store.set_notice(account, &notice)?;
-        ctx.store.audit(
-            account,
-            "drained",
-            None,
-            &format!(
-                "{host} → {target}, {} volume(s), {bytes} bytes",
-                volumes.len()
-            ),
-        )?;
-        Ok(())
-    })?;
+    let (a, detail) = (
+        account.to_string(),
+        format!(
+            "{host} → {target}, {} volume(s), {bytes} bytes",
+            volumes.len()
+        ),
+    );
+    ctx.store
+        .call(move |s| -> Result<(), DrainError> {
+            s.finish_drain(&a)?;
+            s.set_notice(&a, &notice)?;
+            s.audit(&a, "drained", None, &detail)?;
+            Ok(())
+        })
+        .await?;
     Ok(Moved {
         account: account.into(),
         to: target.into(),

@@ -59,7 +59,7 @@ impl Poller {
         let (Some(mirrors), Some(gitlab)) = (&ctx.mirrors, &ctx.gitlab) else {
             return Err(ReconcileError::NoGitLab);
         };
-        let watched = crate::store::blocking(|| ctx.store.watched_projects())?;
+        let watched = ctx.store.call(|s| s.watched_projects()).await?;
         let mut round = Round {
             polled: watched.len(),
             ..Round::default()

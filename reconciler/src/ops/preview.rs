@@ -153,14 +153,16 @@ pub async fn publish(
         .set_named_status(project, sha, STATUS_NAME, r.state, &r.description)
         .await?;
     if let Some(iid) = merge_request {
-        let known = crate::store::blocking(|| store.mr_note(project, iid))
+        let known = store
+            .call(move |s| s.mr_note(project, iid))
+            .await
             .ok()
             .flatten();
         let id = gitlab
             .upsert_mr_note(project, iid, known, &note(sha, r))
             .await?;
         if known != Some(id) {
-            let _ = crate::store::blocking(|| store.set_mr_note(project, iid, id));
+            let _ = store.call(move |s| s.set_mr_note(project, iid, id)).await;
         }
     }
     Ok(())

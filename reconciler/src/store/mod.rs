@@ -9,7 +9,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
@@ -80,23 +80,80 @@ pub struct Problem<'a> {
 pub use berth_core::desired::{GpuKey, PortKey};
 pub use berth_core::runner::StoredRunner;
 
+/// Berth's state in SQLite. Cheap to clone: every clone is the same
+/// connection, and the same store thread.
+#[derive(Clone)]
 pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     conn: Mutex<Connection>,
     /// The database file (`:memory:` in tests), named in every complaint.
     path: String,
+    /// The store's own thread, which runs [`Store::call`]s one after the other.
+    jobs: std::sync::mpsc::Sender<Job>,
 }
 
-/// Runs `f` (store calls) where a blocking call belongs: on a
-/// multi-threaded runtime the worker hands its other tasks off first
-/// (`block_in_place`), so SQLite never stalls the async workers; elsewhere
-/// (a single-threaded test runtime, a plain thread) it just runs.
-pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
+type Job = Box<dyn FnOnce() + Send>;
+
+impl Store {
+    /// Runs `f` on the store's own thread and waits for it without holding
+    /// an async worker: SQLite (and the disk under it) never stalls the
+    /// runtime, and no thread is made per call. The async interface of the
+    /// store; commands and tests may call its methods directly.
+    pub async fn call<T: Send + 'static>(&self, f: impl FnOnce(&Store) -> T + Send + 'static) -> T {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let store = self.clone();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f(&store));
+        });
+        // The thread only ends with the last clone of the store, which
+        // this one is; should it have died anyway, the call runs here.
+        if let Err(std::sync::mpsc::SendError(job)) = self.inner.jobs.send(job) {
+            job();
         }
-        _ => f(),
+        match rx.await {
+            Ok(value) => value,
+            // The job panicked on the store thread: a bug, surfaced here.
+            Err(_) => panic!("a call on the state store's thread panicked"),
+        }
     }
+}
+
+impl Store {
+    /// Queues `f` on the store's thread and returns at once: for writes
+    /// nobody waits on (an audit line). Jobs run in the order given; a
+    /// failure is logged there.
+    pub fn submit<E: std::fmt::Display>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Store) -> std::result::Result<(), E> + Send + 'static,
+    ) {
+        let store = self.clone();
+        let job: Job = Box::new(move || {
+            if let Err(e) = f(&store) {
+                tracing::warn!(cause = %e, "{what}");
+            }
+        });
+        if let Err(std::sync::mpsc::SendError(job)) = self.inner.jobs.send(job) {
+            job();
+        }
+    }
+}
+
+/// The store thread: runs jobs in order until every sender is gone. A job
+/// that panics is reported by its caller; the thread goes on.
+fn store_thread() -> std::io::Result<std::sync::mpsc::Sender<Job>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("berth-store".into())
+        .spawn(move || {
+            for job in rx {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+        })?;
+    Ok(tx)
 }
 
 /// Creates the database file readable by Berth's user only (runner tokens
@@ -149,7 +206,7 @@ impl Store {
 
     /// The database file.
     pub fn path(&self) -> &str {
-        &self.path
+        &self.inner.path
     }
 
     /// Whether the store takes writes now (a write lock, released at once):
@@ -161,7 +218,7 @@ impl Store {
         let tried = conn.execute_batch("BEGIN IMMEDIATE; DELETE FROM warnings WHERE 0;");
         let _ = conn.execute_batch("ROLLBACK;");
         tried.map_err(|source| StoreError::NotWritable {
-            path: self.path.clone(),
+            path: self.inner.path.clone(),
             source,
         })
     }
@@ -171,10 +228,10 @@ impl Store {
     /// connection takes writes. Does nothing for a writable connection.
     pub fn reopen_if_read_only(&self) -> Result<()> {
         let mut conn = self.conn();
-        if self.path == ":memory:" || !conn.is_readonly(rusqlite::MAIN_DB)? {
+        if self.inner.path == ":memory:" || !conn.is_readonly(rusqlite::MAIN_DB)? {
             return Ok(());
         }
-        let fresh = Connection::open(&self.path)?;
+        let fresh = Connection::open(&self.inner.path)?;
         fresh.busy_timeout(std::time::Duration::from_secs(10))?;
         *conn = fresh;
         Ok(())
@@ -184,16 +241,23 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
         schema::migrate(&mut conn)?;
+        let jobs = store_thread().map_err(|source| StoreError::Dir {
+            path: format!("{path} (the store thread)"),
+            source,
+        })?;
         Ok(Store {
-            conn: Mutex::new(conn),
-            path,
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                path,
+                jobs,
+            }),
         })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent
         // (statements are atomic), so a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
     pub fn accepted(&self, account: &str) -> Result<Option<Accepted>> {
         Ok(self
@@ -315,6 +379,33 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Calls run on the store's own thread, even from a single-threaded
+    /// runtime (where blocking the only worker would stall everything),
+    /// and submitted writes land in the order given.
+    #[tokio::test(flavor = "current_thread")]
+    async fn calls_run_on_the_store_thread_in_order() {
+        let store = Store::in_memory().expect("store");
+        let thread = store
+            .call(|_| std::thread::current().name().map(str::to_string))
+            .await;
+        assert_eq!(thread.as_deref(), Some("berth-store"));
+        for n in 0..20 {
+            store.submit("test audit", move |s| {
+                s.audit("alice", "note", None, &n.to_string()).map(drop)
+            });
+        }
+        let details: Vec<String> = store
+            .call(|s| s.audit_log(Some("alice"), 100))
+            .await
+            .expect("read")
+            .into_iter()
+            .rev()
+            .map(|e| e.detail)
+            .collect();
+        let expected: Vec<String> = (0..20).map(|n| n.to_string()).collect();
+        assert_eq!(details, expected);
+    }
     use std::collections::BTreeMap;
 
     fn key(account: &str, container: &str, port: u16) -> PortKey {

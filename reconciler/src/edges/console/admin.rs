@@ -114,8 +114,13 @@ pub(super) async fn audit(
     let account = q.account.unwrap_or_default();
     let event = q.event.unwrap_or_default();
     let since = q.since.unwrap_or_default();
-    let only = (!account.is_empty()).then_some(account.as_str());
-    let log = crate::store::blocking(|| c.ctx.store.audit_log(only, 2000)).unwrap_or_default();
+    let only = (!account.is_empty()).then(|| account.clone());
+    let log = c
+        .ctx
+        .store
+        .call(move |s| s.audit_log(only.as_deref(), 2000))
+        .await
+        .unwrap_or_default();
     let entries = log
         .into_iter()
         .filter(|e| event.is_empty() || e.event.contains(event.as_str()))

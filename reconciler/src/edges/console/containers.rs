@@ -93,8 +93,12 @@ pub(super) async fn operate(
     };
     if op != "stop" {
         // Started by the student: no longer culled.
-        let _ =
-            crate::store::blocking(|| c.ctx.store.clear_culled(&s.account, Some(&container.name)));
+        let (account, name) = (s.account.clone(), container.name.clone());
+        let _ = c
+            .ctx
+            .store
+            .call(move |st| st.clear_culled(&account, Some(&name)))
+            .await;
     }
     let result = match op.as_str() {
         "start" => backend.start_owned(&container).await,

@@ -65,10 +65,21 @@ async fn page_for(c: &Console, s: &Session, new_token: Option<String>) -> Respon
             accounts_using: r.accounts_using,
         })
         .collect();
-    let tokens = c.ctx.registry_keys.as_ref().map(|_| {
-        crate::store::blocking(|| c.ctx.store.registry_tokens(&s.account))
-            .unwrap_or_default()
-            .into_iter()
+    let tokens = match &c.ctx.registry_keys {
+        Some(_) => {
+            let account = s.account.clone();
+            Some(
+                c.ctx
+                    .store
+                    .call(move |st| st.registry_tokens(&account))
+                    .await
+                    .unwrap_or_default(),
+            )
+        }
+        None => None,
+    };
+    let tokens = tokens.map(|t| {
+        t.into_iter()
             .map(|t| TokenRow {
                 name: t.name,
                 created: crate::ops::view::rfc3339(t.created),
@@ -117,7 +128,11 @@ pub(super) async fn archive(
         Ok(i) => i,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    let shared: berth_spec::policy::Shared = crate::store::blocking(|| c.ctx.store.shares())
+    let shared: berth_spec::policy::Shared = c
+        .ctx
+        .store
+        .call(|st| st.shares())
+        .await
         .unwrap_or_default()
         .into_iter()
         .map(|sh| sh.repository)
@@ -132,7 +147,12 @@ pub(super) async fn archive(
         );
         return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
     }
-    let placed = crate::store::blocking(|| c.ctx.store.placement(&s.account))
+    let account = s.account.clone();
+    let placed = c
+        .ctx
+        .store
+        .call(move |st| st.placement(&account))
+        .await
         .ok()
         .flatten();
     let backend = placed.and_then(|ep| c.ctx.dockerd(&ep)).or_else(|| {
@@ -228,11 +248,13 @@ pub(super) async fn create_token(
         Err(why) => return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
     };
     let (secret, hash) = crate::edges::token::new_personal_token();
-    match crate::store::blocking(|| {
-        c.ctx
-            .store
-            .add_registry_token(&s.account, &entry, &form.name, &hash, expires)
-    }) {
+    let (account, name) = (s.account.clone(), form.name.clone());
+    match c
+        .ctx
+        .store
+        .call(move |st| st.add_registry_token(&account, &entry, &name, &hash, expires))
+        .await
+    {
         Ok(true) => {
             c.audit(
                 &s.account,
@@ -263,7 +285,12 @@ pub(super) async fn revoke_token(
         Ok(s) => s,
         Err(refused) => return refused.into_response(),
     };
-    let _ = crate::store::blocking(|| c.ctx.store.revoke_registry_token(&s.account, &form.name));
+    let (account, name) = (s.account.clone(), form.name.clone());
+    let _ = c
+        .ctx
+        .store
+        .call(move |st| st.revoke_registry_token(&account, &name))
+        .await;
     c.audit(
         &s.account,
         "registry-token",

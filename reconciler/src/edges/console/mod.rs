@@ -99,7 +99,7 @@ impl Console {
     async fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let cookie = headers.get(header::COOKIE)?.to_str().ok()?;
         let id = self.sessions.id_in(cookie)?;
-        let mut s = self.sessions.get(&self.ctx.store, id)?;
+        let mut s = self.sessions.get(&self.ctx.store, id).await?;
         match self
             .logins
             .member(&self.ctx.site, &self.ctx.directory, &s.account)
@@ -110,7 +110,7 @@ impl Console {
                 Some(s)
             }
             Err(crate::edges::login::LoginError::Refused) => {
-                self.sessions.remove(&self.ctx.store, id);
+                self.sessions.remove(&self.ctx.store, id).await;
                 self.audit(
                     &s.account,
                     "console-session-ended",
@@ -168,25 +168,30 @@ impl Console {
     /// it: what failed and an audit id. The error itself names hosts,
     /// endpoints and ids that are the site's business: it goes to the log
     /// and to the account's audit (`console-error`), for an admin.
+    ///
+    /// The one console write that runs on the caller's thread: the page
+    /// needs the entry's number now, and it happens only when something
+    /// already failed.
     fn failure(&self, account: &str, what: &str, e: &dyn std::fmt::Display) -> String {
         tracing::warn!(account, cause = %e, "console: {what} failed");
         let detail = format!("{what}: {e}");
-        match crate::store::blocking(|| {
-            self.ctx
-                .store
-                .audit(account, "console-error", None, &detail)
-        }) {
+        match self
+            .ctx
+            .store
+            .audit(account, "console-error", None, &detail)
+        {
             Ok(id) => format!("{what} failed; an admin can read audit #{id}"),
             Err(_) => format!("{what} failed; an admin can find why in Berth's log"),
         }
     }
 
+    /// Audits a console event on the store's thread, in order, without
+    /// waiting for it.
     fn audit(&self, account: &str, event: &str, detail: &str) {
-        if let Err(e) =
-            crate::store::blocking(|| self.ctx.store.audit(account, event, None, detail))
-        {
-            tracing::warn!(cause = %e, "console audit");
-        }
+        let (account, event, detail) = (account.to_string(), event.to_string(), detail.to_string());
+        self.ctx.store.submit("console audit", move |s| {
+            s.audit(&account, &event, None, &detail).map(drop)
+        });
     }
 }
 

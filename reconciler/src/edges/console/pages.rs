@@ -69,7 +69,7 @@ pub(super) async fn login(
     };
     match result {
         Ok(member) => {
-            let (id, _) = c.sessions.create(&ctx.store, &user, member.admin);
+            let (id, _) = c.sessions.create(&ctx.store, &user, member.admin).await;
             c.audit(&user, "console-login", &format!("from {}", client.ip()));
             (
                 [(header::SET_COOKIE, c.sessions.cookie(&id))],
@@ -107,7 +107,7 @@ pub(super) async fn logout(
         .and_then(|v| v.to_str().ok())
         .and_then(|h| c.sessions.id_in(h))
     {
-        c.sessions.remove(&c.ctx.store, id);
+        c.sessions.remove(&c.ctx.store, id).await;
     }
     (
         [(header::SET_COOKIE, c.sessions.cookie(""))],

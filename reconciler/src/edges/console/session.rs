@@ -43,7 +43,7 @@ impl Sessions {
     }
 
     /// A new session; its id (for the cookie).
-    pub fn create(&self, store: &Store, account: &str, admin: bool) -> (String, Session) {
+    pub async fn create(&self, store: &Store, account: &str, admin: bool) -> (String, Session) {
         let id = crate::base::secret::random_hex(32);
         let now = crate::store::now();
         let session = Session {
@@ -56,7 +56,8 @@ impl Sessions {
         let key = hash(&id);
         match self.persist {
             true => {
-                if let Err(e) = crate::store::blocking(|| store.put_session(&key, &session)) {
+                let (k, stored) = (key.clone(), session.clone());
+                if let Err(e) = store.call(move |s| s.put_session(&k, &stored)).await {
                     tracing::warn!(cause = %e, "storing a console session");
                 }
             }
@@ -74,23 +75,25 @@ impl Sessions {
 
     /// The live session of `id`, its last use now; `None` when unknown
     /// or expired (an expired one is forgotten).
-    pub fn get(&self, store: &Store, id: &str) -> Option<Session> {
+    pub async fn get(&self, store: &Store, id: &str) -> Option<Session> {
         let key = hash(id);
         let now = crate::store::now();
-        let live = |s: &Session| {
-            now - s.seen < self.idle.as_secs() as i64
-                && now - s.created < self.lifetime.as_secs() as i64
-        };
+        let (idle, lifetime) = (self.idle.as_secs() as i64, self.lifetime.as_secs() as i64);
+        let live = move |s: &Session| now - s.seen < idle && now - s.created < lifetime;
         match self.persist {
-            true => crate::store::blocking(|| {
-                let found = store.session(&key).ok().flatten()?;
-                if !live(&found) {
-                    let _ = store.drop_session(&key);
-                    return None;
-                }
-                let _ = store.touch_session(&key, now);
-                Some(Session { seen: now, ..found })
-            }),
+            true => {
+                store
+                    .call(move |store| {
+                        let found = store.session(&key).ok().flatten()?;
+                        if !live(&found) {
+                            let _ = store.drop_session(&key);
+                            return None;
+                        }
+                        let _ = store.touch_session(&key, now);
+                        Some(Session { seen: now, ..found })
+                    })
+                    .await
+            }
             false => {
                 let mut map = self.memory.lock().unwrap_or_else(|p| p.into_inner());
                 let s = map.get_mut(&key)?;
@@ -104,11 +107,11 @@ impl Sessions {
         }
     }
 
-    pub fn remove(&self, store: &Store, id: &str) {
+    pub async fn remove(&self, store: &Store, id: &str) {
         let key = hash(id);
         match self.persist {
             true => {
-                let _ = crate::store::blocking(|| store.drop_session(&key));
+                let _ = store.call(move |s| s.drop_session(&key)).await;
             }
             false => {
                 self.memory
@@ -162,14 +165,15 @@ mod tests {
         site
     }
 
-    #[test]
-    fn a_session_is_found_by_its_cookie_and_forgotten_at_logout() {
+    #[tokio::test]
+    async fn a_session_is_found_by_its_cookie_and_forgotten_at_logout() {
         let store = Store::in_memory().expect("store");
         let sessions = Sessions::new(&site(""));
-        let (id, s) = sessions.create(&store, "alice", false);
+        let (id, s) = sessions.create(&store, "alice", false).await;
         let header = format!("other=1; {HOST_COOKIE}={id}");
         let found = sessions
             .get(&store, sessions.id_in(&header).expect("id"))
+            .await
             .expect("live");
         assert_eq!(
             sessions.id_in(&format!("{COOKIE}={id}")),
@@ -178,9 +182,9 @@ mod tests {
         );
         assert_eq!(found.account, "alice");
         assert_eq!(found.csrf, s.csrf);
-        assert!(sessions.get(&store, "guess").is_none());
-        sessions.remove(&store, &id);
-        assert!(sessions.get(&store, &id).is_none());
+        assert!(sessions.get(&store, "guess").await.is_none());
+        sessions.remove(&store, &id).await;
+        assert!(sessions.get(&store, &id).await.is_none());
         let cookie = sessions.cookie(&id);
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
         assert!(cookie.contains("Secure"), "behind TLS the cookie is Secure");
@@ -188,12 +192,14 @@ mod tests {
         assert!(!cookie.contains("Domain"));
     }
 
-    #[test]
-    fn persisted_sessions_survive_a_new_sessions_object_and_keep_no_raw_id() {
+    #[tokio::test]
+    async fn persisted_sessions_survive_a_new_sessions_object_and_keep_no_raw_id() {
         let store = Store::in_memory().expect("store");
-        let (id, _) = Sessions::new(&site("persist")).create(&store, "bob", true);
+        let (id, _) = Sessions::new(&site("persist"))
+            .create(&store, "bob", true)
+            .await;
         let again = Sessions::new(&site("persist"));
-        let s = again.get(&store, &id).expect("survives a restart");
+        let s = again.get(&store, &id).await.expect("survives a restart");
         assert!(s.admin);
         assert!(
             store.session(&id).expect("read").is_none(),
@@ -201,19 +207,19 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_idle_session_expires() {
+    #[tokio::test]
+    async fn an_idle_session_expires() {
         let mut site = site("");
         site.console.idle = berth_spec::Located::new("1s".into());
         let store = Store::in_memory().expect("store");
         let sessions = Sessions::new(&site);
-        let (id, _) = sessions.create(&store, "alice", false);
+        let (id, _) = sessions.create(&store, "alice", false).await;
         {
             let mut map = sessions.memory.lock().expect("lock");
             for s in map.values_mut() {
                 s.seen -= 5;
             }
         }
-        assert!(sessions.get(&store, &id).is_none());
+        assert!(sessions.get(&store, &id).await.is_none());
     }
 }

@@ -158,7 +158,13 @@ fn store_error(e: crate::store::StoreError) -> Response {
 /// `GET /api/v1/audit?account=A&limit=N`: the newest `limit` lines.
 async fn audit_log(State(shared): State<Arc<Shared>>, Query(q): Query<AuditQuery>) -> Response {
     let limit = q.limit.min(MAX_AUDIT_LIMIT);
-    match crate::store::blocking(|| shared.ctx.store.audit_log(q.account.as_deref(), limit)) {
+    let account = q.account.clone();
+    match shared
+        .ctx
+        .store
+        .call(move |s| s.audit_log(account.as_deref(), limit))
+        .await
+    {
         Ok(entries) => axum::Json(serde_json::json!({ "entries": entries })).into_response(),
         Err(e) => store_error(e),
     }
@@ -184,13 +190,16 @@ async fn audit_events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .or(q.after);
-    let cursor = match crate::store::blocking(|| {
-        let store = &shared.ctx.store;
-        match resume {
-            Some(after) => crate::store::AuditCursor::resume(store, q.account.clone(), after),
-            None => crate::store::AuditCursor::from_now(store, q.account.clone()),
-        }
-    }) {
+    let account = q.account.clone();
+    let cursor = match shared
+        .ctx
+        .store
+        .call(move |store| match resume {
+            Some(after) => crate::store::AuditCursor::resume(store, account, after),
+            None => crate::store::AuditCursor::from_now(store, account),
+        })
+        .await
+    {
         Ok(c) => c,
         Err(e) => return store_error(e),
     };
@@ -207,7 +216,16 @@ async fn audit_events(
                     return Some((event, (shared, cursor, pending)));
                 }
                 tokio::time::sleep(AUDIT_POLL).await;
-                match crate::store::blocking(|| cursor.poll(&shared.ctx.store)) {
+                let (back, polled) = shared
+                    .ctx
+                    .store
+                    .call(move |s| {
+                        let polled = cursor.poll(s);
+                        (cursor, polled)
+                    })
+                    .await;
+                cursor = back;
+                match polled {
                     Ok(new) => pending.extend(new),
                     // A store that cannot be read now may be readable at the
                     // next poll; /healthz reports the fault meanwhile.

@@ -27,9 +27,13 @@ pub(super) async fn refresh_view(
     } else {
         before
     };
-    match crate::store::blocking(|| {
-        crate::ops::view::account(&shared.ctx.store, &observed, account)
-    }) {
+    let name = account.to_string();
+    match shared
+        .ctx
+        .store
+        .call(move |s| crate::ops::view::account(s, &observed, &name))
+        .await
+    {
         Ok(v) => {
             shared.views.write().await.insert(account.to_string(), v);
             let _ = shared.updates.send(account.to_string());
@@ -50,7 +54,7 @@ pub(super) async fn refresh_requested(
 
 /// The read model of every known account at start, from one observation.
 pub(super) async fn refresh_all_views(shared: Arc<Shared>) {
-    let observed = shared.ctx.observe_all().await;
+    let observed = Arc::new(shared.ctx.observe_all().await);
     let accounts = match crate::ops::discovery::list(&shared.ctx, None, &observed).await {
         Ok(a) => a,
         Err(e) => {
@@ -60,7 +64,12 @@ pub(super) async fn refresh_all_views(shared: Arc<Shared>) {
     };
     let mut views = BTreeMap::new();
     for a in accounts {
-        match crate::store::blocking(|| crate::ops::view::account(&shared.ctx.store, &observed, &a))
+        let (seen, name) = (observed.clone(), a.clone());
+        match shared
+            .ctx
+            .store
+            .call(move |s| crate::ops::view::account(s, &seen, &name))
+            .await
         {
             Ok(v) => {
                 views.insert(a, v);

@@ -322,13 +322,12 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
     let push = work.push.as_ref();
     status(shared, push, CommitState::Running, "reconciling");
     let ctx = &shared.ctx;
-    if shared
+    let faulted = shared
         .store_fault
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .is_some()
-        && let Err(e) = crate::store::blocking(|| ctx.store.reopen_if_read_only())
-    {
+        .is_some();
+    if faulted && let Err(e) = ctx.store.call(|s| s.reopen_if_read_only()).await {
         tracing::warn!(store = %ctx.store.path(), cause = %e, "reopening the state store");
     }
     let observed = ctx.observe_account(&work.account).await;
@@ -448,27 +447,26 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
             tracing::warn!(cause = %e, attempt, retry_in = ?delay, "reconcile failed");
             // The detail (LDAP, dockerd or GitLab addresses and answers) goes
             // to the audit log once per push; the commit status names it.
-            let audit = crate::store::blocking(|| {
-                let _ = ctx.store.set_last_error(
-                    &work.account,
-                    Some(crate::store::Problem {
-                        detail: &e.to_string(),
-                        student: "a service Berth needs is unavailable; retrying",
-                    }),
-                );
-                match (attempt, push) {
-                    (1, Some(p)) => ctx
-                        .store
-                        .audit(
-                            &work.account,
-                            "reconcile-failed",
-                            p.revision.as_deref(),
-                            &e.to_string(),
-                        )
-                        .ok(),
-                    _ => None,
-                }
-            });
+            let (account, detail) = (work.account.clone(), e.to_string());
+            let first_of_push = match (attempt, push) {
+                (1, Some(p)) => Some(p.revision.clone()),
+                _ => None,
+            };
+            let audit = ctx
+                .store
+                .call(move |s| {
+                    let _ = s.set_last_error(
+                        &account,
+                        Some(crate::store::Problem {
+                            detail: &detail,
+                            student: "a service Berth needs is unavailable; retrying",
+                        }),
+                    );
+                    let revision = first_of_push?;
+                    s.audit(&account, "reconcile-failed", revision.as_deref(), &detail)
+                        .ok()
+                })
+                .await;
             if let Some(id) = audit {
                 status(
                     shared,

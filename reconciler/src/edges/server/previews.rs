@@ -93,11 +93,12 @@ async fn run(ctx: &Arc<Context>, request: &SyncRequest) {
     let rendered = match plan {
         Err(e) => {
             let detail = e.to_string();
-            let id = crate::store::blocking(|| {
-                ctx.store
-                    .audit(account, "preview-failed", Some(sha), &detail)
-            })
-            .ok();
+            let (a, rev, d) = (account.clone(), sha.clone(), detail.clone());
+            let id = ctx
+                .store
+                .call(move |s| s.audit(&a, "preview-failed", Some(&rev), &d))
+                .await
+                .ok();
             tracing::warn!(%account, cause = %detail, "preview failed");
             crate::ops::preview::unavailable(id)
         }

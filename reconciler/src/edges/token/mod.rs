@@ -163,7 +163,7 @@ impl TokenService {
         let (requester, groups) = self
             .authenticate(site, directory, store, &user, &password, client)
             .await?;
-        let shares = crate::store::blocking(|| store.shares())?;
+        let shares = store.call(|s| s.shares()).await?;
         let host = site
             .registry
             .as_ref()
@@ -177,7 +177,7 @@ impl TokenService {
         if let Requester::Account { name, .. } = &requester {
             self.within_quota(site, &groups, registry, name, &mut granted)
                 .await;
-            not_while_running(store, host, &mut granted)?;
+            not_while_running(store, host, &mut granted).await?;
         }
         tracing::info!(
             subject = requester.subject(),
@@ -222,7 +222,7 @@ impl TokenService {
                 if let Some(secret) = password.strip_prefix(PERSONAL_PREFIX) {
                     let member = logins.member(site, directory, user).await?;
                     let hash = personal_hash(secret);
-                    let owner = crate::store::blocking(|| store.use_registry_token(&hash))?;
+                    let owner = store.call(move |s| s.use_registry_token(&hash)).await?;
                     return match owner {
                         Some(owner)
                             if personal_valid(site, &owner, &member, crate::store::now()) =>
@@ -262,7 +262,7 @@ impl TokenService {
 /// what nothing uses, never by pulling an image from under a workspace.
 /// Tokens name repositories, not tags, so one image in use keeps the whole
 /// repository.
-fn not_while_running(
+async fn not_while_running(
     store: &Store,
     host: &str,
     granted: &mut Vec<Access>,
@@ -273,7 +273,7 @@ fn not_while_running(
     {
         return Ok(());
     }
-    let pins = crate::store::blocking(|| store.all_pins())?;
+    let pins = store.call(|s| s.all_pins()).await?;
     withdraw(granted, "delete", |access| {
         let repo = format!("{host}/{}", access.name);
         pins.iter().any(|p| {

@@ -14,7 +14,7 @@ mod prepare;
 use crate::backends::docker::{BuildJob, DockerBackend};
 use crate::clients::{BuildEvent, Context, ReconcileError};
 use crate::inputs::identity::Account;
-use crate::store::{BuildRecord, blocking};
+use crate::store::BuildRecord;
 use berth_core::grants::{Requester, grant, parse_scopes};
 use berth_spec::Workspace;
 use berth_spec::policy::Shared;
@@ -77,7 +77,10 @@ pub async fn run(
             )));
         };
         let key = build_key(b, &tree);
-        let previous = blocking(|| ctx.store.build(account, &b.name))?;
+        let previous = {
+            let (account, name) = (account.to_string(), b.name.value.clone());
+            ctx.store.call(move |s| s.build(&account, &name)).await?
+        };
         match previous {
             Some(p) if p.key == key && p.ok => continue,
             // The same inputs failed within the hour: say so again instead
@@ -121,19 +124,22 @@ pub async fn run(
         });
         match built? {
             Ok(record) => {
-                blocking(|| -> Result<(), ReconcileError> {
-                    ctx.store.record_build(&BuildRecord {
-                        key: key.clone(),
-                        ..record.clone()
-                    })?;
-                    ctx.store.audit(
-                        account,
-                        "image-built",
-                        Some(revision),
-                        &format!("{reference} {}", record.digest.as_deref().unwrap_or("")),
-                    )?;
-                    Ok(())
-                })?;
+                let record = BuildRecord {
+                    key: key.clone(),
+                    ..record.clone()
+                };
+                let (account, revision, detail) = (
+                    account.to_string(),
+                    revision.to_string(),
+                    format!("{reference} {}", record.digest.as_deref().unwrap_or("")),
+                );
+                ctx.store
+                    .call(move |s| -> Result<(), ReconcileError> {
+                        s.record_build(&record)?;
+                        s.audit(&account, "image-built", Some(&revision), &detail)?;
+                        Ok(())
+                    })
+                    .await?;
                 out.built.push(reference);
             }
             Err(failure) => {
@@ -143,22 +149,29 @@ pub async fn run(
                     failure.reason,
                     log_tail(&failure.log)
                 );
-                blocking(|| -> Result<(), ReconcileError> {
-                    ctx.store.record_build(&BuildRecord {
-                        account: account.to_string(),
-                        name: b.name.value.clone(),
-                        key: key.clone(),
-                        revision: revision.to_string(),
-                        ok: false,
-                        digest: None,
-                        reason: reason.clone(),
-                        log: failure.log.clone(),
-                        at: 0,
-                    })?;
-                    ctx.store
-                        .audit(account, "image-build-failed", Some(revision), &reason)?;
-                    Ok(())
-                })?;
+                let record = BuildRecord {
+                    account: account.to_string(),
+                    name: b.name.value.clone(),
+                    key: key.clone(),
+                    revision: revision.to_string(),
+                    ok: false,
+                    digest: None,
+                    reason: reason.clone(),
+                    log: failure.log.clone(),
+                    at: 0,
+                };
+                ctx.store
+                    .call(move |s| -> Result<(), ReconcileError> {
+                        s.record_build(&record)?;
+                        s.audit(
+                            &record.account,
+                            "image-build-failed",
+                            Some(&record.revision),
+                            &record.reason,
+                        )?;
+                        Ok(())
+                    })
+                    .await?;
                 return Ok(Err(reason));
             }
         }
@@ -210,7 +223,7 @@ async fn build_one(
         Ok(t) => t,
         Err(e) => return Ok(Err(failure(e.to_string()))),
     };
-    let backend = build_host(ctx, account)?;
+    let backend = build_host(ctx, account).await?;
     let groups = identity.map(|a| a.groups.clone()).unwrap_or_default();
     let quota = berth_spec::policy::effective_quota(site, &groups);
     let defaults = &site.policy.default_resources;
@@ -287,7 +300,11 @@ async fn build_one(
         // The registry refusing or failing is Berth's problem, not the
         // student's: an error, retried, never a rejection.
         backend.push(tag).await?;
-        let _ = blocking(|| ctx.store.record_pull(&backend.name, tag));
+        let (endpoint, tag) = (backend.name.clone(), tag.clone());
+        let _ = ctx
+            .store
+            .call(move |s| s.record_pull(&endpoint, &tag))
+            .await;
     }
     let digest = match &ctx.registry {
         Some(r) => {
@@ -316,8 +333,12 @@ async fn build_one(
 
 /// The host an account's builds run on: where it runs, else the first
 /// reachable one.
-fn build_host<'a>(ctx: &'a Context, account: &str) -> Result<&'a DockerBackend, ReconcileError> {
-    let placed = blocking(|| ctx.store.placement(account))?;
+async fn build_host<'a>(
+    ctx: &'a Context,
+    account: &str,
+) -> Result<&'a DockerBackend, ReconcileError> {
+    let name = account.to_string();
+    let placed = ctx.store.call(move |s| s.placement(&name)).await?;
     if let Some(ep) = placed
         && let Some(b) = ctx.dockerd(&ep)
     {

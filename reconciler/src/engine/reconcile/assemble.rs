@@ -265,7 +265,7 @@ fn runner_plan(
             allowed: berth_core::runner::allowed_images(
                 &ctx.site,
                 account,
-                &shared_with(ctx, account)?,
+                &shared_with(&ctx.store, account)?,
             ),
             environment: match (&ctx.registry_keys, &ctx.site.registry) {
                 (Some(keys), Some(registry)) => vec![format!(

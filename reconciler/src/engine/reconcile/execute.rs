@@ -5,7 +5,7 @@
 use super::{AccountPlan, AccountReport, Decision, describe, short};
 
 use crate::clients::{ActionError, Context, Result};
-use crate::store::{StoredRunner, blocking};
+use crate::store::{Store, StoredRunner};
 use berth_core::plan::{self, Action};
 use std::sync::Arc;
 
@@ -23,7 +23,13 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
         error_audit: None,
         kinds: Default::default(),
     };
-    let rejection = blocking(|| record_decision(ctx, plan))?;
+    let rejection = {
+        let plan = plan.clone();
+        store.call(move |s| record_decision(s, &plan)).await?
+    };
+    if let Some(endpoint) = &plan.endpoint {
+        ctx.backend(endpoint)?;
+    }
     // A volume or network that could not be made this account's (one Berth
     // did not create holds its name) is never mounted or joined.
     let mut not_ours: Vec<String> = Vec::new();
@@ -31,25 +37,17 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
         let line = describe(action);
         if let Some(blocked) = needs_one_of(action, &not_ours) {
             let e = ActionError::NotOurs(blocked);
-            let id = blocking(|| {
-                store.audit(
-                    account,
-                    "action-failed",
-                    plan.revision.as_deref(),
-                    &format!("{line}: {e}"),
-                )
-            })?;
+            let id = audit(store, plan, "action-failed", format!("{line}: {e}")).await?;
             report.error_audit.get_or_insert(id);
             report.errors.push(format!("{line}: {e}"));
             continue;
         }
         // Intent first: a process killed mid-action leaves "started,
         // outcome unknown" in the audit log rather than nothing.
-        let id =
-            blocking(|| store.audit(account, "action-started", plan.revision.as_deref(), &line))?;
+        let id = audit(store, plan, "action-started", line.clone()).await?;
         match run_action(ctx, plan, action).await? {
             Ok(()) => {
-                blocking(|| store.finish_audit(id, "action", &line))?;
+                finish_audit(store, id, "action", line.clone()).await?;
                 *report.kinds.entry(action.kind()).or_default() += 1;
                 report.applied.push(line);
             }
@@ -58,21 +56,51 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
                     not_ours.push(name.clone());
                 }
                 tracing::warn!(cause = %e, "action failed");
-                blocking(|| store.finish_audit(id, "action-failed", &format!("{line}: {e}")))?;
+                finish_audit(store, id, "action-failed", format!("{line}: {e}")).await?;
                 report.error_audit.get_or_insert(id);
                 report.errors.push(format!("{line}: {e}"));
             }
         }
     }
-    blocking(|| record_outcome(ctx, plan, &report, rejection))?;
+    let pulled = match &plan.endpoint {
+        Some(endpoint) => ctx
+            .backend(endpoint)
+            .map(|b| b.take_pulled())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    {
+        let (plan, report) = (plan.clone(), report.clone());
+        store
+            .call(move |s| record_outcome(s, &plan, &report, rejection, &pulled))
+            .await?;
+    }
     Ok(report)
+}
+
+/// Audits `detail` for the plan's account and revision, on the store thread.
+async fn audit(
+    store: &Store,
+    plan: &AccountPlan,
+    event: &'static str,
+    detail: String,
+) -> Result<i64> {
+    let (account, revision) = (plan.account.clone(), plan.revision.clone());
+    Ok(store
+        .call(move |s| s.audit(&account, event, revision.as_deref(), &detail))
+        .await?)
+}
+
+async fn finish_audit(store: &Store, id: i64, event: &'static str, detail: String) -> Result<()> {
+    Ok(store
+        .call(move |s| s.finish_audit(id, event, &detail))
+        .await?)
 }
 
 /// Records the decision (accepted revision, pins, shares, project; or the
 /// rejection, audited once) and the account's allocations. Returns the
 /// rejection's message.
-fn record_decision(ctx: &Context, plan: &AccountPlan) -> Result<Option<String>> {
-    let store = &ctx.store;
+fn record_decision(store: &Store, plan: &AccountPlan) -> Result<Option<String>> {
     let account = plan.account.as_str();
     let mut rejection = None;
     match &plan.decision {
@@ -115,7 +143,6 @@ fn record_decision(ctx: &Context, plan: &AccountPlan) -> Result<Option<String>> 
         store.set_placement(account, endpoint)?;
         store.set_account_ports(endpoint, account, &plan.ports)?;
         store.set_account_gpus(endpoint, account, &plan.gpus)?;
-        ctx.backend(endpoint)?;
     }
     Ok(rejection)
 }
@@ -123,19 +150,17 @@ fn record_decision(ctx: &Context, plan: &AccountPlan) -> Result<Option<String>> 
 /// Records what the actions left behind: images pulled and used, the last
 /// error (the admin's detail and the student's text), warnings.
 fn record_outcome(
-    ctx: &Context,
+    store: &Store,
     plan: &AccountPlan,
     report: &AccountReport,
     rejection: Option<String>,
+    pulled: &[String],
 ) -> Result<()> {
-    let store = &ctx.store;
     let account = plan.account.as_str();
     let last = rejection.clone().or_else(|| report.errors.first().cloned());
-    if let Some(endpoint) = &plan.endpoint
-        && let Ok(backend) = ctx.backend(endpoint)
-    {
-        for image in backend.take_pulled() {
-            store.record_pull(endpoint, &image)?;
+    if let Some(endpoint) = &plan.endpoint {
+        for image in pulled {
+            store.record_pull(endpoint, image)?;
         }
         store.touch_images(endpoint, &plan.images)?;
     }
@@ -179,7 +204,7 @@ async fn run_action(
             hash,
             template,
         } => {
-            let Some(runner) = blocking(|| ctx.store.runner(account))? else {
+            let Some(runner) = runner_of(ctx, account).await? else {
                 return Ok(Err(ActionError::NoRunner));
             };
             let files: Vec<(String, Vec<u8>)> = template
@@ -194,7 +219,7 @@ async fn run_action(
             match docker_of(ctx, plan) {
                 Ok(b) => match b.upload(id, name, &files).await {
                     Ok(()) => {
-                        blocking(|| ctx.store.set_runner_config(account, hash))?;
+                        set_runner_config(ctx, account, hash.clone()).await?;
                         Ok(())
                     }
                     Err(e) => Err(e.into()),
@@ -215,7 +240,7 @@ async fn run_action(
             Err(e) => Err(e),
         },
         _ => {
-            let action = match with_runner_token(ctx, account, action)? {
+            let action = match with_runner_token(ctx, account, action).await? {
                 Ok(action) => action,
                 Err(e) => return Ok(Err(e)),
             };
@@ -230,7 +255,7 @@ async fn run_action(
                 && berth_core::runner::is_runner(container)
             {
                 let hash = berth_core::runner::config_hash(container);
-                blocking(|| ctx.store.set_runner_config(account, &hash))?;
+                set_runner_config(ctx, account, hash).await?;
             }
             result
         }
@@ -265,7 +290,7 @@ fn docker_of<'a>(
 
 /// The action with the registered runner token put into the runner
 /// container's config (it never enters the plan); other actions as they are.
-fn with_runner_token<'a>(
+async fn with_runner_token<'a>(
     ctx: &Context,
     account: &str,
     action: &'a Action,
@@ -276,7 +301,7 @@ fn with_runner_token<'a>(
     if !berth_core::runner::is_runner(container) {
         return Ok(Ok(std::borrow::Cow::Borrowed(action)));
     }
-    let Some(runner) = blocking(|| ctx.store.runner(account))? else {
+    let Some(runner) = runner_of(ctx, account).await? else {
         return Ok(Err(ActionError::NoRunner));
     };
     let mut real = action.clone();
@@ -325,12 +350,33 @@ async fn gitlab_action(
                 token: created.token,
                 tags: tags.clone(),
             };
-            Ok(blocking(|| ctx.store.set_runner(account, Some(&stored)))?)
+            let account = account.to_string();
+            Ok(ctx
+                .store
+                .call(move |s| s.set_runner(&account, Some(&stored)))
+                .await?)
         }
         Action::UnregisterRunner { id } => {
             gl.delete_runner(*id).await?;
-            Ok(blocking(|| ctx.store.set_runner(account, None))?)
+            let account = account.to_string();
+            Ok(ctx
+                .store
+                .call(move |s| s.set_runner(&account, None))
+                .await?)
         }
         _ => Ok(()),
     }
+}
+
+async fn runner_of(ctx: &Context, account: &str) -> Result<Option<StoredRunner>> {
+    let account = account.to_string();
+    Ok(ctx.store.call(move |s| s.runner(&account)).await?)
+}
+
+async fn set_runner_config(ctx: &Context, account: &str, hash: String) -> Result<()> {
+    let account = account.to_string();
+    Ok(ctx
+        .store
+        .call(move |s| s.set_runner_config(&account, &hash))
+        .await?)
 }

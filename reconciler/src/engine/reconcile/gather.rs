@@ -9,7 +9,6 @@ use super::{AccountPlan, Decision};
 use crate::clients::{Context, Observed, ReconcileError, Result};
 use crate::inputs::identity::{self, Account};
 use crate::inputs::source::WorkspaceFile;
-use crate::store::blocking;
 use berth_core::decide::{self, RejectReason, Verdict};
 use berth_core::plan::{self, Action};
 use berth_spec::Workspace;
@@ -93,12 +92,17 @@ async fn evaluate_at(
     let identity = ctx.directory.lookup(account).await?;
     // Read once: admission checks and the unshared-image warnings both use
     // the shares.
-    let (accepted, shared) = blocking(|| -> Result<_> {
-        Ok((
-            ctx.store.accepted(account)?.map(|a| a.revision),
-            shared_with(ctx, account)?,
-        ))
-    })?;
+    let (accepted, shared) = {
+        let account = account.to_string();
+        ctx.store
+            .call(move |s| -> Result<_> {
+                Ok((
+                    s.accepted(&account)?.map(|a| a.revision),
+                    shared_with(s, &account)?,
+                ))
+            })
+            .await?
+    };
     // A preview is judged as a new push, whatever is accepted now.
     let accepted_now = accepted.clone();
     let accepted = if preview.is_some() { None } else { accepted };
@@ -141,7 +145,15 @@ async fn evaluate_at(
             // An archived or deleted repository is still visited: an
             // account that must stop is stopped from what the backends hold.
             if plan.disabled {
-                blocking(|| stop_everything(ctx, account, observed, &mut plan))?;
+                let held = {
+                    let account = account.to_string();
+                    ctx.store
+                        .call(move |s| -> Result<_> {
+                            Ok((s.placement(&account)?, s.runner(&account)?))
+                        })
+                        .await?
+                };
+                stop_everything(ctx, account, observed, &mut plan, held);
             }
             return Ok(plan);
         }
@@ -220,27 +232,39 @@ async fn evaluate_at(
         }
     };
     if !matches!(plan.decision, Decision::Accept { .. }) {
-        plan.pins = blocking(|| ctx.store.pins(account, &revision))?;
+        let (account, revision) = (account.to_string(), revision.clone());
+        plan.pins = ctx.store.call(move |s| s.pins(&account, &revision)).await?;
     }
     plan.warnings.extend(unshared_warnings(
         ctx, account, &workspace, &shared, &plan.pins,
     ));
-    // Building reads the store (allocations, the runner): off the workers.
-    blocking(|| {
-        build(
-            &Build {
-                ctx,
-                account,
-                workspace: &workspace,
-                identity: identity.as_ref(),
-                observed,
-                revision: &revision,
-                preview: preview.is_some(),
-            },
-            &mut plan,
-        )
-    })?;
-    Ok(plan)
+    // Assembling reads and hands out allocations (placement, host ports,
+    // GPUs) and reads the runner: on the store's thread, one account at a
+    // time, never on an async worker.
+    let (ctx, account, observed, preview) = (
+        ctx.clone(),
+        account.to_string(),
+        observed.clone(),
+        preview.is_some(),
+    );
+    ctx.clone()
+        .store
+        .call(move |_| -> Result<AccountPlan> {
+            build(
+                &Build {
+                    ctx: &ctx,
+                    account: &account,
+                    workspace: &workspace,
+                    identity: identity.as_ref(),
+                    observed: &observed,
+                    revision: &revision,
+                    preview,
+                },
+                &mut plan,
+            )?;
+            Ok(plan)
+        })
+        .await
 }
 
 /// Whether the push's pusher may push to `account`. With a GitLab token the
@@ -321,8 +345,8 @@ fn stop_everything(
     account: &str,
     observed: &Observed,
     plan: &mut AccountPlan,
-) -> Result<()> {
-    let placed = ctx.store.placement(account)?;
+    (placed, runner): (Option<String>, Option<crate::store::StoredRunner>),
+) {
     for (endpoint, found) in &observed.docker {
         let Ok(map) = found else { continue };
         let Some(mine) = map.get(account) else {
@@ -334,7 +358,7 @@ fn stop_everything(
         plan.endpoint = Some(endpoint.clone());
         plan.actions.extend(plan::stop_all(mine));
     }
-    if let Some(runner) = ctx.store.runner(account)? {
+    if let Some(runner) = runner {
         plan.actions
             .push(Action::UnregisterRunner { id: runner.id });
     }
@@ -350,13 +374,13 @@ fn stop_everything(
             );
         }
     }
-    Ok(())
 }
 
 /// The workspace of `account`'s accepted revision, if it has one (`drain`
 /// asks what GPUs it needs).
 pub async fn accepted_workspace_of(ctx: &Arc<Context>, account: &str) -> Result<Option<Workspace>> {
-    let Some(accepted) = blocking(|| ctx.store.accepted(account))? else {
+    let name = account.to_string();
+    let Some(accepted) = ctx.store.call(move |s| s.accepted(&name)).await? else {
         return Ok(None);
     };
     let mut ignored = Vec::new();

@@ -9,9 +9,8 @@ use berth_spec::policy::{Shared, pin_key, share_key};
 use std::collections::BTreeMap;
 
 /// Images other accounts share with `account`.
-pub(crate) fn shared_with(ctx: &Context, account: &str) -> Result<Shared> {
-    Ok(ctx
-        .store
+pub(crate) fn shared_with(store: &crate::store::Store, account: &str) -> Result<Shared> {
+    Ok(store
         .shares()?
         .into_iter()
         .filter(|s| s.owner != account)
@@ -77,7 +76,8 @@ async fn scan(
     let Some((program, args)) = argv.split_first() else {
         return Ok(Ok(()));
     };
-    if crate::store::blocking(|| ctx.store.scanned(digest))? {
+    let key = digest.to_string();
+    if ctx.store.call(move |s| s.scanned(&key)).await? {
         return Ok(Ok(()));
     }
     let run = tokio::process::Command::new(program)
@@ -99,7 +99,8 @@ async fn scan(
         Err(_) => return Ok(Err(ImageRejection::ScanTimeout(reference.to_string()))),
     };
     if out.status.success() {
-        crate::store::blocking(|| ctx.store.mark_scanned(digest))?;
+        let key = digest.to_string();
+        ctx.store.call(move |s| s.mark_scanned(&key)).await?;
         return Ok(Ok(()));
     }
     let text = format!(
