@@ -20,8 +20,14 @@ command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
 services_start_dockerd
 services_start_slapd
 services_build_test_image
-cargo build -q --release -p berth-reconciler
-R=$PWD/target/release/reconciler
+# BERTH_BENCH_BINARY runs another build (e.g. an older one, for a
+# same-run comparison) instead of building this tree.
+if [[ -n ${BERTH_BENCH_BINARY:-} ]]; then
+    R=$BERTH_BENCH_BINARY
+else
+    cargo build -q --release -p berth-reconciler
+    R=$PWD/target/release/reconciler
+fi
 rm -rf "$B" && mkdir -p "$B/repos" "$B/state"
 SERVE_PID=
 cleanup() {
