@@ -307,12 +307,41 @@ impl Context {
 
 /// Observed state of every backend, by account. An unreachable backend
 /// keeps its error so that only the accounts using it fail.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Observed {
     /// By Docker endpoint, then by account.
     pub docker: BTreeMap<String, Result<BTreeMap<String, ObservedAccount>, Unavailable>>,
     /// By account; `None` when the site has no cluster.
     pub kube: Option<Result<BTreeMap<String, KubeObserved>, Unavailable>>,
+}
+
+impl Observed {
+    /// What was observed of `account` alone (and every backend's
+    /// reachability): what one account's plan needs, without a copy of
+    /// every other account's objects.
+    pub fn only(&self, account: &str) -> Observed {
+        fn mine<T: Clone>(
+            seen: &std::result::Result<BTreeMap<String, T>, Unavailable>,
+            account: &str,
+        ) -> std::result::Result<BTreeMap<String, T>, Unavailable> {
+            seen.as_ref()
+                .map(|m| {
+                    m.get(account)
+                        .map(|v| (account.to_string(), v.clone()))
+                        .into_iter()
+                        .collect()
+                })
+                .map_err(Clone::clone)
+        }
+        Observed {
+            docker: self
+                .docker
+                .iter()
+                .map(|(endpoint, seen)| (endpoint.clone(), mine(seen, account)))
+                .collect(),
+            kube: self.kube.as_ref().map(|seen| mine(seen, account)),
+        }
+    }
 }
 
 /// What a build is doing, told as it happens to whoever watches

@@ -241,10 +241,10 @@ async fn evaluate_at(
     // Assembling reads and hands out allocations (placement, host ports,
     // GPUs) and reads the runner: on the store's thread, one account at a
     // time, never on an async worker.
-    let (ctx, account, observed, preview) = (
+    let (ctx, observed, account, preview) = (
         ctx.clone(),
+        observed.only(account),
         account.to_string(),
-        observed.clone(),
         preview.is_some(),
     );
     ctx.clone()
