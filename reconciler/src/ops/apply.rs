@@ -69,13 +69,19 @@ pub async fn execute_each(
             .map(|plan| async move {
                 let report = reconcile::execute(ctx, &plan).await;
                 if let Err(e) = &report {
-                    let _ = ctx.store.set_last_error(
-                        &plan.account,
-                        Some(crate::store::Problem {
-                            detail: &e.to_string(),
-                            student: "a service Berth needs is unavailable",
-                        }),
-                    );
+                    let (account, detail) = (plan.account.clone(), e.to_string());
+                    let _ = ctx
+                        .store
+                        .call(move |s| {
+                            s.set_last_error(
+                                &account,
+                                Some(crate::store::Problem {
+                                    detail: &detail,
+                                    student: "a service Berth needs is unavailable",
+                                }),
+                            )
+                        })
+                        .await;
                 }
                 (plan.account.clone(), report)
             })

@@ -79,14 +79,16 @@ pub async fn catalogue(ctx: &Context) -> Result<Option<Vec<CatalogEntry>>, Recon
         return Ok(None);
     };
     let host = registry.host().to_string();
-    let shares: BTreeMap<String, (String, String)> = ctx
+    let (shares, pins) = ctx
         .store
-        .shares()?
+        .call(|s| -> Result<_, crate::store::StoreError> { Ok((s.shares()?, s.all_pins()?)) })
+        .await?;
+    let shares: BTreeMap<String, (String, String)> = shares
         .into_iter()
         .map(|s| (s.repository, (s.owner, s.description)))
         .collect();
     let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for pin in ctx.store.all_pins()? {
+    for pin in pins {
         users.entry(pin.image).or_default().push(pin.account);
     }
     let repositories = registry.catalog().await?;

@@ -89,7 +89,7 @@ async fn fetch_all(ctx: &Context, all: &[String]) {
 pub async fn refresh(ctx: &Context, account: &str) -> Result<(), ReconcileError> {
     match &ctx.mirrors {
         Some(m) => {
-            let path = ctx.store.project_path(account)?;
+            let path = project_path(ctx, account).await?;
             m.fetch(account, path.as_deref())
                 .await
                 .map_err(ReconcileError::Fetch)
@@ -107,7 +107,7 @@ pub async fn refresh_ref(
 ) -> Result<(), ReconcileError> {
     match &ctx.mirrors {
         Some(m) => {
-            let path = ctx.store.project_path(account)?;
+            let path = project_path(ctx, account).await?;
             m.fetch_ref(account, path.as_deref(), git_ref)
                 .await
                 .map_err(ReconcileError::Fetch)
@@ -116,21 +116,30 @@ pub async fn refresh_ref(
     }
 }
 
+async fn project_path(ctx: &Context, account: &str) -> Result<Option<String>, ReconcileError> {
+    let account = account.to_string();
+    Ok(ctx.store.call(move |s| s.project_path(&account)).await?)
+}
+
 async fn gitlab_accounts(ctx: &Context, groups: &[String]) -> Result<Vec<String>, ReconcileError> {
-    let mut accounts: Vec<String> = workspace_projects(ctx, groups)
-        .await?
-        .into_iter()
-        .map(|(account, project)| {
-            let recorded = ctx.store.set_project(&account, project.id).and_then(|()| {
-                ctx.store
-                    .set_project_path(&account, &project.path_with_namespace)
-            });
-            if let Err(e) = recorded {
-                tracing::warn!(account, cause = %e, "recording the project");
-            }
-            account
-        })
+    let projects = workspace_projects(ctx, groups).await?;
+    let found: Vec<(String, u64, String)> = projects
+        .iter()
+        .map(|(a, p)| (a.clone(), p.id, p.path_with_namespace.clone()))
         .collect();
+    ctx.store
+        .call(move |s| {
+            for (account, id, path) in &found {
+                let recorded = s
+                    .set_project(account, *id)
+                    .and_then(|()| s.set_project_path(account, path));
+                if let Err(e) = recorded {
+                    tracing::warn!(account, cause = %e, "recording the project");
+                }
+            }
+        })
+        .await;
+    let mut accounts: Vec<String> = projects.into_iter().map(|(account, _)| account).collect();
     accounts.sort();
     accounts.dedup();
     Ok(accounts)

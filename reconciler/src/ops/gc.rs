@@ -54,7 +54,8 @@ pub async fn collect_with(
             continue;
         };
         let in_use = backend.images_in_use().await?;
-        let pulled = ctx.store.pulled_images(endpoint)?;
+        let name = endpoint.clone();
+        let pulled = ctx.store.call(move |s| s.pulled_images(&name)).await?;
         step(Step::Looking {
             place: endpoint,
             candidates: pulled.len(),
@@ -62,7 +63,10 @@ pub async fn collect_with(
         for crate::store::Pulled { image, last_used } in pulled {
             step(Step::Checked);
             let Some((id, bytes)) = backend.image_info(&image).await? else {
-                ctx.store.forget_image(endpoint, &image)?;
+                let (name, gone) = (endpoint.clone(), image.clone());
+                ctx.store
+                    .call(move |s| s.forget_image(&name, &gone))
+                    .await?;
                 continue;
             };
             let idle = Duration::from_secs(now.saturating_sub(last_used).max(0) as u64);
@@ -71,13 +75,19 @@ pub async fn collect_with(
             }
             if !dry_run {
                 backend.remove_image(&image).await?;
-                ctx.store.forget_image(endpoint, &image)?;
-                ctx.store.audit(
-                    "-",
-                    "gc",
-                    None,
-                    &format!("removed {image} from {endpoint} ({bytes} bytes)"),
-                )?;
+                let (name, gone) = (endpoint.clone(), image.clone());
+                ctx.store
+                    .call(move |s| -> Result<(), crate::store::StoreError> {
+                        s.forget_image(&name, &gone)?;
+                        s.audit(
+                            "-",
+                            "gc",
+                            None,
+                            &format!("removed {gone} from {name} ({bytes} bytes)"),
+                        )?;
+                        Ok(())
+                    })
+                    .await?;
             }
             let item = Collected {
                 endpoint: endpoint.clone(),

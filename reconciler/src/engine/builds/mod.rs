@@ -252,7 +252,7 @@ async fn build_one(
             ("berth.build".to_string(), b.name.value.clone()),
             ("berth.revision".to_string(), revision.to_string()),
         ]),
-        pull_credentials: pull_credentials(ctx, account, &scopes),
+        pull_credentials: pull_credentials(ctx, account, &scopes).await,
     };
     tracing::info!(account, image = %reference, endpoint = %backend.name, "building");
     let on_step = |step: &str| {
@@ -353,7 +353,7 @@ async fn build_host<'a>(
 /// What the builder pulls base images with: a token granting the student
 /// exactly the pulls it may make, when Berth serves the registry's tokens;
 /// else nothing (never Berth's own credentials).
-fn pull_credentials(
+async fn pull_credentials(
     ctx: &Context,
     account: &str,
     scopes: &[String],
@@ -362,8 +362,11 @@ fn pull_credentials(
         return HashMap::new();
     };
     let host = registry.host.value.clone();
+    let shares = match &ctx.registry_keys {
+        Some(_) => ctx.store.call(|s| s.shares()).await.unwrap_or_default(),
+        None => Vec::new(),
+    };
     let token = ctx.registry_keys.as_ref().and_then(|keys| {
-        let shares = ctx.store.shares().unwrap_or_default();
         let shared = |repo: &str| {
             let key = format!("{host}/{repo}");
             shares.iter().any(|s| s.repository == key)
