@@ -51,6 +51,10 @@ pub struct ContainerView {
     /// student or an admin starts it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub culled: Option<String>,
+    /// Kubernetes: why the Deployment has no pods, in the API server's
+    /// words (a ResourceQuota's `exceeded quota: …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -139,6 +143,7 @@ fn docker_containers<'a>(
         endpoint: Some(endpoint.to_string()),
         runner: c.full_name == berth_core::runner::container_name(account),
         culled: None,
+        why: None,
     })
 }
 
@@ -157,10 +162,18 @@ fn kube_workloads(k: &KubeObserved) -> Vec<ContainerView> {
             let want = v["spec"]["replicas"].as_i64().unwrap_or(1);
             let ready = v["status"]["readyReplicas"].as_i64().unwrap_or(0);
             let pods: Vec<_> = k.pods.iter().filter(|p| p.workload == name).collect();
+            let refused = replica_failure(v).filter(|_| pods.is_empty() && want > 0);
             let state = if want == 0 {
                 "stopped".to_string()
             } else if ready >= want {
                 "running".to_string()
+            } else if let Some(why) = &refused {
+                // Admission refused the pods: the Deployment exists, nothing runs.
+                if why.contains("exceeded quota") {
+                    "over quota".to_string()
+                } else {
+                    "FailedCreate".to_string()
+                }
             } else {
                 pods.iter()
                     .find_map(|p| p.reason.clone())
@@ -195,9 +208,20 @@ fn kube_workloads(k: &KubeObserved) -> Vec<ContainerView> {
                 endpoint: None,
                 runner: false,
                 culled: None,
+                why: refused,
             }
         })
         .collect()
+}
+
+/// The message of a Deployment's `ReplicaFailure` condition: the controller
+/// copies it from the ReplicaSet whose pods admission refused.
+fn replica_failure(deployment: &Value) -> Option<String> {
+    deployment["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "ReplicaFailure" && c["status"] == "True")
+        .map(|c| c["message"].as_str().unwrap_or("pods refused").to_string())
 }
 
 /// `2026-11-26T01:29:02Z` for a Unix time (UTC, no leap seconds).

@@ -214,6 +214,7 @@ fn text(accounts: &[AccountView]) -> String {
             extra.extend(c.url.clone());
             extra.extend(c.gpu_devices.as_ref().map(|g| format!("GPU {g}")));
             extra.extend(c.culled.as_ref().map(|w| format!("culled {w}")));
+            extra.extend(c.why.clone());
             let _ = writeln!(
                 out,
                 "  {:<24} {:<10} {}",

@@ -139,6 +139,7 @@ pub(super) struct Row {
     pub docker: bool,
     pub running: bool,
     pub culled: Option<String>,
+    pub why: Option<String>,
 }
 
 /// What the workspace page shows.
@@ -235,6 +236,7 @@ pub(super) fn workspace_model(
                         docker,
                         running: ct.state == "running",
                         culled: ct.culled.clone(),
+                        why: ct.why.clone(),
                     }
                 })
                 .collect()
