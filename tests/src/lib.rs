@@ -237,6 +237,7 @@ pub fn stdout(out: &Output) -> String {
 
 pub mod apiserver;
 pub mod browser;
+pub mod cluster;
 pub mod fakekube;
 pub mod fixture;
 pub mod githttp;
