@@ -271,3 +271,46 @@ async fn watch_mode_reconciles_local_pushes_without_gitlab() {
             .is_some_and(|e| e.contains("GREETING=watched"))
     );
 }
+
+/// Reading a repository is an inotify event too (`IN_OPEN`): serve's own
+/// reads of a watched repository queued another reconcile of it, for ever,
+/// four times a second — and each undid whatever a student had just
+/// stopped. Only writes to refs queue a reconcile now.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_mode_does_not_reconcile_on_its_own_reads() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let _lock = SERIAL.lock().await;
+    let mut w = World::new(&s, 22700);
+    let a = w.account("a", &["students"]);
+    let b = w.account("b", &["students"]);
+    w.commit(&a, Some(&web("a", &s.test_image)), &w.mail(&a));
+    w.commit(&b, Some("version: 1\n"), &w.mail(&b));
+    let repos = w.repos_dir().display().to_string();
+    let server = w.serve_with(&["--watch", &repos]);
+    wait_for(Duration::from_secs(30), "a's container to run", || {
+        running(&w, &format!("{a}--web")).then_some(())
+    });
+    // Stopped behind Berth's back, as the console does: nothing pushed, so
+    // nothing should start it again until the next resync (5 minutes).
+    let stopped = s.docker(&["stop", "-t", "1", &format!("{a}--web")]);
+    assert!(stopped.status.success());
+    let before = server.metric("berth_reconcile_duration_seconds_count");
+    // Another account's push, reconciled and running, is the clock.
+    w.commit(&b, Some(&web("b", &s.test_image)), &w.mail(&b));
+    wait_for(
+        Duration::from_secs(30),
+        "b's pushed revision to run",
+        || running(&w, &format!("{b}--web")).then_some(()),
+    );
+    let reconciles = server.metric("berth_reconcile_duration_seconds_count") - before;
+    assert!(
+        !running(&w, &format!("{a}--web")),
+        "a was reconciled without a push ({reconciles} reconciles for one push)"
+    );
+    assert!(
+        (1.0..=2.0).contains(&reconciles),
+        "{reconciles} reconciles for one push"
+    );
+}

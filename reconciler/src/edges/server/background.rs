@@ -201,8 +201,12 @@ pub(super) async fn post_statuses(client: GitLab, mut rx: mpsc::Receiver<StatusU
     }
 }
 
-/// Watches local bare repositories; a change under `<root>/<account>/`
-/// queues that account.
+/// Watches local bare repositories; a write to a ref under
+/// `<root>/<account>/` queues that account. Only writes: inotify reports
+/// opening a file too, and serve's own reads of a repository queued the
+/// next reconcile of it, for ever, each undoing what a student had just
+/// stopped. Only refs: a push writes its objects first, over as long as it
+/// takes, and a push spanning two debounce windows queued two reconciles.
 pub(super) fn watch(
     root: PathBuf,
     queue: Arc<Queue>,
@@ -222,8 +226,12 @@ pub(super) fn watch(
             let Ok(events) = res else { return };
             let mut accounts = std::collections::BTreeSet::new();
             for e in events {
+                if !(e.kind.is_create() || e.kind.is_modify() || e.kind.is_remove()) {
+                    continue;
+                }
                 for p in &e.paths {
                     if let Ok(rel) = p.strip_prefix(&root_for_events)
+                        && names_a_ref(rel)
                         && let Some(first) = rel.components().next()
                     {
                         accounts.insert(first.as_os_str().to_string_lossy().into_owned());
@@ -246,6 +254,17 @@ pub(super) fn watch(
             source,
         })?;
     Ok(debouncer)
+}
+
+/// Whether a path inside a bare repository is (or locks) one of its refs.
+fn names_a_ref(rel: &std::path::Path) -> bool {
+    // The first component is the account, which may be called `refs`.
+    rel.components().skip(1).any(|c| c.as_os_str() == "refs")
+        || rel.file_name().is_some_and(|f| {
+            let f = f.to_string_lossy();
+            let f = f.strip_suffix(".lock").unwrap_or(&f);
+            f == "packed-refs" || f == "HEAD"
+        })
 }
 
 /// Samples running containers and stops idle ones (see [`crate::ops::cull`]),
@@ -293,6 +312,33 @@ pub(super) async fn culling_loop(
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_a_ref;
+    use std::path::Path;
+
+    #[test]
+    fn only_ref_updates_of_a_push_queue_a_reconcile() {
+        for path in [
+            "alice/workspace.git/refs/heads/main",
+            "alice/workspace.git/refs/heads/main.lock",
+            "alice/workspace.git/packed-refs",
+            "alice/workspace.git/HEAD",
+        ] {
+            assert!(names_a_ref(Path::new(path)), "{path}");
+        }
+        for path in [
+            "alice/workspace.git/objects/ab/cdef",
+            "alice/workspace.git/objects/incoming-x1/pack/pack-1.pack",
+            "alice/workspace.git/config",
+            "refs/workspace.git/objects/ab/cdef",
+            "alice",
+        ] {
+            assert!(!names_a_ref(Path::new(path)), "{path}");
         }
     }
 }
