@@ -450,3 +450,45 @@ fn a_removed_student_is_scaled_to_zero_and_loses_the_binding() {
         Some(json!("stopped"))
     );
 }
+
+#[test]
+fn a_workload_no_node_can_take_says_why() {
+    let Some((cluster, mut w, p)) = setup(24_500) else {
+        return;
+    };
+    let a = w.account("kgpu", &["students"]);
+    let mail = w.mail(&a);
+    let ns = format!("{p}{a}");
+    cluster.forget_at_end(&ns);
+    // The students' quota allows one GPU; no node of this cluster has any.
+    let gpu = "version: 1
+containers:
+  - name: train
+    image: python:3.12
+    backend: kubernetes
+    command: [sleep, infinity]
+    resources: { cpus: 0.5, memory: 64Mi, gpus: 1 }
+";
+    w.commit(&a, Some(gpu), &mail);
+    w.apply(0);
+    let dep: Deployment = cluster.get(&ns, "train").expect("deployment");
+    let limits = dep
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers[0].resources.clone())
+        .and_then(|r| r.limits)
+        .unwrap_or_default();
+    assert_eq!(
+        limits.get("nvidia.com/gpu").map(|q| q.0.as_str()),
+        Some("1")
+    );
+    let train = wait_for(SETTLE, "the scheduler's answer in status", || {
+        state_of(&w, &a, "train").filter(|c| c["state"] == "Unschedulable")
+    });
+    assert!(
+        train["why"]
+            .as_str()
+            .is_some_and(|m| m.contains("Insufficient nvidia.com/gpu")),
+        "{train}"
+    );
+}

@@ -52,8 +52,12 @@ pub struct PodState {
     pub phase: String,
     pub ready: bool,
     pub restarts: i32,
-    /// Why the container is not running (`ImagePullBackOff`, …), if it says.
+    /// Why the container is not running (`ImagePullBackOff`, …), if it says;
+    /// `Unschedulable` when no node can take the pod.
     pub reason: Option<String>,
+    /// The words that go with `reason`, when there are any (the
+    /// scheduler's `0/2 nodes are available: …`).
+    pub message: Option<String>,
 }
 
 /// What the cluster holds for one account: Berth-labelled objects in the

@@ -51,8 +51,9 @@ pub struct ContainerView {
     /// student or an admin starts it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub culled: Option<String>,
-    /// Kubernetes: why the Deployment has no pods, in the API server's
-    /// words (a ResourceQuota's `exceeded quota: …`).
+    /// Kubernetes: why nothing runs, in the cluster's words: admission's
+    /// refusal of the pods (a ResourceQuota's `exceeded quota: …`), the
+    /// scheduler's (`0/2 nodes are available: …`) or the container's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
 }
@@ -208,7 +209,7 @@ fn kube_workloads(k: &KubeObserved) -> Vec<ContainerView> {
                 endpoint: None,
                 runner: false,
                 culled: None,
-                why: refused,
+                why: refused.or_else(|| pods.iter().find_map(|p| p.message.clone())),
             }
         })
         .collect()

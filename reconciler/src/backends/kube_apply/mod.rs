@@ -322,22 +322,33 @@ impl KubeBackend {
 
 fn pod_state(pod: &Pod, labels: &BTreeMap<String, String>) -> PodState {
     let status = pod.status.clone().unwrap_or_default();
+    // A pod no node can take has no container status at all: only the
+    // scheduler's condition says why (no node with a free GPU, say).
+    let unscheduled = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        .map(|c| (c.reason.clone(), c.message.clone()));
     let first = status
         .container_statuses
         .unwrap_or_default()
         .into_iter()
         .next();
+    let waiting = first.as_ref().and_then(|c| c.state.clone()).and_then(|s| {
+        s.waiting
+            .map(|w| (w.reason, w.message))
+            .or(s.terminated.map(|t| (t.reason, t.message)))
+    });
+    let (reason, message) = waiting.or(unscheduled).unwrap_or_default();
     PodState {
         name: pod.metadata.name.clone().unwrap_or_default(),
         workload: labels.get(LABEL_NAME).cloned().unwrap_or_default(),
         phase: status.phase.unwrap_or_else(|| "Unknown".into()),
         ready: first.as_ref().is_some_and(|c| c.ready),
         restarts: first.as_ref().map_or(0, |c| c.restart_count),
-        reason: first.and_then(|c| c.state).and_then(|s| {
-            s.waiting
-                .and_then(|w| w.reason)
-                .or(s.terminated.and_then(|t| t.reason))
-        }),
+        reason,
+        message,
     }
 }
 
