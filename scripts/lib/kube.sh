@@ -134,18 +134,24 @@ _kube_start() {
 services_start_kube() {
     local dir=$BERTH_SERVICES_DIR/kube
     local pki=$dir/pki
+    # An admin's own cluster (kind, k3s, the department's) takes the place
+    # of this one when BERTH_KUBECONFIG names it.
+    if [[ -n ${BERTH_KUBECONFIG:-} && $BERTH_KUBECONFIG != "$pki/admin.kubeconfig" ]]; then
+        log "Kubernetes tests use the cluster of BERTH_KUBECONFIG=$BERTH_KUBECONFIG"
+        return 0
+    fi
     export BERTH_KUBECONFIG=$pki/admin.kubeconfig
     if [[ -s $pki/ca.crt ]] && _kube_ready; then
         return 0
     fi
-    kube_build || return 1
-    _kube_pki "$pki" || return 1
+    kube_build || { log "could not build the control plane"; return 1; }
+    _kube_pki "$pki" || { log "could not make the control plane's certificates"; return 1; }
     local u
     for u in admin controller-manager scheduler; do _kube_kubeconfig "$pki" "$u"; done
     # A previous run's processes (its shell was killed) hold the ports.
     local p
     for p in "$dir"/*.pid; do
-        [[ -f $p ]] && kill "$(cat "$p")" 2>/dev/null
+        [[ -f $p ]] && kill "$(cat "$p")" 2>/dev/null || true
     done
     wait_until 30 "the old control plane to exit" bash -c "! ss -ltn | grep -q ':$BERTH_KUBE_API_PORT '" || true
     rm -rf "$dir/etcd"
@@ -191,8 +197,8 @@ services_start_kube() {
     _kube_start kwok --kubeconfig "$pki/admin.kubeconfig" --config "$BERTH_KUBE_BIN/kwok-stages.yaml" \
         --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
         --node-ip 10.244.0.1 --cidr 10.244.0.0/16 --node-lease-duration-seconds 40
-    _kube_nodes "$BERTH_KUBE_NODES" || return 1
-    _kube_volumes "$BERTH_KUBE_VOLUMES" || return 1
+    _kube_nodes "$BERTH_KUBE_NODES" || { log "could not create kwok's nodes"; return 1; }
+    _kube_volumes "$BERTH_KUBE_VOLUMES" || { log "could not create the volumes"; return 1; }
     # The controllers are up when they made the default ServiceAccount of a
     # namespace, and the scheduler when kwok's nodes are Ready to it.
     wait_until 90 "the default ServiceAccount" kube_api GET /api/v1/namespaces/default/serviceaccounts/default ||
