@@ -270,8 +270,11 @@ fn a_student_added_to_the_directory_after_a_refused_push_is_accepted_at_the_next
         return;
     };
     let mut w = World::new(&s, 28000);
-    // Found accounts are believed for the site's TTL; nobody, only briefly.
+    // Found accounts are believed for the site's TTL; nobody, only briefly
+    // (10 s). A push inside those 10 s is refused again; the resync after
+    // them takes the account's head (before, "nobody" stood for the TTL).
     w.site_overrides.ldap_cache_ttl = "10m".into();
+    w.site_overrides.resync = "2s".into();
     let late = format!("{}late", w.prefix());
     let image = &s.test_image;
     let workspace = |n: u32| {

@@ -418,9 +418,18 @@ fn admins_see_every_account_and_the_audit_log() {
             http_raw(&server.addr, "GET", path, &[("Cookie", cookie)], b"").expect("request");
         (code, String::from_utf8_lossy(&body).to_string())
     };
-    let (code, page) = get("/admin", &admin);
-    assert_eq!(code, 200);
-    assert!(page.contains(&format!("/admin/accounts/{alice}")), "{page}");
+    // serve builds its read model in the background once it listens: the
+    // first requests may come before it knows alice.
+    berth_tests::wait_for(
+        std::time::Duration::from_secs(10),
+        "the admin page to list alice",
+        || {
+            let (code, page) = get("/admin", &admin);
+            assert_eq!(code, 200);
+            page.contains(&format!("/admin/accounts/{alice}"))
+                .then_some(())
+        },
+    );
     let (code, page) = get(&format!("/admin/accounts/{alice}"), &admin);
     assert_eq!(code, 200);
     assert!(
