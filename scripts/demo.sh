@@ -6,6 +6,10 @@
 # to alice's bare repository, delivers a GitLab push event for it with curl
 # (as GitLab would), and shows the image Berth built running and answering.
 #   scripts/demo.sh          set up and run
+#   scripts/demo.sh --kube   the same, plus a Kubernetes control plane built
+#                            from the Kubernetes Go modules (needs Go; about
+#                            6 minutes the first time) and a notebook of
+#                            alice's on it
 #   scripts/demo.sh push     deliver a push event for alice's current head
 #   scripts/demo.sh stop     stop the server, containers and services
 set -euo pipefail
@@ -45,6 +49,12 @@ deliver() {
         -H "X-Gitlab-Event-UUID: demo-$sha-$RANDOM" -H "Content-Type: application/json" --data-binary @-
 }
 
+KUBE=0
+if [[ ${1:-} == --kube ]]; then
+    KUBE=1
+    source scripts/lib/kube.sh
+fi
+
 if [[ ${1:-} == push ]]; then
     deliver
     exit 0
@@ -70,6 +80,7 @@ services_start_slapd
 services_build_test_image
 services_set_password alice alice-demo
 services_set_password bob bob-demo
+((KUBE)) && services_start_kube
 log "building reconciler"
 cargo build -q -p berth-reconciler
 R=$PWD/target/debug/reconciler
@@ -93,6 +104,7 @@ ldap:
 backends:
   docker:
     - { name: local, endpoint: env, bind_address: 127.0.0.1, host_ports: { first: 20000, last: 20999 } }
+$( ((KUBE)) && echo "  kubernetes: { kubeconfig: $BERTH_KUBECONFIG, ingress_domain: apps.berth.test, http_ports: [8888] }")
 registry:
   host: $DEMO_REGISTRY
   insecure: true
@@ -153,6 +165,18 @@ if [[ ! -d $repo ]]; then
     git -C "$work" remote add origin "$repo"
 fi
 cp scripts/demo/workspace.yaml "$work/workspace.yaml"
+if ((KUBE)); then
+    # On the simulated nodes nothing is pulled or run: Kubernetes schedules
+    # the pod and kwok reports it Ready.
+    cat >>"$work/workspace.yaml" <<'YAML'
+  - name: notebook
+    image: 127.0.0.1:5005/alice/base:1
+    backend: kubernetes
+    command: ["/bin/busybox", "httpd", "-f", "-p", "8888"]
+    ports: [8888]
+    resources: { cpus: 0.25, memory: 128Mi }
+YAML
+fi
 mkdir -p "$work/web"
 cp scripts/demo/web/Dockerfile "$work/web/Dockerfile"
 git -C "$work" add -A
@@ -192,3 +216,14 @@ Try:
       # then on a laptop: docker login $DEMO_REGISTRY -u alice  (the token as password)
 Stop everything with: scripts/demo.sh stop
 MSG
+if ((KUBE)); then
+    wait_until 120 "alice's notebook Deployment to be ready" bash -c \
+        "'$R' --config '$SITE' status --account alice --output json | grep -q '\"ready\": \"1/1\"'"
+    cat <<MSG
+Kubernetes (a control plane on https://127.0.0.1:$BERTH_KUBE_API_PORT, nodes simulated by kwok):
+  alice's notebook runs in namespace berth-alice (see 'ready 1/1' above, or):
+  $R --config $SITE status --account alice
+  $R --config $SITE kubeconfig --account alice > alice.kubeconfig   # her kubectl access
+  admin kubeconfig: $BERTH_KUBECONFIG
+MSG
+fi
