@@ -219,10 +219,10 @@ MSG
 if ((KUBE)); then
     wait_until 120 "alice's notebook Deployment to be ready" bash -c \
         "'$R' --config '$SITE' status --account alice --output json | grep -q '\"ready\": \"1/1\"'"
+    "$R" --config "$SITE" status --account alice
     cat <<MSG
 Kubernetes (a control plane on https://127.0.0.1:$BERTH_KUBE_API_PORT, nodes simulated by kwok):
-  alice's notebook runs in namespace berth-alice (see 'ready 1/1' above, or):
-  $R --config $SITE status --account alice
+  alice's notebook runs in namespace berth-alice (ready 1/1 above):
   $R --config $SITE kubeconfig --account alice > alice.kubeconfig   # her kubectl access
   admin kubeconfig: $BERTH_KUBECONFIG
 MSG
