@@ -310,3 +310,35 @@ state_dir: {0}/state
         assert!(diff.contains(part), "{part:?} missing from:\n{diff}");
     }
 }
+
+#[test]
+fn version_names_the_release_and_the_git_revision() {
+    let out = reconciler(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let head = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    assert!(
+        text.starts_with(&format!("reconciler {} (", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    // In a checkout, the revision is `git describe`'s: a tag, or a tag
+    // and the commit's abbreviation.
+    if let Some(head) = head {
+        let described = Command::new("git")
+            .args(["describe", "--tags", "--always"])
+            .current_dir(root())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        assert!(
+            text.contains(&format!("({described})")),
+            "{text} vs {described} at {head}"
+        );
+    }
+}

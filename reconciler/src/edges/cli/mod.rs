@@ -40,7 +40,7 @@ pub mod exit {
 #[derive(Debug, Parser)]
 #[command(
     name = "reconciler",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BERTH_GIT_REVISION"), ")"),
     about = "Berth: declarative containers for students, through git"
 )]
 pub struct Cli {
