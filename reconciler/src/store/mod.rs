@@ -26,6 +26,8 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("{path} is not a usable copy of Berth's store: {why}")]
+    NotACopy { path: String, why: String },
     #[error("state store {path}: {source}")]
     Dir {
         path: String,
@@ -46,6 +48,7 @@ pub struct Accepted {
 
 mod allocations;
 mod audit;
+pub mod backup;
 mod builds;
 mod gitlab;
 mod images;

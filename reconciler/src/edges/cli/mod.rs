@@ -4,6 +4,7 @@
 
 mod apply;
 mod audit;
+mod backup;
 mod build_log;
 mod diff;
 mod docs;
@@ -103,6 +104,10 @@ pub enum Command {
     Drain(drain::Args),
     /// Start again what the idle culler stopped (at the next reconcile).
     Wake(wake::Args),
+    /// Copy the state store to FILE, consistently, while serve runs.
+    Backup(backup::BackupArgs),
+    /// Put a copy made by `backup` in place of the state store.
+    Restore(backup::RestoreArgs),
     /// A shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(docs::CompletionArgs),
     /// Write man pages for every command into a directory.
@@ -184,6 +189,8 @@ fn run(mut cli: Cli) -> u8 {
         Command::Gitlab(command) => block_on(gitlab::run(cli.config.as_deref(), &command)),
         Command::Drain(args) => block_on(drain::run(cli.config.as_deref(), &args)),
         Command::Wake(args) => wake::run(cli.config.as_deref(), &args),
+        Command::Backup(args) => backup::backup(cli.config.as_deref(), &args),
+        Command::Restore(args) => backup::restore(cli.config.as_deref(), &args),
         Command::Serve(args) => block_on(serve::run(cli.config.as_deref(), &args)),
     }
 }
