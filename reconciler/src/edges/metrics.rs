@@ -1,8 +1,11 @@
 //! The service's Prometheus metrics (the Prometheus project's
 //! `prometheus-client`), exposed at `GET /metrics` in the OpenMetrics text
 //! format: webhook deliveries by outcome, revisions refused by reason,
-//! backend actions by kind, queue depth and reconcile durations. Every
-//! label is a typed outcome's bounded label, never a message.
+//! backend actions by kind and those that failed, reconciles that could not
+//! run, queue depth, reconcile durations, whether the state store takes
+//! writes and whether each backend endpoint answers — what the alert rules
+//! in `ops/prometheus/` watch. Every label is a typed outcome's bounded
+//! label or an endpoint the site names, never a message.
 
 use berth_webhook::{Observer, Outcome};
 use prometheus_client::encoding::text::encode;
@@ -16,6 +19,7 @@ use prometheus_client::registry::Registry;
 const BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 type Labelled = Family<Vec<(&'static str, &'static str)>, Counter>;
+type PerEndpoint = Family<Vec<(&'static str, String)>, Gauge>;
 
 pub struct Metrics {
     registry: Registry,
@@ -24,6 +28,10 @@ pub struct Metrics {
     actions: Labelled,
     queue_depth: Gauge,
     durations: Histogram,
+    failed_actions: Counter,
+    failed_reconciles: Counter,
+    store_writable: Gauge,
+    endpoint_up: PerEndpoint,
 }
 
 impl Default for Metrics {
@@ -34,6 +42,11 @@ impl Default for Metrics {
         let actions = Labelled::default();
         let queue_depth = Gauge::default();
         let durations = Histogram::new(BUCKETS);
+        let failed_actions = Counter::default();
+        let failed_reconciles = Counter::default();
+        let store_writable = Gauge::default();
+        store_writable.set(1);
+        let endpoint_up = PerEndpoint::default();
         registry.register(
             "berth_webhook_events",
             "Webhook deliveries by outcome",
@@ -59,6 +72,26 @@ impl Default for Metrics {
             "Time per account reconcile",
             durations.clone(),
         );
+        registry.register(
+            "berth_action_failures",
+            "Backend actions that failed (the audit log says why)",
+            failed_actions.clone(),
+        );
+        registry.register(
+            "berth_reconcile_errors",
+            "Reconciles that could not run (directory, git, a backend or the store did not answer)",
+            failed_reconciles.clone(),
+        );
+        registry.register(
+            "berth_store_writable",
+            "1 while the state store takes writes, 0 from a failed write until one succeeds",
+            store_writable.clone(),
+        );
+        registry.register(
+            "berth_endpoint_up",
+            "1 when the backend endpoint answered its last observation, else 0",
+            endpoint_up.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -66,6 +99,10 @@ impl Default for Metrics {
             actions,
             queue_depth,
             durations,
+            failed_actions,
+            failed_reconciles,
+            store_writable,
+            endpoint_up,
         }
     }
 }
@@ -81,6 +118,28 @@ impl Metrics {
     /// `n` actions of `kind` applied.
     pub fn actions(&self, kind: &'static str, n: u64) {
         self.actions.get_or_create(&vec![("kind", kind)]).inc_by(n);
+    }
+
+    /// `n` backend actions failed.
+    pub fn action_failures(&self, n: u64) {
+        self.failed_actions.inc_by(n);
+    }
+
+    /// A reconcile could not run (and is retried with backoff).
+    pub fn reconcile_error(&self) {
+        self.failed_reconciles.inc();
+    }
+
+    pub fn set_store_writable(&self, writable: bool) {
+        self.store_writable.set(i64::from(writable));
+    }
+
+    /// Whether `endpoint` (a Docker endpoint's name, or `kubernetes`)
+    /// answered.
+    pub fn set_endpoint_up(&self, endpoint: &str, up: bool) {
+        self.endpoint_up
+            .get_or_create(&vec![("endpoint", endpoint.to_string())])
+            .set(i64::from(up));
     }
 
     pub fn set_queue_depth(&self, depth: usize) {
@@ -122,6 +181,10 @@ mod tests {
         m.actions("create", 1);
         m.set_queue_depth(3);
         m.reconciled(0.2);
+        m.action_failures(2);
+        m.reconcile_error();
+        m.set_store_writable(false);
+        m.set_endpoint_up("h2", false);
         let text = m.render();
         for line in [
             "berth_webhook_events_total{outcome=\"queued\"} 2",
@@ -131,6 +194,10 @@ mod tests {
             "berth_reconcile_duration_seconds_bucket{le=\"0.1\"} 0",
             "berth_reconcile_duration_seconds_bucket{le=\"0.25\"} 1",
             "berth_reconcile_duration_seconds_count 1",
+            "berth_action_failures_total 2",
+            "berth_reconcile_errors_total 1",
+            "berth_store_writable 0",
+            "berth_endpoint_up{endpoint=\"h2\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }

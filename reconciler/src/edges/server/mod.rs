@@ -331,6 +331,12 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
         tracing::warn!(store = %ctx.store.path(), cause = %e, "reopening the state store");
     }
     let observed = ctx.observe_account(&work.account).await;
+    for (endpoint, answer) in &observed.docker {
+        shared.metrics.set_endpoint_up(endpoint, answer.is_ok());
+    }
+    if let Some(answer) = &observed.kube {
+        shared.metrics.set_endpoint_up("kubernetes", answer.is_ok());
+    }
     let refreshed = crate::ops::discovery::refresh(ctx, &work.account).await;
     let evaluated = match refreshed {
         Ok(()) => reconcile::evaluate(ctx, &work.account, &observed, push).await,
@@ -354,6 +360,8 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                 .store_fault
                 .write()
                 .unwrap_or_else(|p| p.into_inner()) = None;
+            shared.metrics.set_store_writable(true);
+            shared.metrics.action_failures(report.errors.len() as u64);
             // A dependency is back: whoever waits in backoff goes now.
             for (account, push) in shared.retries.succeeded(&work.account) {
                 match push {
@@ -434,7 +442,9 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                 shared
                     .retries
                     .failed(&work.account, work.push.clone(), e.is_shared_dependency());
+            shared.metrics.reconcile_error();
             if let crate::clients::ReconcileError::Store(cause) = &e {
+                shared.metrics.set_store_writable(false);
                 // Name the file and SQLite's reason; /healthz reports it
                 // until a reconcile writes again.
                 let fault = format!("state store {}: {cause}", ctx.store.path());
