@@ -20,6 +20,12 @@ impl Browser {
     /// A new browser session against `base` (`http://127.0.0.1:PORT`), or
     /// `None` when no WebDriver is running (test skipped, unless required).
     pub async fn start(base: &str) -> Option<Browser> {
+        Browser::start_with(base, &[]).await
+    }
+
+    /// [`Browser::start`] with more Chromium switches (a certificate to
+    /// trust, say).
+    pub async fn start_with(base: &str, switches: &[String]) -> Option<Browser> {
         let Ok(webdriver) = std::env::var("BERTH_WEBDRIVER") else {
             assert!(
                 std::env::var("BERTH_E2E_REQUIRED").is_err(),
@@ -27,13 +33,19 @@ impl Browser {
             );
             return None;
         };
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1200,900",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend_from_slice(switches);
         let caps = serde_json::json!({
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1200,900"]
-            }
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }
         });
         let caps = match caps {
             serde_json::Value::Object(map) => map,
@@ -107,6 +119,11 @@ impl Browser {
             .click()
             .await
             .expect("click");
+    }
+
+    /// A cookie as the browser holds it (name, value, flags), if it does.
+    pub async fn cookie_full(&self, name: &str) -> Option<fantoccini::cookies::Cookie<'static>> {
+        self.client.get_named_cookie(name).await.ok()
     }
 
     /// The session cookie's value, for raw HTTP requests as the same user.

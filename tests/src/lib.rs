@@ -243,6 +243,7 @@ pub mod fixture;
 pub mod githttp;
 pub mod gitlab;
 pub mod lines;
+pub mod proxy;
 pub mod pty;
 pub mod registry;
 pub mod server;

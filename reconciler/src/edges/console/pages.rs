@@ -47,11 +47,14 @@ pub(super) async fn login(
     }
     let user = form.username.trim().to_string();
     let ctx = &c.ctx;
+    // Behind a trusted proxy the peer is the proxy: the client is the
+    // address it forwarded, for the throttle and for the audit alike.
+    let from = c.logins.proxies.client(client.ip(), &headers);
     let result = c
         .logins
         .attempt(
             &user,
-            c.logins.proxies.client(client.ip(), &headers),
+            from,
             c.logins
                 .password(&ctx.site, &ctx.directory, &user, &form.password),
         )
@@ -70,7 +73,7 @@ pub(super) async fn login(
     match result {
         Ok(member) => {
             let (id, _) = c.sessions.create(&ctx.store, &user, member.admin).await;
-            c.audit(&user, "console-login", &format!("from {}", client.ip()));
+            c.audit(&user, "console-login", &format!("from {from}"));
             (
                 [(header::SET_COOKIE, c.sessions.cookie(&id))],
                 Redirect::to("/"),
