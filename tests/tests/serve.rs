@@ -314,3 +314,47 @@ async fn watch_mode_does_not_reconcile_on_its_own_reads() {
         "{reconciles} reconciles for one push"
     );
 }
+
+/// In GitLab mode a resync does not take a head without its push, and it
+/// cleared the refusal of that very head: a student's "the last push was
+/// not applied" vanished at the next resync though the broken file was
+/// still their head (seen through the TLS proxy test). The refusal stands
+/// until a push is evaluated again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_push_stays_refused_across_resyncs() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let _lock = SERIAL.lock().await;
+    let gl = gitlab().await;
+    let mut w = World::new(&s, 22800);
+    w.use_gitlab(&gl).await;
+    w.site_overrides.resync = "1s".into();
+    let a = w.account("a", &["students"]);
+    let server = w.serve();
+    let good = w.commit(&a, Some(&web("one", &s.test_image)), &w.mail(&a));
+    assert_eq!(server.push(&a, &good, &a, "r1", WEBHOOK_SECRET), 202);
+    wait_for(Duration::from_secs(30), "the good push to run", || {
+        running(&w, &format!("{a}--web")).then_some(())
+    });
+    let broken = w.commit(&a, Some("version: 1\ncolour: blue\n"), &w.mail(&a));
+    assert_eq!(server.push(&a, &broken, &a, "r2", WEBHOOK_SECRET), 202);
+    let refused = |w: &World| {
+        w.status(&a)["last_error_student"]
+            .as_str()
+            .filter(|e| e.contains("colour"))
+            .map(str::to_string)
+    };
+    wait_for(Duration::from_secs(30), "the refusal", || refused(&w));
+    // Three resyncs later, still refused.
+    let before = server.metric("berth_reconcile_duration_seconds_count");
+    wait_for(Duration::from_secs(30), "three resyncs", || {
+        (server.metric("berth_reconcile_duration_seconds_count") >= before + 3.0).then_some(())
+    });
+    assert!(
+        refused(&w).is_some(),
+        "the refusal was cleared by a resync: {}",
+        w.status(&a)
+    );
+    assert!(running(&w, &format!("{a}--web")), "what runs is unchanged");
+}

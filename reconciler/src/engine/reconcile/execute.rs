@@ -175,13 +175,18 @@ fn record_outcome(
         ),
         (None, None) => String::new(),
     };
-    store.set_last_error(
-        account,
-        last.as_deref().map(|detail| crate::store::Problem {
-            detail,
-            student: &student,
-        }),
-    )?;
+    // A head waiting for its push was not evaluated: whatever was said of
+    // it (a refusal of that very head) still stands.
+    let evaluated = !matches!(plan.decision, Decision::AwaitingPush { .. });
+    if evaluated || last.is_some() {
+        store.set_last_error(
+            account,
+            last.as_deref().map(|detail| crate::store::Problem {
+                detail,
+                student: &student,
+            }),
+        )?;
+    }
     store.set_warnings(account, &plan.warnings)?;
     Ok(())
 }
