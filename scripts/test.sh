@@ -16,6 +16,8 @@ services_install_kube_validate
 # A real control plane (built from the Kubernetes Go modules on the first
 # run, then cached): see docs/kubernetes.md.
 services_start_kube
+# The previous release, for the upgrade test (built once, then cached).
+services_build_previous_release
 
 # Tests that need a service fail (not skip) when this is set.
 export BERTH_E2E_REQUIRED=1

@@ -340,3 +340,31 @@ services_stop_started() {
     done
     _BERTH_STARTED=()
 }
+
+# The previous release's `reconciler`, for the upgrade test: built once
+# from the commit RELEASES names (not a checkout: `git archive` of that
+# commit) into the tools cache. Exports BERTH_PREVIOUS_RECONCILER.
+BERTH_PREVIOUS_RELEASE=${BERTH_PREVIOUS_RELEASE:-v0.1.0}
+services_build_previous_release() {
+    local root commit tools out src start=$SECONDS
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+    commit=$(awk -v r="$BERTH_PREVIOUS_RELEASE" '$1 == r { print $2 }' "$root/RELEASES")
+    [[ -n $commit ]] || { log "RELEASES names no $BERTH_PREVIOUS_RELEASE"; return 1; }
+    tools=${BERTH_TOOLS_DIR:-$HOME/.cache/berth-tools}
+    out=$tools/berth-$BERTH_PREVIOUS_RELEASE-${commit:0:12}
+    export BERTH_PREVIOUS_RECONCILER=$out/reconciler
+    [[ -x $BERTH_PREVIOUS_RECONCILER ]] && return 0
+    if ! git -C "$root" cat-file -e "$commit^{commit}" 2>/dev/null; then
+        git -C "$root" fetch -q origin "$commit" ||
+            { log "commit $commit of $BERTH_PREVIOUS_RELEASE is not in this clone"; return 1; }
+    fi
+    log "building $BERTH_PREVIOUS_RELEASE's reconciler (${commit:0:12}) for the upgrade test"
+    src=$out.src
+    rm -rf "$src" && mkdir -p "$src" "$out"
+    git -C "$root" archive "$commit" | tar -x -C "$src" || return 1
+    (cd "$src" && BERTH_GIT_REVISION=$BERTH_PREVIOUS_RELEASE CARGO_TARGET_DIR="$out/target" \
+        cargo build -q --locked -p berth-reconciler) || return 1
+    cp "$out/target/debug/reconciler" "$BERTH_PREVIOUS_RECONCILER"
+    rm -rf "$src" "$out/target"
+    log "$BERTH_PREVIOUS_RELEASE built in $((SECONDS - start)) s"
+}

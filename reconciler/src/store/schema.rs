@@ -212,6 +212,37 @@ mod tests {
         assert_eq!(migrate(&mut conn).expect("again"), VERSION);
     }
 
+    /// The store as release v0.1.0 wrote it (`fixtures/store-v0.1.0.sql`,
+    /// dumped by `tests/tests/upgrade.rs` from that release's own run)
+    /// opens through [`crate::store::Store`] and keeps what it held.
+    #[test]
+    fn the_store_of_release_0_1_0_opens_and_keeps_its_rows() {
+        let dir = std::env::temp_dir().join(format!("berth-v010-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let conn = Connection::open(dir.join("berth.sqlite3")).expect("db");
+        conn.execute_batch(include_str!("fixtures/store-v0.1.0.sql"))
+            .expect("the v0.1.0 dump loads");
+        let found: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert!(found <= VERSION, "the fixture is older than this schema");
+        drop(conn);
+        let store = crate::store::Store::open(&dir).expect("this release opens it");
+        let accounts = store.known_accounts().expect("accounts");
+        assert_eq!(accounts.len(), 2, "{accounts:?}");
+        for account in &accounts {
+            let accepted = store.accepted(account).expect("read");
+            assert!(accepted.is_some(), "{account}'s accepted revision kept");
+        }
+        let audit = store
+            .audit_log(None, 100)
+            .map(|e| e.len())
+            .unwrap_or_default();
+        assert!(audit >= 8, "the audit log kept: {audit}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_newer_database_is_refused() {
         let mut conn = Connection::open_in_memory().expect("db");
