@@ -41,7 +41,11 @@ pub fn man(args: &ManArgs) -> u8 {
 
 fn write_pages(dir: &std::path::Path) -> std::io::Result<usize> {
     std::fs::create_dir_all(dir)?;
-    let cmd = Cli::command().name("reconciler");
+    // The release, not the build's git revision: pages are committed and
+    // must not change with every commit.
+    let cmd = Cli::command()
+        .name("reconciler")
+        .version(env!("CARGO_PKG_VERSION"));
     let mut n = 0;
     let mut page = |name: String, cmd: clap::Command| -> std::io::Result<()> {
         let mut out = Vec::new();
