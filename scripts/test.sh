@@ -18,6 +18,7 @@ services_install_kube_validate
 services_start_kube
 # The previous release, for the upgrade test (built once, then cached).
 services_build_previous_release
+services_install_cargo_deb
 
 # Tests that need a service fail (not skip) when this is set.
 export BERTH_E2E_REQUIRED=1

@@ -39,7 +39,7 @@ wait_until() {
 
 services_install() {
     local pkgs=(docker.io busybox-static slapd ldap-utils docker-registry git curl iptables openssl
-        iproute2 chromium chromium-driver prometheus nginx)
+        iproute2 chromium chromium-driver prometheus nginx systemd)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -367,4 +367,14 @@ services_build_previous_release() {
     cp "$out/target/debug/reconciler" "$BERTH_PREVIOUS_RECONCILER"
     rm -rf "$src" "$out/target"
     log "$BERTH_PREVIOUS_RELEASE built in $((SECONDS - start)) s"
+}
+
+# cargo-deb, which builds the Debian package the packaging test installs.
+BERTH_CARGO_DEB_VERSION=3.8.0
+services_install_cargo_deb() {
+    if [[ $(cargo deb --version 2>/dev/null) == "cargo-deb $BERTH_CARGO_DEB_VERSION" ]]; then
+        return 0
+    fi
+    log "installing cargo-deb $BERTH_CARGO_DEB_VERSION"
+    cargo install -q --locked cargo-deb --version "=$BERTH_CARGO_DEB_VERSION"
 }
