@@ -19,6 +19,7 @@ services_start_kube
 # The previous release, for the upgrade test (built once, then cached).
 services_build_previous_release
 services_install_cargo_deb
+services_build_base_image
 
 # Tests that need a service fail (not skip) when this is set.
 export BERTH_E2E_REQUIRED=1

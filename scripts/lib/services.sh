@@ -39,7 +39,7 @@ wait_until() {
 
 services_install() {
     local pkgs=(docker.io busybox-static slapd ldap-utils docker-registry git curl iptables openssl
-        iproute2 chromium chromium-driver prometheus nginx systemd)
+        iproute2 chromium chromium-driver prometheus nginx systemd debootstrap)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -377,4 +377,31 @@ services_install_cargo_deb() {
     fi
     log "installing cargo-deb $BERTH_CARGO_DEB_VERSION"
     cargo install -q --locked cargo-deb --version "=$BERTH_CARGO_DEB_VERSION"
+}
+
+# A Debian base for Berth's own container image, made from Debian's
+# packages since no Docker Hub is reachable: debootstrap's minbase with git
+# and CA certificates, `docker import`ed. The root filesystem is cached
+# with the tools. Exports BERTH_BASE_IMAGE.
+BERTH_BASE_IMAGE=berth-test/debian-base:bookworm
+services_build_base_image() {
+    export BERTH_BASE_IMAGE
+    docker image inspect "$BERTH_BASE_IMAGE" >/dev/null 2>&1 && return 0
+    local tools=${BERTH_TOOLS_DIR:-$HOME/.cache/berth-tools} root
+    local tar=$tools/debian-bookworm-minbase-git.tar
+    if [[ ! -s $tar ]]; then
+        command -v debootstrap >/dev/null ||
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+        log "making a Debian base image with debootstrap (bookworm, minbase, git)"
+        mkdir -p "$tools"
+        root=$(mktemp -d)
+        debootstrap --variant=minbase --include=git,ca-certificates bookworm "$root" \
+            http://deb.debian.org/debian >"$tools/debootstrap.log" 2>&1 ||
+            { tail -5 "$tools/debootstrap.log" >&2; rm -rf "$root"; return 1; }
+        rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
+            "$root"/usr/share/doc/* "$root"/usr/share/man/*
+        tar -C "$root" -cf "$tar.tmp" . && mv "$tar.tmp" "$tar"
+        rm -rf "$root"
+    fi
+    docker import "$tar" "$BERTH_BASE_IMAGE" >/dev/null
 }
