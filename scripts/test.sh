@@ -20,6 +20,7 @@ services_start_kube
 services_build_previous_release
 services_install_cargo_deb
 services_build_base_image
+services_install_mdbook
 
 # Tests that need a service fail (not skip) when this is set.
 export BERTH_E2E_REQUIRED=1
@@ -30,4 +31,6 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 log "cargo test"
 cargo test --workspace --no-fail-fast
+log "the documentation site (links checked)"
+scripts/book.sh
 log "all tests passed in $((SECONDS - start)) s"

@@ -342,3 +342,22 @@ fn version_names_the_release_and_the_git_revision() {
         );
     }
 }
+
+#[test]
+fn the_markdown_cli_reference_has_every_command() {
+    let dir = std::env::temp_dir().join(format!("berth-cli-md-{}", std::process::id()));
+    let out = reconciler(&["man", "--markdown", &dir.display().to_string()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = std::fs::read_to_string(dir.join("cli.md")).expect("cli.md");
+    for command in ["apply", "diff", "serve", "backup", "restore", "drain"] {
+        assert!(
+            text.contains(&format!("## `reconciler {command}`")),
+            "{command} missing"
+        );
+    }
+    assert!(
+        text.contains("Usage: reconciler apply"),
+        "full help per command"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

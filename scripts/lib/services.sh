@@ -405,3 +405,19 @@ services_build_base_image() {
     fi
     docker import "$tar" "$BERTH_BASE_IMAGE" >/dev/null
 }
+
+# mdBook 0.4 and mdbook-linkcheck 0.7.7 for the documentation site
+# (mdbook-linkcheck does not work with mdbook 0.5).
+BERTH_MDBOOK_VERSION=0.4.52
+BERTH_LINKCHECK_VERSION=0.7.7
+services_install_mdbook() {
+    if [[ $(mdbook --version 2>/dev/null) != "mdbook v$BERTH_MDBOOK_VERSION" ]]; then
+        log "installing mdbook $BERTH_MDBOOK_VERSION"
+        cargo install -q --locked mdbook --version "=$BERTH_MDBOOK_VERSION"
+    fi
+    if ! command -v mdbook-linkcheck >/dev/null ||
+        [[ $(mdbook-linkcheck --version 2>/dev/null) != *"$BERTH_LINKCHECK_VERSION"* ]]; then
+        log "installing mdbook-linkcheck $BERTH_LINKCHECK_VERSION"
+        cargo install -q --locked mdbook-linkcheck --version "=$BERTH_LINKCHECK_VERSION"
+    fi
+}

@@ -1,4 +1,4 @@
-//! Command line of `reconciler` (clap): the subcommands the README lists
+//! Command line of `reconciler` (clap): the subcommands docs/admin/operations.md lists
 //! and the exit-code contract (0 ok, 1 changes or invalid, 2 error). Each subcommand lives in its own file; this one only
 //! parses and dispatches.
 
@@ -20,6 +20,7 @@ mod progress;
 mod registry;
 mod remote;
 mod schema;
+mod schema_markdown;
 mod serve;
 mod status;
 mod validate;

@@ -270,7 +270,7 @@ async fn evaluate_at(
 /// Whether the push's pusher may push to `account`. With a GitLab token the
 /// pusher's GitLab user is bound to the directory through its LDAP
 /// identity (`extern_uid` = the account's DN, or an admin's); without one,
-/// only the username is compared (see the README for what each proves).
+/// only the username is compared (docs/admin/operations.md says what each proves).
 /// Also the addresses GitLab writes on commits made in its web page by a
 /// pusher bound as the account itself (a merge there may carry GitLab's
 /// no-reply address rather than the directory mail).
