@@ -15,4 +15,14 @@ pub struct Account {
     pub mail: Option<String>,
     pub groups: Vec<String>,
     pub disabled: bool,
+    /// The entry's `uidNumber` and `gidNumber` (a posixAccount), when it has
+    /// them: what a container mounting the student's home directory runs as.
+    pub posix: Option<Posix>,
+}
+
+/// A directory entry's numeric identity on the department's hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Posix {
+    pub uid: u32,
+    pub gid: u32,
 }

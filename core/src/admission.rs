@@ -157,6 +157,7 @@ mod tests {
             mail: Some("alice@berth.test".into()),
             groups: vec!["students".into()],
             disabled: false,
+            posix: None,
         }
     }
 

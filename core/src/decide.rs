@@ -210,6 +210,7 @@ mod tests {
             mail: Some(MAIL.into()),
             groups: vec!["students".into()],
             disabled: false,
+            posix: None,
         }
     }
 

@@ -57,6 +57,7 @@ impl InProcess {
             mail: Some(format!("{name}@berth.test")),
             groups: vec!["students".into()],
             disabled: false,
+            posix: None,
         };
         self.ldap.put(account.clone(), "pw");
         account

@@ -224,7 +224,27 @@ pub fn check_with(
         }
     }
     quota(ws, site, account, groups, &mut out);
+    homes(ws, site, &mut out);
     out.finish()
+}
+
+/// `home: true` needs a Docker host that mounts home directories; on
+/// Kubernetes it is refused (no volume source for them is configured).
+fn homes(ws: &Workspace, site: &Site, out: &mut Collector) {
+    for c in ws.containers.iter().filter(|c| c.home) {
+        if backend_of(site, c) != Backend::Docker {
+            out.push(
+                c.name.pos,
+                "home: true: home directories are mounted on Docker hosts only; this container runs on kubernetes".to_string(),
+            );
+        } else if site.backends.docker.iter().all(|d| d.homes.is_none()) {
+            out.push(
+                c.name.pos,
+                "home: true: this site mounts no home directories (no Docker host has `homes`)"
+                    .to_string(),
+            );
+        }
+    }
 }
 
 fn quota(ws: &Workspace, site: &Site, account: &str, groups: &[String], out: &mut Collector) {

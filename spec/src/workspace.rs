@@ -86,6 +86,10 @@ pub struct Container {
     /// `running` (default) or `stopped`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<Located<State>>,
+    /// Mount your department home directory (where the site's Docker host
+    /// keeps it) and run as your own uid and gid from the directory.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub home: bool,
 }
 
 impl Container {

@@ -57,6 +57,7 @@ fn container() -> impl Strategy<Value = Container> {
                     .collect()
             },
             state: state.map(Located::new),
+            home: false,
         })
 }
 

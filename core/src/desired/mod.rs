@@ -54,6 +54,22 @@ pub struct ContainerSpec {
     /// content (the content itself may be secret and stays out of labels).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
+    /// The student's home directory, mounted `nosuid,nodev`; the container
+    /// then runs as the student's uid and gid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<HomeMount>,
+}
+
+/// A home directory mount as the site and the directory define it: the
+/// host path (checked by the reconciler before it gets here), where it
+/// appears, the volume that binds it, and whom the container runs as.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HomeMount {
+    pub source: String,
+    pub target: String,
+    pub volume: String,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl ContainerSpec {
@@ -89,6 +105,10 @@ impl ContainerSpec {
         }
         for (path, vol) in &self.volumes {
             f.insert(format!("volumes.{path}"), vol.clone());
+        }
+        if let Some(h) = &self.home {
+            f.insert(format!("home.{}", h.target), h.source.clone());
+            f.insert("user".into(), format!("{}:{}", h.uid, h.gid));
         }
         for (path, hash) in &self.files {
             f.insert(
@@ -191,6 +211,8 @@ pub struct Context<'a> {
     pub gpus: &'a BTreeMap<GpuKey, Vec<u32>>,
     /// A disabled account keeps its containers, stopped.
     pub disabled: bool,
+    /// The account's home directory on this host, for `home: true`.
+    pub home: Option<&'a HomeMount>,
 }
 
 /// The Docker containers of a workspace (Kubernetes ones are the Kubernetes
@@ -244,6 +266,7 @@ pub fn containers(ws: &Workspace, cx: &Context<'_>) -> Vec<DesiredContainer> {
                 network: network_name(cx.account),
                 docker_socket: None,
                 files: BTreeMap::new(),
+                home: if c.home { cx.home.cloned() } else { None },
             };
             DesiredContainer {
                 account: cx.account.into(),
@@ -285,6 +308,7 @@ pub mod fixtures {
             gpu_devices: vec![],
             volumes: BTreeMap::from([("/data".into(), "berth-alice--data".into())]),
             network: "berth-alice".into(),
+            home: None,
             docker_socket: None,
             files: BTreeMap::new(),
         }

@@ -184,6 +184,7 @@ pub fn desired(
             DockerAccess::Tcp { .. } => None,
         },
         files: BTreeMap::from([(CONFIG_PATH.to_string(), hash)]),
+        home: None,
     };
     DesiredContainer {
         account: account.to_string(),

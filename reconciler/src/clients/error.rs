@@ -43,6 +43,10 @@ pub enum ReconcileError {
     Registry(#[from] crate::inputs::registry::RegistryError),
     #[error("kubernetes cluster is unavailable: {0}")]
     ClusterDown(Unavailable),
+    /// The account's home directory cannot be mounted as it is; nothing
+    /// changes until it can (an admin creates or fixes it).
+    #[error("home directory of `{account}`: {why}")]
+    Home { account: String, why: String },
 }
 
 pub type Result<T, E = ReconcileError> = std::result::Result<T, E>;

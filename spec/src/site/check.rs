@@ -37,6 +37,21 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
     if let Err(why) = site.policy.builds.max_context.bytes() {
         out.push(site.policy.builds.max_context.pos, why.to_string());
     }
+    for d in &site.backends.docker {
+        let Some(h) = &d.homes else { continue };
+        for (what, t) in [("source", &h.source), ("target", &h.target)] {
+            let v = &t.value;
+            let parts: Vec<&str> = v.split('/').collect();
+            if !v.starts_with('/') || parts.contains(&"..") || parts.contains(&".") {
+                out.push(
+                    t.pos,
+                    format!("homes.{what}: `{v}` must be an absolute path without `.` or `..`"),
+                );
+            } else if what == "source" && !parts.contains(&"{account}") {
+                out.push(t.pos, format!("homes.source: `{v}` must have `{{account}}` as a whole path component, so each account gets its own directory"));
+            }
+        }
+    }
     for proxy in &site.trusted_proxies {
         let text = proxy.value.trim();
         if text.parse::<ipnet::IpNet>().is_err() && text.parse::<std::net::IpAddr>().is_err() {

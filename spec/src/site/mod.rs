@@ -251,6 +251,27 @@ pub struct DockerEndpoint {
     /// the host, so only for a port reachable from this machine alone.
     #[serde(default)]
     pub insecure: bool,
+    /// Students' home directories on this host, for containers with
+    /// `home: true`. None: this host mounts no home directories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub homes: Option<Homes>,
+}
+
+/// Where students' directories are on a Docker host and where they appear
+/// in a container. `{account}` is the account's name.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Homes {
+    /// On the host (and, for the ownership check, on Berth's machine at the
+    /// same path, as NFS homes are), e.g. `/srv/home/{account}`.
+    pub source: Located<String>,
+    /// In the container.
+    #[serde(default = "default_home_target")]
+    pub target: Located<String>,
+}
+
+fn default_home_target() -> Located<String> {
+    Located::new("/home/{account}".to_string())
 }
 
 /// PEM files that authenticate Berth to a dockerd and dockerd to Berth.

@@ -191,3 +191,34 @@ fn polling_is_a_duration_asks_the_api_and_a_site_that_hears_nothing_is_warned() 
         "{anonymous:?}"
     );
 }
+
+#[test]
+fn home_templates_give_each_account_its_own_absolute_directory() {
+    let text = |homes: &str| {
+        format!(
+            "ldap:\n  url: ldap://l:389\n  insecure: true\n  base_dn: dc=x\n  allowed_groups: [s]\nbackends:\n  docker:\n    - {{ name: a, endpoint: env, host_ports: {{ first: 1, last: 2 }}, homes: {homes} }}\npolicy:\n  quotas: {{}}\nrepositories:\n  local: {{ root: /r }}\nstate_dir: /s\n"
+        )
+    };
+    assert!(crate::parse_site(text("{ source: \"/srv/home/{account}\" }").as_bytes()).is_ok());
+    for (homes, why) in [
+        ("{ source: /srv/home }", "whole path component"),
+        (
+            "{ source: \"/srv/home/x{account}\" }",
+            "whole path component",
+        ),
+        ("{ source: \"srv/{account}\" }", "absolute path"),
+        ("{ source: \"/srv/../{account}\" }", "without `.` or `..`"),
+        (
+            "{ source: \"/srv/{account}\", target: home }",
+            "absolute path",
+        ),
+    ] {
+        let got = crate::parse_site(text(homes).as_bytes())
+            .expect_err(homes)
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        assert!(got.contains(why), "{homes}: {got}");
+    }
+}

@@ -6,7 +6,8 @@ use super::{DockerBackend, DockerError, Result, api_at_least};
 use berth_core::desired::{DesiredContainer, PIDS_LIMIT};
 use bollard::models::{
     ContainerCreateBody, DeviceRequest, HostConfig, HostConfigLogConfig, Mount, MountType,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    MountVolumeOptions, MountVolumeOptionsDriverConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use std::collections::HashMap;
 
@@ -57,6 +58,30 @@ impl DockerBackend {
                 typ: Some(MountType::VOLUME),
                 ..Default::default()
             })
+            .chain(spec.home.iter().map(|h| Mount {
+                target: Some(h.target.clone()),
+                source: Some(h.volume.clone()),
+                typ: Some(MountType::VOLUME),
+                // The local driver binds the directory with these options
+                // (moby remounts a bind with them): nothing set-uid or a
+                // device node there works in the container.
+                volume_options: Some(MountVolumeOptions {
+                    driver_config: Some(MountVolumeOptionsDriverConfig {
+                        name: Some("local".into()),
+                        options: Some(HashMap::from([
+                            ("type".to_string(), "none".to_string()),
+                            ("o".to_string(), "bind,nosuid,nodev".to_string()),
+                            ("device".to_string(), h.source.clone()),
+                        ])),
+                    }),
+                    labels: Some(HashMap::from([(
+                        berth_core::desired::LABEL_OWNER.to_string(),
+                        d.account.clone(),
+                    )])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
             .chain(spec.docker_socket.iter().map(|socket| Mount {
                 target: Some("/var/run/docker.sock".into()),
                 source: Some(socket.clone()),
@@ -93,6 +118,8 @@ impl DockerBackend {
             cmd: spec.command.clone(),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(d.labels().into_iter().collect()),
+            // A home directory is written as its owner, never as root.
+            user: spec.home.as_ref().map(|h| format!("{}:{}", h.uid, h.gid)),
             exposed_ports: Some(spec.ports.keys().map(|c| format!("{c}/tcp")).collect()),
             host_config: Some(host_config),
             ..Default::default()

@@ -359,6 +359,7 @@ mod tests {
                 mail: None,
                 groups: vec!["students".into()],
                 disabled: false,
+                posix: None,
             },
             admin: false,
         }

@@ -106,6 +106,21 @@ fn docker_plan(b: &Build<'_>, plan: &mut AccountPlan) -> Result<()> {
         .iter()
         .find(|d| d.name.value == endpoint)
         .ok_or_else(|| ReconcileError::NoEndpoint(account.into()))?;
+    let home = if workspace
+        .containers
+        .iter()
+        .any(|c| c.home && berth_spec::policy::backend_of(site, c) == Backend::Docker)
+    {
+        let found = super::homes::resolve(backend_conf, account, b.identity).map_err(|why| {
+            ReconcileError::Home {
+                account: account.into(),
+                why,
+            }
+        })?;
+        Some(found)
+    } else {
+        None
+    };
     let desired = desired::containers(
         workspace,
         &desired::Context {
@@ -118,6 +133,7 @@ fn docker_plan(b: &Build<'_>, plan: &mut AccountPlan) -> Result<()> {
             pins: &plan.pins,
             gpus: &plan.gpus,
             disabled: plan.disabled,
+            home: home.as_ref(),
         },
     );
     plan.images = desired.iter().map(|d| d.spec.image.clone()).collect();

@@ -12,6 +12,7 @@
 mod assemble;
 mod execute;
 mod gather;
+mod homes;
 pub mod pins;
 
 pub use berth_core::decide::RejectReason;

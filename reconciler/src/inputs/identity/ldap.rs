@@ -129,7 +129,12 @@ impl LdapEntries {
     async fn lookup_uncached(&self, name: &str) -> Result<Option<Account>> {
         let filter = user_filter(&self.config.user_filter, name);
         // entryUUID is operational: returned only when asked for.
-        let mut attrs = vec![self.config.mail_attribute.as_str(), "entryUUID"];
+        let mut attrs = vec![
+            self.config.mail_attribute.as_str(),
+            "entryUUID",
+            "uidNumber",
+            "gidNumber",
+        ];
         if let GroupLookup::MemberOf { attribute, .. } = &self.config.groups {
             attrs.push(attribute);
         }
@@ -202,6 +207,17 @@ impl LdapEntries {
                 .next(),
             groups,
             disabled,
+            posix: posix(&entry),
         }))
     }
+}
+
+/// `uidNumber` and `gidNumber`, both present and numeric, else none: a
+/// half-described entry gets no home directory rather than a guessed id.
+fn posix(entry: &SearchEntry) -> Option<berth_core::account::Posix> {
+    let number = |attr: &str| values(entry, attr).first()?.trim().parse::<u32>().ok();
+    Some(berth_core::account::Posix {
+        uid: number("uidNumber")?,
+        gid: number("gidNumber")?,
+    })
 }
