@@ -25,6 +25,9 @@ pub(super) struct Build<'a> {
     pub revision: &'a str,
     /// A preview: plan as if, but hold no host port, GPU or placement.
     pub preview: bool,
+    /// The home mount per Docker endpoint (checked beforehand, off this
+    /// thread), when a container asks for it.
+    pub homes: &'a BTreeMap<String, std::result::Result<desired::HomeMount, String>>,
 }
 
 /// Both halves of the plan: Docker (when the site has endpoints), then
@@ -111,13 +114,21 @@ fn docker_plan(b: &Build<'_>, plan: &mut AccountPlan) -> Result<()> {
         .iter()
         .any(|c| c.home && berth_spec::policy::backend_of(site, c) == Backend::Docker)
     {
-        let found = super::homes::resolve(backend_conf, account, b.identity).map_err(|why| {
-            ReconcileError::Home {
-                account: account.into(),
-                why,
+        match b.homes.get(&endpoint) {
+            Some(Ok(home)) => Some(home.clone()),
+            Some(Err(why)) => {
+                return Err(ReconcileError::Home {
+                    account: account.into(),
+                    why: why.clone(),
+                });
             }
-        })?;
-        Some(found)
+            None => {
+                return Err(ReconcileError::Home {
+                    account: account.into(),
+                    why: format!("Docker host `{endpoint}` was not checked"),
+                });
+            }
+        }
     } else {
         None
     };

@@ -238,6 +238,9 @@ async fn evaluate_at(
     plan.warnings.extend(unshared_warnings(
         ctx, account, &workspace, &shared, &plan.pins,
     ));
+    // Home directories are checked here, off the store's thread: their
+    // file system may hang.
+    let homes = super::homes::resolve_all(&ctx.site, account, identity.as_ref(), &workspace).await;
     // Assembling reads and hands out allocations (placement, host ports,
     // GPUs) and reads the runner: on the store's thread, one account at a
     // time, never on an async worker.
@@ -259,6 +262,7 @@ async fn evaluate_at(
                     observed: &observed,
                     revision: &revision,
                     preview,
+                    homes: &homes,
                 },
                 &mut plan,
             )?;

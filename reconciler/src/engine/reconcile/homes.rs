@@ -6,12 +6,59 @@
 //! The check runs on Berth's machine, where the site mounts the same home
 //! tree at the same path (as NFS homes are); the mount itself is made by
 //! the Docker host, `nosuid,nodev`, and the container runs as the student.
+//! The checks touch that tree, which may hang (a stuck NFS server): they
+//! run on a blocking thread with a deadline, before the plan is assembled
+//! on the store's thread, which they must never hold.
 
 use berth_core::account::Account;
 use berth_core::desired::HomeMount;
 use berth_spec::site::DockerEndpoint;
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+/// How long one directory check may take.
+const CHECK_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The home mount on each Docker endpoint, or why there is none there;
+/// empty when no Docker container of `workspace` asks for its home.
+pub async fn resolve_all(
+    site: &berth_spec::Site,
+    account: &str,
+    identity: Option<&Account>,
+    workspace: &berth_spec::Workspace,
+) -> BTreeMap<String, Result<HomeMount, String>> {
+    let wanted = workspace
+        .containers
+        .iter()
+        .any(|c| c.home && berth_spec::policy::backend_of(site, c) == berth_spec::Backend::Docker);
+    let mut out = BTreeMap::new();
+    if !wanted {
+        return out;
+    }
+    for endpoint in &site.backends.docker {
+        let (endpoint_conf, account_name, identity) =
+            (endpoint.clone(), account.to_string(), identity.cloned());
+        let checked = tokio::time::timeout(
+            CHECK_DEADLINE,
+            tokio::task::spawn_blocking(move || {
+                resolve(&endpoint_conf, &account_name, identity.as_ref())
+            }),
+        )
+        .await;
+        let result = match checked {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => Err(format!("the check did not finish: {e}")),
+            Err(_) => Err(format!(
+                "the check did not answer within {} s (is the home file system reachable?)",
+                CHECK_DEADLINE.as_secs()
+            )),
+        };
+        out.insert(endpoint.name.value.clone(), result);
+    }
+    out
+}
 
 /// The home mount of `account` on `endpoint`, or why there is none.
 pub fn resolve(
