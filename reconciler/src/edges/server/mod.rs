@@ -122,6 +122,15 @@ pub(crate) struct Shared {
     logins: Arc<crate::edges::login::Logins>,
 }
 
+impl Shared {
+    /// Whether the store took the last reconcile's writes: `/healthz` and
+    /// the `berth_store_writable` gauge both follow this one record.
+    fn set_store_fault(&self, fault: Option<String>) {
+        self.metrics.set_store_writable(fault.is_none());
+        *self.store_fault.write().unwrap_or_else(|p| p.into_inner()) = fault;
+    }
+}
+
 /// How often `serve` re-reads the registry (the earlier console: 5 min)
 /// and collects unused images.
 const CATALOGUE_EVERY: Duration = Duration::from_secs(300);
@@ -356,11 +365,7 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
     refresh_view(shared, &work.account, observed, changed).await;
     match outcome {
         Ok((plan, report)) => {
-            *shared
-                .store_fault
-                .write()
-                .unwrap_or_else(|p| p.into_inner()) = None;
-            shared.metrics.set_store_writable(true);
+            shared.set_store_fault(None);
             shared.metrics.action_failures(report.errors.len() as u64);
             // A dependency is back: whoever waits in backoff goes now.
             for (account, push) in shared.retries.succeeded(&work.account) {
@@ -444,15 +449,10 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                     .failed(&work.account, work.push.clone(), e.is_shared_dependency());
             shared.metrics.reconcile_error();
             if let crate::clients::ReconcileError::Store(cause) = &e {
-                shared.metrics.set_store_writable(false);
                 // Name the file and SQLite's reason; /healthz reports it
                 // until a reconcile writes again.
-                let fault = format!("state store {}: {cause}", ctx.store.path());
                 tracing::error!(account = %work.account, store = %ctx.store.path(), cause = %cause, "the state store cannot be written");
-                *shared
-                    .store_fault
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(fault);
+                shared.set_store_fault(Some(format!("state store {}: {cause}", ctx.store.path())));
             }
             tracing::warn!(cause = %e, attempt, retry_in = ?delay, "reconcile failed");
             // The detail (LDAP, dockerd or GitLab addresses and answers) goes
