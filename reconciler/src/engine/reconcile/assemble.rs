@@ -26,7 +26,7 @@ pub(super) struct Build<'a> {
     /// A preview: plan as if, but hold no host port, GPU or placement.
     pub preview: bool,
     /// The home mount per Docker endpoint (checked beforehand, off this
-    /// thread), when a container asks for it.
+    /// thread); empty when no container asks for its home.
     pub homes: &'a BTreeMap<String, std::result::Result<desired::HomeMount, String>>,
 }
 
@@ -109,28 +109,20 @@ fn docker_plan(b: &Build<'_>, plan: &mut AccountPlan) -> Result<()> {
         .iter()
         .find(|d| d.name.value == endpoint)
         .ok_or_else(|| ReconcileError::NoEndpoint(account.into()))?;
-    let home = if workspace
-        .containers
-        .iter()
-        .any(|c| c.home && berth_spec::policy::backend_of(site, c) == Backend::Docker)
-    {
-        match b.homes.get(&endpoint) {
-            Some(Ok(home)) => Some(home.clone()),
-            Some(Err(why)) => {
-                return Err(ReconcileError::Home {
-                    account: account.into(),
-                    why: why.clone(),
-                });
-            }
-            None => {
-                return Err(ReconcileError::Home {
-                    account: account.into(),
-                    why: format!("Docker host `{endpoint}` was not checked"),
-                });
-            }
-        }
-    } else {
+    // Checked beforehand for every endpoint when a container asks for its
+    // home; the map is empty when none does.
+    let home = if b.homes.is_empty() {
         None
+    } else {
+        let checked = b
+            .homes
+            .get(&endpoint)
+            .cloned()
+            .unwrap_or_else(|| Err(format!("Docker host `{endpoint}` was not checked")));
+        Some(checked.map_err(|why| ReconcileError::Home {
+            account: account.into(),
+            why,
+        })?)
     };
     let desired = desired::containers(
         workspace,
