@@ -229,8 +229,10 @@ EOF
 }
 
 _kube_nodes_ready() {
-    [[ $(kube_api GET /api/v1/nodes | grep -c '"type": "Ready"') -ge $BERTH_KUBE_NODES ]] &&
-        ! kube_api GET /api/v1/nodes | grep -A1 '"type": "Ready"' | grep -q '"status": "False"'
+    local nodes
+    nodes=$(kube_api GET /api/v1/nodes) || return 1
+    [[ $(grep -c '"type": "Ready"' <<<"$nodes") -ge $BERTH_KUBE_NODES ]] &&
+        ! grep -A1 '"type": "Ready"' <<<"$nodes" | grep -q '"status": "False"'
 }
 
 _kube_volumes() {
