@@ -304,7 +304,11 @@ async fn watch_mode_does_not_reconcile_on_its_own_reads() {
         "b's pushed revision to run",
         || running(&w, &format!("{b}--web")).then_some(()),
     );
-    let reconciles = server.metric("berth_reconcile_duration_seconds_count") - before;
+    // The container runs before its reconcile ends and is counted.
+    let reconciles = wait_for(Duration::from_secs(30), "b's reconcile to count", || {
+        let n = server.metric("berth_reconcile_duration_seconds_count") - before;
+        (n >= 1.0).then_some(n)
+    });
     assert!(
         !running(&w, &format!("{a}--web")),
         "a was reconciled without a push ({reconciles} reconciles for one push)"
