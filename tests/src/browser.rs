@@ -121,6 +121,26 @@ impl Browser {
             .expect("click");
     }
 
+    /// Waits until a line of the console's terminal (xterm.js's buffer, as
+    /// the student sees it) reads `line` (trimmed); `what` names it in the
+    /// failure, which shows the whole terminal.
+    pub async fn wait_terminal_line(&self, line: &str, what: &str, timeout: Duration) {
+        const BUFFER: &str = "return (() => { const t = window.berthTerminal; if (!t) return ''; \
+            const buf = t.buffer.active; let out = []; \
+            for (let i = 0; i < buf.length; i++) { out.push(buf.getLine(i).translateToString(true)); } \
+            return out.join('\\n'); })()";
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let text = self.eval(BUFFER).await;
+            let text = text.as_str().unwrap_or_default().to_string();
+            if text.lines().any(|l| l.trim() == line) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}:\n{text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A cookie as the browser holds it (name, value, flags), if it does.
     pub async fn cookie_full(&self, name: &str) -> Option<fantoccini::cookies::Cookie<'static>> {
         self.client.get_named_cookie(name).await.ok()

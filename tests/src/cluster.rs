@@ -26,15 +26,10 @@ impl Cluster {
     /// admin points it at), or `None`: skipped, unless `BERTH_E2E_REQUIRED`
     /// is set, when a missing cluster fails the test.
     pub fn from_env() -> Option<Cluster> {
-        let Some(kubeconfig) = std::env::var_os("BERTH_KUBECONFIG").filter(|v| !v.is_empty())
-        else {
-            assert!(
-                std::env::var_os("BERTH_E2E_REQUIRED").is_none(),
-                "BERTH_E2E_REQUIRED is set but BERTH_KUBECONFIG is not: the control plane did not start"
-            );
-            eprintln!("skipped: no cluster (BERTH_KUBECONFIG); run scripts/test.sh");
-            return None;
-        };
+        let kubeconfig = crate::required_var(
+            "BERTH_KUBECONFIG",
+            "the control plane scripts/test.sh starts, or an admin's cluster",
+        )?;
         let kubeconfig = PathBuf::from(kubeconfig);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -107,6 +107,32 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
     }
 }
 
+/// A variable the harness sets for a test (a tool it built, a service it
+/// started), or `None`: the test is skipped, unless `BERTH_E2E_REQUIRED`
+/// is set, when its absence fails the test. `what` says who provides it.
+pub fn required_var(name: &str, what: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(
+                std::env::var_os("BERTH_E2E_REQUIRED").is_none(),
+                "BERTH_E2E_REQUIRED is set but {name} is not ({what})"
+            );
+            eprintln!("skipped: no {name} ({what})");
+            None
+        }
+    }
+}
+
+/// Waits until `addr` answers `GET /healthz` with 200.
+pub fn wait_healthy(addr: &str, what: &str) {
+    wait_for(Duration::from_secs(30), what, || {
+        http_get(addr, "/healthz")
+            .ok()
+            .filter(|(status, _)| status.contains("200"))
+    });
+}
+
 /// A plain HTTP/1.0 GET; returns the status line and body.
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<(String, String)> {
     http_get_with(addr, path, &[])

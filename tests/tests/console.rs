@@ -141,39 +141,13 @@ async fn a_student_uses_the_console_in_a_real_browser() {
     b.goto(&format!("/my/containers/{alice}--web/terminal"))
         .await;
     b.wait_text("connected", WAIT).await;
-    let terminal_text = "return (() => { const t = window.berthTerminal; if (!t) return ''; \
-        const buf = t.buffer.active; let out = []; \
-        for (let i = 0; i < buf.length; i++) { out.push(buf.getLine(i).translateToString(true)); } \
-        return out.join('\\n'); })()";
     b.fill(".xterm-helper-textarea", "echo h\"\"i\n").await;
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let text = b.eval(terminal_text).await;
-        let text = text.as_str().unwrap_or_default().to_string();
-        if text.lines().any(|l| l.trim() == "hi") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no `hi` in the terminal:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    b.wait_terminal_line("hi", "no `hi` in the terminal", WAIT)
+        .await;
     b.fill(".xterm-helper-textarea", "cat /www/upload-me.txt\n")
         .await;
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let text = b.eval(terminal_text).await;
-        let text = text.as_str().unwrap_or_default().to_string();
-        if text.lines().any(|l| l.trim() == content.trim()) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the upload was not read back:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    b.wait_terminal_line(content.trim(), "the upload was not read back", WAIT)
+        .await;
     b.screenshot("terminal").await;
 
     let auth = with_cookie(&cookie);

@@ -5,9 +5,8 @@
 //! reconciled by the container.
 
 use berth_tests::fixture::{World, reconciler_binary};
-use berth_tests::{Services, stdout, wait_for};
+use berth_tests::{Services, stdout};
 use std::path::Path;
-use std::time::Duration;
 
 /// Removes the serving container however the test ends.
 struct Running<'a>(&'a Services, String);
@@ -18,26 +17,15 @@ impl Drop for Running<'_> {
     }
 }
 
-fn base_image() -> Option<String> {
-    match std::env::var("BERTH_BASE_IMAGE") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            assert!(
-                std::env::var_os("BERTH_E2E_REQUIRED").is_none(),
-                "BERTH_E2E_REQUIRED is set but BERTH_BASE_IMAGE is not"
-            );
-            eprintln!("skipped: no base image (scripts/test.sh makes it)");
-            None
-        }
-    }
-}
-
 #[test]
 fn the_image_serves_and_reconciles_as_an_unprivileged_user() {
     let Some(s) = Services::from_env() else {
         return;
     };
-    let Some(base) = base_image() else {
+    let Some(base) = berth_tests::required_var(
+        "BERTH_BASE_IMAGE",
+        "the Debian base scripts/test.sh makes with debootstrap",
+    ) else {
         return;
     };
     let mut w = World::new(&s, 29100);
@@ -148,15 +136,8 @@ fn the_image_serves_and_reconciles_as_an_unprivileged_user() {
             + &String::from_utf8_lossy(&s.docker(&["logs", &name]).stderr)
     };
     let answered = std::panic::catch_unwind(|| {
-        wait_for(Duration::from_secs(30), "the image's /healthz", || {
-            berth_tests::http_get(&format!("127.0.0.1:{port}"), "/healthz")
-                .ok()
-                .filter(|(status, _)| status.contains("200"))
-        });
-        wait_for(Duration::from_secs(30), "the commit to run", || {
-            w.inspect(&format!("{a}--web"), "{{.State.Running}}")
-                .filter(|r| r == "true")
-        });
+        berth_tests::wait_healthy(&format!("127.0.0.1:{port}"), "the image's /healthz");
+        w.wait_running(&format!("{a}--web"));
     });
     if let Err(e) = answered {
         eprintln!("the serving container's log:\n{}", logs());

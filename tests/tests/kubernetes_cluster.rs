@@ -70,6 +70,23 @@ fn setup(first_port: u16) -> Option<(Cluster, World, String)> {
     Some((cluster, w, prefix))
 }
 
+/// A world whose one student's `api` (greeting `greeting`) runs on the
+/// cluster; the world, the account and its namespace (removed at the end).
+fn running_api(
+    first_port: u16,
+    short: &str,
+    greeting: &str,
+) -> Option<(Cluster, World, String, String)> {
+    let (cluster, mut w, p) = setup(first_port)?;
+    let a = w.account(short, &["students"]);
+    let ns = format!("{p}{a}");
+    cluster.forget_at_end(&ns);
+    w.commit(&a, Some(&workspace(greeting, true, "")), &w.mail(&a));
+    w.apply(0);
+    wait_running(&w, &a, "api");
+    Some((cluster, w, a, ns))
+}
+
 /// The container `name`'s entry in the account's status.
 fn state_of(w: &World, account: &str, name: &str) -> Option<serde_json::Value> {
     let status = w.status(account);
@@ -99,16 +116,10 @@ fn pods(cluster: &Cluster, ns: &str, name: &str) -> Vec<Pod> {
 
 #[test]
 fn apply_diff_drift_and_prune_against_a_real_api_server() {
-    let Some((cluster, mut w, p)) = setup(24_100) else {
+    let Some((cluster, w, a, ns)) = running_api(24_100, "kreal", "hello") else {
         return;
     };
-    let a = w.account("kreal", &["students"]);
     let mail = w.mail(&a);
-    let ns = format!("{p}{a}");
-    cluster.forget_at_end(&ns);
-    w.commit(&a, Some(&workspace("hello", true, "")), &mail);
-    w.apply(0);
-    wait_running(&w, &a, "api");
 
     // What admission and the controllers made of it.
     let quota: ResourceQuota = cluster.get(&ns, "berth-quota").expect("quota");
@@ -347,16 +358,10 @@ fn a_students_kubeconfig_is_confined_by_real_rbac() {
 
 #[test]
 fn a_workload_over_quota_is_admitted_and_the_student_is_told() {
-    let Some((cluster, mut w, p)) = setup(24_300) else {
+    let Some((cluster, w, a, ns)) = running_api(24_300, "kquota", "hi") else {
         return;
     };
-    let a = w.account("kquota", &["students"]);
     let mail = w.mail(&a);
-    let ns = format!("{p}{a}");
-    cluster.forget_at_end(&ns);
-    w.commit(&a, Some(&workspace("hi", true, "")), &mail);
-    w.apply(0);
-    wait_running(&w, &a, "api");
 
     // Something else in the namespace holds most of the quota (an admin's
     // leftover job, say): 3.8 of the 4 CPUs.
@@ -411,16 +416,9 @@ fn a_workload_over_quota_is_admitted_and_the_student_is_told() {
 
 #[test]
 fn a_removed_student_is_scaled_to_zero_and_loses_the_binding() {
-    let Some((cluster, mut w, p)) = setup(24_400) else {
+    let Some((cluster, w, a, ns)) = running_api(24_400, "kgone", "hi") else {
         return;
     };
-    let a = w.account("kgone", &["students"]);
-    let mail = w.mail(&a);
-    let ns = format!("{p}{a}");
-    cluster.forget_at_end(&ns);
-    w.commit(&a, Some(&workspace("hi", true, "")), &mail);
-    w.apply(0);
-    wait_running(&w, &a, "api");
     assert!(cluster.get::<RoleBinding>(&ns, "berth-student").is_some());
     let (code, printed) = run(&w, &["kubeconfig", "--account", &a]);
     assert_eq!(code, Some(0), "{printed}");

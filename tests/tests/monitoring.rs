@@ -103,14 +103,7 @@ fn every_metric_the_rules_and_dashboard_name_is_exported() {
     // A labelled family shows once it has a member: an action (the
     // container created), a refused revision (a stranger's commit) and a
     // webhook delivery (one with a wrong secret).
-    wait_for(
-        Duration::from_secs(30),
-        "the container to be created",
-        || {
-            w.inspect(&format!("{a}--web"), "{{.State.Running}}")
-                .filter(|r| r == "true")
-        },
-    );
+    w.wait_running(&format!("{a}--web"));
     w.commit(
         &a,
         Some("version: 1\ncontainers: []\n"),

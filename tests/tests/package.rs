@@ -10,11 +10,10 @@
 //! the package's shape, user, files and unit, not the optimiser.
 
 use berth_tests::fixture::World;
-use berth_tests::{Services, stdout, wait_for};
+use berth_tests::{Services, stdout};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -162,19 +161,11 @@ fn the_package_installs_a_hardened_unit_and_its_command_serves() {
         .stderr(std::process::Stdio::null());
     let mut child = serve.spawn().expect("runuser");
     let answered = std::panic::catch_unwind(|| {
-        wait_for(
-            Duration::from_secs(30),
+        berth_tests::wait_healthy(
+            &format!("127.0.0.1:{port}"),
             "the installed serve's /healthz",
-            || {
-                berth_tests::http_get(&format!("127.0.0.1:{port}"), "/healthz")
-                    .ok()
-                    .filter(|(status, _)| status.contains("200"))
-            },
         );
-        wait_for(Duration::from_secs(30), "the commit to run", || {
-            w.inspect(&format!("{a}--web"), "{{.State.Running}}")
-                .filter(|r| r == "true")
-        });
+        w.wait_running(&format!("{a}--web"));
     });
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let _ = child.wait();

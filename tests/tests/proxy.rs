@@ -86,10 +86,7 @@ async fn the_console_and_the_webhook_work_behind_nginx_with_tls() {
         );
     };
     deliver(&first, "px-1");
-    wait_for(WAIT, "alice's container", || {
-        w.inspect(&format!("{alice}--web"), "{{.State.Running}}")
-            .filter(|r| r == "true")
-    });
+    w.wait_running(&format!("{alice}--web"));
 
     let trust = format!("--ignore-certificate-errors-spki-list={}", nginx.spki);
     let Some(b) = Browser::start_with(&nginx.url, &[trust]).await else {
@@ -148,23 +145,12 @@ async fn the_console_and_the_webhook_work_behind_nginx_with_tls() {
     b.wait_text("connected", WAIT).await;
     b.fill(".xterm-helper-textarea", "cat /www/px-upload.txt\n")
         .await;
-    let terminal = "return (() => { const t = window.berthTerminal; if (!t) return ''; \
-        const buf = t.buffer.active; let out = []; \
-        for (let i = 0; i < buf.length; i++) { out.push(buf.getLine(i).translateToString(true)); } \
-        return out.join('\\n'); })()";
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let text = b.eval(terminal).await;
-        let text = text.as_str().unwrap_or_default().to_string();
-        if text.lines().any(|l| l.trim() == content.trim()) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the upload was not read back through the WebSocket:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    b.wait_terminal_line(
+        content.trim(),
+        "the upload was not read back through the WebSocket",
+        WAIT,
+    )
+    .await;
     b.screenshot("proxy-terminal").await;
     b.close().await;
 

@@ -11,20 +11,6 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-fn previous() -> Option<String> {
-    match std::env::var("BERTH_PREVIOUS_RECONCILER") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var_os("BERTH_E2E_REQUIRED").is_none(),
-                "BERTH_E2E_REQUIRED is set but BERTH_PREVIOUS_RECONCILER is not"
-            );
-            eprintln!("skipped: no previous release (scripts/test.sh builds it)");
-            None
-        }
-    }
-}
-
 /// Each Berth container's id and labels, by name.
 fn containers(s: &Services, w: &World) -> BTreeMap<String, String> {
     let ids = stdout(&s.docker(&[
@@ -54,7 +40,10 @@ fn serve_of_this_release_keeps_what_the_previous_one_made() {
     let Some(s) = Services::from_env() else {
         return;
     };
-    let Some(old) = previous() else {
+    let Some(old) = berth_tests::required_var(
+        "BERTH_PREVIOUS_RECONCILER",
+        "the previous release, built by scripts/test.sh",
+    ) else {
         return;
     };
     let mut w = World::new(&s, 28900);
