@@ -87,6 +87,17 @@ async fn the_console_and_the_webhook_work_behind_nginx_with_tls() {
     };
     deliver(&first, "px-1");
     w.wait_running(&format!("{alice}--web"));
+    // The account's new bridge and veth finish IPv6 duplicate-address
+    // detection a second or two later; Chromium takes each address event
+    // for a network change and aborts what it is loading
+    // (ERR_NETWORK_CHANGED). Browse once the host's addresses settled.
+    wait_for(WAIT, "no tentative IPv6 address on the host", || {
+        let out = std::process::Command::new("ip")
+            .args(["-6", "-o", "addr", "show", "tentative"])
+            .output()
+            .ok()?;
+        (out.status.success() && out.stdout.is_empty()).then_some(())
+    });
 
     let trust = format!("--ignore-certificate-errors-spki-list={}", nginx.spki);
     let Some(b) = Browser::start_with(&nginx.url, &[trust]).await else {
