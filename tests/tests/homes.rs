@@ -152,3 +152,56 @@ fn a_home_directory_is_the_students_own_and_nothing_more() {
     let text = plain.apply(0);
     assert!(text.contains("mounts no home directories"), "{text}");
 }
+
+/// A declared volume that happens to share the home mount's name must
+/// never be the home directory: a container without `home: true` runs
+/// as root, and a root-owned set-uid file in a student's home is root on
+/// every host that mounts homes without `nosuid`.
+#[test]
+fn a_declared_volume_never_mounts_the_home_directory() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 29400);
+    let homes = w.dir.join("homes");
+    w.site_overrides.docker_endpoint = Some(format!(
+        "homes: {{ source: \"{}/{{account}}\", target: \"/home/{{account}}\" }}",
+        homes.display()
+    ));
+    let alice = w.account("hv", &["students"]);
+    w.set_posix(&alice, 42_101);
+    std::fs::create_dir_all(homes.join(&alice)).expect("home");
+    chown(&homes.join(&alice), 42_101);
+    let image = &s.test_image;
+    w.commit(
+        &alice,
+        Some(&workspace(image, "exec sleep 3600")),
+        &w.mail(&alice),
+    );
+    w.apply(0);
+    w.wait_running(&format!("{alice}--shell"));
+
+    // Then a root container declares a volume of the home mount's name.
+    let rooted = format!(
+        "{}  - name: rooted\n    image: \"{image}\"\n    volumes: [{{ name: home, path: /h }}]\n    command: [\"/bin/busybox\", \"sh\", \"-c\", \"cp /bin/busybox /h/rootsh; chmod u+s /h/rootsh; exec sleep 3600\"]\n",
+        workspace(image, "exec sleep 3600")
+    );
+    w.commit(&alice, Some(&rooted), &w.mail(&alice));
+    w.apply(0);
+    let name = format!("{alice}--rooted");
+    w.wait_running(&name);
+    wait_for(
+        Duration::from_secs(30),
+        "the root container to write",
+        || {
+            s.docker(&["exec", &name, "/bin/busybox", "test", "-e", "/h/rootsh"])
+                .status
+                .success()
+                .then_some(())
+        },
+    );
+    assert!(
+        !homes.join(&alice).join("rootsh").exists(),
+        "a declared volume mounted the home directory, as root"
+    );
+}

@@ -22,6 +22,9 @@ pub const LABEL_WORKSPACE: &str = "berth.workspace";
 pub const LABEL_NAME: &str = "berth.name";
 pub const LABEL_HASH: &str = "berth.spec-hash";
 pub const LABEL_REVISION: &str = "berth.revision";
+/// On the volume that binds an account's home directory: never a data
+/// volume (not listed, measured, moved or mounted as one).
+pub const LABEL_HOME: &str = "berth.home";
 /// The applied spec as flat JSON, so `diff` can name changed fields (like
 /// kubectl's last-applied annotation).
 pub const LABEL_SPEC: &str = "berth.spec";
@@ -194,6 +197,14 @@ pub fn network_name(account: &str) -> String {
 /// [`berth_spec::names::qualified`]).
 pub fn volume_name(account: &str, volume: &str) -> String {
     format!("berth-{}", qualified(account, volume))
+}
+
+/// `berth-<account>.home`, the volume binding the account's home
+/// directory: a declared volume's name holds no `.`, so no workspace can
+/// name it (a container mounting it without `home: true` would run as
+/// root in the student's home).
+pub fn home_volume_name(account: &str) -> String {
+    format!("berth-{account}.home")
 }
 
 /// Inputs that are not in the workspace file.

@@ -74,10 +74,13 @@ impl DockerBackend {
                             ("device".to_string(), h.source.clone()),
                         ])),
                     }),
-                    labels: Some(HashMap::from([(
-                        berth_core::desired::LABEL_OWNER.to_string(),
-                        d.account.clone(),
-                    )])),
+                    labels: Some(HashMap::from([
+                        (
+                            berth_core::desired::LABEL_OWNER.to_string(),
+                            d.account.clone(),
+                        ),
+                        (berth_core::desired::LABEL_HOME.to_string(), "true".into()),
+                    ])),
                     ..Default::default()
                 }),
                 ..Default::default()

@@ -4,7 +4,7 @@
 //! dockerd 20.10) and newer: the version is negotiated on connect, and GPU
 //! device requests (API ≥ 1.40) are refused on older daemons.
 
-use berth_core::desired::{DesiredContainer, LABEL_OWNER};
+use berth_core::desired::{DesiredContainer, LABEL_HOME, LABEL_OWNER};
 use berth_core::plan::Action;
 use berth_spec::State;
 use bollard::Docker;
@@ -62,6 +62,8 @@ pub enum DockerError {
     },
     #[error("a container named {0} exists that Berth did not create; rename or remove it by hand")]
     NameTaken(String),
+    #[error("volume `{0}` binds a home directory; it is never mounted as a data volume")]
+    HomeVolume(String),
     #[error("{kind} `{name}` exists and belongs to {owner}, not to this account; left alone")]
     NotOwned {
         kind: &'static str,
@@ -267,8 +269,13 @@ impl DockerBackend {
 
     /// `true` when volume `name` exists and is `account`'s, `false` when it
     /// does not exist; an error when it is someone else's.
+    /// A home directory's volume is refused as well: it is never a data
+    /// volume.
     pub(super) async fn volume_owner_check(&self, account: &str, name: &str) -> Result<bool> {
         match self.docker.inspect_volume(name).await {
+            Ok(v) if v.labels.contains_key(LABEL_HOME) => {
+                Err(DockerError::HomeVolume(name.to_string()))
+            }
             Ok(v) => owned("volume", name, Some(&v.labels), account).map(|()| true),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..

@@ -3,7 +3,9 @@
 //! per kind whatever the number of accounts.
 
 use super::{DockerBackend, Result};
-use berth_core::desired::{LABEL_HASH, LABEL_NAME, LABEL_OWNER, LABEL_REVISION, LABEL_SPEC};
+use berth_core::desired::{
+    LABEL_HASH, LABEL_HOME, LABEL_NAME, LABEL_OWNER, LABEL_REVISION, LABEL_SPEC,
+};
 use berth_core::plan::{ObservedAccount, ObservedContainer};
 use bollard::models::ContainerSummaryStateEnum;
 use bollard::query_parameters::{
@@ -108,7 +110,12 @@ impl DockerBackend {
                 out.entry(owner.clone()).or_default().network = true;
             }
         }
+        // A home directory's volume is a bind of the student's directory,
+        // not data Berth keeps: drain never copies it, nobody deletes it.
         for v in volumes.volumes.unwrap_or_default() {
+            if v.labels.contains_key(LABEL_HOME) {
+                continue;
+            }
             if let Some(owner) = v.labels.get(LABEL_OWNER) {
                 out.entry(owner.clone()).or_default().volumes.insert(v.name);
             }

@@ -81,7 +81,7 @@ pub fn resolve(
     Ok(HomeMount {
         source: source.display().to_string(),
         target,
-        volume: format!("berth-{account}--home"),
+        volume: berth_core::desired::home_volume_name(account),
         uid: posix.uid,
         gid: posix.gid,
     })
