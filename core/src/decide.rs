@@ -11,6 +11,7 @@ use crate::admission::{self as identity, Rejection};
 use crate::revision::{Revision, WorkspaceFile};
 use berth_spec::policy::Shared;
 use berth_spec::{Site, Workspace};
+use std::collections::BTreeSet;
 
 /// Why a revision's image cannot run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +53,21 @@ pub struct Inputs<'a> {
     pub web_emails: &'a [String],
     /// Repositories other accounts share.
     pub shared: &'a Shared,
+    /// The account's Docker volumes as last measured; `None` when never
+    /// measured (no storage quota can refuse then).
+    pub storage: Option<StorageUse<'a>>,
+}
+
+/// What the storage quota judges: the account's volumes now and what they
+/// held when last measured.
+#[derive(Clone, Debug)]
+pub struct StorageUse<'a> {
+    /// Bytes the account's volumes held, summed over its hosts.
+    pub bytes: u64,
+    /// When the oldest of those measurements was taken (Unix time).
+    pub measured_at: i64,
+    /// Backend names of the account's volumes that exist now.
+    pub existing: &'a BTreeSet<String>,
 }
 
 /// Why a head revision is refused. Each kind has a short bounded label
@@ -80,6 +96,23 @@ pub enum RejectReason {
     /// An `images.build` entry that was refused or did not build.
     #[error("{0}")]
     Build(String),
+    /// New volumes while the account's volumes hold more than its quota.
+    #[error(
+        "storage quota: your volumes hold {used} of the {limit} that group `{group}` allows (measured {measured}); a revision may not add volume{plural} {added} while over it. Delete volumes you no longer need (the console's Volumes page) or ask an admin for more",
+        used = berth_spec::quantity::describe_bytes(*used),
+        limit = berth_spec::quantity::describe_bytes(*limit),
+        plural = if added.len() == 1 { "" } else { "s" },
+        added = added.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+    )]
+    OverStorage {
+        used: u64,
+        limit: u64,
+        group: String,
+        /// When the usage was measured (RFC 3339).
+        measured: String,
+        /// The declared names of the volumes the revision would add.
+        added: Vec<String>,
+    },
 }
 
 impl RejectReason {
@@ -94,6 +127,7 @@ impl RejectReason {
             RejectReason::Policy(_) => "policy",
             RejectReason::Image(_) => "image",
             RejectReason::Build(_) => "build",
+            RejectReason::OverStorage { .. } => "storage_quota",
         }
     }
 }
@@ -190,7 +224,46 @@ fn check(i: &Inputs<'_>, head: &Revision) -> Result<Workspace, RejectReason> {
     let ws = berth_spec::parse_workspace(bytes).map_err(|d| RejectReason::Invalid(describe(d)))?;
     berth_spec::policy::check_with(&ws, i.site, &account.name, &account.groups, i.shared)
         .map_err(|d| RejectReason::Policy(describe(d)))?;
+    storage(i, account, &ws)?;
     Ok(ws)
+}
+
+/// The storage quota: while the account's volumes hold more than its
+/// quota, a revision may keep, drop and reuse volumes but add none. It
+/// cannot stop data growing inside a volume (Docker's local volumes have
+/// no size limit); it stops the account spreading further.
+fn storage(i: &Inputs<'_>, account: &Account, ws: &Workspace) -> Result<(), RejectReason> {
+    let Some(used) = &i.storage else {
+        return Ok(());
+    };
+    let Some(quota) = berth_spec::policy::effective_quota(i.site, &account.groups) else {
+        return Ok(());
+    };
+    let Some(limit) = quota.storage.filter(|limit| used.bytes > *limit) else {
+        return Ok(());
+    };
+    let added: BTreeSet<String> = ws
+        .containers
+        .iter()
+        .filter(|c| berth_spec::policy::backend_of(i.site, c) == berth_spec::Backend::Docker)
+        .flat_map(|c| &c.volumes)
+        .map(|v| v.name.value.clone())
+        .filter(|v| {
+            !used
+                .existing
+                .contains(&crate::desired::volume_name(&account.name, v))
+        })
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    Err(RejectReason::OverStorage {
+        used: used.bytes,
+        limit,
+        group: quota.group,
+        measured: crate::time::rfc3339(used.measured_at),
+        added: added.into_iter().collect(),
+    })
 }
 
 #[cfg(test)]
@@ -238,6 +311,9 @@ mod tests {
         pushes_only: bool,
         pusher: Result<(), Rejection>,
         web_emails: Vec<String>,
+        /// Bytes the account's volumes held when measured (only
+        /// `berth-alice--data` exists).
+        storage: Option<u64>,
         /// The verdict's kind: a variant name, or `reject:<label>`.
         want: &'static str,
         stopped: Option<&'static str>,
@@ -253,9 +329,20 @@ mod tests {
             pushes_only: false,
             pusher: Ok(()),
             web_emails: vec![],
+            storage: None,
             want: "candidate",
             stopped: None,
         }
+    }
+
+    /// A workspace whose container mounts the volume `volume`.
+    fn with_volume(volume: &str) -> Option<Revision> {
+        Some(head(
+            yaml(&format!(
+                "version: 1\ncontainers:\n  - {{ name: web, image: nginx:1, volumes: [{{ name: {volume}, path: /v }}] }}\n"
+            )),
+            MAIL,
+        ))
     }
 
     fn kind(v: &Verdict) -> String {
@@ -405,7 +492,32 @@ mod tests {
                 want: "candidate",
                 ..row("the pushed head")
             },
+            // Storage: the students' quota is 10Gi.
+            Row {
+                head: with_volume("scratch"),
+                storage: Some(11 << 30),
+                want: "reject:storage_quota",
+                ..row("over the storage quota, a new volume")
+            },
+            Row {
+                head: with_volume("data"),
+                storage: Some(11 << 30),
+                want: "candidate",
+                ..row("over the storage quota, a volume that exists")
+            },
+            Row {
+                head: with_volume("scratch"),
+                storage: Some(10 << 30),
+                want: "candidate",
+                ..row("at the storage quota exactly, a new volume")
+            },
+            Row {
+                head: with_volume("scratch"),
+                want: "candidate",
+                ..row("never measured, a new volume")
+            },
         ];
+        let existing = BTreeSet::from(["berth-alice--data".to_string()]);
         let site = crate::fixtures::example_site();
         let shared = Shared::new();
         let mut failures = Vec::new();
@@ -421,6 +533,11 @@ mod tests {
                 pusher: r.pusher.clone(),
                 web_emails: &r.web_emails,
                 shared: &shared,
+                storage: r.storage.map(|bytes| StorageUse {
+                    bytes,
+                    measured_at: 0,
+                    existing: &existing,
+                }),
             });
             let stopped = got.stopped.as_ref().map(|s| identity_label(s).to_string());
             if kind(&got.verdict) != r.want || stopped.as_deref() != r.stopped {
@@ -444,6 +561,21 @@ mod tests {
         assert_eq!(
             RejectReason::Identity(Rejection::UnknownAccount("bob".into())).label(),
             "unknown_account"
+        );
+    }
+
+    #[test]
+    fn a_storage_refusal_gives_the_numbers() {
+        let reason = RejectReason::OverStorage {
+            used: 3 << 29,
+            limit: 1 << 30,
+            group: "students".into(),
+            measured: "2026-12-03T05:00:00Z".into(),
+            added: vec!["scratch".into()],
+        };
+        assert_eq!(
+            reason.to_string(),
+            "storage quota: your volumes hold 1.5 GiB of the 1.0 GiB that group `students` allows (measured 2026-12-03T05:00:00Z); a revision may not add volume `scratch` while over it. Delete volumes you no longer need (the console's Volumes page) or ask an admin for more"
         );
     }
 

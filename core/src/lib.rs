@@ -12,7 +12,8 @@
 //! - Rules: [`dn`] (comparing directory names), [`admission`] (who may push
 //!   and run), [`decide`] (what happens to a head revision), [`grants`]
 //!   (what a registry token allows), [`dockerfile`] and [`tarball`] (what a
-//!   build may use, and the context it sends).
+//!   build may use, and the context it sends); [`time`] (how instants are
+//!   written).
 //! - Results: [`desired`] (containers and Kubernetes objects an account
 //!   should have, and where), [`plan`] (the actions from what is observed
 //!   to what is desired), [`runner`] (the CI runner and its `config.toml`).
@@ -28,6 +29,7 @@ pub mod plan;
 pub mod revision;
 pub mod runner;
 pub mod tarball;
+pub mod time;
 
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;

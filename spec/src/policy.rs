@@ -19,6 +19,8 @@ pub struct EffectiveQuota {
     /// Bytes the account's images may take in its registry namespace;
     /// `None`: no limit.
     pub registry: Option<u64>,
+    /// Bytes the account's Docker volumes may hold; `None`: no limit.
+    pub storage: Option<u64>,
 }
 
 /// The most generous quota among `groups`, dimension by dimension.
@@ -42,6 +44,7 @@ pub fn effective_quota(site: &Site, groups: &[String]) -> Option<EffectiveQuota>
         memory: first.1.memory.bytes().unwrap_or(0),
         gpus: first.1.gpus,
         registry: first.1.registry_bytes(),
+        storage: first.1.storage_bytes(),
     };
     for (_, other) in &found[1..] {
         q.containers = q.containers.max(other.containers);
@@ -49,12 +52,18 @@ pub fn effective_quota(site: &Site, groups: &[String]) -> Option<EffectiveQuota>
         q.memory = q.memory.max(other.memory.bytes().unwrap_or(0));
         q.gpus = q.gpus.max(other.gpus);
         // A group without a registry limit is the most generous of all.
-        q.registry = match (q.registry, other.registry_bytes()) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            _ => None,
-        };
+        q.registry = most_generous(q.registry, other.registry_bytes());
+        q.storage = most_generous(q.storage, other.storage_bytes());
     }
     Some(q)
+}
+
+/// The larger of two limits, where `None` (no limit) is the largest.
+fn most_generous(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => None,
+    }
 }
 
 /// CPUs, memory bytes and GPUs a container asks for, with the site's defaults.

@@ -46,6 +46,22 @@ impl fmt::Display for Memory {
     }
 }
 
+/// A size for people to read, in binary units with one decimal:
+/// `2.0 MiB`, `512 B`.
+pub fn describe_bytes(n: u64) -> String {
+    for (unit, size) in [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ] {
+        if n >= size {
+            return format!("{:.1} {unit}", n as f64 / size as f64);
+        }
+    }
+    format!("{n} B")
+}
+
 fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
     if t.starts_with('-') {
@@ -133,6 +149,14 @@ impl JsonSchema for Memory {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(super::describe_bytes(512), "512 B");
+        assert_eq!(super::describe_bytes(2 << 20), "2.0 MiB");
+        assert_eq!(super::describe_bytes(1536), "1.5 KiB");
+        assert_eq!(super::describe_bytes(3 << 30), "3.0 GiB");
+    }
+
     use super::*;
 
     #[test]

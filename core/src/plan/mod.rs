@@ -40,7 +40,12 @@ pub struct ObservedContainer {
 pub struct ObservedAccount {
     pub containers: Vec<ObservedContainer>,
     pub network: bool,
+    /// The account's data volumes (never its home directory's).
     pub volumes: BTreeSet<String>,
+    /// Of each volume, the containers (full names) that mount it, running
+    /// or not.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub volume_users: BTreeMap<String, Vec<String>>,
 }
 
 /// A pod of a Berth Deployment, as status shows it.
@@ -332,6 +337,7 @@ mod tests {
             containers,
             network: true,
             volumes: BTreeSet::from(["berth-alice--data".to_string()]),
+            volume_users: BTreeMap::new(),
         }
     }
 

@@ -316,6 +316,15 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// The data volumes of `account` on every Docker host that answered.
+    pub fn volumes_of(&self, account: &str) -> Vec<String> {
+        self.docker
+            .values()
+            .filter_map(|seen| seen.as_ref().ok()?.get(account))
+            .flat_map(|o| o.volumes.iter().cloned())
+            .collect()
+    }
+
     /// What was observed of `account` alone (and every backend's
     /// reachability): what one account's plan needs, without a copy of
     /// every other account's objects.

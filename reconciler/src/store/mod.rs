@@ -54,6 +54,7 @@ mod gitlab;
 mod images;
 mod schema;
 mod tokens;
+mod volumes;
 
 pub use allocations::Culled;
 pub use audit::{AuditCursor, AuditEntry};
@@ -61,6 +62,7 @@ pub use builds::BuildRecord;
 pub use gitlab::WatchedProject;
 pub use images::{Pin, Pulled, Share};
 pub use tokens::{PersonalToken, Session, TokenOwner};
+pub use volumes::{MeasuredVolume, VolumeUsage};
 
 /// The latest rejection or failed action of an account, until a later
 /// reconcile succeeds without one.

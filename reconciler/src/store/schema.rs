@@ -163,6 +163,21 @@ CREATE TABLE registry_tokens (
     // before carry no entry and expire a default lifetime after creation.
     "ALTER TABLE registry_tokens ADD COLUMN entry TEXT NOT NULL DEFAULT '';
 ALTER TABLE registry_tokens ADD COLUMN expires INTEGER;",
+    // N: the sizes of the accounts' Docker volumes, as last measured per
+    // host, and when a running container last mounted each.
+    "
+CREATE TABLE volume_usage (
+    endpoint TEXT NOT NULL,
+    volume TEXT NOT NULL,
+    account TEXT NOT NULL,
+    bytes INTEGER,
+    measured_at INTEGER NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_used INTEGER,
+    PRIMARY KEY (endpoint, volume)
+);
+CREATE INDEX volume_usage_by_account ON volume_usage (account);
+",
 ];
 
 /// The version this Berth writes.

@@ -18,6 +18,7 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
     duration(&site.policy.image_gc_after, &mut out);
     duration(&site.policy.builds.timeout, &mut out);
     duration(&site.policy.idle.sample_every, &mut out);
+    duration(&site.policy.storage.measure_every, &mut out);
     if let Err(why) = site.policy.idle.network_below.bytes() {
         out.push(site.policy.idle.network_below.pos, why.to_string());
     }
@@ -28,10 +29,10 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
         {
             duration(d, &mut out);
         }
-        if let Some(r) = &q.registry
-            && let Err(why) = r.bytes()
-        {
-            out.push(r.pos, why.to_string());
+        for r in [&q.registry, &q.storage].into_iter().flatten() {
+            if let Err(why) = r.bytes() {
+                out.push(r.pos, why.to_string());
+            }
         }
     }
     if let Err(why) = site.policy.builds.max_context.bytes() {

@@ -33,6 +33,33 @@ pub struct Policy {
     /// How much of a container's output its Docker host keeps on disk.
     #[serde(default)]
     pub container_logs: ContainerLogs,
+    /// How the volumes' sizes are measured (see the quotas' `storage`).
+    #[serde(default)]
+    pub storage: Storage,
+}
+
+/// Measuring students' Docker volumes: `serve` asks each Docker host for
+/// its volumes' sizes (Docker's disk-usage walk) this often, one host at a
+/// time, and stores what it says; quotas, the console and `reconciler
+/// volumes` read the stored sizes.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// How often volumes are measured, e.g. `15m`.
+    #[serde(default = "default_measure_every")]
+    pub measure_every: Located<String>,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            measure_every: default_measure_every(),
+        }
+    }
+}
+
+fn default_measure_every() -> Located<String> {
+    Located::new("15m".to_string())
 }
 
 /// Docker's `json-file` rotation for every container Berth creates: a
@@ -192,6 +219,11 @@ pub struct Quota {
     /// (sum of their compressed sizes); no limit when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<Located<Memory>>,
+    /// Storage the account's Docker volumes may hold (as last measured,
+    /// see `policy.storage`); a revision adding a volume while over it is
+    /// refused. No limit when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Located<Memory>>,
     /// Stop a container idle for this long (see `policy.idle`); never
     /// when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,5 +236,9 @@ pub struct Quota {
 impl Quota {
     pub fn registry_bytes(&self) -> Option<u64> {
         self.registry.as_ref().and_then(|m| m.bytes().ok())
+    }
+
+    pub fn storage_bytes(&self) -> Option<u64> {
+        self.storage.as_ref().and_then(|m| m.bytes().ok())
     }
 }

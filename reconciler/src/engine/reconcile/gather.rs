@@ -92,17 +92,26 @@ async fn evaluate_at(
     let identity = ctx.directory.lookup(account).await?;
     // Read once: admission checks and the unshared-image warnings both use
     // the shares.
-    let (accepted, shared) = {
+    let (accepted, shared, storage) = {
         let account = account.to_string();
         ctx.store
             .call(move |s| -> Result<_> {
                 Ok((
                     s.accepted(&account)?.map(|a| a.revision),
                     shared_with(s, &account)?,
+                    s.volume_usage(Some(&account))?,
                 ))
             })
             .await?
     };
+    // A volume exists if a host shows it now or a measurement found it
+    // (its host may be unreachable this moment).
+    let existing: std::collections::BTreeSet<String> = observed
+        .volumes_of(account)
+        .into_iter()
+        .chain(storage.iter().map(|u| u.volume.clone()))
+        .collect();
+    let measured = storage.iter().map(|u| u.measured_at).min();
     // A preview is judged as a new push, whatever is accepted now.
     let accepted_now = accepted.clone();
     let accepted = if preview.is_some() { None } else { accepted };
@@ -129,6 +138,11 @@ async fn evaluate_at(
         pusher,
         web_emails: &web_emails,
         shared: &shared,
+        storage: measured.map(|measured_at| decide::StorageUse {
+            bytes: storage.iter().filter_map(|u| u.bytes).sum(),
+            measured_at,
+            existing: &existing,
+        }),
     });
     let mut plan = AccountPlan::new(account, head.as_ref().map(|h| h.repository.clone()));
     if let Some(why) = &admission.stopped {
