@@ -47,6 +47,15 @@ pub enum ReconcileError {
     /// changes until it can (an admin creates or fixes it).
     #[error("home directory of `{account}`: {why}")]
     Home { account: String, why: String },
+    #[error("{what} took longer than {} s", after.as_secs())]
+    Timeout {
+        what: String,
+        after: std::time::Duration,
+    },
+    /// An accepted file that no longer reads as it did (a bug or a
+    /// changed rule).
+    #[error("{what}: {why}")]
+    Invalid { what: String, why: String },
 }
 
 pub type Result<T, E = ReconcileError> = std::result::Result<T, E>;

@@ -2,6 +2,7 @@
 //! the others on top of the engine: [`apply`] many accounts,
 //! [`discovery`] of accounts, [`poll`] for pushes, image [`gc`], [`drain`]
 //! of a host, [`cull`] of idle containers, the registry [`catalogue`],
+//! the volumes' [`storage`],
 //! plan [`preview`]s, the read model ([`view`]) and how plans read
 //! ([`report`]). Imports the layers below only.
 
@@ -23,5 +24,7 @@ pub mod poll;
 pub mod preview;
 /// Plans and reports as text and as the stable JSON.
 pub mod report;
+/// Measuring the accounts' volumes; what a workspace declares.
+pub mod storage;
 /// The read model of an account: status, the API, the console.
 pub mod view;

@@ -22,6 +22,7 @@ mod build;
 mod console;
 mod images;
 mod stats;
+mod usage;
 mod volumes;
 
 pub use build::BuildJob;
@@ -76,6 +77,8 @@ pub enum DockerError {
     Pull { image: String, message: String },
     #[error("packing files for {name}: {message}")]
     Upload { name: String, message: String },
+    #[error("docker's answer to {what} is unusable: {message}")]
+    Answer { what: String, message: String },
 }
 
 pub type Result<T, E = DockerError> = std::result::Result<T, E>;

@@ -24,6 +24,7 @@ mod schema_markdown;
 mod serve;
 mod status;
 mod validate;
+mod volumes;
 mod wake;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -103,6 +104,8 @@ pub enum Command {
     Serve(serve::Args),
     /// Move every account off a Docker host, with its volumes' data.
     Drain(drain::Args),
+    /// Every account's Docker volumes: size, last use, storage quota.
+    Volumes(volumes::Args),
     /// Start again what the idle culler stopped (at the next reconcile).
     Wake(wake::Args),
     /// Copy the state store to FILE, consistently, while serve runs.
@@ -190,6 +193,7 @@ fn run(mut cli: Cli) -> u8 {
         Command::Gitlab(command) => block_on(gitlab::run(cli.config.as_deref(), &command)),
         Command::Drain(args) => block_on(drain::run(cli.config.as_deref(), &args)),
         Command::Wake(args) => wake::run(cli.config.as_deref(), &args),
+        Command::Volumes(args) => block_on(volumes::run(cli.config.as_deref(), &args)),
         Command::Backup(args) => backup::backup(cli.config.as_deref(), &args),
         Command::Restore(args) => backup::restore(cli.config.as_deref(), &args),
         Command::Serve(args) => block_on(serve::run(cli.config.as_deref(), &args)),
