@@ -20,6 +20,7 @@ const BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.
 
 type Labelled = Family<Vec<(&'static str, &'static str)>, Counter>;
 type PerEndpoint = Family<Vec<(&'static str, String)>, Gauge>;
+type PerEndpointF = Family<Vec<(&'static str, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>;
 
 pub struct Metrics {
     registry: Registry,
@@ -32,6 +33,8 @@ pub struct Metrics {
     failed_reconciles: Counter,
     store_writable: Gauge,
     endpoint_up: PerEndpoint,
+    volume_bytes: PerEndpoint,
+    volume_measure: PerEndpointF,
 }
 
 impl Default for Metrics {
@@ -47,6 +50,8 @@ impl Default for Metrics {
         let store_writable = Gauge::default();
         store_writable.set(1);
         let endpoint_up = PerEndpoint::default();
+        let volume_bytes = PerEndpoint::default();
+        let volume_measure = PerEndpointF::default();
         registry.register(
             "berth_webhook_events",
             "Webhook deliveries by outcome",
@@ -92,6 +97,16 @@ impl Default for Metrics {
             "1 when the backend endpoint answered its last observation, else 0",
             endpoint_up.clone(),
         );
+        registry.register(
+            "berth_volume_bytes",
+            "Bytes the accounts' volumes held on a Docker host at its last measurement",
+            volume_bytes.clone(),
+        );
+        registry.register(
+            "berth_volume_measure_seconds",
+            "How long the last measurement of a Docker host's volumes took",
+            volume_measure.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -103,6 +118,8 @@ impl Default for Metrics {
             failed_reconciles,
             store_writable,
             endpoint_up,
+            volume_bytes,
+            volume_measure,
         }
     }
 }
@@ -140,6 +157,15 @@ impl Metrics {
         self.endpoint_up
             .get_or_create(&vec![("endpoint", endpoint.to_string())])
             .set(i64::from(up));
+    }
+
+    /// What measuring `endpoint`'s volumes found, and what it cost.
+    pub fn measured_volumes(&self, endpoint: &str, bytes: u64, seconds: f64) {
+        let label = vec![("endpoint", endpoint.to_string())];
+        self.volume_bytes
+            .get_or_create(&label)
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.volume_measure.get_or_create(&label).set(seconds);
     }
 
     pub fn set_queue_depth(&self, depth: usize) {
@@ -185,6 +211,7 @@ mod tests {
         m.reconcile_error();
         m.set_store_writable(false);
         m.set_endpoint_up("h2", false);
+        m.measured_volumes("h2", 2048, 0.5);
         let text = m.render();
         for line in [
             "berth_webhook_events_total{outcome=\"queued\"} 2",
@@ -198,6 +225,8 @@ mod tests {
             "berth_reconcile_errors_total 1",
             "berth_store_writable 0",
             "berth_endpoint_up{endpoint=\"h2\"} 0",
+            "berth_volume_bytes{endpoint=\"h2\"} 2048",
+            "berth_volume_measure_seconds{endpoint=\"h2\"} 0.5",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }

@@ -58,6 +58,18 @@ pub struct ContainerView {
     pub why: Option<String>,
 }
 
+/// A data volume of the account on a Docker host, as last observed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VolumeView {
+    /// The name the workspace gives it (`data`).
+    pub name: String,
+    /// Docker's name (`berth-alice--data`).
+    pub volume: String,
+    pub endpoint: String,
+    /// Containers mounting it (full names), running or not.
+    pub used_by: Vec<String>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AccountView {
     pub account: String,
@@ -72,6 +84,9 @@ pub struct AccountView {
     pub last_error_student: Option<String>,
     pub last_error_at: Option<String>,
     pub warnings: Vec<String>,
+    /// Docker volumes (a `serve` before 0.2 did not say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeView>,
 }
 
 /// The view of `account` from the store and `observed`.
@@ -103,6 +118,20 @@ pub fn account(
             .map(|x| format!("{} ({})", rfc3339(x.at), x.reason));
     }
     containers.sort_by(|a, b| a.container.cmp(&b.container));
+    let prefix = berth_core::desired::volume_name(account, "");
+    let volumes = observed
+        .docker
+        .iter()
+        .filter_map(|(ep, o)| Some((ep, o.as_ref().ok()?.get(account)?)))
+        .flat_map(|(ep, o)| {
+            o.volumes.iter().map(|v| VolumeView {
+                name: v.strip_prefix(&prefix).unwrap_or(v).to_string(),
+                volume: v.clone(),
+                endpoint: ep.clone(),
+                used_by: o.volume_users.get(v).cloned().unwrap_or_default(),
+            })
+        })
+        .collect();
     Ok(AccountView {
         account: account.to_string(),
         revision: accepted.as_ref().map(|a| a.revision.clone()),
@@ -116,6 +145,7 @@ pub fn account(
             .filter(|s| !s.is_empty()),
         last_error_at: last.as_ref().map(|l| rfc3339(l.at)),
         warnings,
+        volumes,
     })
 }
 

@@ -30,6 +30,7 @@ pub use console::{ByteStream, Owned, Purpose};
 pub use images::Exported;
 pub(crate) use images::split_tag;
 pub use stats::Usage;
+pub use volumes::Deletion;
 mod observe;
 
 /// Where an unreachable endpoint was looked for: the address (`DOCKER_HOST`'s

@@ -85,25 +85,29 @@ impl DockerBackend {
                         .map(|h| (p.private_port, format!("{}:{h}", p.ip.unwrap_or_default())))
                 })
                 .collect();
-            out.entry(owner.clone())
-                .or_default()
-                .containers
-                .push(ObservedContainer {
-                    id: c.id.unwrap_or_default(),
-                    account: owner,
-                    name: labels.get(LABEL_NAME).cloned().unwrap_or_default(),
-                    full_name,
-                    image: c.image.clone().unwrap_or_default(),
-                    spec_hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
-                    revision: labels.get(LABEL_REVISION).cloned().unwrap_or_default(),
-                    running,
-                    state,
-                    fields: labels
-                        .get(LABEL_SPEC)
-                        .and_then(|s| serde_json::from_str(s).ok())
-                        .unwrap_or_default(),
-                    ports,
-                });
+            let mine = out.entry(owner.clone()).or_default();
+            for volume in c.mounts.iter().flatten().filter_map(|m| m.name.clone()) {
+                mine.volume_users
+                    .entry(volume)
+                    .or_default()
+                    .push(full_name.clone());
+            }
+            mine.containers.push(ObservedContainer {
+                id: c.id.unwrap_or_default(),
+                account: owner,
+                name: labels.get(LABEL_NAME).cloned().unwrap_or_default(),
+                full_name,
+                image: c.image.clone().unwrap_or_default(),
+                spec_hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
+                revision: labels.get(LABEL_REVISION).cloned().unwrap_or_default(),
+                running,
+                state,
+                fields: labels
+                    .get(LABEL_SPEC)
+                    .and_then(|s| serde_json::from_str(s).ok())
+                    .unwrap_or_default(),
+                ports,
+            });
         }
         for n in networks {
             if let Some(owner) = n.labels.as_ref().and_then(|l| l.get(LABEL_OWNER)) {

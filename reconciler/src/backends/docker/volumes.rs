@@ -1,8 +1,9 @@
-//! Moving an account's volumes between hosts, for `drain`: a volume is
-//! read as a tar through a helper container (created, never started) that
-//! mounts it, streamed into a helper on the other host, and both sides are
-//! read back and compared file by file (path, size, SHA-256). Plus the
-//! removals a finished move needs.
+//! An account's volumes as wholes, read through helper containers
+//! (created, never started, no network) that mount them: moved between
+//! hosts for `drain` (streamed into a helper on the other host, both sides
+//! read back and compared file by file: path, size, SHA-256), downloaded
+//! as a tar from the console, and removed — by a finished move, or by
+//! their owner once no container mounts them.
 
 use super::{DockerBackend, DockerError, Result};
 use berth_core::desired::LABEL_OWNER;
@@ -11,7 +12,8 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +22,40 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where a helper mounts the volume.
 const MOUNT: &str = "/berth-volume";
+
+/// On the console's download helpers, naming the account: not
+/// `berth.owner`, so no observation takes a helper for an account's
+/// container.
+pub const LABEL_HELPER: &str = "berth.helper";
+
+/// What asking to delete a volume came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Deletion {
+    Deleted,
+    /// No such volume of this account here.
+    Missing,
+    /// Containers (running or not) mount it: their names.
+    InUse(Vec<String>),
+}
+
+/// Removes a helper container when its stream ends or is dropped (the
+/// student's browser went away).
+struct HelperGuard {
+    docker: bollard::Docker,
+    id: String,
+}
+
+impl Drop for HelperGuard {
+    fn drop(&mut self) {
+        let (docker, id) = (self.docker.clone(), std::mem::take(&mut self.id));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let force = RemoveContainerOptionsBuilder::default().force(true).build();
+                let _ = docker.remove_container(&id, Some(force)).await;
+            });
+        }
+    }
+}
 
 impl DockerBackend {
     /// `account`'s objects on this daemon.
@@ -55,6 +91,145 @@ impl DockerBackend {
             }) => Ok(()),
             Err(e) => Err(Self::api("remove network", name)(e)),
         }
+    }
+
+    /// `account`'s volume `volume` as a tar stream whose top directory is
+    /// `top` (the name the workspace gives it), read-only through a
+    /// helper that goes when the stream does; `None` when the account has
+    /// no such volume here (another account's is refused as an error).
+    /// `image` is any image the host has (the helper never runs).
+    pub async fn volume_archive(
+        &self,
+        account: &str,
+        volume: &str,
+        top: &str,
+        image: Option<&str>,
+    ) -> Result<Option<super::ByteStream>> {
+        if !self.volume_owner_check(account, volume).await? {
+            return Ok(None);
+        }
+        let image = self.helper_image(image).await?;
+        let body = ContainerCreateBody {
+            image: Some(image),
+            labels: Some(HashMap::from([(
+                LABEL_HELPER.to_string(),
+                account.to_string(),
+            )])),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                // Under a directory of Berth's: a volume named `proc` or
+                // `etc` is not mounted over the image's.
+                binds: Some(vec![format!("{volume}:{MOUNT}/{top}:ro")]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                body,
+            )
+            .await
+            .map_err(Self::api("create download helper for", volume))?;
+        let guard = HelperGuard {
+            docker: self.docker.clone(),
+            id: created.id.clone(),
+        };
+        let opts = DownloadFromContainerOptionsBuilder::default()
+            .path(&format!("{MOUNT}/{top}"))
+            .build();
+        let stream = self
+            .docker
+            .download_from_container(&created.id, Some(opts))
+            .map(move |r| {
+                let _held = &guard;
+                r.map_err(|e| std::io::Error::other(e.to_string()))
+            });
+        Ok(Some(Box::pin(stream)))
+    }
+
+    /// Removes `account`'s volume `volume` unless a container, running or
+    /// not, mounts it. Another account's volume, or a home directory's, is
+    /// refused as an error.
+    pub async fn delete_volume_of(&self, account: &str, volume: &str) -> Result<Deletion> {
+        if !self.volume_owner_check(account, volume).await? {
+            return Ok(Deletion::Missing);
+        }
+        let filters = HashMap::from([("volume".to_string(), vec![volume.to_string()])]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let users: Vec<String> = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(Self::api("list containers using", volume))?
+            .into_iter()
+            .filter_map(|c| {
+                c.names?
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string())
+            })
+            .collect();
+        if !users.is_empty() {
+            return Ok(Deletion::InUse(users));
+        }
+        let opts = RemoveVolumeOptionsBuilder::default().build();
+        match self.docker.remove_volume(volume, Some(opts)).await {
+            Ok(()) => Ok(Deletion::Deleted),
+            // A container took it meanwhile.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(Deletion::InUse(vec!["a container".into()])),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(Deletion::Missing),
+            Err(e) => Err(Self::api("remove volume", volume)(e)),
+        }
+    }
+
+    /// Removes download helpers a stopped Berth left behind.
+    pub async fn remove_stale_helpers(&self) -> Result<usize> {
+        let filters = HashMap::from([("label".to_string(), vec![LABEL_HELPER.to_string()])]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let stale = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(Self::api("list", "download helpers"))?;
+        let force = RemoveContainerOptionsBuilder::default().force(true).build();
+        for c in &stale {
+            if let Some(id) = &c.id {
+                let _ = self.docker.remove_container(id, Some(force.clone())).await;
+            }
+        }
+        Ok(stale.len())
+    }
+
+    /// `preferred` when the host has it, else any image it has.
+    async fn helper_image(&self, preferred: Option<&str>) -> Result<String> {
+        if let Some(image) = preferred
+            && self.docker.inspect_image(image).await.is_ok()
+        {
+            return Ok(image.to_string());
+        }
+        let any = self
+            .docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+            .map_err(Self::api("list", "images"))?;
+        any.into_iter()
+            .next()
+            .map(|i| i.id)
+            .ok_or_else(|| DockerError::Answer {
+                what: "a helper image".into(),
+                message: "the host has no image to mount a volume with".into(),
+            })
     }
 
     /// A stopped container mounting `volume` at [`MOUNT`], to read or

@@ -1,8 +1,9 @@
 //! The student console, served by `reconciler serve` under `/`: log in
 //! with the department account, see the workspace (live), read logs, open
 //! a terminal, move files, start and stop containers, browse and download
-//! images, manage registry tokens, download a kubeconfig; admins see every
-//! account and the audit log.
+//! images, manage registry tokens, see, download and delete their volumes,
+//! download a kubeconfig; admins see every account, every volume and the
+//! audit log.
 //!
 //! It sits on the read model ([`crate::ops::view`], kept current by `serve`)
 //! and on the narrow console operations of the Docker backend
@@ -24,6 +25,7 @@ mod pages;
 pub mod session;
 mod slots;
 mod terminal;
+mod volumes;
 
 pub use crate::store::Session;
 
@@ -58,6 +60,8 @@ pub struct Console {
     /// Uploads in progress, per account: each holds a temporary file of
     /// up to `max_upload`.
     uploads: Arc<slots::Slots>,
+    /// Volume downloads in progress, per account.
+    volume_downloads: Arc<slots::Slots>,
 }
 
 impl Console {
@@ -77,6 +81,7 @@ impl Console {
             log_streams,
             terminals,
             uploads: slots::Slots::new(UPLOADS_AT_ONCE),
+            volume_downloads: slots::Slots::new(volumes::DOWNLOADS_AT_ONCE),
             ctx,
             views,
             catalogue,
@@ -255,11 +260,15 @@ pub fn routes(console: Arc<Console>) -> axum::Router {
         .route("/my/tokens", post(images::create_token))
         .route("/my/tokens/revoke", post(images::revoke_token))
         .route("/my/images/delete", post(images::delete_image))
+        .route("/my/volumes", get(volumes::page))
+        .route("/my/volumes/{name}/download", get(volumes::download))
+        .route("/my/volumes/{name}/delete", post(volumes::delete))
         .route("/my/downloads", get(downloads::downloads))
         .route("/my/downloads/{file}", get(downloads::download_file))
         .route("/admin", get(admin::admin))
         .route("/admin/accounts/{account}", get(admin::admin_account))
         .route("/admin/audit", get(admin::audit))
+        .route("/admin/volumes", get(volumes::admin_page))
         .route("/static/{*path}", get(assets::serve))
         .with_state(console)
 }

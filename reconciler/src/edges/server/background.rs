@@ -267,6 +267,46 @@ fn names_a_ref(rel: &std::path::Path) -> bool {
         })
 }
 
+/// Measures every Docker host's volumes every `policy.storage.measure_every`
+/// (the storage quota, the console's Volumes page and `reconciler volumes`
+/// read what it stores). The first measurement comes at start.
+pub(super) async fn storage_loop(
+    shared: Arc<Shared>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    if shared.ctx.docker.is_empty() {
+        return;
+    }
+    // Download helpers of a Berth that stopped mid-download.
+    for backend in shared.ctx.docker.values().flatten() {
+        if let Some(docker) = backend.docker()
+            && let Ok(n) = docker.remove_stale_helpers().await
+            && n > 0
+        {
+            tracing::info!(endpoint = %docker.name, helpers = n, "removed stale volume download helpers");
+        }
+    }
+    let every = shared.ctx.site.storage_measure_every();
+    loop {
+        // A walk of a large host is not waited for at shutdown.
+        let found = tokio::select! {
+            found = crate::ops::storage::measure(&shared.ctx) => found,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        for m in found {
+            if m.error.is_none() {
+                shared
+                    .metrics
+                    .measured_volumes(&m.endpoint, m.bytes, m.seconds);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// Samples running containers and stops idle ones (see [`crate::ops::cull`]),
 /// every `policy.idle.sample_every`; does nothing when no group has an
 /// `idle_stop_after`.

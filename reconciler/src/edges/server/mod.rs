@@ -11,7 +11,8 @@ mod registry_token;
 mod retry;
 
 use background::{
-    culling_loop, images_loop, post_statuses, refresh_all_views, refresh_view, resync_loop, watch,
+    culling_loop, images_loop, post_statuses, refresh_all_views, refresh_view, resync_loop,
+    storage_loop, watch,
 };
 
 use crate::clients::Context;
@@ -245,6 +246,7 @@ pub async fn serve(
     let resync = tokio::spawn(resync_loop(shared.clone(), stop_rx.clone()));
     let images = tokio::spawn(images_loop(shared.clone(), stop_rx.clone()));
     let culling = tokio::spawn(culling_loop(shared.clone(), stop_rx.clone()));
+    let storage = tokio::spawn(storage_loop(shared.clone(), stop_rx.clone()));
     let preview_worker = tokio::spawn(previews::worker(
         ctx.clone(),
         preview_queue,
@@ -276,6 +278,7 @@ pub async fn serve(
         let _ = resync.await;
         let _ = images.await;
         let _ = culling.await;
+        let _ = storage.await;
         let _ = preview_worker.await;
         if let Some(p) = poller {
             let _ = p.await;
