@@ -14,6 +14,8 @@
 //!   (what a registry token allows), [`dockerfile`] and [`tarball`] (what a
 //!   build may use, and the context it sends); [`time`] (how instants are
 //!   written).
+//! - Accounting: [`usage`] (what a sampling round adds, per account and
+//!   hour).
 //! - Results: [`desired`] (containers and Kubernetes objects an account
 //!   should have, and where), [`plan`] (the actions from what is observed
 //!   to what is desired), [`runner`] (the CI runner and its `config.toml`).
@@ -30,6 +32,7 @@ pub mod revision;
 pub mod runner;
 pub mod tarball;
 pub mod time;
+pub mod usage;
 
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;

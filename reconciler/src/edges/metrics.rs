@@ -21,6 +21,7 @@ const BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.
 type Labelled = Family<Vec<(&'static str, &'static str)>, Counter>;
 type PerEndpoint = Family<Vec<(&'static str, String)>, Gauge>;
 type PerEndpointF = Family<Vec<(&'static str, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>;
+type PerAccount = Family<Vec<(&'static str, String)>, Counter<f64, std::sync::atomic::AtomicU64>>;
 
 pub struct Metrics {
     registry: Registry,
@@ -35,6 +36,9 @@ pub struct Metrics {
     endpoint_up: PerEndpoint,
     volume_bytes: PerEndpoint,
     volume_measure: PerEndpointF,
+    cpu_used: PerAccount,
+    cpu_reserved: PerAccount,
+    gpu_reserved: PerAccount,
 }
 
 impl Default for Metrics {
@@ -52,6 +56,11 @@ impl Default for Metrics {
         let endpoint_up = PerEndpoint::default();
         let volume_bytes = PerEndpoint::default();
         let volume_measure = PerEndpointF::default();
+        let (cpu_used, cpu_reserved, gpu_reserved) = (
+            PerAccount::default(),
+            PerAccount::default(),
+            PerAccount::default(),
+        );
         registry.register(
             "berth_webhook_events",
             "Webhook deliveries by outcome",
@@ -107,6 +116,23 @@ impl Default for Metrics {
             "How long the last measurement of a Docker host's volumes took",
             volume_measure.clone(),
         );
+        // One series per account that ever ran a container (three
+        // families: about 3 000 series for 1 000 accounts).
+        registry.register(
+            "berth_cpu_used_seconds",
+            "CPU-seconds an account's containers used (Docker's counters)",
+            cpu_used.clone(),
+        );
+        registry.register(
+            "berth_cpu_reserved_seconds",
+            "CPU-seconds an account's containers held (declared CPUs x time running)",
+            cpu_reserved.clone(),
+        );
+        registry.register(
+            "berth_gpu_reserved_seconds",
+            "GPU-seconds an account's containers held",
+            gpu_reserved.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -120,6 +146,9 @@ impl Default for Metrics {
             endpoint_up,
             volume_bytes,
             volume_measure,
+            cpu_used,
+            cpu_reserved,
+            gpu_reserved,
         }
     }
 }
@@ -168,6 +197,18 @@ impl Metrics {
         self.volume_measure.get_or_create(&label).set(seconds);
     }
 
+    /// What a sampling round counted for `account`.
+    pub fn used(&self, account: &str, a: &berth_core::usage::Amounts) {
+        let label = vec![("account", account.to_string())];
+        self.cpu_used.get_or_create(&label).inc_by(a.cpu_used);
+        self.cpu_reserved
+            .get_or_create(&label)
+            .inc_by(a.cpu_reserved);
+        self.gpu_reserved
+            .get_or_create(&label)
+            .inc_by(a.gpu_reserved);
+    }
+
     pub fn set_queue_depth(&self, depth: usize) {
         self.queue_depth.set(depth as i64);
     }
@@ -212,6 +253,14 @@ mod tests {
         m.set_store_writable(false);
         m.set_endpoint_up("h2", false);
         m.measured_volumes("h2", 2048, 0.5);
+        m.used(
+            "alice",
+            &berth_core::usage::Amounts {
+                cpu_used: 1.5,
+                cpu_reserved: 4.0,
+                ..Default::default()
+            },
+        );
         let text = m.render();
         for line in [
             "berth_webhook_events_total{outcome=\"queued\"} 2",
@@ -227,6 +276,8 @@ mod tests {
             "berth_endpoint_up{endpoint=\"h2\"} 0",
             "berth_volume_bytes{endpoint=\"h2\"} 2048",
             "berth_volume_measure_seconds{endpoint=\"h2\"} 0.5",
+            "berth_cpu_used_seconds_total{account=\"alice\"} 1.5",
+            "berth_cpu_reserved_seconds_total{account=\"alice\"} 4.0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }

@@ -2,7 +2,7 @@
 //! the others on top of the engine: [`apply`] many accounts,
 //! [`discovery`] of accounts, [`poll`] for pushes, image [`gc`], [`drain`]
 //! of a host, [`cull`] of idle containers, the registry [`catalogue`],
-//! the volumes' [`storage`],
+//! the volumes' [`storage`], [`usage`] accounting,
 //! plan [`preview`]s, the read model ([`view`]) and how plans read
 //! ([`report`]). Imports the layers below only.
 
@@ -26,5 +26,7 @@ pub mod preview;
 pub mod report;
 /// Measuring the accounts' volumes; what a workspace declares.
 pub mod storage;
+/// Usage accounting: sampling rounds and reports.
+pub mod usage;
 /// The read model of an account: status, the API, the console.
 pub mod view;

@@ -54,6 +54,7 @@ mod gitlab;
 mod images;
 mod schema;
 mod tokens;
+mod usage;
 mod volumes;
 
 pub use allocations::Culled;
@@ -62,6 +63,7 @@ pub use builds::BuildRecord;
 pub use gitlab::WatchedProject;
 pub use images::{Pin, Pulled, Share};
 pub use tokens::{PersonalToken, Session, TokenOwner};
+pub use usage::{DAILY_KEPT, HOURLY_KEPT, Rollup};
 pub use volumes::{MeasuredVolume, VolumeUsage};
 
 /// The latest rejection or failed action of an account, until a later

@@ -178,6 +178,48 @@ CREATE TABLE volume_usage (
 );
 CREATE INDEX volume_usage_by_account ON volume_usage (account);
 ",
+    // N: usage accounting: the sampler's cursor per container and round
+    // per host, and what was used and reserved per account, by hour (kept
+    // 35 days) and by day (kept 13 months).
+    "
+CREATE TABLE usage_cursors (
+    endpoint TEXT NOT NULL,
+    container TEXT NOT NULL,
+    account TEXT NOT NULL,
+    name TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    cpu_ns INTEGER NOT NULL,
+    sampled_at INTEGER NOT NULL,
+    cpus REAL NOT NULL,
+    memory INTEGER NOT NULL,
+    gpus INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, container)
+);
+CREATE TABLE usage_rounds (
+    endpoint TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+);
+CREATE TABLE usage_hourly (
+    account TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    cpu_used REAL NOT NULL,
+    cpu_reserved REAL NOT NULL,
+    memory_reserved REAL NOT NULL,
+    memory_used REAL NOT NULL,
+    gpu_reserved REAL NOT NULL,
+    PRIMARY KEY (account, at)
+) WITHOUT ROWID;
+CREATE TABLE usage_daily (
+    account TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    cpu_used REAL NOT NULL,
+    cpu_reserved REAL NOT NULL,
+    memory_reserved REAL NOT NULL,
+    memory_used REAL NOT NULL,
+    gpu_reserved REAL NOT NULL,
+    PRIMARY KEY (account, at)
+) WITHOUT ROWID;
+",
 ];
 
 /// The version this Berth writes.

@@ -19,6 +19,7 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
     duration(&site.policy.builds.timeout, &mut out);
     duration(&site.policy.idle.sample_every, &mut out);
     duration(&site.policy.storage.measure_every, &mut out);
+    duration(&site.policy.usage.sample_every, &mut out);
     if let Err(why) = site.policy.idle.network_below.bytes() {
         out.push(site.policy.idle.network_below.pos, why.to_string());
     }

@@ -19,7 +19,7 @@ mod registry;
 
 pub use check::{apps_on_console_host, parse_duration, validate, warnings};
 pub use console::{Console, Login};
-pub use policy::{Builds, DefaultResources, Idle, Policy, Quota, Storage};
+pub use policy::{Builds, DefaultResources, Idle, Policy, Quota, Storage, Usage};
 pub use registry::{Registry, RegistryToken, personal_lifetimes};
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -449,6 +449,11 @@ impl Site {
 
     pub fn resync_interval(&self) -> Duration {
         parse_duration(&self.resync_interval).unwrap_or(Duration::from_secs(300))
+    }
+
+    /// How often `serve` samples containers for usage accounting.
+    pub fn usage_sample_every(&self) -> Duration {
+        parse_duration(&self.policy.usage.sample_every).unwrap_or(Duration::from_secs(60))
     }
 
     /// How often `serve` measures the volumes' sizes.

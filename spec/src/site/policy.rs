@@ -36,6 +36,38 @@ pub struct Policy {
     /// How the volumes' sizes are measured (see the quotas' `storage`).
     #[serde(default)]
     pub storage: Storage,
+    /// Usage accounting: how often containers are sampled, and which
+    /// groups are courses in reports.
+    #[serde(default)]
+    pub usage: Usage,
+}
+
+/// Usage accounting: `serve` samples every Berth container (runners
+/// included) this often, and counts CPU, memory and GPUs used and
+/// reserved per account (`reconciler usage`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    /// How often containers are sampled, e.g. `1m`.
+    #[serde(default = "default_usage_every")]
+    pub sample_every: Located<String>,
+    /// LDAP groups that are courses: `reconciler usage --by course` sums
+    /// their members' usage (an account in two courses counts in both).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub courses: Vec<String>,
+}
+
+impl Default for Usage {
+    fn default() -> Self {
+        Usage {
+            sample_every: default_usage_every(),
+            courses: vec![],
+        }
+    }
+}
+
+fn default_usage_every() -> Located<String> {
+    Located::new("1m".to_string())
 }
 
 /// Measuring students' Docker volumes: `serve` asks each Docker host for

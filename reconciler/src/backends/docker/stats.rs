@@ -49,3 +49,237 @@ impl DockerBackend {
         Ok(Some(Usage { cpu_ns, net_bytes }))
     }
 }
+
+/// Containers sampled at once on one host: each is a stats and an inspect
+/// call.
+const SAMPLES_AT_ONCE: usize = 8;
+
+impl DockerBackend {
+    /// One accounting round's view of every Berth container on this host
+    /// (runners included): each running one with its CPU counter, memory
+    /// in use, start and what Docker reserves for it (`HostConfig`); and
+    /// the stopped ones accounting may still owe time to — those in
+    /// `followed` (running at the last round) and those created since
+    /// `since` (Unix ms); and those in `followed` that are gone (removed
+    /// by a recreate), with the time Docker's `die` event gives.
+    /// `2 + 2 × running + those` API calls.
+    pub async fn sample(
+        &self,
+        followed: &[berth_core::usage::Cursor],
+        since: Option<i64>,
+        now: i64,
+    ) -> Result<Vec<berth_core::usage::Seen>> {
+        use berth_core::desired::{LABEL_NAME, LABEL_OWNER};
+        use bollard::models::ContainerSummaryStateEnum;
+        let filters =
+            std::collections::HashMap::from([("label".to_string(), vec![LABEL_OWNER.to_string()])]);
+        let opts = bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let listed = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(Self::api("list", "containers"))?;
+        let followed_ids: std::collections::BTreeSet<&str> =
+            followed.iter().map(|c| c.id.as_str()).collect();
+        let present: std::collections::BTreeSet<String> =
+            listed.iter().filter_map(|c| c.id.clone()).collect();
+        let gone: Vec<&berth_core::usage::Cursor> = followed
+            .iter()
+            .filter(|c| !present.contains(&c.id))
+            .collect();
+        let died = match (gone.is_empty(), since) {
+            (false, Some(since)) => self.deaths(since, now).await?,
+            _ => std::collections::BTreeMap::new(),
+        };
+        let gone: Vec<berth_core::usage::Seen> = gone
+            .into_iter()
+            .map(|c| berth_core::usage::Seen {
+                id: c.id.clone(),
+                account: c.account.clone(),
+                name: c.name.clone(),
+                running: false,
+                started_at: c.started_at,
+                finished_at: died.get(&c.id).copied(),
+                cpu_ns: None,
+                memory_used: None,
+                reserved: c.reserved,
+            })
+            .collect();
+        let wanted = listed.into_iter().filter_map(|c| {
+            let id = c.id.clone()?;
+            let running = matches!(
+                c.state,
+                Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING)
+            );
+            let created_ms = c.created.unwrap_or(0) * 1000;
+            let owed = followed_ids.contains(id.as_str()) || since.is_some_and(|s| created_ms >= s);
+            let labels = c.labels.unwrap_or_default();
+            let account = labels.get(LABEL_OWNER)?.clone();
+            let name = labels
+                .get(LABEL_NAME)
+                .cloned()
+                .or_else(|| {
+                    c.names?
+                        .first()
+                        .map(|n| n.trim_start_matches('/').to_string())
+                })
+                .unwrap_or_default();
+            (running || owed).then_some((id, account, name, running))
+        });
+        let seen: Vec<Option<berth_core::usage::Seen>> = futures::stream::iter(wanted)
+            .map(|(id, account, name, running)| async move {
+                self.sample_one(id, account, name, running).await
+            })
+            .buffer_unordered(SAMPLES_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        Ok(seen.into_iter().flatten().chain(gone).collect())
+    }
+
+    /// When each Berth container that stopped between `since` and `until`
+    /// (Unix ms) stopped, from Docker's `die` events (one call; dockerd
+    /// keeps its recent events in memory).
+    async fn deaths(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<std::collections::BTreeMap<String, i64>> {
+        let filters = std::collections::HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("event".to_string(), vec!["die".to_string()]),
+            (
+                "label".to_string(),
+                vec![berth_core::desired::LABEL_OWNER.to_string()],
+            ),
+        ]);
+        let seconds = |ms: i64| {
+            format!(
+                "{}.{:09}",
+                ms.div_euclid(1000),
+                ms.rem_euclid(1000) * 1_000_000
+            )
+        };
+        let opts = bollard::query_parameters::EventsOptionsBuilder::default()
+            .since(&seconds(since))
+            .until(&seconds(until))
+            .filters(&filters)
+            .build();
+        let mut out = std::collections::BTreeMap::new();
+        let mut events = self.docker.events(Some(opts));
+        while let Some(event) = events.next().await {
+            let event = event.map_err(Self::api("read", "events"))?;
+            if let (Some(id), Some(nanos)) = (event.actor.and_then(|a| a.id), event.time_nano) {
+                out.insert(id, nanos.div_euclid(1_000_000));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `None` when the container went away meanwhile.
+    async fn sample_one(
+        &self,
+        id: String,
+        account: String,
+        name: String,
+        running: bool,
+    ) -> Result<Option<berth_core::usage::Seen>> {
+        let inspected = match self
+            .docker
+            .inspect_container(
+                &id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(c) => c,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(Self::api("inspect", &id)(e)),
+        };
+        let state = inspected.state.unwrap_or_default();
+        let millis = |t: Option<String>| {
+            t.and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map(|t| t.as_millisecond())
+                .filter(|ms| *ms > 0)
+        };
+        let Some(started_at) = millis(state.started_at) else {
+            return Ok(None);
+        };
+        let host = inspected.host_config.unwrap_or_default();
+        let reserved = berth_core::usage::Reserved {
+            cpus: host.nano_cpus.unwrap_or(0) as f64 / 1e9,
+            memory: host.memory.unwrap_or(0).max(0) as u64,
+            gpus: host
+                .device_requests
+                .unwrap_or_default()
+                .iter()
+                .map(|d| match (&d.device_ids, d.count) {
+                    (Some(ids), _) if !ids.is_empty() => ids.len() as u32,
+                    (_, Some(n)) if n > 0 => n as u32,
+                    _ => 0,
+                })
+                .sum(),
+        };
+        let running = running && state.running.unwrap_or(false);
+        let (cpu_ns, memory_used) = if running {
+            match self.counters(&id).await? {
+                Some(c) => (Some(c.0), Some(c.1)),
+                None => (None, None),
+            }
+        } else {
+            (None, None)
+        };
+        Ok(Some(berth_core::usage::Seen {
+            id,
+            account,
+            name,
+            running: running && cpu_ns.is_some(),
+            started_at,
+            finished_at: millis(state.finished_at),
+            cpu_ns,
+            memory_used,
+            reserved,
+        }))
+    }
+
+    /// CPU counter (ns) and memory in use (bytes, the page cache left out
+    /// as `docker stats` does) of a running container.
+    async fn counters(&self, id: &str) -> Result<Option<(u64, u64)>> {
+        let opts = StatsOptionsBuilder::default()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let mut stream = self.docker.stats(id, Some(opts));
+        let stats = match stream.next().await {
+            None
+            | Some(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })) => return Ok(None),
+            Some(Err(e)) => return Err(Self::api("stats", id)(e)),
+            Some(Ok(s)) => s,
+        };
+        let cpu = stats
+            .cpu_stats
+            .and_then(|c| c.cpu_usage)
+            .and_then(|u| u.total_usage)
+            .unwrap_or(0);
+        let memory = stats.memory_stats.unwrap_or_default();
+        let cache = memory
+            .stats
+            .as_ref()
+            .and_then(|s| {
+                s.get("inactive_file")
+                    .or_else(|| s.get("total_inactive_file"))
+                    .copied()
+            })
+            .unwrap_or(0);
+        Ok(Some((cpu, memory.usage.unwrap_or(0).saturating_sub(cache))))
+    }
+}

@@ -23,6 +23,7 @@ mod schema;
 mod schema_markdown;
 mod serve;
 mod status;
+mod usage;
 mod validate;
 mod volumes;
 mod wake;
@@ -104,6 +105,8 @@ pub enum Command {
     Serve(serve::Args),
     /// Move every account off a Docker host, with its volumes' data.
     Drain(drain::Args),
+    /// CPU, memory and GPU hours used and reserved, by account, group or course.
+    Usage(usage::Args),
     /// Every account's Docker volumes: size, last use, storage quota.
     Volumes(volumes::Args),
     /// Start again what the idle culler stopped (at the next reconcile).
@@ -193,6 +196,7 @@ fn run(mut cli: Cli) -> u8 {
         Command::Gitlab(command) => block_on(gitlab::run(cli.config.as_deref(), &command)),
         Command::Drain(args) => block_on(drain::run(cli.config.as_deref(), &args)),
         Command::Wake(args) => wake::run(cli.config.as_deref(), &args),
+        Command::Usage(args) => block_on(usage::run(cli.config.as_deref(), &args)),
         Command::Volumes(args) => block_on(volumes::run(cli.config.as_deref(), &args)),
         Command::Backup(args) => backup::backup(cli.config.as_deref(), &args),
         Command::Restore(args) => backup::restore(cli.config.as_deref(), &args),

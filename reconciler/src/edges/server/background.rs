@@ -307,6 +307,33 @@ pub(super) async fn storage_loop(
     }
 }
 
+/// Usage accounting: a sampling round over every Docker host every
+/// `policy.usage.sample_every` (each host's round within that time).
+pub(super) async fn usage_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if shared.ctx.docker.is_empty() {
+        return;
+    }
+    let every = shared.ctx.site.usage_sample_every();
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let rounds = tokio::select! {
+            r = crate::ops::usage::sample(&shared.ctx, every) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        for round in rounds.iter().filter(|r| r.error.is_none()) {
+            tracing::debug!(endpoint = %round.endpoint, containers = round.containers, "usage sampled");
+            for (account, a) in &round.by_account {
+                shared.metrics.used(account, a);
+            }
+        }
+    }
+}
+
 /// Samples running containers and stops idle ones (see [`crate::ops::cull`]),
 /// every `policy.idle.sample_every`; does nothing when no group has an
 /// `idle_stop_after`.

@@ -12,7 +12,7 @@ mod retry;
 
 use background::{
     culling_loop, images_loop, post_statuses, refresh_all_views, refresh_view, resync_loop,
-    storage_loop, watch,
+    storage_loop, usage_loop, watch,
 };
 
 use crate::clients::Context;
@@ -247,6 +247,7 @@ pub async fn serve(
     let images = tokio::spawn(images_loop(shared.clone(), stop_rx.clone()));
     let culling = tokio::spawn(culling_loop(shared.clone(), stop_rx.clone()));
     let storage = tokio::spawn(storage_loop(shared.clone(), stop_rx.clone()));
+    let usage = tokio::spawn(usage_loop(shared.clone(), stop_rx.clone()));
     let preview_worker = tokio::spawn(previews::worker(
         ctx.clone(),
         preview_queue,
@@ -279,6 +280,7 @@ pub async fn serve(
         let _ = images.await;
         let _ = culling.await;
         let _ = storage.await;
+        let _ = usage.await;
         let _ = preview_worker.await;
         if let Some(p) = poller {
             let _ = p.await;

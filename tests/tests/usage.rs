@@ -1,0 +1,221 @@
+//! Usage accounting on real dockerd and slapd, sampled by `serve` every
+//! second: a container burning half a CPU and one idling, through a
+//! recreate and a dockerd restart. The report's CPU-seconds are checked
+//! against the containers' own cgroup counters, its reserved time against
+//! Docker's start and stop times (exactly), and its group and course
+//! totals against the accounts'.
+
+use berth_tests::fixture::World;
+use berth_tests::{Services, stdout, wait_for};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn burner(image: &str, greeting: &str) -> String {
+    format!(
+        "version: 1\ncontainers:\n  - name: burn\n    image: \"{image}\"\n    env: {{ GREETING: {greeting} }}\n    resources: {{ cpus: 0.5, memory: 64Mi }}\n    command: [\"/bin/busybox\", \"sh\", \"-c\", \"while :; do :; done\"]\n"
+    )
+}
+
+/// Docker's time (`{{.State.StartedAt}}` …) as Unix milliseconds.
+fn millis(text: &str) -> i64 {
+    let t: jiff::Timestamp = text
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+    t.as_millisecond()
+}
+
+/// CPU-seconds the container's cgroup counted so far (cgroup v2's
+/// `cpu.stat`, or v1's `cpuacct.usage`).
+fn cgroup_cpu(s: &Services, name: &str) -> f64 {
+    let read = |path: &str| stdout(&s.docker(&["exec", name, "/bin/busybox", "cat", path]));
+    let v2 = read("/sys/fs/cgroup/cpu.stat");
+    if let Some(usec) = v2.lines().find_map(|l| l.strip_prefix("usage_usec ")) {
+        return usec.trim().parse::<f64>().expect("a number") / 1e6;
+    }
+    let v1 = read("/sys/fs/cgroup/cpuacct/cpuacct.usage");
+    v1.trim()
+        .parse::<f64>()
+        .unwrap_or_else(|_| panic!("no CPU counter in the container's cgroup: {v1}"))
+        / 1e9
+}
+
+/// The report's line for `key` (`--by` `by`), as JSON.
+fn line(w: &World, by: &str, key: &str) -> serde_json::Value {
+    let yesterday = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .yesterday()
+        .expect("a date")
+        .to_string();
+    let out = w.reconciler(&[
+        "usage", "--from", &yesterday, "--by", by, "--output", "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("usage JSON");
+    v["lines"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["key"] == key).cloned())
+        .unwrap_or_default()
+}
+
+fn seconds(v: &serde_json::Value, field: &str) -> f64 {
+    v[field].as_f64().unwrap_or(0.0) * 3600.0
+}
+
+#[test]
+fn usage_counts_what_ran_through_a_recreate_and_a_dockerd_restart() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 29700);
+    let alice = w.account("ua", &["students"]);
+    let bob = w.account("ub", &["students"]);
+    let course = w.group("course", &[&alice]);
+    w.site_overrides.policy_extra =
+        format!("  usage: {{ sample_every: 1s, courses: [{course}] }}\n");
+    let image = &s.test_image;
+    // Sampling runs before anything starts: every second is counted.
+    let _server = w.serve();
+    w.commit(&alice, Some(&burner(image, "one")), &w.mail(&alice));
+    w.commit(
+        &bob,
+        Some(&format!(
+            "version: 1\ncontainers:\n  - name: idle\n    image: \"{image}\"\n    resources: {{ cpus: 0.25, memory: 32Mi }}\n    command: [\"/bin/busybox\", \"sleep\", \"3600\"]\n"
+        )),
+        &w.mail(&bob),
+    );
+    w.apply(0);
+    let burn = format!("{alice}--burn");
+    let idle = format!("{bob}--idle");
+    w.wait_running(&burn);
+    w.wait_running(&idle);
+    let inspect = |name: &str, what: &str| w.inspect(name, what).unwrap_or_default();
+    // Each stretch runs until the report has counted 8 reserved seconds
+    // more (16 s at half a CPU).
+    let run_for_a_while = |since: f64| {
+        wait_for(WAIT, "alice's usage to grow", || {
+            (seconds(&line(&w, "account", &alice), "cpu_hours_reserved") >= since + 8.0)
+                .then_some(())
+        });
+    };
+
+    // 1: the first container, then a recreate (a changed env).
+    let id1 = inspect(&burn, "{{.Id}}");
+    let started1 = millis(&inspect(&burn, "{{.State.StartedAt}}"));
+    run_for_a_while(0.0);
+    let mut truth_cpu = cgroup_cpu(&s, &burn);
+    w.commit(&alice, Some(&burner(image, "two")), &w.mail(&alice));
+    w.apply(0);
+    w.wait_running(&burn);
+    let id2 = inspect(&burn, "{{.Id}}");
+    assert_ne!(id1, id2, "recreated");
+    let now = jiff::Timestamp::now();
+    let until = format!("{}.{:09}", now.as_second(), now.subsec_nanosecond());
+    let events = stdout(&s.docker(&[
+        "events",
+        "--since",
+        "10m",
+        "--until",
+        &until,
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.ID}} {{.TimeNano}}",
+    ]));
+    let died1: i64 = events
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{id1} ")))
+        .next_back()
+        .unwrap_or_else(|| panic!("no die event of {id1} in:\n{events}"))
+        .parse::<i64>()
+        .expect("ns")
+        / 1_000_000;
+    let started2 = millis(&inspect(&burn, "{{.State.StartedAt}}"));
+
+    // 2: the new container, then a dockerd restart (its counter begins
+    // again when dockerd starts it again).
+    let so_far = seconds(&line(&w, "account", &alice), "cpu_hours_reserved");
+    run_for_a_while(so_far);
+    truth_cpu += cgroup_cpu(&s, &burn);
+    let restart = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("source scripts/lib/services.sh && services_restart_dockerd")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("DOCKER_HOST", &s.docker_host)
+        .output()
+        .expect("restart script runs");
+    assert!(
+        restart.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restart.stderr)
+    );
+    w.wait_running(&burn);
+    let finished2 = millis(&inspect(&burn, "{{.State.FinishedAt}}"));
+    let started3 = millis(&inspect(&burn, "{{.State.StartedAt}}"));
+    assert!(started3 > finished2 && finished2 > started2);
+
+    // 3: after the restart, then stopped by the workspace.
+    let so_far = seconds(&line(&w, "account", &alice), "cpu_hours_reserved");
+    run_for_a_while(so_far);
+    truth_cpu += cgroup_cpu(&s, &burn);
+    let stopped = burner(image, "two").replace("    command:", "    state: stopped\n    command:");
+    w.commit(&alice, Some(&stopped), &w.mail(&alice));
+    w.apply(0);
+    wait_for(WAIT, "the burner to stop", || {
+        (inspect(&burn, "{{.State.Running}}") == "false").then_some(())
+    });
+    let finished3 = millis(&inspect(&burn, "{{.State.FinishedAt}}"));
+
+    // Reserved: half a CPU over exactly the three stretches Docker ran it.
+    let ran = (died1 - started1) + (finished2 - started2) + (finished3 - started3);
+    let want = 0.5 * ran as f64 / 1000.0;
+    let got = wait_for(WAIT, "the stop to be counted", || {
+        let got = seconds(&line(&w, "account", &alice), "cpu_hours_reserved");
+        ((got - want).abs() < 0.05).then_some(got)
+    });
+    // Once counted, nothing more is added while it is stopped.
+    let again = wait_for(WAIT, "another sampling round", || {
+        let v = line(&w, "account", &alice);
+        (seconds(&v, "cpu_hours_reserved") >= got).then_some(v)
+    });
+    assert!((seconds(&again, "cpu_hours_reserved") - want).abs() < 0.05);
+    let used = seconds(&again, "cpu_hours_used");
+    eprintln!(
+        "reserved: counted {:.3} CPU-s, Docker's times say {want:.3}; used: counted {used:.2} CPU-s, the cgroups say {truth_cpu:.2}",
+        seconds(&again, "cpu_hours_reserved")
+    );
+    assert!(
+        (used - truth_cpu).abs() <= 0.1 * truth_cpu,
+        "CPU-seconds counted {used:.2}, the cgroups counted {truth_cpu:.2}"
+    );
+    assert!(
+        (seconds(&again, "memory_gib_hours_reserved") - want / 0.5 * 64.0 / 1024.0).abs() < 0.01,
+        "{again}"
+    );
+
+    // Bob idled: his reserved quarter CPU, next to no CPU used.
+    let b = line(&w, "account", &bob);
+    assert!(seconds(&b, "cpu_hours_reserved") > 0.0, "{b}");
+    assert!(seconds(&b, "cpu_hours_used") < 0.5, "{b}");
+
+    // Groups and courses add up their members.
+    let students = line(&w, "group", "students");
+    let a = line(&w, "account", &alice);
+    let b = line(&w, "account", &bob);
+    assert_eq!(students["accounts"], 2, "{students}");
+    let sum = seconds(&a, "cpu_hours_reserved") + seconds(&b, "cpu_hours_reserved");
+    assert!(
+        (seconds(&students, "cpu_hours_reserved") - sum).abs() < 0.5,
+        "{students}"
+    );
+    let c = line(&w, "course", &course);
+    assert_eq!(c["accounts"], 1, "{c}");
+    assert!((seconds(&c, "cpu_hours_reserved") - seconds(&a, "cpu_hours_reserved")).abs() < 0.5);
+    let _ = idle;
+}
