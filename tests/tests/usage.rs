@@ -68,20 +68,24 @@ fn seconds(v: &serde_json::Value, field: &str) -> f64 {
     v[field].as_f64().unwrap_or(0.0) * 3600.0
 }
 
-#[test]
-fn usage_counts_what_ran_through_a_recreate_and_a_dockerd_restart() {
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_counts_what_ran_through_a_recreate_and_a_dockerd_restart() {
     let Some(s) = Services::from_env() else {
         return;
     };
     let mut w = World::new(&s, 29700);
     let alice = w.account("ua", &["students"]);
     let bob = w.account("ub", &["students"]);
+    let root = w.account("uroot", &["admins"]);
+    w.set_password(&alice, "a-pw");
+    w.set_password(&root, "r-pw");
+    w.site_overrides.extra = "admin_token_env: BERTH_ADMIN_TOKEN\n".into();
     let course = w.group("course", &[&alice]);
     w.site_overrides.policy_extra =
         format!("  usage: {{ sample_every: 1s, courses: [{course}] }}\n");
     let image = &s.test_image;
     // Sampling runs before anything starts: every second is counted.
-    let _server = w.serve();
+    let server = w.serve();
     w.commit(&alice, Some(&burner(image, "one")), &w.mail(&alice));
     w.commit(
         &bob,
@@ -218,4 +222,84 @@ fn usage_counts_what_ran_through_a_recreate_and_a_dockerd_restart() {
     assert_eq!(c["accounts"], 1, "{c}");
     assert!((seconds(&c, "cpu_hours_reserved") - seconds(&a, "cpu_hours_reserved")).abs() < 0.5);
     let _ = idle;
+
+    // serve wrote last month's report (nothing ran then: a header).
+    let last_month = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .first_of_month()
+        .yesterday()
+        .expect("a date")
+        .to_string();
+    let csv = w
+        .state_dir()
+        .join("usage")
+        .join(format!("usage-{}.csv", &last_month[..7]));
+    let text = std::fs::read_to_string(&csv).unwrap_or_else(|e| panic!("{}: {e}", csv.display()));
+    assert!(text.starts_with("key,accounts,cpu_hours_used,"), "{text}");
+
+    // The pages: alice's own usage, and the admin's charts, whose numbers
+    // are the API's.
+    let Some(b) = berth_tests::browser::Browser::start(&format!("http://{}", server.addr)).await
+    else {
+        return;
+    };
+    b.goto("/login").await;
+    b.fill("#username", &alice).await;
+    b.fill("#password", "a-pw").await;
+    b.click("#login").await;
+    b.wait_text("Log out", WAIT).await;
+    b.goto("/my/usage").await;
+    b.wait_text("CPU-hours per day", WAIT).await;
+    let bars = b
+        .eval("return [...document.querySelectorAll('#my-cpu rect[data-series]')].length")
+        .await;
+    assert!(bars.as_u64().unwrap_or(0) >= 1, "{bars}");
+    b.screenshot("usage").await;
+    b.click("form[action='/logout'] button").await;
+    b.goto("/login").await;
+    b.fill("#username", &root).await;
+    b.fill("#password", "r-pw").await;
+    b.click("#login").await;
+    b.wait_text("Log out", WAIT).await;
+    b.goto("/admin/usage").await;
+    b.wait_text("Reserved CPU-hours per day, by group", WAIT)
+        .await;
+    let api = berth_tests::http_raw(
+        &server.addr,
+        "GET",
+        "/api/v1/usage?by=group",
+        &[(
+            "Authorization",
+            &format!("Bearer {}", berth_tests::fixture::ADMIN_TOKEN),
+        )],
+        b"",
+    )
+    .expect("the API");
+    assert_eq!(api.0, 200);
+    let api: serde_json::Value = serde_json::from_slice(&api.1).expect("JSON");
+    let students = api["lines"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["key"] == "students").cloned())
+        .expect("a students line");
+    // The table shows the report's numbers; the chart's bars add up to
+    // the group's reserved hours (both read after the burner stopped; bob
+    // still runs, so allow his few seconds).
+    let row = b
+        .eval("return [...document.querySelectorAll('#usage-groups tr[data-key=students] td')].map(t => t.textContent)")
+        .await;
+    let reserved_cell: f64 = row[3].as_str().unwrap_or("0").parse().expect("a number");
+    let api_reserved = students["cpu_hours_reserved"].as_f64().unwrap_or(0.0);
+    assert!(
+        (reserved_cell - api_reserved).abs() < 0.01,
+        "{row} vs {students}"
+    );
+    let charted = b
+        .eval("return [...document.querySelectorAll('#groups-cpu rect[data-series=students]')].reduce((s, r) => s + parseFloat(r.dataset.value), 0)")
+        .await;
+    assert!(
+        (charted.as_f64().unwrap_or(0.0) - api_reserved).abs() < 0.01,
+        "chart {charted} vs API {api_reserved}"
+    );
+    b.screenshot("admin-usage").await;
 }

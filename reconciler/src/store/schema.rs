@@ -209,6 +209,12 @@ CREATE TABLE usage_hourly (
     gpu_reserved REAL NOT NULL,
     PRIMARY KEY (account, at)
 ) WITHOUT ROWID;
+CREATE TABLE storage_daily (
+    account TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (account, at)
+) WITHOUT ROWID;
 CREATE TABLE usage_daily (
     account TEXT NOT NULL,
     at INTEGER NOT NULL,

@@ -68,8 +68,35 @@ impl Store {
             [endpoint],
         )?;
         tx.execute("DELETE FROM temp.measured", [])?;
+        // Each account's volumes over time: its total, last measured that
+        // day (kept as long as the daily usage rows).
+        let day = at - at.rem_euclid(86_400);
+        tx.execute(
+            "INSERT INTO storage_daily (account, at, bytes)
+             SELECT account, ?1, SUM(COALESCE(bytes, 0)) FROM volume_usage GROUP BY account
+             ON CONFLICT (account, at) DO UPDATE SET bytes = excluded.bytes",
+            [day],
+        )?;
+        tx.execute(
+            "DELETE FROM storage_daily WHERE at < ?1",
+            [at - super::DAILY_KEPT],
+        )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Each account's volume bytes per day (Unix seconds of its start),
+    /// `from <= day < to`.
+    pub fn storage_by_day(&self, from: i64, to: i64) -> Result<Vec<(String, i64, u64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT account, at, bytes FROM storage_daily WHERE at >= ?1 AND at < ?2
+             ORDER BY at, account",
+        )?;
+        let rows = stmt.query_map([from, to], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The volumes of `account` (every account's with `None`), by account,
@@ -157,6 +184,11 @@ mod tests {
         assert!(!rows.iter().any(|r| r.volume == scratch), "{rows:?}");
         assert_eq!(s.storage_used("alice").expect("used"), Some((35, 150)));
         assert_eq!(s.storage_used("bob").expect("bob"), None);
+        assert_eq!(
+            s.storage_by_day(0, 86_400).expect("by day"),
+            vec![("alice".to_string(), 0, 30 + 5)],
+            "the account's total as last measured that day"
+        );
         s.forget_volume("h2", data).expect("forget");
         assert_eq!(s.storage_used("alice").expect("used"), Some((30, 200)));
     }

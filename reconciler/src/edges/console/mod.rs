@@ -2,8 +2,9 @@
 //! with the department account, see the workspace (live), read logs, open
 //! a terminal, move files, start and stop containers, browse and download
 //! images, manage registry tokens, see, download and delete their volumes,
-//! download a kubeconfig; admins see every account, every volume and the
-//! audit log.
+//! see their usage,
+//! download a kubeconfig; admins see every account, every volume, usage
+//! and the audit log.
 //!
 //! It sits on the read model ([`crate::ops::view`], kept current by `serve`)
 //! and on the narrow console operations of the Docker backend
@@ -15,6 +16,7 @@
 
 mod admin;
 mod assets;
+mod chart;
 mod containers;
 mod downloads;
 mod files;
@@ -25,6 +27,7 @@ mod pages;
 pub mod session;
 mod slots;
 mod terminal;
+mod usage;
 mod volumes;
 
 pub use crate::store::Session;
@@ -260,6 +263,7 @@ pub fn routes(console: Arc<Console>) -> axum::Router {
         .route("/my/tokens", post(images::create_token))
         .route("/my/tokens/revoke", post(images::revoke_token))
         .route("/my/images/delete", post(images::delete_image))
+        .route("/my/usage", get(usage::mine))
         .route("/my/volumes", get(volumes::page))
         .route("/my/volumes/{name}/download", get(volumes::download))
         .route("/my/volumes/{name}/delete", post(volumes::delete))
@@ -269,6 +273,7 @@ pub fn routes(console: Arc<Console>) -> axum::Router {
         .route("/admin/accounts/{account}", get(admin::admin_account))
         .route("/admin/audit", get(admin::audit))
         .route("/admin/volumes", get(volumes::admin_page))
+        .route("/admin/usage", get(usage::admin))
         .route("/static/{*path}", get(assets::serve))
         .with_state(console)
 }

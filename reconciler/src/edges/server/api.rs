@@ -5,7 +5,8 @@
 //! credential; the same JSON as `reconciler status --output json`), and
 //! the audit log: `GET /api/v1/audit` (newest first, like `reconciler
 //! audit --output json`) and `GET /api/v1/audit/events`, a server-sent
-//! event stream of each line as it is written (admin credential). Every
+//! event stream of each line as it is written (admin credential), and
+//! `GET /api/v1/usage` (the report of `reconciler usage`). Every
 //! answer comes from memory or the state store: no request costs a
 //! Docker, Kubernetes or registry call.
 
@@ -24,6 +25,7 @@ pub(super) fn routes(shared: Arc<Shared>) -> axum::Router {
         .route("/api/v1/accounts/{account}", get(one_account))
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/audit/events", get(audit_events))
+        .route("/api/v1/usage", get(usage))
         .route_layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             require_admin,
@@ -50,6 +52,31 @@ async fn require_admin(
             .into_response();
     }
     next.run(request).await
+}
+
+#[derive(serde::Deserialize)]
+struct UsageQuery {
+    from: Option<String>,
+    to: Option<String>,
+    by: Option<crate::ops::usage::By>,
+}
+
+/// `GET /api/v1/usage?from=&to=&by=account|group|course`: the JSON of
+/// `reconciler usage --output json`.
+async fn usage(State(shared): State<Arc<Shared>>, Query(q): Query<UsageQuery>) -> Response {
+    let (from, to) = match crate::ops::usage::range(
+        q.from.as_deref(),
+        q.to.as_deref(),
+        jiff::Timestamp::now(),
+    ) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    let by = q.by.unwrap_or(crate::ops::usage::By::Account);
+    match crate::ops::usage::report(&shared.ctx, from, to, by).await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
 }
 
 /// An API error: the status and `{"error": message}`.

@@ -325,6 +325,13 @@ pub(super) async fn usage_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch
             r = crate::ops::usage::sample(&shared.ctx, every) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
+        match crate::ops::usage::monthly_csv(&shared.ctx, jiff::Timestamp::now()).await {
+            Ok(Some(path)) => {
+                tracing::info!(path = %path.display(), "wrote last month's usage report")
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(cause = %e, "writing last month's usage report"),
+        }
         for round in rounds.iter().filter(|r| r.error.is_none()) {
             tracing::debug!(endpoint = %round.endpoint, containers = round.containers, "usage sampled");
             for (account, a) in &round.by_account {
