@@ -56,6 +56,11 @@ pub struct Inputs<'a> {
     /// The account's Docker volumes as last measured; `None` when never
     /// measured (no storage quota can refuse then).
     pub storage: Option<StorageUse<'a>>,
+    /// The budgets of the account's groups, as spent this period.
+    pub budgets: &'a [crate::budget::GroupBudget],
+    /// What the accepted revision holds running (CPUs, GPUs); `None` when
+    /// nothing is accepted.
+    pub holds: Option<crate::budget::Holds>,
 }
 
 /// What the storage quota judges: the account's volumes now and what they
@@ -96,6 +101,10 @@ pub enum RejectReason {
     /// An `images.build` entry that was refused or did not build.
     #[error("{0}")]
     Build(String),
+    /// More CPUs or GPUs while a `refuse` budget of the account's groups
+    /// is spent.
+    #[error("{0}")]
+    OverBudget(String),
     /// New volumes while the account's volumes hold more than its quota.
     #[error(
         "storage quota: your volumes hold {used} of the {limit} that group `{group}` allows (measured {measured}); a revision may not add volume{plural} {added} while over it. Delete volumes you no longer need (the console's Volumes page) or ask an admin for more",
@@ -128,6 +137,7 @@ impl RejectReason {
             RejectReason::Image(_) => "image",
             RejectReason::Build(_) => "build",
             RejectReason::OverStorage { .. } => "storage_quota",
+            RejectReason::OverBudget(_) => "budget",
         }
     }
 }
@@ -173,11 +183,14 @@ pub struct Admission {
     pub verdict: Verdict,
     /// Why the account may not run at all (it is stopped), if so.
     pub stopped: Option<Rejection>,
+    /// What a candidate adds against the budgets it draws on.
+    pub notes: Vec<String>,
 }
 
 /// Decides what happens to the head and whether the account may run.
 pub fn decide(i: &Inputs<'_>) -> Admission {
     let stopped = identity::standing(i.site, i.account, i.identity).err();
+    let mut notes = Vec::new();
     let verdict = match i.head {
         None => Verdict::NoRepository,
         Some(head) if i.accepted.is_none() && head.file == WorkspaceFile::Missing => {
@@ -186,16 +199,23 @@ pub fn decide(i: &Inputs<'_>) -> Admission {
         Some(head) if i.accepted == Some(head.sha.as_str()) => Verdict::Unchanged,
         Some(head) if i.pushes_only && i.pushed != Some(head.sha.as_str()) => Verdict::AwaitingPush,
         Some(head) => match check(i, head) {
-            Ok(ws) => Verdict::Candidate(Box::new(ws)),
+            Ok((ws, said)) => {
+                notes = said;
+                Verdict::Candidate(Box::new(ws))
+            }
             Err(reason) => Verdict::Reject(reason),
         },
     };
-    Admission { verdict, stopped }
+    Admission {
+        verdict,
+        stopped,
+        notes,
+    }
 }
 
 /// The rules a new head passes, in order: the pusher, the account and the
 /// committer, the file, its validity, then site policy.
-fn check(i: &Inputs<'_>, head: &Revision) -> Result<Workspace, RejectReason> {
+fn check(i: &Inputs<'_>, head: &Revision) -> Result<(Workspace, Vec<String>), RejectReason> {
     i.pusher.clone()?;
     let web_commit = i
         .web_emails
@@ -225,7 +245,25 @@ fn check(i: &Inputs<'_>, head: &Revision) -> Result<Workspace, RejectReason> {
     berth_spec::policy::check_with(&ws, i.site, &account.name, &account.groups, i.shared)
         .map_err(|d| RejectReason::Policy(describe(d)))?;
     storage(i, account, &ws)?;
-    Ok(ws)
+    let judged = crate::budget::judge(i.budgets, i.holds.unwrap_or_default(), holds(i.site, &ws));
+    if let Some(why) = judged.refusal {
+        return Err(RejectReason::OverBudget(why));
+    }
+    Ok((ws, judged.notes))
+}
+
+/// The CPUs and GPUs a workspace's running containers hold.
+pub fn holds(site: &Site, ws: &Workspace) -> crate::budget::Holds {
+    ws.containers
+        .iter()
+        .filter(|c| c.state() == berth_spec::State::Running)
+        .map(|c| berth_spec::policy::requested(site, c))
+        .fold(crate::budget::Holds::default(), |h, (cpus, _, gpus)| {
+            crate::budget::Holds {
+                cpus: h.cpus + cpus,
+                gpus: h.gpus + gpus,
+            }
+        })
 }
 
 /// The storage quota: while the account's volumes hold more than its
@@ -314,6 +352,8 @@ mod tests {
         /// Bytes the account's volumes held when measured (only
         /// `berth-alice--data` exists).
         storage: Option<u64>,
+        /// Budgets of alice's groups.
+        budgets: Vec<crate::budget::GroupBudget>,
         /// The verdict's kind: a variant name, or `reject:<label>`.
         want: &'static str,
         stopped: Option<&'static str>,
@@ -330,9 +370,24 @@ mod tests {
             pusher: Ok(()),
             web_emails: vec![],
             storage: None,
+            budgets: vec![],
             want: "candidate",
             stopped: None,
         }
+    }
+
+    fn spent_budget(refuse: bool) -> Vec<crate::budget::GroupBudget> {
+        vec![crate::budget::GroupBudget {
+            group: "students".into(),
+            period: "week",
+            ends: "2026-12-07T00:00:00Z".into(),
+            cpu: Some(crate::budget::Spent {
+                used: 5.0,
+                limit: 5.0,
+            }),
+            gpu: None,
+            refuse,
+        }]
     }
 
     /// A workspace whose container mounts the volume `volume`.
@@ -516,6 +571,17 @@ mod tests {
                 want: "candidate",
                 ..row("never measured, a new volume")
             },
+            // Budgets: a container's default CPUs, added with nothing accepted.
+            Row {
+                budgets: spent_budget(true),
+                want: "reject:budget",
+                ..row("a spent refuse budget, CPUs added")
+            },
+            Row {
+                budgets: spent_budget(false),
+                want: "candidate",
+                ..row("a spent warn budget, CPUs added")
+            },
         ];
         let existing = BTreeSet::from(["berth-alice--data".to_string()]);
         let site = crate::fixtures::example_site();
@@ -538,6 +604,8 @@ mod tests {
                     measured_at: 0,
                     existing: &existing,
                 }),
+                budgets: &r.budgets,
+                holds: None,
             });
             let stopped = got.stopped.as_ref().map(|s| identity_label(s).to_string());
             if kind(&got.verdict) != r.want || stopped.as_deref() != r.stopped {

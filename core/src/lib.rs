@@ -15,13 +15,14 @@
 //!   build may use, and the context it sends); [`time`] (how instants are
 //!   written).
 //! - Accounting: [`usage`] (what a sampling round adds, per account and
-//!   hour).
+//!   hour), [`budget`] (what a group's budget says of a revision).
 //! - Results: [`desired`] (containers and Kubernetes objects an account
 //!   should have, and where), [`plan`] (the actions from what is observed
 //!   to what is desired), [`runner`] (the CI runner and its `config.toml`).
 
 pub mod account;
 pub mod admission;
+pub mod budget;
 pub mod decide;
 pub mod desired;
 pub mod dn;

@@ -33,3 +33,52 @@ mod tests {
         assert_eq!(rfc3339(1_795_651_200), "2026-11-26T00:00:00Z");
     }
 }
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The week (from Monday 00:00 UTC) holding `unix`: its start and end.
+pub fn week_of(unix: i64) -> (i64, i64) {
+    let days = unix.div_euclid(86_400);
+    // 1970-01-01 was a Thursday: Monday is 3 days before.
+    let monday = days - (days + 3).rem_euclid(7);
+    (monday * 86_400, (monday + 7) * 86_400)
+}
+
+/// The month (UTC) holding `unix`: its start and end.
+pub fn month_of(unix: i64) -> (i64, i64) {
+    let text = rfc3339(unix);
+    let y: i64 = text[..4].parse().unwrap_or(1970);
+    let m: i64 = text[5..7].parse().unwrap_or(1);
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    (
+        days_from_civil(y, m, 1) * 86_400,
+        days_from_civil(ny, nm, 1) * 86_400,
+    )
+}
+
+#[cfg(test)]
+mod periods {
+    use super::*;
+
+    #[test]
+    fn weeks_start_on_monday_and_months_on_the_first() {
+        // 2026-12-03 is a Thursday.
+        let t = 1_796_270_400; // 2026-12-03T04:00:00Z
+        let (start, end) = week_of(t);
+        assert_eq!(rfc3339(start), "2026-11-30T00:00:00Z");
+        assert_eq!(rfc3339(end), "2026-12-07T00:00:00Z");
+        let (start, end) = month_of(t);
+        assert_eq!(rfc3339(start), "2026-12-01T00:00:00Z");
+        assert_eq!(rfc3339(end), "2027-01-01T00:00:00Z");
+        assert_eq!(rfc3339(month_of(951_782_400).1), "2000-03-01T00:00:00Z");
+    }
+}

@@ -303,3 +303,103 @@ async fn usage_counts_what_ran_through_a_recreate_and_a_dockerd_restart() {
     );
     b.screenshot("admin-usage").await;
 }
+
+/// Group budgets on real usage: past a `refuse` budget a revision that
+/// adds CPUs or GPUs is refused with the numbers and changes nothing;
+/// past a `warn` budget it is accepted and told; a preview shows what a
+/// branch would add against the budget.
+#[test]
+fn budgets_warn_or_refuse_what_adds_once_a_groups_hours_are_spent() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let image = &s.test_image;
+    let container = |name: &str, extra: &str| {
+        format!(
+            "  - name: {name}\n    image: \"{image}\"\n    resources: {{ cpus: 1.0, memory: 32Mi{extra} }}\n    command: [\"/bin/busybox\", \"sh\", \"-c\", \"while :; do :; done\"]\n"
+        )
+    };
+    let ws = |containers: &[String]| format!("version: 1\ncontainers:\n{}", containers.concat());
+    for (port, mode) in [(29800, "refuse"), (29900, "warn")] {
+        let mut w = World::new(&s, port);
+        // 0.001 CPU-hours: 3.6 s of one CPU.
+        w.site_overrides.student_quota_extra =
+            format!(", cpu_hours: 0.001, gpu_hours: 0, over_budget: {mode}");
+        w.site_overrides.policy_extra = "  usage: { sample_every: 1s }\n".into();
+        w.site_overrides.docker_endpoint = Some("gpus: 2".into());
+        let alice = w.account(&format!("b{}", &mode[..1]), &["students"]);
+        let _server = w.serve();
+        w.commit(&alice, Some(&ws(&[container("burn", "")])), &w.mail(&alice));
+        w.apply(0);
+        w.wait_running(&format!("{alice}--burn"));
+        // serve sums the group's reserved hours after each round.
+        let told = wait_for(WAIT, "the budget to be spent", || {
+            let out = stdout(&w.reconciler(&["diff", "--account", &alice]));
+            let share: f64 = out
+                .split("CPU-hours this week (")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            (share >= 100.0).then_some(out)
+        });
+        assert!(told.contains("budget: group `students` has used"), "{told}");
+
+        // A preview of a branch that adds a container says what it costs.
+        w.commit_to(&alice, "more", &w.mail(&alice), |dir| {
+            std::fs::write(
+                dir.join("workspace.yaml"),
+                ws(&[container("burn", ""), container("more", "")]),
+            )
+            .expect("write");
+        });
+        let preview = stdout(&w.reconciler(&["plan", "--account", &alice, "--ref", "more"]));
+        let more = w.commit(
+            &alice,
+            Some(&ws(&[container("burn", ""), container("more", "")])),
+            &w.mail(&alice),
+        );
+        let text = w.apply(0);
+        let extra = w.inspect(&format!("{alice}--more"), "{{.Id}}");
+        if mode == "refuse" {
+            assert!(
+                preview.contains("would be refused")
+                    || preview.contains("a revision may not add CPUs"),
+                "{preview}"
+            );
+            assert!(
+                text.contains(&format!("revision {} rejected: budget: group `students` has used", &more[..12]))
+                    && text.contains("of its 0.001 CPU-hours this week; a revision may not add CPUs (1 → 2) until it ends"),
+                "{text}"
+            );
+            assert_eq!(extra, None, "nothing was created");
+            // A GPU, with the GPU budget at 0: refused with its numbers.
+            let gpu = w.commit(
+                &alice,
+                Some(&ws(&[container("burn", ", gpus: 1")])),
+                &w.mail(&alice),
+            );
+            let text = w.apply(0);
+            assert!(
+                text.contains(&format!("revision {} rejected: budget: group `students` has used 0 of its 0 GPU-hours this week; a revision may not add GPUs (0 → 1)", &gpu[..12])),
+                "{text}"
+            );
+        } else {
+            assert!(
+                preview.contains("adds 1 CPU: ")
+                    && preview.contains("CPU-hours of group `students` used this week"),
+                "{preview}"
+            );
+            assert!(extra.is_some(), "a warn budget refuses nothing:\n{text}");
+            // The student is told: status (and so the console) carries it.
+            let status = w.status(&alice);
+            assert!(
+                status["warnings"]
+                    .to_string()
+                    .contains("budget: group `students` has used"),
+                "{status}"
+            );
+        }
+    }
+}

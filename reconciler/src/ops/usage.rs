@@ -83,6 +83,51 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Sums what each budgeted group's members reserved in the group's
+/// current period and stores it for admission (`engine::reconcile::budgets`):
+/// after every sampling round. Membership is the directory's (cached).
+pub async fn refresh_budgets(ctx: &Arc<Context>, now: i64) -> Result<()> {
+    use crate::engine::reconcile::budgets::{budgeted, period};
+    let groups: Vec<(String, i64)> = budgeted(ctx)
+        .map(|(g, q)| (g.clone(), period(q, now).0))
+        .collect();
+    let Some(earliest) = groups.iter().map(|(_, start)| *start).min() else {
+        return Ok(());
+    };
+    let rows = daily(ctx, earliest, now + 86_400).await?;
+    let mut spent: BTreeMap<&String, (f64, f64)> = BTreeMap::new();
+    let mut members: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for ((account, day), a) in &rows {
+        if !members.contains_key(account) {
+            let groups = ctx
+                .directory
+                .lookup(account)
+                .await?
+                .map(|e| e.groups)
+                .unwrap_or_default();
+            members.insert(account.clone(), groups);
+        }
+        for (group, start) in &groups {
+            if *day >= *start && members[account].contains(group) {
+                let s = spent.entry(group).or_default();
+                s.0 += a.cpu_reserved;
+                s.1 += a.gpu_reserved;
+            }
+        }
+    }
+    let rows: Vec<(String, i64, f64, f64)> = groups
+        .iter()
+        .map(|(g, start)| {
+            let (cpu, gpu) = spent.get(g).copied().unwrap_or_default();
+            (g.clone(), *start, cpu, gpu)
+        })
+        .collect();
+    ctx.store
+        .call(move |s| s.set_budget_use(&rows, now))
+        .await?;
+    Ok(())
+}
+
 /// How a report sums accounts.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,

@@ -209,6 +209,13 @@ CREATE TABLE usage_hourly (
     gpu_reserved REAL NOT NULL,
     PRIMARY KEY (account, at)
 ) WITHOUT ROWID;
+CREATE TABLE budget_use (
+    grp TEXT PRIMARY KEY,
+    period_start INTEGER NOT NULL,
+    cpu_seconds REAL NOT NULL,
+    gpu_seconds REAL NOT NULL,
+    at INTEGER NOT NULL
+);
 CREATE TABLE storage_daily (
     account TEXT NOT NULL,
     at INTEGER NOT NULL,

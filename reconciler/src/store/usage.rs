@@ -130,6 +130,36 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces what the budgeted groups spent: (group, period start, CPU
+    /// and GPU seconds reserved), as of `at`.
+    pub fn set_budget_use(&self, spent: &[(String, i64, f64, f64)], at: i64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM budget_use", [])?;
+        for (group, start, cpu, gpu) in spent {
+            tx.execute(
+                "INSERT INTO budget_use (grp, period_start, cpu_seconds, gpu_seconds, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![group, start, cpu, gpu, at],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// What `group` spent in the period starting at `period_start`: CPU
+    /// and GPU seconds reserved (nothing known: zero).
+    pub fn budget_use(&self, group: &str, period_start: i64) -> Result<(f64, f64)> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT cpu_seconds, gpu_seconds FROM budget_use WHERE grp = ?1 AND period_start = ?2",
+                params![group, period_start],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap_or((0.0, 0.0)))
+    }
+
     /// Amounts per account and period start (Unix seconds) with
     /// `from <= start < to`, from the hourly or daily rows.
     pub fn usage_rows(

@@ -30,6 +30,11 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
         {
             duration(d, &mut out);
         }
+        for h in [q.cpu_hours, q.gpu_hours].into_iter().flatten() {
+            if !(h >= 0.0 && h.is_finite()) {
+                out.push(q.memory.pos, "cpu_hours and gpu_hours must be numbers ≥ 0");
+            }
+        }
         for r in [&q.registry, &q.storage].into_iter().flatten() {
             if let Err(why) = r.bytes() {
                 out.push(r.pos, why.to_string());

@@ -19,7 +19,9 @@ mod registry;
 
 pub use check::{apps_on_console_host, parse_duration, validate, warnings};
 pub use console::{Console, Login};
-pub use policy::{Builds, DefaultResources, Idle, Policy, Quota, Storage, Usage};
+pub use policy::{
+    BudgetPeriod, Builds, DefaultResources, Idle, OverBudget, Policy, Quota, Storage, Usage,
+};
 pub use registry::{Registry, RegistryToken, personal_lifetimes};
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -55,6 +55,10 @@ pub struct Usage {
     /// their members' usage (an account in two courses counts in both).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub courses: Vec<String>,
+    /// The share of a group's budget (percent) from which its students
+    /// are told.
+    #[serde(default = "default_warn_at")]
+    pub budget_warn_at: f64,
 }
 
 impl Default for Usage {
@@ -62,8 +66,13 @@ impl Default for Usage {
         Usage {
             sample_every: default_usage_every(),
             courses: vec![],
+            budget_warn_at: default_warn_at(),
         }
     }
+}
+
+fn default_warn_at() -> f64 {
+    80.0
 }
 
 fn default_usage_every() -> Located<String> {
@@ -263,6 +272,36 @@ pub struct Quota {
     /// The same for containers with GPUs (default: `idle_stop_after`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_idle_stop_after: Option<Located<String>>,
+    /// CPU-hours the group's members may hold together (reserved: declared
+    /// CPUs × time running) per `budget_period`; no budget when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_hours: Option<f64>,
+    /// GPU-hours the group's members may hold together per `budget_period`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_hours: Option<f64>,
+    /// `week` (from Monday 00:00 UTC) or `month` (from the 1st).
+    #[serde(default)]
+    pub budget_period: BudgetPeriod,
+    /// Past the budget: `warn` (students are told) or `refuse` (also no
+    /// revision that adds CPUs or GPUs, and no start from the console).
+    #[serde(default)]
+    pub over_budget: OverBudget,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetPeriod {
+    #[default]
+    Week,
+    Month,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OverBudget {
+    #[default]
+    Warn,
+    Refuse,
 }
 
 impl Quota {

@@ -74,6 +74,34 @@ pub(super) struct OpForm {
     csrf: Option<String>,
 }
 
+/// Why starting `name` would spend more of a `refuse` budget that is
+/// spent (every container holds CPUs; one with GPUs, GPUs), if it would.
+async fn spent_budget(c: &Console, s: &Session, name: &str) -> Option<String> {
+    let gpus = c
+        .views
+        .read()
+        .await
+        .get(&s.account)?
+        .containers
+        .iter()
+        .any(|ct| ct.container == name && ct.gpu_devices.is_some());
+    let groups = c.ctx.directory.lookup(&s.account).await.ok()??.groups;
+    let budgets = crate::engine::reconcile::budgets::of(&c.ctx, &groups, crate::store::now())
+        .await
+        .ok()?;
+    budgets.iter().filter(|b| b.refuse).find_map(|b| {
+        [("CPU", b.cpu, true), ("GPU", b.gpu, gpus)]
+            .into_iter()
+            .find_map(|(what, spent, holds)| {
+                let spent = spent.filter(|s| holds && s.used >= s.limit)?;
+                Some(format!(
+                    "budget: group `{}` has used {:.3} of its {} {what}-hours this {}; containers that hold {what}s start again when it ends ({})",
+                    b.group, spent.used, spent.limit, b.period, b.ends
+                ))
+            })
+    })
+}
+
 /// `start`, `stop` or `restart`: until the next reconcile says otherwise.
 pub(super) async fn operate(
     State(c): State<Arc<Console>>,
@@ -91,6 +119,17 @@ pub(super) async fn operate(
     let Some((backend, container)) = owned(&c, &s, &name, Purpose::Operate).await else {
         return denied(&c, &s, &name, &op);
     };
+    if op == "start"
+        && !container.running
+        && let Some(why) = spent_budget(&c, &s, &name).await
+    {
+        c.audit(
+            &s.account,
+            "console-denied",
+            &format!("start of `{name}`: {why}"),
+        );
+        return (StatusCode::CONFLICT, format!("{why}\n")).into_response();
+    }
     if op != "stop" {
         // Started by the student: no longer culled.
         let (account, name) = (s.account.clone(), container.name.clone());

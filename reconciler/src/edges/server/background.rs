@@ -325,6 +325,9 @@ pub(super) async fn usage_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch
             r = crate::ops::usage::sample(&shared.ctx, every) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
+        if let Err(e) = crate::ops::usage::refresh_budgets(&shared.ctx, crate::store::now()).await {
+            tracing::warn!(cause = %e, "summing the groups' budgets");
+        }
         match crate::ops::usage::monthly_csv(&shared.ctx, jiff::Timestamp::now()).await {
             Ok(Some(path)) => {
                 tracing::info!(path = %path.display(), "wrote last month's usage report")

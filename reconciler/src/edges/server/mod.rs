@@ -443,6 +443,11 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
                     format!("{} action(s) applied", report.applied.len()),
                 ),
             };
+            // A budget nearly or already spent is told with the push.
+            let text = match plan.warnings.iter().find(|w| w.starts_with("budget:")) {
+                Some(w) if state == CommitState::Success => format!("{text}; {w}"),
+                _ => text,
+            };
             status(shared, push, state, text);
         }
         Err(e) => {

@@ -127,6 +127,20 @@ async fn evaluate_at(
         Some(_) => check_pusher(ctx, account, identity.as_ref(), push).await?,
         None => (Ok(()), vec![]),
     };
+    let now = crate::store::now();
+    let groups = identity
+        .as_ref()
+        .map(|a| a.groups.clone())
+        .unwrap_or_default();
+    let budgets = super::budgets::of(ctx, &groups, now).await?;
+    // What the account holds now, only when a new head would be judged
+    // against a budget (one git read).
+    let holds = match (&budgets.is_empty(), new_head, &accepted_now) {
+        (false, Some(_), Some(_)) => accepted_workspace_of(ctx, account)
+            .await?
+            .map(|ws| berth_core::decide::holds(site, &ws)),
+        _ => None,
+    };
     let admission = decide::decide(&decide::Inputs {
         site,
         account,
@@ -143,6 +157,8 @@ async fn evaluate_at(
             measured_at,
             existing: &existing,
         }),
+        budgets: &budgets,
+        holds,
     });
     let mut plan = AccountPlan::new(account, head.as_ref().map(|h| h.repository.clone()));
     if let Some(why) = &admission.stopped {
@@ -152,6 +168,11 @@ async fn evaluate_at(
             "stopped: {why}; containers are stopped and volumes kept"
         ));
     }
+    plan.warnings.extend(admission.notes.iter().cloned());
+    plan.warnings.extend(berth_core::budget::warnings(
+        &budgets,
+        site.policy.usage.budget_warn_at,
+    ));
     let head_sha = head.as_ref().map(|h| h.sha.clone()).unwrap_or_default();
     let mut workspace = None;
     match admission.verdict {

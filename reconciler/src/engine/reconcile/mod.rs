@@ -10,6 +10,7 @@
 //! A rejected revision changes nothing: the last accepted one keeps running.
 
 mod assemble;
+pub mod budgets;
 mod execute;
 mod gather;
 mod homes;
