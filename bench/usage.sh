@@ -17,6 +17,7 @@ source bench/lib.sh
 C=${1:-600}
 B=${BERTH_BENCH_DIR:-/tmp/berth-bench-usage}
 WINDOW=120
+EVERY=30
 services_install
 services_start_dockerd
 services_start_slapd
@@ -33,10 +34,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The accounts exist in the directory (no repositories): serve leaves
+# their containers alone (an unknown account's would be stopped).
+log "creating $((C / 3)) LDAP accounts"
+for ((i = 0; i < C / 3; i++)); do
+    a=$(account $i)
+    printf 'dn: uid=%s,ou=people,%s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s\nsn: Bench\nmail: %s@berth.test\n\n' \
+        "$a" "$BERTH_LDAP_BASE" "$a" "$a" "$a"
+done | ldapadd -c -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" >/dev/null 2>&1 || true
+for ((i = 0; i < C / 3; i++)); do
+    printf 'dn: cn=students,ou=groups,%s\nchangetype: modify\nadd: member\nmember: uid=%s,ou=people,%s\n\n' \
+        "$BERTH_LDAP_BASE" "$(account $i)" "$BERTH_LDAP_BASE"
+done | ldapmodify -c -x -H "$BERTH_LDAP_URL" -D "$BERTH_LDAP_BIND_DN" -w "$BERTH_LDAP_PASSWORD" >/dev/null 2>&1 || true
 log "starting $C containers ($((C / 3)) accounts × 3, 0.01 CPU each)"
 for ((i = 0; i < C; i++)); do
     printf '%s %s\n' "$(account $((i / 3)))" "$i"
-done | xargs -P 8 -n 2 sh -c 'docker run -d -q --label berth.owner=$1 --label berth.bench-usage=1 --label berth.name=c$2 --cpus 0.01 --memory 16m "$0" /bin/busybox sleep 36000 >/dev/null' "$BERTH_TEST_IMAGE"
+done | xargs -P 8 -n 2 sh -c 'docker run -d -q --network none --label berth.owner=$1 --label berth.bench-usage=1 --label berth.name=c$2 --cpus 0.01 --memory 16m "$0" /bin/busybox sleep 36000 >/dev/null' "$BERTH_TEST_IMAGE"
 
 REAL=${DOCKER_HOST#unix://}
 python3 bench/docker-count-proxy.py "$B/docker.sock" "$REAL" "$B/docker-calls" &
@@ -53,7 +66,7 @@ window() {
     bench_site "$B/site-$every.yaml" "$B/repos" "$state" 44000 "resync_interval: 1h
 "
     sed -i "s|^policy:|policy:\n  usage: { sample_every: $every }\n  storage: { measure_every: 1h }|" "$B/site-$every.yaml"
-    DOCKER_HOST=unix://$B/docker.sock "$R" --config "$B/site-$every.yaml" serve --listen 127.0.0.1:18300 >"$B/serve-$every.log" 2>&1 &
+    DOCKER_HOST=unix://$B/docker.sock BERTH_LOG=warn,berth_reconciler=info,berth_reconciler::edges::server::background=debug "$R" --config "$B/site-$every.yaml" serve --listen 127.0.0.1:18300 >"$B/serve-$every.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     wait_until 30 serve curl -sf -o /dev/null http://127.0.0.1:18300/healthz
@@ -69,18 +82,18 @@ window() {
     echo "$(( t1 - t0 )) $(( c1 - c0 ))"
 }
 hz=$(getconf CLK_TCK)
-log "serve sampling every 20 s for $WINDOW s"
-read -r busy_ticks busy_calls < <(window 20s)
+log "serve sampling every $EVERY s for $WINDOW s"
+read -r busy_ticks busy_calls < <(window "${EVERY}s")
 log "serve sampling every hour for $WINDOW s (the baseline)"
 read -r idle_ticks idle_calls < <(window 1h)
 per_min() { awk -v v="$1" -v w="$WINDOW" 'BEGIN { printf "%.1f", v * 60 / w }'; }
-rounds=$((WINDOW / 20))
+rounds=$((WINDOW / EVERY))
 cost_cpu=$(awk -v b="$busy_ticks" -v i="$idle_ticks" -v hz="$hz" -v r="$rounds" 'BEGIN { printf "%.3f", (b - i) / hz / r }')
 share=$(awk -v c="$cost_cpu" 'BEGIN { printf "%.2f", 100 * c / 60 }')
-rows=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM usage_cursors").fetchone()[0])' "$B/state-20s/berth.sqlite3")
+rows=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM usage_cursors").fetchone()[0])' "$B/state-${EVERY}s/berth.sqlite3")
 
 log "generating a year of rollups for 1 000 accounts"
-cp -r "$B/state-20s" "$B/state-year"
+cp -r "$B/state-${EVERY}s" "$B/state-year"
 python3 - "$B/state-year/berth.sqlite3" <<'PY'
 import sqlite3, sys, time
 db = sqlite3.connect(sys.argv[1])
@@ -118,8 +131,9 @@ cat <<TABLE | tee "$B/results.md"
 | usage accounting | result |
 |---|---|
 | containers sampled | $C running ($rows followed) |
+| one round of $C containers (serve's log) | $(grep -o 'usage sampled endpoint=local containers=[0-9]* seconds=[0-9.]*' "$B/serve-${EVERY}s.log" | tail -1 | grep -o 'seconds=[0-9.]*' | cut -d= -f2) s |
 | serve CPU per round, above the hourly baseline | $cost_cpu s (sampling every minute: $share % of one core) |
-| Docker API calls per minute, sampling every 20 s / every hour | $(per_min "$busy_calls") / $(per_min "$idle_calls") |
+| Docker API calls per minute, sampling every $EVERY s / every hour | $(per_min "$busy_calls") / $(per_min "$idle_calls") |
 | store after a generated year, 1 000 accounts busy every hour | $size MiB (365 daily + 840 hourly rows per account) |
 | \`reconciler usage\` over a month, 1 000 accounts (median of 5, incl. process start) | $report s ($lines lines) |
 TABLE

@@ -72,6 +72,10 @@ pub struct Amounts {
     pub memory_used: f64,
     /// GPU-seconds held.
     pub gpu_reserved: f64,
+    /// Image builds run (finished, built or not).
+    pub builds: f64,
+    /// Seconds those builds took.
+    pub build_seconds: f64,
 }
 
 impl Amounts {
@@ -81,6 +85,8 @@ impl Amounts {
         self.memory_reserved += o.memory_reserved;
         self.memory_used += o.memory_used;
         self.gpu_reserved += o.gpu_reserved;
+        self.builds += o.builds;
+        self.build_seconds += o.build_seconds;
     }
 
     fn scaled(&self, f: f64) -> Amounts {
@@ -90,6 +96,8 @@ impl Amounts {
             memory_reserved: self.memory_reserved * f,
             memory_used: self.memory_used * f,
             gpu_reserved: self.gpu_reserved * f,
+            builds: self.builds * f,
+            build_seconds: self.build_seconds * f,
         }
     }
 }

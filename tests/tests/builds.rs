@@ -153,6 +153,17 @@ fn alice_builds_her_image_runs_it_and_rebuilds_only_on_change() {
         "v1"
     );
     assert_eq!(audit_count(&w, &alice, "image-built"), 1);
+    // Usage accounting counts the build and its time.
+    let usage = w.reconciler(&["usage", "--output", "json"]);
+    let usage: serde_json::Value = serde_json::from_slice(&usage.stdout).expect("usage JSON");
+    let line = usage["lines"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["key"] == alice.as_str()).cloned())
+        .unwrap_or_default();
+    assert!(
+        line["builds"] == 1 && line["build_minutes"].as_f64().is_some_and(|m| m > 0.0),
+        "{usage}"
+    );
 
     // A commit that leaves the context alone does not rebuild.
     w.commit_with(&alice, &w.mail(&alice), |work| {

@@ -490,3 +490,43 @@ containers:
         "{train}"
     );
 }
+
+/// Usage accounting on the cluster: a workload's requests (0.5 CPU, one
+/// ready replica) count as reserved hours at its rate, sampled every
+/// second by `serve`; nothing counts as used (no counters are read there).
+#[test]
+fn a_workloads_requests_count_as_reserved_hours() {
+    let Some((_cluster, mut w, a, _ns)) = running_api(24_600, "kuse", "hi") else {
+        return;
+    };
+    w.site_overrides.policy_extra = "  usage: { sample_every: 1s }\n".into();
+    let _server = w.serve();
+    let reserved = || {
+        let out = w.reconciler(&["usage", "--output", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["lines"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["key"] == a.as_str()).cloned())
+            .map(|l| {
+                (
+                    l["cpu_hours_reserved"].as_f64().unwrap_or(0.0) * 3600.0,
+                    l["cpu_hours_used"].as_f64().unwrap_or(0.0),
+                )
+            })
+            .unwrap_or((0.0, 0.0))
+    };
+    let first = wait_for(SETTLE, "the workload to be counted", || {
+        let (r, _) = reserved();
+        (r > 0.0).then_some((r, std::time::Instant::now()))
+    });
+    let (second, used) = wait_for(SETTLE, "more of it to be counted", || {
+        let (r, u) = reserved();
+        (r >= first.0 + 3.0).then_some((r, u))
+    });
+    let rate = (second - first.0) / first.1.elapsed().as_secs_f64();
+    assert!(
+        (0.3..=0.7).contains(&rate),
+        "counted {rate:.2} CPU-seconds per second for a 0.5 CPU request"
+    );
+    assert_eq!(used, 0.0, "nothing is counted as used on the cluster");
+}

@@ -26,7 +26,106 @@ pub struct Sampled {
     pub error: Option<String>,
 }
 
-/// One round over every reachable Docker host.
+/// The name Kubernetes rounds are stored under (beside Docker endpoints').
+pub const KUBERNETES: &str = "kubernetes";
+
+/// One round over the cluster's Berth Deployments: reserved CPUs, memory
+/// and GPUs (their requests × ready replicas) over the time between
+/// rounds. The cluster has no counters Berth reads, so nothing is "used"
+/// there, and a change of replicas counts from the round that sees it
+/// (within one interval).
+async fn sample_kube(ctx: &Arc<Context>) -> Result<Option<Sampled>> {
+    let Some(k) = &ctx.kube else {
+        return Ok(None);
+    };
+    let Ok(backend) = &k.backend else {
+        return Ok(None);
+    };
+    let observed = backend
+        .observe(&k.settings.namespace_prefix, None)
+        .await
+        .map_err(|e| ReconcileError::ClusterDown(e.into()))?;
+    let seen: Vec<berth_core::usage::Seen> = observed
+        .iter()
+        .flat_map(|(account, o)| {
+            o.objects
+                .iter()
+                .filter(|d| d.kind == "Deployment")
+                .map(move |d| deployment_seen(account, d))
+        })
+        .collect();
+    let name = KUBERNETES.to_string();
+    let (last, cursors) = ctx.store.call(move |s| s.usage_cursors(&name)).await?;
+    let now = now_ms();
+    let round = berth_core::usage::account(&cursors, last, &seen, now);
+    let mut out = Sampled {
+        endpoint: KUBERNETES.into(),
+        containers: seen.iter().filter(|s| s.running).count(),
+        ..Sampled::default()
+    };
+    for ((account, _), a) in &round.increments {
+        out.by_account.entry(account.clone()).or_default().add(a);
+    }
+    ctx.store
+        .call(move |s| s.record_usage_round(KUBERNETES, now, &round))
+        .await?;
+    Ok(Some(out))
+}
+
+/// A Deployment as accounting sees it: one run for as long as it exists
+/// (no `StartedAt`), holding its pods' requests × ready replicas.
+fn deployment_seen(
+    account: &str,
+    d: &berth_core::desired::kube::KubeObject,
+) -> berth_core::usage::Seen {
+    let v = &d.value;
+    let ready = v["status"]["readyReplicas"].as_i64().unwrap_or(0).max(0) as u32;
+    let mut held = berth_core::usage::Reserved::default();
+    for c in v["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let r = &c["resources"]["requests"];
+        held.cpus += r["cpu"].as_str().and_then(cpu_quantity).unwrap_or(0.0);
+        held.memory += r["memory"]
+            .as_str()
+            .and_then(|m| berth_spec::quantity::Memory::new(m).bytes().ok())
+            .unwrap_or(0);
+        held.gpus += r["nvidia.com/gpu"]
+            .as_str()
+            .and_then(|g| g.parse::<u32>().ok())
+            .unwrap_or(0);
+    }
+    berth_core::usage::Seen {
+        id: format!("{}/{}", d.namespace.clone().unwrap_or_default(), d.name),
+        account: account.to_string(),
+        name: v["metadata"]["labels"][berth_core::desired::LABEL_NAME]
+            .as_str()
+            .unwrap_or(&d.name)
+            .to_string(),
+        running: ready > 0,
+        started_at: 0,
+        finished_at: None,
+        cpu_ns: (ready > 0).then_some(0),
+        memory_used: None,
+        reserved: berth_core::usage::Reserved {
+            cpus: held.cpus * f64::from(ready),
+            memory: held.memory * u64::from(ready),
+            gpus: held.gpus * ready,
+        },
+    }
+}
+
+/// A Kubernetes CPU quantity (`500m`, `0.5`, `2`) in cores.
+fn cpu_quantity(q: &str) -> Option<f64> {
+    match q.strip_suffix('m') {
+        Some(milli) => milli.parse::<f64>().ok().map(|m| m / 1000.0),
+        None => q.parse().ok(),
+    }
+}
+
+/// One round over every reachable Docker host, and the cluster.
 pub async fn sample(ctx: &Arc<Context>, deadline: Duration) -> Vec<Sampled> {
     let rounds = ctx.docker.keys().map(|endpoint| async move {
         let result = tokio::time::timeout(deadline, sample_one(ctx, endpoint))
@@ -49,7 +148,17 @@ pub async fn sample(ctx: &Arc<Context>, deadline: Duration) -> Vec<Sampled> {
             }
         }
     });
-    futures::future::join_all(rounds).await
+    let (mut out, kube) = tokio::join!(
+        futures::future::join_all(rounds),
+        tokio::time::timeout(deadline, sample_kube(ctx))
+    );
+    match kube {
+        Ok(Ok(Some(k))) => out.push(k),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::warn!(cause = %e, "usage sampling of the cluster failed"),
+        Err(_) => tracing::warn!("usage sampling of the cluster took longer than its interval"),
+    }
+    out
 }
 
 async fn sample_one(ctx: &Arc<Context>, endpoint: &str) -> Result<Sampled> {
@@ -153,6 +262,8 @@ pub struct Line {
     pub memory_gib_hours_reserved: f64,
     pub memory_gib_hours_used: f64,
     pub gpu_hours: f64,
+    pub builds: u64,
+    pub build_minutes: f64,
 }
 
 /// What was used and reserved with `from <= t < to` (Unix seconds), per
@@ -183,7 +294,7 @@ pub async fn per_account(
 
 impl Line {
     /// The line as text cells: key, accounts, then the amounts (3 decimals).
-    pub fn cells(&self) -> [String; 7] {
+    pub fn cells(&self) -> [String; 9] {
         [
             self.key.clone(),
             self.accounts.to_string(),
@@ -192,6 +303,8 @@ impl Line {
             format!("{:.3}", self.memory_gib_hours_reserved),
             format!("{:.3}", self.memory_gib_hours_used),
             format!("{:.3}", self.gpu_hours),
+            self.builds.to_string(),
+            format!("{:.1}", self.build_minutes),
         ]
     }
 }
@@ -221,6 +334,8 @@ pub fn csv(report: &Report) -> String {
         "memory_gib_hours_reserved",
         "memory_gib_hours_used",
         "gpu_hours",
+        "builds",
+        "build_minutes",
     ]
     .map(String::from);
     std::iter::once(row(&header))
@@ -391,6 +506,8 @@ async fn lines(ctx: &Arc<Context>, from: i64, to: i64, by: By) -> Result<Vec<Lin
             memory_gib_hours_reserved: a.memory_reserved / 3600.0,
             memory_gib_hours_used: a.memory_used / 3600.0,
             gpu_hours: a.gpu_reserved / 3600.0,
+            builds: a.builds.round() as u64,
+            build_minutes: a.build_seconds / 60.0,
         })
         .collect())
 }
@@ -412,6 +529,37 @@ mod tests {
     }
 
     #[test]
+    fn a_deployment_holds_its_requests_times_its_ready_replicas() {
+        let d = berth_core::desired::kube::KubeObject {
+            kind: "Deployment".into(),
+            name: "alice--train".into(),
+            namespace: Some("berth-alice".into()),
+            value: serde_json::json!({
+                "metadata": {"labels": {"berth.name": "train"}},
+                "spec": {"template": {"spec": {"containers": [
+                    {"resources": {"requests": {"cpu": "500m", "memory": "64Mi", "nvidia.com/gpu": "1"}}}
+                ]}}},
+                "status": {"readyReplicas": 2}
+            }),
+        };
+        let s = deployment_seen("alice", &d);
+        assert_eq!(
+            (s.id.as_str(), s.name.as_str(), s.running),
+            ("berth-alice/alice--train", "train", true)
+        );
+        assert_eq!(
+            s.reserved,
+            berth_core::usage::Reserved {
+                cpus: 1.0,
+                memory: 128 << 20,
+                gpus: 2
+            }
+        );
+        assert_eq!(cpu_quantity("2"), Some(2.0));
+        assert_eq!(cpu_quantity("x"), None);
+    }
+
+    #[test]
     fn csv_has_a_header_and_quotes_what_needs_it() {
         let report = Report {
             from: "a".into(),
@@ -425,11 +573,13 @@ mod tests {
                 memory_gib_hours_reserved: 0.0,
                 memory_gib_hours_used: 0.0,
                 gpu_hours: 0.25,
+                builds: 3,
+                build_minutes: 1.5,
             }],
         };
         assert_eq!(
             csv(&report),
-            "key,accounts,cpu_hours_used,cpu_hours_reserved,memory_gib_hours_reserved,memory_gib_hours_used,gpu_hours\n\"ml, \"\"advanced\"\"\",2,1.000,2.500,0.000,0.000,0.250\n"
+            "key,accounts,cpu_hours_used,cpu_hours_reserved,memory_gib_hours_reserved,memory_gib_hours_used,gpu_hours,builds,build_minutes\n\"ml, \"\"advanced\"\"\",2,1.000,2.500,0.000,0.000,0.250,3,1.5\n"
         );
     }
 }

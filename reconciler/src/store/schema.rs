@@ -207,6 +207,8 @@ CREATE TABLE usage_hourly (
     memory_reserved REAL NOT NULL,
     memory_used REAL NOT NULL,
     gpu_reserved REAL NOT NULL,
+    builds INTEGER NOT NULL DEFAULT 0,
+    build_seconds REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (account, at)
 ) WITHOUT ROWID;
 CREATE TABLE budget_use (
@@ -220,6 +222,7 @@ CREATE TABLE storage_daily (
     account TEXT NOT NULL,
     at INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
+    registry_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (account, at)
 ) WITHOUT ROWID;
 CREATE TABLE usage_daily (
@@ -230,6 +233,8 @@ CREATE TABLE usage_daily (
     memory_reserved REAL NOT NULL,
     memory_used REAL NOT NULL,
     gpu_reserved REAL NOT NULL,
+    builds INTEGER NOT NULL DEFAULT 0,
+    build_seconds REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (account, at)
 ) WITHOUT ROWID;
 ",

@@ -130,6 +130,28 @@ impl Store {
         Ok(())
     }
 
+    /// Counts one image build of `account` that finished at `at` (Unix
+    /// seconds) after `seconds`.
+    pub fn add_build_usage(&self, account: &str, at: i64, seconds: f64) -> Result<()> {
+        let hour = at - at.rem_euclid(3600);
+        let day = at - at.rem_euclid(86_400);
+        let conn = self.conn();
+        for (table, key) in [("usage_hourly", hour), ("usage_daily", day)] {
+            conn.execute(
+                &format!(
+                    "INSERT INTO {table}
+                         (account, at, cpu_used, cpu_reserved, memory_reserved, memory_used,
+                          gpu_reserved, builds, build_seconds)
+                     VALUES (?1, ?2, 0, 0, 0, 0, 0, 1, ?3)
+                     ON CONFLICT (account, at) DO UPDATE SET
+                         builds = builds + 1, build_seconds = build_seconds + ?3"
+                ),
+                params![account, key, seconds],
+            )?;
+        }
+        Ok(())
+    }
+
     /// Replaces what the budgeted groups spent: (group, period start, CPU
     /// and GPU seconds reserved), as of `at`.
     pub fn set_budget_use(&self, spent: &[(String, i64, f64, f64)], at: i64) -> Result<()> {
@@ -170,7 +192,8 @@ impl Store {
     ) -> Result<BTreeMap<(String, i64), Amounts>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
-            "SELECT account, at, cpu_used, cpu_reserved, memory_reserved, memory_used, gpu_reserved
+            "SELECT account, at, cpu_used, cpu_reserved, memory_reserved, memory_used, gpu_reserved,
+                    builds, build_seconds
              FROM {} WHERE at >= ?1 AND at < ?2",
             rollup.table()
         ))?;
@@ -183,6 +206,8 @@ impl Store {
                     memory_reserved: r.get(4)?,
                     memory_used: r.get(5)?,
                     gpu_reserved: r.get(6)?,
+                    builds: r.get::<_, i64>(7)? as f64,
+                    build_seconds: r.get(8)?,
                 },
             ))
         })?;
@@ -257,5 +282,12 @@ mod tests {
         .expect("other host");
         assert_eq!(s.usage_cursors("h2").expect("h2").1, vec![cursor]);
         assert_eq!(s.usage_cursors("h3").expect("h3"), (None, vec![]));
+        s.add_build_usage("alice", day + 10, 42.5).expect("build");
+        s.add_build_usage("alice", day + 20, 7.5).expect("build");
+        let daily = s
+            .usage_rows(Rollup::Daily, day, day + 86_400)
+            .expect("daily");
+        let a = daily.get(&("alice".to_string(), day)).expect("alice's day");
+        assert_eq!((a.builds, a.build_seconds, a.cpu_used), (2.0, 50.0, 3.5));
     }
 }

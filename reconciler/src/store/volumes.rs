@@ -85,16 +85,38 @@ impl Store {
         Ok(())
     }
 
-    /// Each account's volume bytes per day (Unix seconds of its start),
-    /// `from <= day < to`.
-    pub fn storage_by_day(&self, from: i64, to: i64) -> Result<Vec<(String, i64, u64)>> {
+    /// Each account's bytes in the registry (its namespace's images, by
+    /// their compressed sizes) as of `at`, for the day's storage row.
+    pub fn record_registry_bytes(&self, at: i64, owners: &[(String, u64)]) -> Result<()> {
+        let day = at - at.rem_euclid(86_400);
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (owner, bytes) in owners {
+            tx.execute(
+                "INSERT INTO storage_daily (account, at, bytes, registry_bytes) VALUES (?1, ?2, 0, ?3)
+                 ON CONFLICT (account, at) DO UPDATE SET registry_bytes = excluded.registry_bytes",
+                params![owner, day, i64::try_from(*bytes).unwrap_or(i64::MAX)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Each account's volume and registry bytes per day (Unix seconds of
+    /// its start), `from <= day < to`.
+    pub fn storage_by_day(&self, from: i64, to: i64) -> Result<Vec<(String, i64, u64, u64)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT account, at, bytes FROM storage_daily WHERE at >= ?1 AND at < ?2
-             ORDER BY at, account",
+            "SELECT account, at, bytes, registry_bytes FROM storage_daily
+             WHERE at >= ?1 AND at < ?2 ORDER BY at, account",
         )?;
         let rows = stmt.query_map([from, to], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get::<_, i64>(2)?.max(0) as u64,
+                r.get::<_, i64>(3)?.max(0) as u64,
+            ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -186,8 +208,14 @@ mod tests {
         assert_eq!(s.storage_used("bob").expect("bob"), None);
         assert_eq!(
             s.storage_by_day(0, 86_400).expect("by day"),
-            vec![("alice".to_string(), 0, 30 + 5)],
+            vec![("alice".to_string(), 0, 30 + 5, 0)],
             "the account's total as last measured that day"
+        );
+        s.record_registry_bytes(100, &[("alice".to_string(), 7)])
+            .expect("registry");
+        assert_eq!(
+            s.storage_by_day(0, 86_400).expect("by day"),
+            vec![("alice".to_string(), 0, 35, 7)]
         );
         s.forget_volume("h2", data).expect("forget");
         assert_eq!(s.storage_used("alice").expect("used"), Some((30, 200)));

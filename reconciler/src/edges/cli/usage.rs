@@ -63,20 +63,22 @@ pub async fn run(config: Option<&Path>, args: &Args) -> u8 {
                 report.from, report.to
             );
             println!(
-                "{:<24} {:>8} {:>12} {:>12} {:>14} {:>14} {:>10}",
+                "{:<24} {:>8} {:>12} {:>12} {:>14} {:>14} {:>10} {:>7} {:>9}",
                 "KEY",
                 "ACCOUNTS",
                 "CPU-H USED",
                 "CPU-H RSVD",
                 "MEM GIB-H RSVD",
                 "MEM GIB-H USED",
-                "GPU-H"
+                "GPU-H",
+                "BUILDS",
+                "BUILD-MIN"
             );
             for l in lines {
                 let c = l.cells();
                 println!(
-                    "{:<24} {:>8} {:>12} {:>12} {:>14} {:>14} {:>10}",
-                    c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+                    "{:<24} {:>8} {:>12} {:>12} {:>14} {:>14} {:>10} {:>7} {:>9}",
+                    c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
                 );
             }
         }

@@ -159,17 +159,25 @@ pub(super) async fn admin(State(c): State<Arc<Console>>, headers: HeaderMap) -> 
         .call(move |st| st.storage_by_day(from, to))
         .await
         .unwrap_or_default();
-    let mut bytes: BTreeMap<i64, f64> = BTreeMap::new();
-    for (_, day, b) in storage {
-        *bytes.entry(day).or_default() += b as f64 / (1u64 << 30) as f64;
+    let (mut volumes, mut registry): (BTreeMap<i64, f64>, BTreeMap<i64, f64>) = Default::default();
+    let gib = (1u64 << 30) as f64;
+    for (_, day, v, r) in storage {
+        *volumes.entry(day).or_default() += v as f64 / gib;
+        *registry.entry(day).or_default() += r as f64 / gib;
     }
     let storage_chart = stacked_bars(
         "storage",
         &labels,
-        &[Series {
-            name: "volumes".into(),
-            values: per_day(&days, &bytes),
-        }],
+        &[
+            Series {
+                name: "volumes".into(),
+                values: per_day(&days, &volumes),
+            },
+            Series {
+                name: "registry".into(),
+                values: per_day(&days, &registry),
+            },
+        ],
         "GiB",
     );
     let cells = |lines: Vec<Line>| -> Vec<Vec<String>> {

@@ -95,7 +95,28 @@ pub(super) async fn images_loop(shared: Arc<Shared>, mut stop: tokio::sync::watc
     let mut last_gc = Instant::now();
     loop {
         match crate::ops::catalogue::catalogue(&shared.ctx).await {
-            Ok(Some(entries)) => *shared.catalogue.write().await = entries,
+            Ok(Some(entries)) => {
+                // Each namespace's bytes, for storage over time (a
+                // manifest counted once, however many tags name it).
+                let mut owners: BTreeMap<String, u64> = BTreeMap::new();
+                let mut seen = std::collections::BTreeSet::new();
+                for e in &entries {
+                    if seen.insert((&e.owner, &e.name, &e.digest)) {
+                        *owners.entry(e.owner.clone()).or_default() += e.size;
+                    }
+                }
+                let owners: Vec<(String, u64)> = owners.into_iter().collect();
+                let at = crate::store::now();
+                if let Err(e) = shared
+                    .ctx
+                    .store
+                    .call(move |s| s.record_registry_bytes(at, &owners))
+                    .await
+                {
+                    tracing::warn!(cause = %e, "recording the registry's bytes");
+                }
+                *shared.catalogue.write().await = entries;
+            }
             Ok(None) => {}
             Err(e) => tracing::warn!(cause = %e, "catalogue refresh failed"),
         }
@@ -307,6 +328,9 @@ pub(super) async fn storage_loop(
     }
 }
 
+/// Longest a usage round may take before it is given up.
+const ROUND_DEADLINE: Duration = Duration::from_secs(300);
+
 /// Usage accounting: a sampling round over every Docker host every
 /// `policy.usage.sample_every` (each host's round within that time).
 pub(super) async fn usage_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -321,10 +345,14 @@ pub(super) async fn usage_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch
             _ = ticks.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+        // A round may outlast the interval on a large host (the next tick
+        // waits for it); only one that hangs is given up.
+        let started = Instant::now();
         let rounds = tokio::select! {
-            r = crate::ops::usage::sample(&shared.ctx, every) => r,
+            r = crate::ops::usage::sample(&shared.ctx, every.max(ROUND_DEADLINE)) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
+        let seconds = started.elapsed().as_secs_f64();
         if let Err(e) = crate::ops::usage::refresh_budgets(&shared.ctx, crate::store::now()).await {
             tracing::warn!(cause = %e, "summing the groups' budgets");
         }
@@ -336,7 +364,7 @@ pub(super) async fn usage_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch
             Err(e) => tracing::warn!(cause = %e, "writing last month's usage report"),
         }
         for round in rounds.iter().filter(|r| r.error.is_none()) {
-            tracing::debug!(endpoint = %round.endpoint, containers = round.containers, "usage sampled");
+            tracing::debug!(endpoint = %round.endpoint, containers = round.containers, seconds, "usage sampled");
             for (account, a) in &round.by_account {
                 shared.metrics.used(account, a);
             }

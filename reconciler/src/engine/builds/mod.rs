@@ -112,6 +112,7 @@ pub async fn run(
         });
         let started = std::time::Instant::now();
         let built = build_one(ctx, account, identity, revision, b, shared, &reference).await;
+        let seconds = started.elapsed().as_secs_f64();
         tell(BuildEvent::Finished {
             account: account.to_string(),
             image: reference.clone(),
@@ -120,7 +121,7 @@ pub async fn run(
                 Ok(Err(f)) => Err(f.reason.clone()),
                 Err(e) => Err(e.to_string()),
             },
-            seconds: started.elapsed().as_secs_f64(),
+            seconds,
         });
         match built? {
             Ok(record) => {
@@ -136,6 +137,7 @@ pub async fn run(
                 ctx.store
                     .call(move |s| -> Result<(), ReconcileError> {
                         s.record_build(&record)?;
+                        s.add_build_usage(&account, crate::store::now(), seconds)?;
                         s.audit(&account, "image-built", Some(&revision), &detail)?;
                         Ok(())
                     })
@@ -163,6 +165,7 @@ pub async fn run(
                 ctx.store
                     .call(move |s| -> Result<(), ReconcileError> {
                         s.record_build(&record)?;
+                        s.add_build_usage(&record.account, crate::store::now(), seconds)?;
                         s.audit(
                             &record.account,
                             "image-build-failed",
