@@ -107,8 +107,9 @@ for a in range(1000):
         hourly.append((account, now - h * 3600, 1.0, 2.0, 0.5, 0.25, 0.0))
 db.execute("DELETE FROM usage_hourly")
 db.execute("DELETE FROM usage_daily")
-db.executemany("INSERT INTO usage_daily VALUES (?,?,?,?,?,?,?)", daily)
-db.executemany("INSERT INTO usage_hourly VALUES (?,?,?,?,?,?,?)", hourly)
+columns = "(account, at, cpu_used, cpu_reserved, memory_reserved, memory_used, gpu_reserved)"
+db.executemany(f"INSERT INTO usage_daily {columns} VALUES (?,?,?,?,?,?,?)", daily)
+db.executemany(f"INSERT INTO usage_hourly {columns} VALUES (?,?,?,?,?,?,?)", hourly)
 db.commit()
 db.execute("VACUUM")
 db.close()

@@ -84,26 +84,10 @@ async fn measure_one(ctx: &Arc<Context>, endpoint: &str) -> Result<(usize, u64)>
 /// The Docker volumes (backend names) `account`'s accepted revision
 /// declares; none when nothing is accepted.
 pub async fn declared(ctx: &Arc<Context>, account: &str) -> Result<BTreeSet<String>> {
-    let name = account.to_string();
-    let Some(accepted) = ctx.store.call(move |s| s.accepted(&name)).await? else {
-        return Ok(BTreeSet::new());
-    };
-    let (name, revision) = (account.to_string(), accepted.revision);
-    let Some(rev) = ctx.read_source(move |s| s.at(&name, &revision)).await? else {
-        return Ok(BTreeSet::new());
-    };
-    let crate::inputs::source::WorkspaceFile::Present(bytes) = &rev.file else {
-        return Ok(BTreeSet::new());
-    };
-    // It was accepted, so it parses; should it not, nothing is taken as
-    // undeclared.
-    let ws = berth_spec::parse_workspace(bytes).map_err(|d| ReconcileError::Invalid {
-        what: format!("the accepted workspace.yaml of `{account}`"),
-        why: d.to_string(),
-    })?;
+    let ws = crate::engine::reconcile::accepted_workspace_of(ctx, account).await?;
     Ok(ws
-        .containers
         .iter()
+        .flat_map(|ws| &ws.containers)
         .flat_map(|c| &c.volumes)
         .map(|v| berth_core::desired::volume_name(account, &v.name.value))
         .collect())
