@@ -123,6 +123,18 @@ pub fn account(previous: &[Cursor], last_round: Option<i64>, seen: &[Seen], now:
     for s in seen {
         let prev = by_id.get(s.id.as_str()).copied();
         let same = prev.filter(|p| p.started_at == s.started_at);
+        // A sample that saw a run still going after Docker says it ended
+        // (its state lags the exit while the daemon goes down) counted too
+        // far: the excess goes back.
+        if let (Some(p), Some(f)) = (prev, s.finished_at)
+            && f < p.sampled_at
+            && f > p.started_at
+            && (same.is_none() || !s.running)
+        {
+            add_span(&mut out.increments, &p.account, f, p.sampled_at, |secs| {
+                reserved_over(&p.reserved, secs).scaled(-1.0)
+            });
+        }
         let finished = s
             .finished_at
             .filter(|f| *f > prev.map_or(last_round.unwrap_or(i64::MAX), |p| p.sampled_at));
@@ -150,6 +162,9 @@ pub fn account(previous: &[Cursor], last_round: Option<i64>, seen: &[Seen], now:
                     reserved_over(&s.reserved, secs)
                 });
             }
+            // Stopped, but Docker has not written when yet (a daemon going
+            // down): the cursor waits for a round that knows.
+            (Some(p), false, true, None) => out.cursors.push(p.clone()),
             _ => {}
         }
         if !s.running {
@@ -343,6 +358,41 @@ mod tests {
         // Seen stopped again: nothing more.
         let r = account(&r.cursors, Some(T0 + 120_000), &[stopped], T0 + 180_000);
         assert_eq!(total(&r), Amounts::default());
+    }
+
+    #[test]
+    fn a_stop_seen_before_docker_wrote_its_time_is_counted_when_it_has() {
+        let first = account(&[], Some(T0), &[seen("c1", T0, 10.0, true)], T0 + 60_000);
+        // dockerd going down: not running, no FinishedAt yet.
+        let going = seen("c1", T0, 0.0, false);
+        let r = account(&first.cursors, Some(T0 + 60_000), &[going], T0 + 61_000);
+        assert_eq!(total(&r), Amounts::default());
+        assert_eq!(r.cursors, first.cursors, "the cursor is kept");
+        // Back up, started again at +70 s; the stop was at +62 s.
+        let mut again = seen("c1", T0 + 70_000, 1.0, true);
+        again.finished_at = Some(T0 + 62_000);
+        let r = account(&r.cursors, Some(T0 + 61_000), &[again], T0 + 80_000);
+        // 2 s of the old run + 10 s of the new, × 2 CPUs.
+        assert!(close(total(&r).cpu_reserved, 24.0), "{:?}", total(&r));
+    }
+
+    #[test]
+    fn a_sample_that_saw_a_run_past_its_end_gives_the_excess_back() {
+        let first = account(&[], Some(T0), &[seen("c1", T0, 10.0, true)], T0 + 60_000);
+        // Seen running at +61 s though it ended at +60.5 s.
+        let late = account(
+            &first.cursors,
+            Some(T0 + 60_000),
+            &[seen("c1", T0, 10.0, true)],
+            T0 + 61_000,
+        );
+        let mut again = seen("c1", T0 + 70_000, 1.0, true);
+        again.finished_at = Some(T0 + 60_500);
+        let r = account(&late.cursors, Some(T0 + 61_000), &[again], T0 + 80_000);
+        // 1 s counted by the late sample, 0.5 s of it given back, + 10 s new.
+        let mut t = total(&late);
+        t.add(&total(&r));
+        assert!(close(t.cpu_reserved, 2.0 * (0.5 + 10.0)), "{t:?}");
     }
 
     #[test]

@@ -179,16 +179,25 @@ async fn usage_counts_what_ran_through_a_recreate_and_a_dockerd_restart() {
     // Reserved: half a CPU over exactly the three stretches Docker ran it.
     let ran = (died1 - started1) + (finished2 - started2) + (finished3 - started3);
     let want = 0.5 * ran as f64 / 1000.0;
-    let got = wait_for(WAIT, "the stop to be counted", || {
+    let last = std::cell::Cell::new(0.0);
+    let got = berth_tests::try_wait_for(WAIT, || {
         let got = seconds(&line(&w, "account", &alice), "cpu_hours_reserved");
-        ((got - want).abs() < 0.05).then_some(got)
+        last.set(got);
+        // Within 2 %: see the note at `Known` in docs/admin/usage.md.
+        ((got - want).abs() <= 0.02 * want).then_some(got)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the stop was not counted: {:.3} reserved CPU-s counted, Docker's times say {want:.3}",
+            last.get()
+        )
     });
     // Once counted, nothing more is added while it is stopped.
     let again = wait_for(WAIT, "another sampling round", || {
         let v = line(&w, "account", &alice);
         (seconds(&v, "cpu_hours_reserved") >= got).then_some(v)
     });
-    assert!((seconds(&again, "cpu_hours_reserved") - want).abs() < 0.05);
+    assert!((seconds(&again, "cpu_hours_reserved") - want).abs() <= 0.02 * want);
     let used = seconds(&again, "cpu_hours_used");
     eprintln!(
         "reserved: counted {:.3} CPU-s, Docker's times say {want:.3}; used: counted {used:.2} CPU-s, the cgroups say {truth_cpu:.2}",
@@ -199,7 +208,8 @@ async fn usage_counts_what_ran_through_a_recreate_and_a_dockerd_restart() {
         "CPU-seconds counted {used:.2}, the cgroups counted {truth_cpu:.2}"
     );
     assert!(
-        (seconds(&again, "memory_gib_hours_reserved") - want / 0.5 * 64.0 / 1024.0).abs() < 0.01,
+        (seconds(&again, "memory_gib_hours_reserved") - want / 0.5 * 64.0 / 1024.0).abs()
+            <= 0.02 * want / 0.5 * 64.0 / 1024.0,
         "{again}"
     );
 

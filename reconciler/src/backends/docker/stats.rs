@@ -54,6 +54,23 @@ impl DockerBackend {
 /// call.
 const SAMPLES_AT_ONCE: usize = 8;
 
+/// Longest one sampling call may take: a daemon going down (a restart)
+/// can hold a request open until the client's own 2-minute timeout, and a
+/// round must not wait that long for it.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `f`, or an error once it took [`CALL_TIMEOUT`].
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(CALL_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| {
+            Err(super::DockerError::Answer {
+                what: what.to_string(),
+                message: format!("no answer within {} s", CALL_TIMEOUT.as_secs()),
+            })
+        })
+}
+
 impl DockerBackend {
     /// One accounting round's view of every Berth container on this host
     /// (runners included): each running one with its CPU counter, memory
@@ -77,11 +94,13 @@ impl DockerBackend {
             .all(true)
             .filters(&filters)
             .build();
-        let listed = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(Self::api("list", "containers"))?;
+        let listed = bounded("the container list", async {
+            self.docker
+                .list_containers(Some(opts))
+                .await
+                .map_err(Self::api("list", "containers"))
+        })
+        .await?;
         let followed_ids: std::collections::BTreeSet<&str> =
             followed.iter().map(|c| c.id.as_str()).collect();
         let present: std::collections::BTreeSet<String> =
@@ -91,11 +110,14 @@ impl DockerBackend {
             .filter(|c| !present.contains(&c.id))
             .collect();
         let died = match (gone.is_empty(), since) {
-            (false, Some(since)) => self.deaths(since, now).await?,
+            (false, Some(since)) => bounded("the die events", self.deaths(since, now)).await?,
             _ => std::collections::BTreeMap::new(),
         };
+        // A container gone without a `die` event Docker kept (a daemon
+        // restart empties them) is forgotten: its last stretch is lost.
         let gone: Vec<berth_core::usage::Seen> = gone
             .into_iter()
+            .filter(|c| died.contains_key(&c.id))
             .map(|c| berth_core::usage::Seen {
                 id: c.id.clone(),
                 account: c.account.clone(),
@@ -131,7 +153,11 @@ impl DockerBackend {
         });
         let seen: Vec<Option<berth_core::usage::Seen>> = futures::stream::iter(wanted)
             .map(|(id, account, name, running)| async move {
-                self.sample_one(id, account, name, running).await
+                bounded(
+                    "a container's sample",
+                    self.sample_one(id, account, name, running),
+                )
+                .await
             })
             .buffer_unordered(SAMPLES_AT_ONCE)
             .collect::<Vec<_>>()

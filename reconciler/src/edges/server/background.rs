@@ -328,7 +328,8 @@ pub(super) async fn storage_loop(
     }
 }
 
-/// Longest a usage round may take before it is given up.
+/// Longest a usage round may take before it is given up (each of its
+/// calls has a 10 s bound of its own).
 const ROUND_DEADLINE: Duration = Duration::from_secs(300);
 
 /// Usage accounting: a sampling round over every Docker host every
