@@ -69,6 +69,15 @@ impl Browser {
             .expect("the page loads");
     }
 
+    /// Logs in on the console's form and waits for the logged-in page.
+    pub async fn log_in(&self, user: &str, password: &str, timeout: Duration) {
+        self.goto("/login").await;
+        self.fill("#username", user).await;
+        self.fill("#password", password).await;
+        self.click("#login").await;
+        self.wait_text("Log out", timeout).await;
+    }
+
     /// The text of the page's body.
     pub async fn text(&self) -> String {
         match self.client.find(Locator::Css("body")).await {

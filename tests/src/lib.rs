@@ -59,6 +59,23 @@ impl Services {
             .expect("docker CLI runs")
     }
 
+    /// Restarts the test daemon (scripts/lib/services.sh) and waits until
+    /// it answers; containers with a restart policy come back.
+    pub fn restart_dockerd(&self) {
+        let restart = Command::new("bash")
+            .arg("-c")
+            .arg("source scripts/lib/services.sh && services_restart_dockerd")
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .env("DOCKER_HOST", &self.docker_host)
+            .output()
+            .expect("restart script runs");
+        assert!(
+            restart.status.success(),
+            "restart: {}",
+            String::from_utf8_lossy(&restart.stderr)
+        );
+    }
+
     /// An OpenLDAP client tool (`ldapsearch`, `ldapmodify`, …) bound as
     /// the directory's admin.
     pub fn ldap_tool(&self, tool: &str) -> Command {

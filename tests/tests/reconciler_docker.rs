@@ -368,18 +368,7 @@ fn converges_after_dockerd_restart() {
     let a = w.account("a", &["students"]);
     w.commit(&a, Some(&web("restart", &s.test_image)), &w.mail(&a));
     w.apply(0);
-    let restart = std::process::Command::new("bash")
-        .arg("-c")
-        .arg("source scripts/lib/services.sh && services_restart_dockerd")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .env("DOCKER_HOST", &s.docker_host)
-        .output()
-        .expect("restart script runs");
-    assert!(
-        restart.status.success(),
-        "restart: {}",
-        String::from_utf8_lossy(&restart.stderr)
-    );
+    s.restart_dockerd();
     w.apply(0);
     assert_eq!(
         w.inspect(&format!("{a}--web"), "{{.State.Running}}")

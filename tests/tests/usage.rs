@@ -147,18 +147,7 @@ async fn usage_counts_what_ran_through_a_recreate_and_a_dockerd_restart() {
     let so_far = seconds(&line(&w, "account", &alice), "cpu_hours_reserved");
     run_for_a_while(so_far);
     truth_cpu += cgroup_cpu(&s, &burn);
-    let restart = std::process::Command::new("bash")
-        .arg("-c")
-        .arg("source scripts/lib/services.sh && services_restart_dockerd")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .env("DOCKER_HOST", &s.docker_host)
-        .output()
-        .expect("restart script runs");
-    assert!(
-        restart.status.success(),
-        "{}",
-        String::from_utf8_lossy(&restart.stderr)
-    );
+    s.restart_dockerd();
     w.wait_running(&burn);
     let finished2 = millis(&inspect(&burn, "{{.State.FinishedAt}}"));
     let started3 = millis(&inspect(&burn, "{{.State.StartedAt}}"));
@@ -254,11 +243,7 @@ async fn usage_counts_what_ran_through_a_recreate_and_a_dockerd_restart() {
     else {
         return;
     };
-    b.goto("/login").await;
-    b.fill("#username", &alice).await;
-    b.fill("#password", "a-pw").await;
-    b.click("#login").await;
-    b.wait_text("Log out", WAIT).await;
+    b.log_in(&alice, "a-pw", WAIT).await;
     b.goto("/my/usage").await;
     b.wait_text("CPU-hours per day", WAIT).await;
     let bars = b
@@ -267,11 +252,7 @@ async fn usage_counts_what_ran_through_a_recreate_and_a_dockerd_restart() {
     assert!(bars.as_u64().unwrap_or(0) >= 1, "{bars}");
     b.screenshot("usage").await;
     b.click("form[action='/logout'] button").await;
-    b.goto("/login").await;
-    b.fill("#username", &root).await;
-    b.fill("#password", "r-pw").await;
-    b.click("#login").await;
-    b.wait_text("Log out", WAIT).await;
+    b.log_in(&root, "r-pw", WAIT).await;
     b.goto("/admin/usage").await;
     b.wait_text("Reserved CPU-hours per day, by group", WAIT)
         .await;

@@ -192,10 +192,7 @@ async fn a_student_sees_downloads_and_deletes_volumes_in_the_console() {
     else {
         return;
     };
-    b.goto("/login").await;
-    b.fill("#username", &alice).await;
-    b.fill("#password", "a-pw").await;
-    b.click("#login").await;
+    b.log_in(&alice, "a-pw", WAIT).await;
     b.wait_text(&format!("{alice}--keeper"), WAIT).await;
     b.goto("/my/volumes").await;
     // Sizes come with serve's first measurement.

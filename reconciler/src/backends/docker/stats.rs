@@ -18,22 +18,8 @@ pub struct Usage {
 impl DockerBackend {
     /// The counters of container `id`, `None` when it is not running.
     pub async fn usage(&self, id: &str) -> Result<Option<Usage>> {
-        let opts = StatsOptionsBuilder::default()
-            .stream(false)
-            .one_shot(true)
-            .build();
-        let mut stream = self.docker.stats(id, Some(opts));
-        let Some(item) = stream.next().await else {
+        let Some(stats) = self.one_shot(id).await? else {
             return Ok(None);
-        };
-        let stats = match item {
-            Ok(s) => s,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {
-                return Ok(None);
-            }
-            Err(e) => return Err(Self::api("stats", id)(e)),
         };
         let cpu_ns = stats
             .cpu_stats
@@ -47,6 +33,25 @@ impl DockerBackend {
             .map(|n| n.rx_bytes.unwrap_or(0) + n.tx_bytes.unwrap_or(0))
             .sum();
         Ok(Some(Usage { cpu_ns, net_bytes }))
+    }
+
+    /// One stats reading of a running container (no wait for a second
+    /// one); `None` when it is not running.
+    async fn one_shot(&self, id: &str) -> Result<Option<bollard::models::ContainerStatsResponse>> {
+        let opts = StatsOptionsBuilder::default()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let mut stream = self.docker.stats(id, Some(opts));
+        match stream.next().await {
+            None
+            | Some(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })) => Ok(None),
+            Some(Err(e)) => Err(Self::api("stats", id)(e)),
+            Some(Ok(s)) => Ok(Some(s)),
+        }
     }
 }
 
@@ -277,19 +282,8 @@ impl DockerBackend {
     /// CPU counter (ns) and memory in use (bytes, the page cache left out
     /// as `docker stats` does) of a running container.
     async fn counters(&self, id: &str) -> Result<Option<(u64, u64)>> {
-        let opts = StatsOptionsBuilder::default()
-            .stream(false)
-            .one_shot(true)
-            .build();
-        let mut stream = self.docker.stats(id, Some(opts));
-        let stats = match stream.next().await {
-            None
-            | Some(Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404,
-                ..
-            })) => return Ok(None),
-            Some(Err(e)) => return Err(Self::api("stats", id)(e)),
-            Some(Ok(s)) => s,
+        let Some(stats) = self.one_shot(id).await? else {
+            return Ok(None);
         };
         let cpu = stats
             .cpu_stats
