@@ -9,6 +9,7 @@
 
 use crate::backends::docker::{Purpose, Usage};
 use crate::clients::Context;
+use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,7 @@ impl Culler {
         let net_below = idle_cfg.network_below.bytes().unwrap_or(1024);
         let mut culled = Vec::new();
         let mut alive = std::collections::HashSet::new();
+        let mut judged = Vec::new();
         for c in candidates {
             let groups = match ctx.directory.lookup(&c.account).await {
                 Ok(Some(a)) => a.groups,
@@ -59,7 +61,27 @@ impl Culler {
             let Some(backend) = ctx.dockerd(&c.endpoint) else {
                 continue;
             };
-            let usage = match backend.usage(&c.container).await {
+            judged.push((c, after, backend));
+        }
+        // dockerd answers a stats call at its collector's next tick, a
+        // second away: asked one at a time, a sweep would take a second
+        // per container.
+        // The futures are made before the stream (not by a `map` closure):
+        // a closure over borrowed candidates is not `Send` enough for the
+        // spawned loop.
+        let reads: Vec<_> = judged
+            .into_iter()
+            .map(|(c, after, backend)| async move {
+                let usage = backend.usage(&c.container).await;
+                (c, after, backend, usage)
+            })
+            .collect();
+        let sampled: Vec<_> = futures::stream::iter(reads)
+            .buffered(crate::backends::docker::STATS_AT_ONCE)
+            .collect()
+            .await;
+        for (c, after, backend, usage) in sampled {
+            let usage = match usage {
                 Ok(Some(u)) => u,
                 _ => continue,
             };

@@ -29,7 +29,7 @@ pub use build::BuildJob;
 pub use console::{ByteStream, Owned, Purpose};
 pub use images::Exported;
 pub(crate) use images::split_tag;
-pub use stats::Usage;
+pub use stats::{STATS_AT_ONCE, Usage};
 pub use volumes::Deletion;
 mod observe;
 
