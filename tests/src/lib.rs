@@ -279,6 +279,41 @@ pub fn session_cookie(addr: &str, user: &str, password: &str) -> String {
     format!("berth_session={cookie}")
 }
 
+/// The session's CSRF token from a console page's forms.
+pub fn csrf_of(page: &str) -> String {
+    let key = "name=\"csrf\" value=\"";
+    let at = page
+        .find(key)
+        .unwrap_or_else(|| panic!("no CSRF field in:\n{page}"));
+    let rest = &page[at + key.len()..];
+    rest[..rest.find('"').unwrap_or(rest.len())].to_string()
+}
+
+/// A console GET with the session cookie header `auth`: the status and
+/// the body as text.
+pub fn console_get(addr: &str, auth: &str, path: &str) -> (u16, String) {
+    let (code, body) =
+        http_raw(addr, "GET", path, &[("Cookie", auth)], b"").expect("console request");
+    (code, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A console POST of form `body` with the session cookie header `auth`:
+/// the status and the body as text.
+pub fn console_post(addr: &str, auth: &str, path: &str, body: &str) -> (u16, String) {
+    let (code, body) = http_raw(
+        addr,
+        "POST",
+        path,
+        &[
+            ("Cookie", auth),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        body.as_bytes(),
+    )
+    .expect("console request");
+    (code, String::from_utf8_lossy(&body).into_owned())
+}
+
 /// stdout of a finished command, trimmed.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()

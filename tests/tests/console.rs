@@ -6,19 +6,10 @@
 
 use berth_tests::browser::Browser;
 use berth_tests::fixture::World;
-use berth_tests::{Services, http_raw, login_cookie, stdout};
+use berth_tests::{Services, csrf_of, http_raw, login_cookie, stdout};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The session's CSRF token from a console page's forms.
-fn csrf_of(page: &str) -> String {
-    let at = page
-        .find("name=\"csrf\" value=\"")
-        .unwrap_or_else(|| panic!("no CSRF field in:\n{page}"));
-    let rest = &page[at + "name=\"csrf\" value=\"".len()..];
-    rest[..rest.find('"').unwrap_or(rest.len())].to_string()
-}
 
 /// A GET of `path` with the session cookie header `auth`.
 fn get(addr: &str, auth: &str, path: &str) -> std::io::Result<(u16, Vec<u8>)> {

@@ -5,7 +5,7 @@
 //! Berth itself stops.
 
 use berth_tests::fixture::World;
-use berth_tests::{Services, http_raw, session_cookie, wait_for};
+use berth_tests::{Services, console_get as get, csrf_of, http_raw, session_cookie, wait_for};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -18,19 +18,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn get(addr: &str, auth: &str, path: &str) -> (u16, String) {
-    let (code, body) = http_raw(addr, "GET", path, &[("Cookie", auth)], b"").expect("request");
-    (code, String::from_utf8_lossy(&body).into_owned())
-}
-
-fn csrf_of(page: &str) -> String {
-    let at = page
-        .find("name=\"csrf\" value=\"")
-        .unwrap_or_else(|| panic!("no CSRF field in:\n{page}"))
-        + "name=\"csrf\" value=\"".len();
-    page[at..at + page[at..].find('"').unwrap_or(0)].to_string()
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //! Docker's start and stop times (exactly), and its group and course
 //! totals against the accounts'.
 
-use berth_tests::fixture::World;
-use berth_tests::{Services, stdout, wait_for};
+use berth_tests::fixture::{WEBHOOK_SECRET, World};
+use berth_tests::{Services, console_post, csrf_of, session_cookie, stdout, wait_for};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -296,11 +296,12 @@ async fn usage_counts_what_ran_through_a_recreate_and_a_dockerd_restart() {
 }
 
 /// Group budgets on real usage: past a `refuse` budget a revision that
-/// adds CPUs or GPUs is refused with the numbers and changes nothing;
-/// past a `warn` budget it is accepted and told; a preview shows what a
-/// branch would add against the budget.
-#[test]
-fn budgets_warn_or_refuse_what_adds_once_a_groups_hours_are_spent() {
+/// adds CPUs or GPUs is refused with the numbers and changes nothing, and
+/// the console will not start a stopped container; past a `warn` budget
+/// a push is accepted and its commit status tells the student; a preview
+/// shows what a branch would add against the budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn budgets_warn_or_refuse_what_adds_once_a_groups_hours_are_spent() {
     let Some(s) = Services::from_env() else {
         return;
     };
@@ -313,15 +314,29 @@ fn budgets_warn_or_refuse_what_adds_once_a_groups_hours_are_spent() {
     let ws = |containers: &[String]| format!("version: 1\ncontainers:\n{}", containers.concat());
     for (port, mode) in [(29800, "refuse"), (29900, "warn")] {
         let mut w = World::new(&s, port);
+        // With GitLab, the warn world takes its revisions from pushes and
+        // posts commit statuses.
+        let gl = berth_tests::gitlab::statuses_mock().await;
+        if mode == "warn" {
+            w.use_gitlab(&gl).await;
+        }
         // 0.001 CPU-hours: 3.6 s of one CPU.
         w.site_overrides.student_quota_extra =
             format!(", cpu_hours: 0.001, gpu_hours: 0, over_budget: {mode}");
         w.site_overrides.policy_extra = "  usage: { sample_every: 1s }\n".into();
         w.site_overrides.docker_endpoint = Some("gpus: 2".into());
         let alice = w.account(&format!("b{}", &mode[..1]), &["students"]);
-        let _server = w.serve();
-        w.commit(&alice, Some(&ws(&[container("burn", "")])), &w.mail(&alice));
-        w.apply(0);
+        w.set_password(&alice, "budget-pw");
+        let server = w.serve();
+        let first = w.commit(&alice, Some(&ws(&[container("burn", "")])), &w.mail(&alice));
+        if mode == "warn" {
+            assert_eq!(
+                server.push(&alice, &first, &alice, "budget-1", WEBHOOK_SECRET),
+                202
+            );
+        } else {
+            w.apply(0);
+        }
         w.wait_running(&format!("{alice}--burn"));
         // serve sums the group's reserved hours after each round.
         let told = wait_for(WAIT, "the budget to be spent", || {
@@ -351,9 +366,8 @@ fn budgets_warn_or_refuse_what_adds_once_a_groups_hours_are_spent() {
             Some(&ws(&[container("burn", ""), container("more", "")])),
             &w.mail(&alice),
         );
-        let text = w.apply(0);
-        let extra = w.inspect(&format!("{alice}--more"), "{{.Id}}");
         if mode == "refuse" {
+            let text = w.apply(0);
             assert!(
                 preview.contains("would be refused")
                     || preview.contains("a revision may not add CPUs"),
@@ -364,7 +378,11 @@ fn budgets_warn_or_refuse_what_adds_once_a_groups_hours_are_spent() {
                     && text.contains("of its 0.001 CPU-hours this week; a revision may not add CPUs (1 → 2) until it ends"),
                 "{text}"
             );
-            assert_eq!(extra, None, "nothing was created");
+            assert_eq!(
+                w.inspect(&format!("{alice}--more"), "{{.Id}}"),
+                None,
+                "nothing was created"
+            );
             // A GPU, with the GPU budget at 0: refused with its numbers.
             let gpu = w.commit(
                 &alice,
@@ -376,13 +394,58 @@ fn budgets_warn_or_refuse_what_adds_once_a_groups_hours_are_spent() {
                 text.contains(&format!("revision {} rejected: budget: group `students` has used 0 of its 0 GPU-hours this week; a revision may not add GPUs (0 → 1)", &gpu[..12])),
                 "{text}"
             );
+            // Stopped, the container holds no CPU; the console will not
+            // start it again while the budget is spent. (serve is started
+            // again: it observes what the CLI applied when it starts, and
+            // resyncs only then, so nothing restarts the container.)
+            drop(server);
+            let server = w.serve();
+            let burn = format!("{alice}--burn");
+            let auth = session_cookie(&server.addr, &alice, "budget-pw");
+            let home = wait_for(WAIT, "the console to show the container", || {
+                let (_, home) = berth_tests::console_get(&server.addr, &auth, "/");
+                home.contains(&format!("/my/containers/{burn}/"))
+                    .then_some(home)
+            });
+            wait_for(WAIT, "the start's resync to finish", || {
+                (server.metric("berth_reconcile_duration_seconds_count") >= 1.0).then_some(())
+            });
+            assert!(s.docker(&["stop", "-t", "0", &burn]).status.success());
+            let (code, why) = console_post(
+                &server.addr,
+                &auth,
+                &format!("/my/containers/{burn}/start"),
+                &format!("csrf={}", csrf_of(&home)),
+            );
+            assert_eq!(code, 409, "{why}");
+            assert!(
+                why.contains("budget: group `students` has used")
+                    && why.contains("of its 0.001 CPU-hours this week"),
+                "{why}"
+            );
+            assert_eq!(
+                w.inspect(&burn, "{{.State.Running}}").as_deref(),
+                Some("false"),
+                "the console started it past a refuse budget"
+            );
         } else {
             assert!(
                 preview.contains("adds 1 CPU: ")
                     && preview.contains("CPU-hours of group `students` used this week"),
                 "{preview}"
             );
-            assert!(extra.is_some(), "a warn budget refuses nothing:\n{text}");
+            // Pushed: accepted, and the commit status tells the student.
+            assert_eq!(
+                server.push(&alice, &more, &alice, "budget-2", WEBHOOK_SECRET),
+                202
+            );
+            let told = berth_tests::gitlab::wait_status(&gl, &more, "success").await;
+            assert!(
+                told.iter().any(|(state, d)| state == "success"
+                    && d.contains("budget: group `students` has used")),
+                "{told:?}"
+            );
+            w.wait_running(&format!("{alice}--more"));
             // The student is told: status (and so the console) carries it.
             let status = w.status(&alice);
             assert!(
