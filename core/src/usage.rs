@@ -201,8 +201,12 @@ pub fn account(previous: &[Cursor], last_round: Option<i64>, seen: &[Seen], now:
             account: s.account.clone(),
             name: s.name.clone(),
             started_at: s.started_at,
-            cpu_ns,
-            sampled_at: now,
+            // Nothing was counted of a run that began after `now`: the
+            // next round counts its counter whole.
+            cpu_ns: if now > from { cpu_ns } else { 0 },
+            // A run that began after `now` (the round's time is taken
+            // before Docker is asked) is owed nothing before its start.
+            sampled_at: now.max(from),
             reserved: s.reserved,
         });
     }
@@ -318,6 +322,30 @@ mod tests {
             close(t.cpu_used, 3.0) && close(t.cpu_reserved, 120.0),
             "{t:?}"
         );
+    }
+
+    #[test]
+    fn a_start_after_the_rounds_time_counts_from_the_start_next_round() {
+        // The round's time is taken before Docker is asked: a container
+        // (re)started in between is seen with a start after `now`. Found
+        // by the dockerd-restart test: the next round counted from `now`,
+        // 0.4 s the container had not run.
+        let first = account(&[], Some(T0), &[seen("c1", T0, 10.0, true)], T0 + 60_000);
+        let mut again = seen("c1", T0 + 121_000, 0.5, true);
+        again.finished_at = Some(T0 + 90_000);
+        let r = account(
+            &first.cursors,
+            Some(T0 + 60_000),
+            &[again.clone()],
+            T0 + 120_000,
+        );
+        assert!(close(total(&r).cpu_reserved, 60.0), "{:?}", total(&r));
+        let mut later = again;
+        later.cpu_ns = Some(2_000_000_000);
+        let r2 = account(&r.cursors, Some(T0 + 120_000), &[later], T0 + 180_000);
+        // 59 s of the new run, × 2 CPUs, not 60; and its counter whole.
+        assert!(close(total(&r2).cpu_reserved, 118.0), "{:?}", total(&r2));
+        assert!(close(total(&r2).cpu_used, 2.0), "{:?}", total(&r2));
     }
 
     #[test]

@@ -119,8 +119,12 @@ impl DockerBackend {
             .iter()
             .filter(|c| !present.contains(&c.id))
             .collect();
+        // Read to this moment, not to the round's `now` (taken before the
+        // list): a container stopped and removed between the two (a
+        // recreate) died after `now`, and its last stretch would be lost.
+        let until = jiff::Timestamp::now().as_millisecond().max(now);
         let died = match (gone.is_empty(), since) {
-            (false, Some(since)) => bounded("the die events", self.deaths(since, now)).await?,
+            (false, Some(since)) => bounded("the die events", self.deaths(since, until)).await?,
             _ => std::collections::BTreeMap::new(),
         };
         // A container gone without a `die` event Docker kept (a daemon

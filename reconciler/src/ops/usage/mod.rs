@@ -4,9 +4,10 @@
 //! in [`report`].
 //!
 //! A round reads each host's containers (one list, one `die` events read,
-//! then a stats and an inspect per running container, 8 at a time), hands
-//! them with the stored cursors to the pure [`berth_core::usage::account`],
-//! and writes the result in one transaction. Hosts are sampled
+//! then a stats and an inspect per running container, 100 stats calls in
+//! flight), hands them with the stored cursors to the pure
+//! [`berth_core::usage::account`], and writes the result in one
+//! transaction. Hosts are sampled
 //! concurrently, each within the sampling interval.
 //!
 //! Kubernetes workloads are not sampled yet; the report says so.
