@@ -16,6 +16,8 @@
 //!   written).
 //! - Accounting: [`usage`] (what a sampling round adds, per account and
 //!   hour), [`budget`] (what a group's budget says of a revision).
+//! - GPUs: [`lending`] (time-boxed grants of cards, the fair queue,
+//!   bookings).
 //! - Results: [`desired`] (containers and Kubernetes objects an account
 //!   should have, and where), [`plan`] (the actions from what is observed
 //!   to what is desired), [`runner`] (the CI runner and its `config.toml`).
@@ -28,6 +30,7 @@ pub mod desired;
 pub mod dn;
 pub mod dockerfile;
 pub mod grants;
+pub mod lending;
 pub mod plan;
 pub mod revision;
 pub mod runner;

@@ -272,9 +272,38 @@ fn quota(ws: &Workspace, site: &Site, account: &str, groups: &[String], out: &mu
         .backends
         .docker
         .iter()
-        .map(|d| d.gpus)
+        .map(|d| crate::site::lendable(d.gpus, &d.gpu_cards).len() as u32)
         .max()
         .unwrap_or(0);
+    let models: std::collections::BTreeSet<String> = site
+        .backends
+        .docker
+        .iter()
+        .flat_map(|d| crate::site::lendable(d.gpus, &d.gpu_cards))
+        .map(|l| l.model)
+        .collect();
+    for c in &ws.containers {
+        if let Some(m) = c.resources.as_ref().and_then(|r| r.gpu_model.as_ref())
+            && !models.contains(&m.value)
+        {
+            out.push(
+                m.pos,
+                format!(
+                    "no Docker host has GPUs of model `{}` (the site has: {})",
+                    m.value,
+                    if models.is_empty() {
+                        "none".to_string()
+                    } else {
+                        models
+                            .iter()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            );
+        }
+    }
     for (i, c) in ws.containers.iter().enumerate() {
         let (c_cpus, c_mem, c_gpus) = requested(site, c);
         let at = c.name.pos;

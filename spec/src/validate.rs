@@ -242,6 +242,32 @@ fn container(c: &Container, out: &mut Collector) {
         {
             out.push(gpus.pos, format!("gpus must be at most {MAX_GPUS}"));
         }
+        let asks_gpus = r.gpus.as_ref().is_some_and(|g| g.value > 0);
+        for (what, field) in [("gpu_model", &r.gpu_model), ("gpu_time", &r.gpu_time)] {
+            if let Some(f) = field
+                && !asks_gpus
+            {
+                out.push(f.pos, format!("{what} needs `gpus`"));
+            }
+        }
+        if let Some(m) = &r.gpu_model
+            && (m.trim().is_empty() || m.len() > 64)
+        {
+            out.push(m.pos, "gpu_model is 1 to 64 characters");
+        }
+        if let Some(t) = &r.gpu_time {
+            match crate::site::parse_duration(t) {
+                Err(why) => out.push(t.pos, why),
+                Ok(d) if d.is_zero() || d.as_secs() > crate::site::LONGEST_GRANT_SECS => out.push(
+                    t.pos,
+                    format!(
+                        "gpu_time is more than nothing and at most {} days",
+                        crate::site::LONGEST_GRANT_SECS / 86_400
+                    ),
+                ),
+                Ok(_) => {}
+            }
+        }
     }
     let mut vol_names: HashMap<&str, u32> = HashMap::new();
     let mut vol_paths: HashMap<&str, u32> = HashMap::new();

@@ -110,6 +110,13 @@ pub struct Resources {
     /// Number of GPUs, if the site grants them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus: Option<Located<u32>>,
+    /// Only cards of this model (as the site lists them, e.g. `A100`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_model: Option<Located<String>>,
+    /// How long the GPUs are wanted at a time, e.g. `2h` (at most the
+    /// group's `gpu_time_max`; the group's `gpu_time` when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_time: Option<Located<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -47,6 +47,8 @@ fn container() -> impl Strategy<Value = Container> {
                 cpus: Some(Located::new(f64::from(quarters) / 4.0)),
                 memory: Some(Located::new(Memory::new(format!("{mib}Mi")))),
                 gpus: Some(Located::new(gpus)),
+                gpu_model: None,
+                gpu_time: None,
             }),
             volumes: {
                 let mut seen = std::collections::HashSet::new();

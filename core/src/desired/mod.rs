@@ -43,9 +43,10 @@ pub struct ContainerSpec {
     pub cpus: f64,
     pub memory: u64,
     pub gpus: u32,
-    /// The host's GPU ids given to this container (see [`gpus`]).
+    /// The host's GPU ids (indexes or UUIDs) lent to this container (see
+    /// [`crate::lending`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub gpu_devices: Vec<u32>,
+    pub gpu_devices: Vec<String>,
     /// Mount path → volume name.
     pub volumes: BTreeMap<String, String>,
     pub network: String,
@@ -103,8 +104,7 @@ impl ContainerSpec {
             f.insert("gpus".into(), self.gpus.to_string());
         }
         if !self.gpu_devices.is_empty() {
-            let ids: Vec<String> = self.gpu_devices.iter().map(u32::to_string).collect();
-            f.insert("gpu_devices".into(), ids.join(","));
+            f.insert("gpu_devices".into(), self.gpu_devices.join(","));
         }
         for (path, vol) in &self.volumes {
             f.insert(format!("volumes.{path}"), vol.clone());
@@ -219,7 +219,10 @@ pub struct Context<'a> {
     /// Digests the revision was accepted with (pin key → digest).
     pub pins: &'a BTreeMap<String, String>,
     /// GPU ids given to each GPU container on the host.
-    pub gpus: &'a BTreeMap<GpuKey, Vec<u32>>,
+    pub gpus: &'a BTreeMap<GpuKey, Vec<String>>,
+    /// GPU containers waiting for cards (or whose grant ended): kept
+    /// stopped until lending gives them cards.
+    pub gpu_waiting: &'a std::collections::BTreeSet<String>,
     /// A disabled account keeps its containers, stopped.
     pub disabled: bool,
     /// The account's home directory on this host, for `home: true`.
@@ -286,7 +289,7 @@ pub fn containers(ws: &Workspace, cx: &Context<'_>) -> Vec<DesiredContainer> {
                 workspace: cx.workspace.into(),
                 revision: cx.revision.into(),
                 backend: Backend::Docker,
-                state: if cx.disabled {
+                state: if cx.disabled || cx.gpu_waiting.contains(&c.name.value) {
                     State::Stopped
                 } else {
                     c.state()

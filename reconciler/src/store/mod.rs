@@ -52,6 +52,7 @@ pub mod backup;
 mod builds;
 mod gitlab;
 mod images;
+pub mod lending;
 mod schema;
 mod tokens;
 mod usage;

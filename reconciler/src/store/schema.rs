@@ -238,6 +238,50 @@ CREATE TABLE usage_daily (
     PRIMARY KEY (account, at)
 ) WITHOUT ROWID;
 ",
+    // N: GPU lending: grants of cards until a time, the queue of
+    // containers waiting for cards, admins' bookings, and the card-hours
+    // lent (fair share reads the last 7 days; kept 35 days).
+    "
+CREATE TABLE gpu_grants (
+    account TEXT NOT NULL,
+    container TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    cards TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    end_at INTEGER NOT NULL,
+    told_end INTEGER,
+    PRIMARY KEY (account, container)
+);
+CREATE TABLE gpu_queue (
+    account TEXT NOT NULL,
+    container TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    model TEXT,
+    length INTEGER NOT NULL,
+    since INTEGER NOT NULL,
+    PRIMARY KEY (account, container)
+);
+CREATE TABLE gpu_bookings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    grp TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    cards TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    end_at INTEGER NOT NULL,
+    booked_by TEXT NOT NULL
+);
+CREATE TABLE gpu_lent (
+    account TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    end_at INTEGER NOT NULL,
+    cards INTEGER NOT NULL
+);
+CREATE INDEX gpu_lent_end ON gpu_lent (end_at);
+",
 ];
 
 /// The version this Berth writes.

@@ -30,6 +30,9 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
         {
             duration(d, &mut out);
         }
+        for d in [&q.gpu_time, &q.gpu_time_max].into_iter().flatten() {
+            grant_length(d, &mut out);
+        }
         for h in [q.cpu_hours, q.gpu_hours].into_iter().flatten() {
             if !(h >= 0.0 && h.is_finite()) {
                 out.push(q.memory.pos, "cpu_hours and gpu_hours must be numbers ≥ 0");
@@ -39,6 +42,28 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
             if let Err(why) = r.bytes() {
                 out.push(r.pos, why.to_string());
             }
+        }
+    }
+    let gpus = &site.policy.gpus;
+    duration(&gpus.warn_before, &mut out);
+    duration(&gpus.shortest, &mut out);
+    if let Some(d) = &gpus.idle_after {
+        duration(d, &mut out);
+    }
+    if !(0.0..=100.0).contains(&gpus.idle_below) {
+        out.push(
+            gpus.warn_before.pos,
+            "policy.gpus.idle_below is a percentage, 0 to 100",
+        );
+    }
+    for d in &site.backends.docker {
+        for (pos, why) in super::gpus::card_problems(d.gpus, &d.gpu_cards) {
+            out.push(pos, why);
+        }
+        if let Some(m) = &d.gpu_metrics
+            && !(m.starts_with("http://") || m.starts_with("https://"))
+        {
+            out.push(m.pos, "gpu_metrics must be an http:// or https:// URL");
         }
     }
     if let Err(why) = site.policy.builds.max_context.bytes() {
@@ -308,6 +333,21 @@ fn backends(b: &Backends, out: &mut Collector) {
                 "namespace_prefix must be a short DNS label prefix like `berth-`",
             );
         }
+    }
+}
+
+/// A grant's length: a duration within [`super::LONGEST_GRANT_SECS`].
+fn grant_length(text: &Located<String>, out: &mut Collector) {
+    match parse_duration(text) {
+        Err(why) => out.push(text.pos, why),
+        Ok(d) if d.is_zero() || d.as_secs() > super::LONGEST_GRANT_SECS => out.push(
+            text.pos,
+            format!(
+                "a GPU grant lasts more than nothing and at most {} days",
+                super::LONGEST_GRANT_SECS / 86_400
+            ),
+        ),
+        Ok(_) => {}
     }
 }
 

@@ -14,11 +14,16 @@ use std::time::Duration;
 
 mod check;
 mod console;
+mod gpus;
 mod policy;
 mod registry;
 
 pub use check::{apps_on_console_host, parse_duration, validate, warnings};
 pub use console::{Console, Login};
+pub use gpus::{
+    DEFAULT_GRANT, GpuCard, GpuPolicy, LONGEST_GRANT_SECS, Lendable, MigInstance, UNNAMED_MODEL,
+    lendable,
+};
 pub use policy::{
     BudgetPeriod, Builds, DefaultResources, Idle, OverBudget, Policy, Quota, Storage, Usage,
 };
@@ -238,6 +243,15 @@ pub struct DockerEndpoint {
     /// Whether two accounts may be given the same GPU of this host.
     #[serde(default)]
     pub gpu_sharing: bool,
+    /// The host's cards by id, with model and memory, and their MIG
+    /// instances (instead of `gpus: N`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_cards: Vec<GpuCard>,
+    /// The NVIDIA DCGM exporter's Prometheus endpoint on this host
+    /// (`http://host:9400/metrics`): grants whose cards stay idle end
+    /// early (`policy.gpus.idle_after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_metrics: Option<Located<String>>,
     /// Client certificates for a `tcp://` endpoint (dockerd `--tlsverify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<DockerTls>,

@@ -40,6 +40,9 @@ pub struct Policy {
     /// groups are courses in reports.
     #[serde(default)]
     pub usage: Usage,
+    /// GPU lending: warnings, the shortest grant, idle give-back.
+    #[serde(default)]
+    pub gpus: super::GpuPolicy,
 }
 
 /// Usage accounting: `serve` samples every Berth container (runners
@@ -279,6 +282,16 @@ pub struct Quota {
     /// GPU-hours the group's members may hold together per `budget_period`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_hours: Option<f64>,
+    /// How long GPUs are lent to a container that does not say
+    /// (`resources.gpu_time`); default 4h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_time: Option<Located<String>>,
+    /// The longest grant a container may ask for; default `gpu_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_time_max: Option<Located<String>>,
+    /// Cards the group's containers may hold at once; no cap when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_at_once: Option<u32>,
     /// `week` (from Monday 00:00 UTC) or `month` (from the 1st).
     #[serde(default)]
     pub budget_period: BudgetPeriod,
