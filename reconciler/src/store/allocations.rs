@@ -79,7 +79,7 @@ impl Store {
     }
 
     /// GPU device ids of every container on `endpoint`.
-    pub fn gpus(&self, endpoint: &str) -> Result<BTreeMap<GpuKey, Vec<u32>>> {
+    pub fn gpus(&self, endpoint: &str) -> Result<BTreeMap<GpuKey, Vec<String>>> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT account, container, devices FROM gpus WHERE endpoint = ?1")?;
@@ -90,7 +90,11 @@ impl Store {
                     account: r.get(0)?,
                     container: r.get(1)?,
                 },
-                devices.split(',').filter_map(|d| d.parse().ok()).collect(),
+                devices
+                    .split(',')
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string)
+                    .collect(),
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -101,16 +105,15 @@ impl Store {
         &self,
         endpoint: &str,
         account: &str,
-        wanted: &BTreeMap<GpuKey, Vec<u32>>,
+        wanted: &BTreeMap<GpuKey, Vec<String>>,
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM gpus WHERE account = ?1", [account])?;
         for (key, devices) in wanted {
-            let list: Vec<String> = devices.iter().map(u32::to_string).collect();
             tx.execute(
                 "INSERT INTO gpus (endpoint, account, container, devices) VALUES (?1, ?2, ?3, ?4)",
-                params![endpoint, key.account, key.container, list.join(",")],
+                params![endpoint, key.account, key.container, devices.join(",")],
             )?;
         }
         tx.commit()?;

@@ -188,6 +188,14 @@ fn create_private(path: &Path) -> Result<()> {
         })
 }
 
+/// Unix milliseconds now (GPU lending and usage keep times in ms).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
