@@ -91,11 +91,20 @@ _dockerd_up_or_dead() {
 _dockerd_launch() {
     local dir=$1
     _docker_tls_certs "$dir/tls"
+    # There is no GPU here. dockerd accepts NVIDIA device requests only
+    # when it finds `nvidia-container-runtime-hook` on its PATH at start,
+    # and runc runs that hook before a GPU container starts: this stand-in
+    # does nothing, so GPU containers really start and stop (with the
+    # device ids Berth lent in their HostConfig), but no card is mounted.
+    mkdir -p "$dir/gpu-hook"
+    printf '#!/bin/sh\n# Stand-in for the NVIDIA hook (tests only): no card is given.\ncat >/dev/null\nexit 0\n' \
+        >"$dir/gpu-hook/nvidia-container-runtime-hook"
+    chmod +x "$dir/gpu-hook/nvidia-container-runtime-hook"
     # Berth gives every account its own bridge network; dockerd's default
     # pools hold only ~30, so hand it room for 1024 /24 networks. The TLS
     # listener (client certificates required) is what a remote endpoint
     # looks like; the tests reach it on loopback only.
-    setsid dockerd --data-root "$dir/data" --exec-root "$dir/exec" --host "unix://$dir/docker.sock" \
+    PATH="$dir/gpu-hook:$PATH" setsid dockerd --data-root "$dir/data" --exec-root "$dir/exec" --host "unix://$dir/docker.sock" \
         --host "tcp://127.0.0.1:$BERTH_DOCKER_TLS_PORT" --tlsverify \
         --tlscacert "$dir/tls/ca.pem" --tlscert "$dir/tls/server-cert.pem" --tlskey "$dir/tls/server-key.pem" \
         --default-address-pool base=10.208.0.0/14,size=24 \

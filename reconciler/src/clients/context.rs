@@ -12,8 +12,8 @@ use crate::inputs::identity::Directory;
 use crate::inputs::mirror::Mirrors;
 use crate::inputs::source::LocalSource;
 use crate::inputs::source::SourceError;
+use crate::store::PortKey;
 use crate::store::Store;
-use crate::store::{GpuKey, PortKey};
 use berth_core::desired::kube::Settings as KubeSettings;
 use berth_core::plan::{KubeObserved, ObservedAccount};
 use berth_spec::Site;
@@ -220,7 +220,6 @@ pub struct KubeCluster {
 pub struct Reservations {
     pub(crate) placements: BTreeMap<String, String>,
     pub(crate) ports: BTreeMap<String, BTreeMap<PortKey, u16>>,
-    pub(crate) gpus: BTreeMap<String, BTreeMap<GpuKey, Vec<u32>>>,
 }
 
 impl Context {

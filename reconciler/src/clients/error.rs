@@ -20,8 +20,6 @@ pub enum ReconcileError {
     Docker(#[from] DockerError),
     #[error(transparent)]
     Ports(#[from] desired::PortsExhausted),
-    #[error(transparent)]
-    Gpus(#[from] berth_core::desired::gpus::GpusExhausted),
     #[error("no docker endpoint is available for account `{0}`")]
     NoEndpoint(String),
     #[error("docker endpoint `{endpoint}` is unavailable: {reason}")]

@@ -135,9 +135,21 @@ impl Culler {
                     }
                     let (account, container, why) =
                         (c.account.clone(), c.container.clone(), reason.clone());
+                    let prefix = berth_spec::names::qualified(&account, "");
+                    // A culled GPU container's cards go back to the pool.
+                    let key = c.gpu.then(|| berth_core::desired::GpuKey {
+                        account: account.clone(),
+                        container: container
+                            .strip_prefix(&prefix)
+                            .unwrap_or(&container)
+                            .to_string(),
+                    });
                     let recorded = ctx
                         .store
                         .call(move |s| {
+                            if let Some(key) = &key {
+                                s.gpu_end(key, crate::store::now_ms())?;
+                            }
                             s.set_culled(&account, &container, &why)?;
                             s.audit(&account, "culled", None, &format!("`{container}`: {why}"))
                         })

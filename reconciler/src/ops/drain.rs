@@ -114,7 +114,12 @@ pub async fn drain(
         .backends
         .docker
         .iter()
-        .map(|d| (d.name.value.clone(), d.gpus))
+        .map(|d| {
+            (
+                d.name.value.clone(),
+                berth_spec::site::lendable(d.gpus, &d.gpu_cards).len() as u32,
+            )
+        })
         .collect();
     if !site_hosts.contains_key(host) {
         return Err(DrainError::UnknownHost(host.into()));

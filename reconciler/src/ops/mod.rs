@@ -18,6 +18,8 @@ pub mod discovery;
 pub mod drain;
 /// Image garbage collection.
 pub mod gc;
+/// GPU lending: grants ending, warnings, the queue served.
+pub mod lending;
 /// Noticing pushes by polling where webhooks cannot reach.
 pub mod poll;
 /// Plan previews of branches and merge requests, rendered for GitLab.

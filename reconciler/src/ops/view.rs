@@ -41,6 +41,9 @@ pub struct ContainerView {
     /// Docker: the host's GPU ids given to the container (`0,1`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_devices: Option<String>,
+    /// Docker: how many GPUs the container asks for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
     /// Docker: the endpoint the container runs on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
@@ -87,6 +90,78 @@ pub struct AccountView {
     /// Docker volumes (a `serve` before 0.2 did not say).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeView>,
+    /// GPU containers: lent cards until when, or their place in line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuView>,
+}
+
+/// A GPU container's lending.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GpuView {
+    /// The name the workspace gives it.
+    pub container: String,
+    /// `lent` or `waiting`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cards: Vec<String>,
+    /// When the grant ends (lent), RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Place in line on its host, 1 is next (waiting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+    /// When it may start (waiting), RFC 3339: an estimate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<String>,
+}
+
+/// The account's GPU lending, from the store (`cards` from the site).
+fn gpus_of(
+    store: &Store,
+    account: &str,
+    cards: &[berth_core::lending::Card],
+) -> Result<Vec<GpuView>, StoreError> {
+    let now = crate::store::now_ms();
+    let mut state = store.lending(now)?;
+    if !state.queue.iter().any(|r| r.key.account == account)
+        && !state.grants.iter().any(|g| g.key.account == account)
+    {
+        return Ok(vec![]);
+    }
+    state.cards = cards.to_vec();
+    let shares = store.gpu_shares(now)?;
+    let places = berth_core::lending::queue::places(now, &state, &shares);
+    let mut out: Vec<GpuView> = state
+        .grants
+        .iter()
+        .filter(|g| g.key.account == account)
+        .map(|g| GpuView {
+            container: g.key.container.clone(),
+            state: "lent".into(),
+            cards: g.cards.clone(),
+            until: Some(rfc3339(g.end / 1000)),
+            position: None,
+            estimate: None,
+        })
+        .collect();
+    out.extend(
+        state
+            .queue
+            .iter()
+            .filter(|r| r.key.account == account)
+            .map(|r| {
+                let place = places.get(&r.key);
+                GpuView {
+                    container: r.key.container.clone(),
+                    state: "waiting".into(),
+                    cards: vec![],
+                    until: None,
+                    position: place.map(|p| p.position),
+                    estimate: place.and_then(|p| p.estimate).map(|e| rfc3339(e / 1000)),
+                }
+            }),
+    );
+    Ok(out)
 }
 
 /// The view of `account` from the store and `observed`.
@@ -94,7 +169,9 @@ pub fn account(
     store: &Store,
     observed: &Observed,
     account: &str,
+    cards: &[berth_core::lending::Card],
 ) -> Result<AccountView, StoreError> {
+    let gpus = gpus_of(store, account, cards)?;
     let accepted = store.accepted(account)?;
     let mut warnings = store.warnings(account)?;
     warnings.extend(store.notice(account)?);
@@ -146,6 +223,7 @@ pub fn account(
         last_error_at: last.as_ref().map(|l| rfc3339(l.at)),
         warnings,
         volumes,
+        gpus,
     })
 }
 
@@ -171,6 +249,7 @@ fn docker_containers<'a>(
             .map(|(cp, host)| format!("{host}->{cp}"))
             .collect(),
         gpu_devices: c.fields.get("gpu_devices").cloned(),
+        gpus: c.fields.get("gpus").and_then(|g| g.parse().ok()),
         endpoint: Some(endpoint.to_string()),
         runner: c.full_name == berth_core::runner::container_name(account),
         culled: None,
@@ -236,6 +315,7 @@ fn kube_workloads(k: &KubeObserved) -> Vec<ContainerView> {
                 revision: text(&v["metadata"]["labels"][LABEL_REVISION]),
                 ports,
                 gpu_devices: None,
+                gpus: None,
                 endpoint: None,
                 runner: false,
                 culled: None,

@@ -23,10 +23,7 @@ impl DockerBackend {
             let (count, device_ids) = if spec.gpu_devices.is_empty() {
                 (Some(i64::from(spec.gpus)), None)
             } else {
-                (
-                    None,
-                    Some(spec.gpu_devices.iter().map(u32::to_string).collect()),
-                )
+                (None, Some(spec.gpu_devices.clone()))
             };
             Some(vec![DeviceRequest {
                 driver: Some("nvidia".into()),

@@ -12,6 +12,7 @@ mod drain;
 mod export;
 mod gc;
 mod gitlab;
+mod gpu;
 mod images;
 mod kubeconfig;
 pub mod paint;
@@ -107,6 +108,9 @@ pub enum Command {
     Drain(drain::Args),
     /// CPU, memory and GPU hours used and reserved, by account, group or course.
     Usage(usage::Args),
+    /// GPU lending: cards and holders, the queue, bookings, extensions.
+    #[command(subcommand)]
+    Gpu(gpu::Command),
     /// Every account's Docker volumes: size, last use, storage quota.
     Volumes(volumes::Args),
     /// Start again what the idle culler stopped (at the next reconcile).
@@ -198,6 +202,7 @@ fn run(mut cli: Cli) -> u8 {
         Command::Wake(args) => wake::run(cli.config.as_deref(), &args),
         Command::Usage(args) => block_on(usage::run(cli.config.as_deref(), &args)),
         Command::Volumes(args) => block_on(volumes::run(cli.config.as_deref(), &args)),
+        Command::Gpu(cmd) => block_on(gpu::run(cli.config.as_deref(), &cmd)),
         Command::Backup(args) => backup::backup(cli.config.as_deref(), &args),
         Command::Restore(args) => backup::restore(cli.config.as_deref(), &args),
         Command::Serve(args) => block_on(serve::run(cli.config.as_deref(), &args)),

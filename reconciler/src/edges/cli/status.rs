@@ -170,7 +170,12 @@ async fn local(ctx: &crate::clients::Context, args: &Args) -> (Vec<AccountView>,
     }
     let mut out = Vec::new();
     for account in accounts {
-        match crate::ops::view::account(&ctx.store, &observed, &account) {
+        match crate::ops::view::account(
+            &ctx.store,
+            &observed,
+            &account,
+            &crate::engine::reconcile::lending::cards(&ctx.site),
+        ) {
             Ok(v) => out.push(v),
             Err(e) => {
                 eprintln!("reconciler status: {account}: {e}");
@@ -222,6 +227,9 @@ fn text(accounts: &[AccountView]) -> String {
                 c.state,
                 extra.join(", ")
             );
+        }
+        for g in &a.gpus {
+            let _ = writeln!(out, "  {}", crate::ops::lending::line(g));
         }
         for w in &a.warnings {
             let _ = writeln!(out, "{}: warning: {w}", a.account);

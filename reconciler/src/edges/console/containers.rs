@@ -6,7 +6,7 @@
 //! `berth.owner` label again; a container that is missing or someone
 //! else's gets the same 404, and the attempt is audited.
 
-use super::{Console, Me, Session, not_found, to_login};
+use super::{Console, FollowUp, Me, Session, not_found, to_login};
 use crate::backends::docker::{DockerBackend, Owned, Purpose};
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -102,6 +102,15 @@ async fn spent_budget(c: &Console, s: &Session, name: &str) -> Option<String> {
     })
 }
 
+/// Whether the account's container `name` asks for GPUs.
+async fn holds_gpus(c: &Console, s: &Session, name: &str) -> bool {
+    c.views.read().await.get(&s.account).is_some_and(|v| {
+        v.containers
+            .iter()
+            .any(|ct| ct.container == name && ct.gpus.is_some_and(|n| n > 0))
+    })
+}
+
 /// `start`, `stop` or `restart`: until the next reconcile says otherwise.
 pub(super) async fn operate(
     State(c): State<Arc<Console>>,
@@ -139,6 +148,34 @@ pub(super) async fn operate(
             .call(move |st| st.clear_culled(&account, Some(&name)))
             .await;
     }
+    // A GPU container starts through lending: its cards are lent (or it
+    // waits in line) by a reconcile, never taken by a bare start.
+    if op != "stop" && holds_gpus(&c, &s, &name).await {
+        c.audit(
+            &s.account,
+            &format!("console-{op}"),
+            &format!("`{name}`: asks for its GPUs"),
+        );
+        if op == "restart" && container.running {
+            let _ = backend.restart_owned(&container).await;
+        } else {
+            let _ = c.refresh.try_send(FollowUp::Reconcile(s.account.clone()));
+        }
+        return Redirect::to("/").into_response();
+    }
+    if op == "stop" && holds_gpus(&c, &s, &name).await {
+        // Stopped by its owner: the cards go back now.
+        let prefix = berth_spec::names::qualified(&s.account, "");
+        let key = berth_core::desired::GpuKey {
+            account: s.account.clone(),
+            container: name.strip_prefix(&prefix).unwrap_or(&name).to_string(),
+        };
+        let _ = c
+            .ctx
+            .store
+            .call(move |st| st.gpu_end(&key, crate::store::now_ms()))
+            .await;
+    }
     let result = match op.as_str() {
         "start" => backend.start_owned(&container).await,
         "stop" => backend.stop_owned(&container).await,
@@ -147,7 +184,7 @@ pub(super) async fn operate(
     match result {
         Ok(()) => {
             c.audit(&s.account, &format!("console-{op}"), &format!("`{name}`"));
-            let _ = c.refresh.try_send(s.account.clone());
+            let _ = c.refresh.try_send(FollowUp::View(s.account.clone()));
             Redirect::to("/").into_response()
         }
         Err(e) => (

@@ -46,6 +46,15 @@ use tokio::sync::{RwLock, broadcast};
 /// Each account's view, as `serve` keeps it.
 pub type Views = Arc<RwLock<BTreeMap<String, AccountView>>>;
 
+/// What `serve` does for an account after a console action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FollowUp {
+    /// Observe it again.
+    View(String),
+    /// Reconcile it (a GPU container's start goes through lending).
+    Reconcile(String),
+}
+
 pub struct Console {
     pub ctx: Arc<Context>,
     pub views: Views,
@@ -54,8 +63,9 @@ pub struct Console {
     /// Names of accounts whose view just changed.
     pub updates: broadcast::Sender<String>,
     pub logins: Arc<Logins>,
-    /// Asks `serve` to observe an account again (after start/stop).
-    pub refresh: tokio::sync::mpsc::Sender<String>,
+    /// Asks `serve` to observe an account again (after start/stop), or
+    /// to reconcile it.
+    pub refresh: tokio::sync::mpsc::Sender<FollowUp>,
     sessions: Sessions,
     /// Log streams and terminals open, per account.
     log_streams: Arc<slots::Slots>,
@@ -74,7 +84,7 @@ impl Console {
         catalogue: Arc<RwLock<Vec<CatalogEntry>>>,
         updates: broadcast::Sender<String>,
         logins: Arc<Logins>,
-        refresh: tokio::sync::mpsc::Sender<String>,
+        refresh: tokio::sync::mpsc::Sender<FollowUp>,
     ) -> Console {
         let sessions = Sessions::new(&ctx.site);
         let console = &ctx.site.console;

@@ -155,6 +155,8 @@ pub(super) struct Workspace {
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
     pub warnings: Vec<String>,
+    /// GPU containers: (container, lent or waiting, the sentence).
+    pub gpus: Vec<(String, String, String)>,
     pub rows: Vec<Row>,
     pub events_url: String,
     pub fragment_url: String,
@@ -262,6 +264,20 @@ pub(super) fn workspace_model(
         }),
         last_error_at: view.and_then(|v| v.last_error_at.clone()),
         warnings: view.map(|v| v.warnings.clone()).unwrap_or_default(),
+        gpus: view
+            .map(|v| {
+                v.gpus
+                    .iter()
+                    .map(|g| {
+                        (
+                            g.container.clone(),
+                            g.state.clone(),
+                            crate::ops::lending::line(g),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         rows,
         events_url: "/my/workspace/events".into(),
         fragment_url: if readonly {

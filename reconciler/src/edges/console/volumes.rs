@@ -325,7 +325,7 @@ pub(super) async fn delete(
                 view.volumes
                     .retain(|x| !(x.volume == v.volume && x.endpoint == v.endpoint));
             }
-            let _ = c.refresh.send(s.account.clone()).await;
+            let _ = c.refresh.send(super::FollowUp::View(s.account.clone())).await;
             Redirect::to("/my/volumes").into_response()
         }
         Ok(Deletion::InUse(users)) => (

@@ -28,10 +28,11 @@ pub(super) async fn refresh_view(
         before
     };
     let name = account.to_string();
+    let cards = crate::engine::reconcile::lending::cards(&shared.ctx.site);
     match shared
         .ctx
         .store
-        .call(move |s| crate::ops::view::account(s, &observed, &name))
+        .call(move |s| crate::ops::view::account(s, &observed, &name, &cards))
         .await
     {
         Ok(v) => {
@@ -45,10 +46,16 @@ pub(super) async fn refresh_view(
 /// Views the console asks for again (a container it started or stopped).
 pub(super) async fn refresh_requested(
     shared: Arc<Shared>,
-    mut requests: tokio::sync::mpsc::Receiver<String>,
+    mut requests: tokio::sync::mpsc::Receiver<crate::edges::console::FollowUp>,
 ) {
-    while let Some(account) = requests.recv().await {
-        refresh_view(&shared, &account, crate::clients::Observed::default(), true).await;
+    use crate::edges::console::FollowUp;
+    while let Some(follow) = requests.recv().await {
+        match follow {
+            FollowUp::View(account) => {
+                refresh_view(&shared, &account, crate::clients::Observed::default(), true).await;
+            }
+            FollowUp::Reconcile(account) => shared.queue.resync(&account),
+        }
     }
 }
 
@@ -65,10 +72,11 @@ pub(super) async fn refresh_all_views(shared: Arc<Shared>) {
     let mut views = BTreeMap::new();
     for a in accounts {
         let (seen, name) = (observed.clone(), a.clone());
+        let cards = crate::engine::reconcile::lending::cards(&shared.ctx.site);
         match shared
             .ctx
             .store
-            .call(move |s| crate::ops::view::account(s, &seen, &name))
+            .call(move |s| crate::ops::view::account(s, &seen, &name, &cards))
             .await
         {
             Ok(v) => {

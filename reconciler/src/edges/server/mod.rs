@@ -6,6 +6,7 @@
 
 mod api;
 mod background;
+mod lending;
 mod previews;
 mod registry_token;
 mod retry;
@@ -248,6 +249,7 @@ pub async fn serve(
     let culling = tokio::spawn(culling_loop(shared.clone(), stop_rx.clone()));
     let storage = tokio::spawn(storage_loop(shared.clone(), stop_rx.clone()));
     let usage = tokio::spawn(usage_loop(shared.clone(), stop_rx.clone()));
+    let lending = tokio::spawn(lending::lending_loop(shared.clone(), stop_rx.clone()));
     let preview_worker = tokio::spawn(previews::worker(
         ctx.clone(),
         preview_queue,
@@ -281,6 +283,7 @@ pub async fn serve(
         let _ = culling.await;
         let _ = storage.await;
         let _ = usage.await;
+        let _ = lending.await;
         let _ = preview_worker.await;
         if let Some(p) = poller {
             let _ = p.await;
@@ -447,6 +450,14 @@ async fn handle(shared: &Arc<Shared>, work: Work) {
             let text = match plan.warnings.iter().find(|w| w.starts_with("budget:")) {
                 Some(w) if state == CommitState::Success => format!("{text}; {w}"),
                 _ => text,
+            };
+            // GPU containers waiting in line: their place and estimate.
+            let text = if state == CommitState::Success && !plan.gpu_waiting.is_empty() {
+                lending::waiting_gpus(shared, &work.account)
+                    .await
+                    .map_or(text.clone(), |w| format!("{text}; {w}"))
+            } else {
+                text
             };
             status(shared, push, state, text);
         }

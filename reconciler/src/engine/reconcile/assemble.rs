@@ -9,7 +9,7 @@ use super::pins::shared_with;
 use crate::clients::{Context, Observed, ReconcileError, Result};
 use crate::inputs::identity::Account;
 use berth_core::desired::kube::{Owner, manifests};
-use berth_core::desired::{self, GpuKey, PortKey};
+use berth_core::desired::{self, PortKey};
 use berth_core::plan::{self, Action, ObservedAccount};
 use berth_spec::{Backend, Workspace};
 use std::collections::BTreeMap;
@@ -100,9 +100,15 @@ fn docker_plan(b: &Build<'_>, plan: &mut AccountPlan) -> Result<()> {
         ..
     } = *b;
     let site = &ctx.site;
-    let (endpoint, ports, gpus) = reserve(ctx, account, workspace, !b.preview)?;
+    let groups = b.identity.map(|a| a.groups.clone()).unwrap_or_default();
+    let (endpoint, ports) = reserve(ctx, account, workspace, !b.preview)?;
+    let wake = matches!(plan.decision, super::Decision::Accept { .. });
+    let lent = super::lending::lend(
+        ctx, account, &groups, workspace, &endpoint, !b.preview, wake,
+    )?;
     plan.ports = ports;
-    plan.gpus = gpus;
+    plan.gpus = lent.devices;
+    plan.gpu_waiting = lent.waiting;
     let backend_conf = site
         .backends
         .docker
@@ -135,6 +141,7 @@ fn docker_plan(b: &Build<'_>, plan: &mut AccountPlan) -> Result<()> {
             ports: &plan.ports,
             pins: &plan.pins,
             gpus: &plan.gpus,
+            gpu_waiting: &plan.gpu_waiting,
             disabled: plan.disabled,
             home: home.as_ref(),
         },
@@ -330,8 +337,8 @@ fn runner_plan(
     Ok(actions)
 }
 
-/// What [`reserve`] hands an account: its endpoint, host ports and GPUs.
-type Reserved = (String, BTreeMap<PortKey, u16>, BTreeMap<GpuKey, Vec<u32>>);
+/// What [`reserve`] hands an account: its endpoint and host ports.
+type Reserved = (String, BTreeMap<PortKey, u16>);
 
 /// Chooses the account's endpoint and host ports, against both the store
 /// and reservations of evaluations not yet executed.
@@ -360,7 +367,7 @@ fn reserve(ctx: &Context, account: &str, ws: &Workspace, keep: bool) -> Result<R
         .iter()
         .map(|d| desired::Host {
             name: d.name.value.clone(),
-            gpus: d.gpus,
+            gpus: berth_spec::site::lendable(d.gpus, &d.gpu_cards).len() as u32,
             memory: d.memory.as_ref().and_then(|m| m.bytes().ok()),
             up: matches!(ctx.docker.get(&d.name.value), Some(Ok(_))),
         })
@@ -396,20 +403,6 @@ fn reserve(ctx: &Context, account: &str, ws: &Workspace, keep: bool) -> Result<R
     let ports = desired::allocate_ports(&endpoint, range, &existing, &needs)?;
     reserved.retain(|k, _| k.account != account);
     reserved.extend(ports.iter().map(|(k, v)| (k.clone(), *v)));
-    let mut held = ctx.store.gpus(&endpoint)?;
-    let reserved = res.gpus.entry(endpoint.clone()).or_default();
-    for (key, ids) in reserved.iter() {
-        held.entry(key.clone()).or_insert_with(|| ids.clone());
-    }
-    let gpus = berth_core::desired::gpus::allocate(
-        &endpoint,
-        host.gpus,
-        host.gpu_sharing,
-        &held,
-        &desired::gpu_needs(ws, &ctx.site, account),
-    )?;
-    reserved.retain(|k, _| k.account != account);
-    reserved.extend(gpus.iter().map(|(k, v)| (k.clone(), v.clone())));
     res.placements.insert(account.to_string(), endpoint.clone());
-    Ok((endpoint, ports, gpus))
+    Ok((endpoint, ports))
 }

@@ -14,6 +14,7 @@ pub mod budgets;
 mod execute;
 mod gather;
 mod homes;
+pub mod lending;
 pub mod pins;
 
 pub use berth_core::decide::RejectReason;
@@ -67,7 +68,9 @@ pub struct AccountPlan {
     pub ports: BTreeMap<PortKey, u16>,
     /// GPU ids given to the account's GPU containers on its host.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub gpus: BTreeMap<GpuKey, Vec<u32>>,
+    pub gpus: BTreeMap<GpuKey, Vec<String>>,
+    /// GPU containers waiting for cards (kept stopped).
+    pub gpu_waiting: std::collections::BTreeSet<String>,
     /// Department-registry images of the revision, pinned: share key → digest.
     pub pins: BTreeMap<String, String>,
     /// What an accepted revision shares (share key → description).
@@ -113,6 +116,7 @@ impl AccountPlan {
             actions: vec![],
             ports: BTreeMap::new(),
             gpus: BTreeMap::new(),
+            gpu_waiting: Default::default(),
             pins: BTreeMap::new(),
             shares: BTreeMap::new(),
             builds: vec![],

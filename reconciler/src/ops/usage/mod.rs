@@ -60,7 +60,7 @@ async fn sample_kube(ctx: &Arc<Context>) -> Result<Option<Sampled>> {
         .collect();
     let name = KUBERNETES.to_string();
     let (last, cursors) = ctx.store.call(move |s| s.usage_cursors(&name)).await?;
-    let now = now_ms();
+    let now = crate::store::now_ms();
     let round = berth_core::usage::account(&cursors, last, &seen, now);
     let mut out = Sampled {
         endpoint: KUBERNETES.into(),
@@ -175,7 +175,7 @@ async fn sample_one(ctx: &Arc<Context>, endpoint: &str) -> Result<Sampled> {
     };
     let name = endpoint.to_string();
     let (last, cursors) = ctx.store.call(move |s| s.usage_cursors(&name)).await?;
-    let now = now_ms();
+    let now = crate::store::now_ms();
     let seen = docker.sample(&cursors, last, now).await?;
     out.containers = seen.iter().filter(|s| s.running).count();
     let round = berth_core::usage::account(&cursors, last, &seen, now);
@@ -187,13 +187,6 @@ async fn sample_one(ctx: &Arc<Context>, endpoint: &str) -> Result<Sampled> {
         .call(move |s| s.record_usage_round(&name, now, &round))
         .await?;
     Ok(out)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Sums what each budgeted group's members reserved in the group's

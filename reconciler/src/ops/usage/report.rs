@@ -46,7 +46,7 @@ pub async fn per_account(
     from: i64,
     to: i64,
 ) -> Result<BTreeMap<String, Amounts>> {
-    let now = super::now_ms() / 1000;
+    let now = crate::store::now_ms() / 1000;
     let days = from % 86_400 == 0 && to % 86_400 == 0;
     let rollup = if !days && from >= now - crate::store::HOURLY_KEPT {
         Rollup::Hourly
