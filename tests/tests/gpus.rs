@@ -8,7 +8,7 @@
 //! test) end a grant early; the console shows the line.
 
 use berth_tests::fixture::World;
-use berth_tests::{Services, stdout, wait_for};
+use berth_tests::{Services, console_get, console_post, csrf_of, session_cookie, stdout, wait_for};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -42,11 +42,13 @@ async fn a_grant_ends_on_time_and_the_next_in_line_gets_the_card() {
     };
     let mut w = World::new(&s, 30100);
     w.site_overrides.docker_endpoint = Some("gpus: 1".into());
-    w.site_overrides.student_quota_extra = ", gpu_time: 10s, gpu_time_max: 20s".into();
+    w.site_overrides.student_quota_extra = ", gpu_time: 20s, gpu_time_max: 30s".into();
     w.site_overrides.policy_extra = "  gpus: { warn_before: 5s, shortest: 1s }\n".into();
     let a = w.account("la", &["students"]);
     let b = w.account("lb", &["students"]);
+    let root = w.account("lr", &["admins"]);
     w.set_password(&b, "b-pw");
+    w.set_password(&root, "r-pw");
     let (ta, tb) = (format!("{a}--train"), format!("{b}--train"));
     w.commit(&a, Some(&train(&s.test_image, "")), &w.mail(&a));
     w.apply(0);
@@ -75,6 +77,22 @@ async fn a_grant_ends_on_time_and_the_next_in_line_gets_the_card() {
             .wait_text("waiting for GPUs, #1 in line", WAIT)
             .await;
         browser.screenshot("gpu-waiting").await;
+        // The admin page shows the card, its holder and the line.
+        browser.click("form[action='/logout'] button").await;
+        browser.log_in(&root, "r-pw", WAIT).await;
+        browser.goto("/gpus").await;
+        browser.wait_text(&format!("{a}/train"), WAIT).await;
+        let waiting = browser
+            .eval("return document.querySelector('#gpu-waiting').textContent")
+            .await;
+        assert!(
+            waiting
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("{b}/train")),
+            "{waiting}"
+        );
+        browser.screenshot("admin-gpus").await;
         browser.close().await;
     }
     // a is warned, then stopped when the grant ends; its volume stays.
@@ -97,6 +115,39 @@ async fn a_grant_ends_on_time_and_the_next_in_line_gets_the_card() {
         (running(&w, &tb) && devices(&w, &tb).as_deref() == Some("[\"0\"]")).then_some(())
     });
     assert_eq!(w.status(&b)["gpus"][0]["state"], "lent");
+    // Nobody waits: b may have more time, from the CLI and the console.
+    let before = w.status(&b)["gpus"][0]["until"].clone();
+    let more = w.reconciler(&[
+        "gpu",
+        "extend",
+        "--account",
+        &b,
+        "--container",
+        "train",
+        "--for",
+        "30s",
+    ]);
+    assert_eq!(
+        more.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&more.stderr)
+    );
+    assert!(
+        w.status(&b)["gpus"][0]["until"].as_str() > before.as_str(),
+        "{before} → {}",
+        w.status(&b)["gpus"][0]["until"]
+    );
+    let auth = session_cookie(&server.addr, &b, "b-pw");
+    let (_, home) = console_get(&server.addr, &auth, "/");
+    let (code, why) = console_post(
+        &server.addr,
+        &auth,
+        "/my/gpus/train/extend",
+        &format!("csrf={}", csrf_of(&home)),
+    );
+    assert_eq!(code, 303, "{why}");
+    assert_eq!(audit(&w, &b).matches("GPU grant extended").count(), 2);
     // a's container stays stopped through a resync: it asks again only
     // when its owner starts it (or pushes).
     w.apply(0);
@@ -107,6 +158,8 @@ async fn a_grant_ends_on_time_and_the_next_in_line_gets_the_card() {
 
 #[test]
 fn a_booking_shortens_other_groups_grants_and_serves_its_own() {
+    // (Booking #2 is for an hour from now: after the course's running
+    // grant, so nothing else here changes.)
     let Some(s) = Services::from_env() else {
         return;
     };
@@ -117,16 +170,18 @@ fn a_booking_shortens_other_groups_grants_and_serves_its_own() {
     let t = w.account("bt", &["staff"]);
     let c = w.account("bc", &["students"]);
     let course = w.group("course", &[&t]);
-    // The course (a directory group of staff) with its own quota, and
-    // fast warnings.
+    // The course (a directory group of staff) with its own quota, fast
+    // warnings, and staff may book cards for the course from the console.
     w.site_overrides.policy_extra = format!(
-        "    {course}: {{ containers: 5, cpus: 2, memory: 1Gi, gpus: 1 }}\n  gpus: {{ warn_before: 2s, shortest: 1s }}\n"
+        "    {course}: {{ containers: 5, cpus: 2, memory: 1Gi, gpus: 1 }}\n  gpus: {{ warn_before: 2s, shortest: 1s, bookers: {{ staff: [{course}] }} }}\n"
     );
+    w.set_password(&t, "t-pw");
+    w.set_password(&c, "c-pw");
     w.commit(&a, Some(&train(&s.test_image, "")), &w.mail(&a));
     w.apply(0);
     let ta = format!("{a}--train");
     assert!(running(&w, &ta));
-    let _server = w.serve();
+    let server = w.serve();
     let now = jiff::Timestamp::now();
     let at = |secs: i64| {
         now.checked_add(jiff::SignedDuration::from_secs(secs))
@@ -181,6 +236,25 @@ fn a_booking_shortens_other_groups_grants_and_serves_its_own() {
         "a student ran on a booked card"
     );
     assert_eq!(w.status(&c)["gpus"][0]["state"], "waiting");
+
+    // The teacher books from the console; a student may not.
+    let form = |auth: &str| {
+        let (_, page) = console_get(&server.addr, auth, "/");
+        format!(
+            "csrf={}&group={course}&count=1&model=&from={}&to={}",
+            csrf_of(&page),
+            &at(3600)[..16],
+            &at(7200)[..16]
+        )
+    };
+    let student = session_cookie(&server.addr, &c, "c-pw");
+    let (code, _) = console_post(&server.addr, &student, "/gpus/book", &form(&student));
+    assert_eq!(code, 404, "a student booked cards");
+    let teacher = session_cookie(&server.addr, &t, "t-pw");
+    let (code, why) = console_post(&server.addr, &teacher, "/gpus/book", &form(&teacher));
+    assert_eq!(code, 303, "{why}");
+    let listed = stdout(&w.reconciler(&["gpu", "list"]));
+    assert!(listed.contains("booking #2"), "{listed}");
 }
 
 /// A DCGM exporter's answer (the metric names of NVIDIA's dcgm-exporter):

@@ -107,6 +107,9 @@ pub struct GpuView {
     /// When the grant ends (lent), RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
+    /// The holder was warned the end is near (lent).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ending: bool,
     /// Place in line on its host, 1 is next (waiting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<usize>,
@@ -140,6 +143,7 @@ fn gpus_of(
             state: "lent".into(),
             cards: g.cards.clone(),
             until: Some(rfc3339(g.end / 1000)),
+            ending: g.told_end == Some(g.end),
             position: None,
             estimate: None,
         })
@@ -156,6 +160,7 @@ fn gpus_of(
                     state: "waiting".into(),
                     cards: vec![],
                     until: None,
+                    ending: false,
                     position: place.map(|p| p.position),
                     estimate: place.and_then(|p| p.estimate).map(|e| rfc3339(e / 1000)),
                 }

@@ -105,6 +105,10 @@ pub struct GpuPolicy {
     /// told `warn_before` ahead); never when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_after: Option<Located<String>>,
+    /// Groups whose members may book cards from the console, and for
+    /// which groups (`teachers-ml: [ml-2026]`); admins book for any group.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub bookers: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for GpuPolicy {
@@ -114,6 +118,7 @@ impl Default for GpuPolicy {
             shortest: default_shortest(),
             idle_below: default_idle_below(),
             idle_after: None,
+            bookers: Default::default(),
         }
     }
 }

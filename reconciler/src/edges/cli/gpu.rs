@@ -2,7 +2,7 @@
 //! (place, estimate), bookings (`book`, `unbook`) and extending a grant.
 
 use super::{Output, exit, open_context};
-use berth_core::lending::booking::{Ask, book};
+use berth_core::lending::booking::Ask;
 use std::path::Path;
 
 #[derive(Debug, clap::Subcommand)]
@@ -62,7 +62,6 @@ pub async fn run(config: Option<&Path>, cmd: &Command) -> u8 {
         Ok(ctx) => ctx,
         Err(code) => return code,
     };
-    let now = crate::store::now_ms();
     match cmd {
         Command::List { output } => {
             let o = match crate::ops::lending::overview(&ctx).await {
@@ -131,18 +130,6 @@ pub async fn run(config: Option<&Path>, cmd: &Command) -> u8 {
                     return exit::ERROR;
                 }
             };
-            if !ctx.site.policy.quotas.contains_key(group) {
-                eprintln!("reconciler gpu book: `{group}` has no quota in site.yaml");
-                return exit::ERROR;
-            }
-            let mut state = match ctx.store.call(move |s| s.lending(now)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("reconciler gpu book: {e}");
-                    return exit::ERROR;
-                }
-            };
-            state.cards = crate::engine::reconcile::lending::cards(&ctx.site);
             let ask = Ask {
                 group: group.clone(),
                 endpoint: host.clone(),
@@ -151,27 +138,20 @@ pub async fn run(config: Option<&Path>, cmd: &Command) -> u8 {
                 start,
                 end,
             };
-            let booking = match book(now, &state, &ask) {
-                Ok(b) => b,
-                Err(e) => {
-                    eprintln!("reconciler gpu book: {e}");
-                    return exit::CHANGES_OR_INVALID;
-                }
-            };
             let by = std::env::var("USER").unwrap_or_else(|_| "admin".into());
-            let stored = booking.clone();
-            match ctx.store.call(move |s| s.gpu_book(&stored, &by)).await {
-                Ok(id) => {
+            match crate::ops::lending::book(&ctx, ask, &by).await {
+                Ok(b) => {
                     println!(
-                        "booking #{id}: {} of {} for `{group}` from {from} to {to}",
-                        booking.cards.join(", "),
-                        booking.endpoint
+                        "booking #{}: {} of {} for `{group}` from {from} to {to}",
+                        b.id,
+                        b.cards.join(", "),
+                        b.endpoint
                     );
                     exit::OK
                 }
                 Err(e) => {
                     eprintln!("reconciler gpu book: {e}");
-                    exit::ERROR
+                    exit::CHANGES_OR_INVALID
                 }
             }
         }

@@ -21,6 +21,7 @@ mod containers;
 mod downloads;
 mod files;
 mod framing;
+mod gpus;
 mod images;
 mod logs;
 mod pages;
@@ -268,6 +269,7 @@ pub fn routes(console: Arc<Console>) -> axum::Router {
         )
         .route("/my/containers/{name}/download", get(files::download))
         .route("/my/containers/{name}/{op}", post(containers::operate))
+        .route("/my/gpus/{name}/extend", post(gpus::extend))
         .route("/my/images", get(images::page))
         .route("/my/images/archive", get(images::archive))
         .route("/my/tokens", post(images::create_token))
@@ -284,6 +286,8 @@ pub fn routes(console: Arc<Console>) -> axum::Router {
         .route("/admin/audit", get(admin::audit))
         .route("/admin/volumes", get(volumes::admin_page))
         .route("/admin/usage", get(usage::admin))
+        .route("/gpus", get(gpus::page))
+        .route("/gpus/book", post(gpus::book))
         .route("/static/{*path}", get(assets::serve))
         .with_state(console)
 }

@@ -121,7 +121,15 @@ pub fn lend(
     } else {
         ctx.store.culled(account)?.into_keys().collect()
     };
-    let group = group_for(site, groups);
+    let mut state = ctx.store.lending(now)?;
+    state.cards = cards(site);
+    // A member of a group with a booking running now asks as that group,
+    // so the booked cards serve it.
+    let group = state
+        .bookings
+        .iter()
+        .find(|b| b.start <= now && now < b.end && groups.contains(&b.group))
+        .map_or_else(|| group_for(site, groups), |b| b.group.clone());
     let last = ctx.store.gpus(endpoint)?;
     let mut out = Lent::default();
     let mut asks = Vec::new();
@@ -162,11 +170,17 @@ pub fn lend(
         });
     }
     let keys: Vec<GpuKey> = asks.iter().map(|r| r.key.clone()).collect();
+    // What the account no longer asks for is released (and, in a
+    // preview, left out of what is decided).
     if keep {
         ctx.store.gpu_release_others(account, &keys, now)?;
     }
-    let mut state = ctx.store.lending(now)?;
-    state.cards = cards(site);
+    state
+        .grants
+        .retain(|g| g.key.account != account || keys.contains(&g.key));
+    state
+        .queue
+        .retain(|r| r.key.account != account || keys.contains(&r.key));
     let resting = out.waiting.len();
     for r in &asks {
         let grant = state.grants.iter().find(|g| g.key == r.key);

@@ -375,10 +375,15 @@ pub async fn extend(
 pub fn line(g: &crate::ops::view::GpuView) -> String {
     match g.state.as_str() {
         "lent" => format!(
-            "`{}`: GPU(s) {} lent until {}",
+            "`{}`: GPU(s) {} lent until {}{}",
             g.container,
             g.cards.join(", "),
-            g.until.as_deref().unwrap_or("?")
+            g.until.as_deref().unwrap_or("?"),
+            if g.ending {
+                " — ending soon: the container stops then (its volumes stay)"
+            } else {
+                ""
+            }
         ),
         _ => format!(
             "`{}`: waiting for GPUs, #{} in line{}",
@@ -390,4 +395,48 @@ pub fn line(g: &crate::ops::view::GpuView) -> String {
                 .unwrap_or_else(|| ", no card of its model is free".into())
         ),
     }
+}
+
+/// Books cards for `ask.group` (by `by`, an admin or a booker): the
+/// booking made, with its id. Other groups' grants on those cards are
+/// shortened at the next tick.
+pub async fn book(
+    ctx: &Arc<Context>,
+    ask: lending::booking::Ask,
+    by: &str,
+) -> std::result::Result<lending::Booking, String> {
+    if !ctx.site.policy.quotas.contains_key(&ask.group) {
+        return Err(format!("`{}` has no quota in site.yaml", ask.group));
+    }
+    let now = crate::store::now_ms();
+    let mut state = ctx
+        .store
+        .call(move |s| s.lending(now))
+        .await
+        .map_err(|e| e.to_string())?;
+    state.cards = cards(&ctx.site);
+    let booking = lending::booking::book(now, &state, &ask).map_err(|e| e.to_string())?;
+    let (stored, by) = (booking.clone(), by.to_string());
+    let id = ctx
+        .store
+        .call(move |s| {
+            let id = s.gpu_book(&stored, &by)?;
+            s.audit(
+                &by,
+                "gpu-booked",
+                None,
+                &format!(
+                    "booking #{id}: {} of {} for `{}`, {} to {}",
+                    stored.cards.join(", "),
+                    stored.endpoint,
+                    stored.group,
+                    berth_core::time::rfc3339(stored.start / 1000),
+                    berth_core::time::rfc3339(stored.end / 1000)
+                ),
+            )?;
+            Ok::<_, crate::store::StoreError>(id)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(lending::Booking { id, ..booking })
 }
