@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 src=target/screenshots
 [[ -d $src ]] || { echo "no $src: run the console tests first" >&2; exit 1; }
 mkdir -p docs/screenshots
-for f in login workspace workspace-rejected logs terminal files images volumes usage admin-usage downloads cli-diff cli-apply; do
+for f in login workspace workspace-rejected logs terminal files images volumes usage admin-usage gpu-waiting admin-gpus downloads cli-diff cli-apply; do
     cp "$src/$f.png" "docs/screenshots/$f.png"
 done
 echo "docs/screenshots/ refreshed from $src"
