@@ -7,7 +7,7 @@
 //! its own group; idle cards (a DCGM exporter's answer served by the
 //! test) end a grant early; the console shows the line.
 
-use berth_tests::fixture::World;
+use berth_tests::fixture::{WEBHOOK_SECRET, World};
 use berth_tests::{Services, console_get, console_post, csrf_of, session_cookie, stdout, wait_for};
 use std::time::Duration;
 
@@ -311,4 +311,37 @@ fn idle_cards_end_a_grant_early() {
             && told.contains("GPU grant ended: its cards stayed idle"),
         "{told}"
     );
+}
+
+/// A push whose GPU container must wait is accepted, and its commit
+/// status says so, with the place in line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_push_is_told_its_place_in_the_commit_status() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 30400);
+    let gl = berth_tests::gitlab::statuses_mock().await;
+    w.use_gitlab(&gl).await;
+    w.site_overrides.docker_endpoint = Some("gpus: 1".into());
+    w.site_overrides.student_quota_extra = ", gpu_time: 1h".into();
+    let a = w.account("ca", &["students"]);
+    let b = w.account("cb", &["students"]);
+    let server = w.serve();
+    let first = w.commit(&a, Some(&train(&s.test_image, "")), &w.mail(&a));
+    assert_eq!(server.push(&a, &first, &a, "gpu-a", WEBHOOK_SECRET), 202);
+    berth_tests::gitlab::wait_status(&gl, &first, "success").await;
+    wait_for(WAIT, "a to run with the card", || {
+        running(&w, &format!("{a}--train")).then_some(())
+    });
+    let second = w.commit(&b, Some(&train(&s.test_image, "")), &w.mail(&b));
+    assert_eq!(server.push(&b, &second, &b, "gpu-b", WEBHOOK_SECRET), 202);
+    let told = berth_tests::gitlab::wait_status(&gl, &second, "success").await;
+    assert!(
+        told.iter().any(
+            |(state, d)| state == "success" && d.contains("`train` waits for GPUs (#1 in line")
+        ),
+        "{told:?}"
+    );
+    assert!(!running(&w, &format!("{b}--train")));
 }
