@@ -18,6 +18,7 @@
 //!   hour), [`budget`] (what a group's budget says of a revision).
 //! - GPUs: [`lending`] (time-boxed grants of cards, the fair queue,
 //!   bookings).
+//! - Telling students: [`notify`] (digests, pacing, muting).
 //! - Results: [`desired`] (containers and Kubernetes objects an account
 //!   should have, and where), [`plan`] (the actions from what is observed
 //!   to what is desired), [`runner`] (the CI runner and its `config.toml`).
@@ -31,6 +32,7 @@ pub mod dn;
 pub mod dockerfile;
 pub mod grants;
 pub mod lending;
+pub mod notify;
 pub mod plan;
 pub mod revision;
 pub mod runner;
