@@ -39,7 +39,7 @@ wait_until() {
 
 services_install() {
     local pkgs=(docker.io busybox-static slapd ldap-utils docker-registry git curl iptables openssl
-        iproute2 chromium chromium-driver prometheus nginx systemd debootstrap dpkg-dev)
+        iproute2 chromium chromium-driver prometheus nginx systemd debootstrap dpkg-dev python3-aiosmtpd)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

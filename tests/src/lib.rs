@@ -331,3 +331,4 @@ pub mod proxy;
 pub mod pty;
 pub mod registry;
 pub mod server;
+pub mod smtp;

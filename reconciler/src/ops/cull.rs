@@ -151,6 +151,11 @@ impl Culler {
                                 s.gpu_end(key, crate::store::now_ms())?;
                             }
                             s.set_culled(&account, &container, &why)?;
+                            s.notify(
+                                &account,
+                                berth_core::notify::Category::Culled,
+                                &format!("`{container}` was stopped: {why}; start it again from the console or push"),
+                            )?;
                             s.audit(&account, "culled", None, &format!("`{container}`: {why}"))
                         })
                         .await;

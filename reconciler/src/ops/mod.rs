@@ -20,6 +20,8 @@ pub mod drain;
 pub mod gc;
 /// GPU lending: grants ending, warnings, the queue served.
 pub mod lending;
+/// Mail to students: the SMTP mailer and the digests due.
+pub mod notify;
 /// Noticing pushes by polling where webhooks cannot reach.
 pub mod poll;
 /// Plan previews of branches and merge requests, rendered for GitLab.

@@ -53,6 +53,7 @@ mod builds;
 mod gitlab;
 mod images;
 pub mod lending;
+mod notify;
 mod schema;
 mod tokens;
 mod usage;

@@ -282,6 +282,28 @@ CREATE TABLE gpu_lent (
 );
 CREATE INDEX gpu_lent_end ON gpu_lent (end_at);
 ",
+    // N: mail to students: what waits to be told (bounded per account),
+    // when each was last mailed, and what each muted.
+    "
+CREATE TABLE notify_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    category TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX notify_outbox_account ON notify_outbox (account, id);
+CREATE TABLE notify_sent (
+    account TEXT PRIMARY KEY,
+    last INTEGER NOT NULL,
+    that_day INTEGER NOT NULL
+);
+CREATE TABLE notify_muted (
+    account TEXT NOT NULL,
+    category TEXT NOT NULL,
+    PRIMARY KEY (account, category)
+);
+",
 ];
 
 /// The version this Berth writes.

@@ -44,6 +44,12 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
             }
         }
     }
+    if let Some(n) = &site.notify {
+        duration(&n.every, &mut out);
+        if !n.smtp.from.contains('@') {
+            out.push(n.smtp.from.pos, "notify.smtp.from must be a mail address");
+        }
+    }
     let gpus = &site.policy.gpus;
     duration(&gpus.warn_before, &mut out);
     duration(&gpus.shortest, &mut out);

@@ -15,6 +15,7 @@ use std::time::Duration;
 mod check;
 mod console;
 mod gpus;
+mod notify;
 mod policy;
 mod registry;
 
@@ -24,6 +25,7 @@ pub use gpus::{
     DEFAULT_GRANT, GpuCard, GpuPolicy, LONGEST_GRANT_SECS, Lendable, MigInstance, UNNAMED_MODEL,
     lendable,
 };
+pub use notify::{Notify, Smtp, SmtpSecurity};
 pub use policy::{
     BudgetPeriod, Builds, DefaultResources, Idle, OverBudget, Policy, Quota, Storage, Usage,
 };
@@ -68,6 +70,9 @@ pub struct Site {
     /// The student console `serve` offers under `/`.
     #[serde(default)]
     pub console: Console,
+    /// Mail to students (see `docs/admin/notifications.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
 }
 
 fn default_resync() -> Located<String> {

@@ -7,6 +7,7 @@
 mod api;
 mod background;
 mod lending;
+mod mail;
 mod previews;
 mod registry_token;
 mod retry;
@@ -250,6 +251,7 @@ pub async fn serve(
     let storage = tokio::spawn(storage_loop(shared.clone(), stop_rx.clone()));
     let usage = tokio::spawn(usage_loop(shared.clone(), stop_rx.clone()));
     let lending = tokio::spawn(lending::lending_loop(shared.clone(), stop_rx.clone()));
+    let mail = tokio::spawn(mail::mail_loop(shared.clone(), stop_rx.clone()));
     let preview_worker = tokio::spawn(previews::worker(
         ctx.clone(),
         preview_queue,
@@ -284,6 +286,7 @@ pub async fn serve(
         let _ = storage.await;
         let _ = usage.await;
         let _ = lending.await;
+        let _ = mail.await;
         let _ = preview_worker.await;
         if let Some(p) = poller {
             let _ = p.await;

@@ -129,6 +129,7 @@ fn record_decision(store: &Store, plan: &AccountPlan) -> Result<Option<String>> 
             let message = format!("revision {} rejected: {reason}", short(revision));
             if store.last_error(account)?.map(|l| l.message) != Some(message.clone()) {
                 store.audit(account, "rejected", Some(revision), &reason.to_string())?;
+                store.notify(account, berth_core::notify::Category::PushRefused, &message)?;
             }
             rejection = Some(message);
         }

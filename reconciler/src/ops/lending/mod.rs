@@ -144,6 +144,14 @@ pub async fn tick(ctx: &Arc<Context>, idle: &mut Idle) -> Result<Ticked> {
                 let reason = format!("GPU grant ended: {why} (cards {cards} given back)");
                 let name = berth_spec::names::qualified(&key.account, &key.container);
                 s.set_culled(&key.account, &name, &reason)?;
+                s.notify(
+                    &key.account,
+                    berth_core::notify::Category::GpuEnding,
+                    &format!(
+                        "`{}` was stopped: {reason}; its volumes stay",
+                        key.container
+                    ),
+                )?;
                 s.audit(
                     &key.account,
                     "gpu-ended",
@@ -203,8 +211,13 @@ pub async fn tick(ctx: &Arc<Context>, idle: &mut Idle) -> Result<Ticked> {
             Change::Warn { .. } => "gpu-warned",
             _ => "gpu-shortened",
         };
+        let category = match kind {
+            "gpu-lent" => berth_core::notify::Category::GpuLent,
+            _ => berth_core::notify::Category::GpuEnding,
+        };
         ctx.store.submit("a lending audit line", move |s| {
-            s.audit(&account, kind, None, &what).map(drop)
+            s.audit(&account, kind, None, &what)?;
+            s.notify(&account, category, &what)
         });
     }
     Ok(out)
