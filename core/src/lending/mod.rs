@@ -55,6 +55,25 @@ pub struct Grant {
     pub told_end: Option<i64>,
 }
 
+impl Grant {
+    /// Other groups' bookings that claim one of its cards at some time in
+    /// `[from, to)`.
+    fn foreign_bookings<'a>(
+        &'a self,
+        state: &'a State,
+        from: i64,
+        to: i64,
+    ) -> impl Iterator<Item = &'a Booking> {
+        state.bookings.iter().filter(move |b| {
+            b.group != self.group
+                && self
+                    .cards
+                    .iter()
+                    .any(|c| b.claims(&self.endpoint, c, from, to))
+        })
+    }
+}
+
 /// A container waiting for cards.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
@@ -173,16 +192,9 @@ fn effective_end(
     idle_since: Option<i64>,
     rules: &Rules,
 ) -> (i64, Ended, Option<(i64, i64)>) {
-    let booking = state
-        .bookings
-        .iter()
-        .filter(|b| {
-            b.group != g.group
-                && g.cards
-                    .iter()
-                    // A grant already cut to a booking's start ends for it.
-                    .any(|c| b.claims(&g.endpoint, c, g.start, g.end.saturating_add(1)))
-        })
+    // A grant already cut to a booking's start ends for it.
+    let booking = g
+        .foreign_bookings(state, g.start, g.end.saturating_add(1))
         .map(|b| (b.start.max(g.start), b.id))
         .min();
     let mut end = (g.end, Ended::Time);
@@ -455,15 +467,8 @@ pub fn extend(
         return Err(ExtendRefused::Waiting(waiting));
     }
     let wanted = now.saturating_add(length.min(max)).max(g.end);
-    let claimed = state
-        .bookings
-        .iter()
-        .filter(|b| {
-            b.group != g.group
-                && g.cards
-                    .iter()
-                    .any(|c| b.claims(&g.endpoint, c, g.end, wanted))
-        })
+    let claimed = g
+        .foreign_bookings(state, g.end, wanted)
         .min_by_key(|b| b.start);
     match claimed {
         Some(b) if b.start <= g.end => Err(ExtendRefused::Booked {
