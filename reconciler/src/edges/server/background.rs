@@ -340,6 +340,25 @@ pub(super) async fn storage_loop(
 /// calls has a 10 s bound of its own).
 const ROUND_DEADLINE: Duration = Duration::from_secs(300);
 
+/// Ticks every `every`; one that comes late delays the next rather than
+/// bunching them (a long round is not followed by a burst).
+pub(super) fn ticks(every: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
+}
+
+/// Waits for the next tick: `false` once `serve` is stopping.
+pub(super) async fn next_tick(
+    ticks: &mut tokio::time::Interval,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = ticks.tick() => true,
+        _ = stop.wait_for(|s| *s) => false,
+    }
+}
+
 /// Usage accounting: a sampling round over every Docker host every
 /// `policy.usage.sample_every` (each host's round within that time).
 pub(super) async fn usage_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -347,13 +366,8 @@ pub(super) async fn usage_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch
         return;
     }
     let every = shared.ctx.site.usage_sample_every();
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+    let mut ticks = ticks(every);
+    while next_tick(&mut ticks, &mut stop).await {
         // A round may outlast the interval on a large host (the next tick
         // waits for it); only one that hangs is given up.
         let started = Instant::now();

@@ -24,13 +24,8 @@ pub(super) async fn lending_loop(
         return;
     }
     let mut idle = crate::ops::lending::Idle::default();
-    let mut ticks = tokio::time::interval(TICK);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+    let mut ticks = super::background::ticks(TICK);
+    while super::background::next_tick(&mut ticks, &mut stop).await {
         match crate::ops::lending::tick(&shared.ctx, &mut idle).await {
             Ok(t) => {
                 for account in &t.started {

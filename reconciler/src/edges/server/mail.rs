@@ -18,13 +18,8 @@ pub(super) async fn mail_loop(shared: Arc<Shared>, mut stop: tokio::sync::watch:
             return;
         }
     };
-    let mut ticks = tokio::time::interval(TICK);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+    let mut ticks = super::background::ticks(TICK);
+    while super::background::next_tick(&mut ticks, &mut stop).await {
         let sent = crate::ops::notify::flush(&shared.ctx, &mailer).await;
         if sent > 0 {
             tracing::info!(sent, "mailed students");
