@@ -46,9 +46,8 @@ async fn may_book(c: &Console, s: &crate::store::Session) -> Vec<String> {
     if s.admin {
         return site.policy.quotas.keys().cloned().collect();
     }
-    let groups = match c.ctx.directory.lookup(&s.account).await {
-        Ok(Some(a)) => a.groups,
-        _ => return vec![],
+    let Ok(groups) = c.ctx.directory.groups(&s.account).await else {
+        return vec![];
     };
     let mut out: Vec<String> = site
         .policy
@@ -185,11 +184,9 @@ pub(super) async fn extend(
     let group = c
         .ctx
         .directory
-        .lookup(&s.account)
+        .groups(&s.account)
         .await
-        .ok()
-        .flatten()
-        .map(|a| crate::engine::reconcile::lending::group_for(&c.ctx.site, &a.groups))
+        .map(|g| crate::engine::reconcile::lending::group_for(&c.ctx.site, &g))
         .unwrap_or_default();
     let length = c
         .ctx

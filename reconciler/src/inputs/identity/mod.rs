@@ -103,6 +103,16 @@ impl Directory {
         }
     }
 
+    /// The account's groups; none for an account the directory does not
+    /// know.
+    pub async fn groups(&self, name: &str) -> Result<Vec<String>> {
+        Ok(self
+            .lookup(name)
+            .await?
+            .map(|a| a.groups)
+            .unwrap_or_default())
+    }
+
     /// The account, `None` if the directory does not know it.
     #[tracing::instrument(skip(self))]
     pub async fn lookup(&self, name: &str) -> Result<Option<Account>> {

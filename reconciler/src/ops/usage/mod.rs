@@ -205,12 +205,7 @@ pub async fn refresh_budgets(ctx: &Arc<Context>, now: i64) -> Result<()> {
     let mut members: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for ((account, day), a) in &rows {
         if !members.contains_key(account) {
-            let groups = ctx
-                .directory
-                .lookup(account)
-                .await?
-                .map(|e| e.groups)
-                .unwrap_or_default();
+            let groups = ctx.directory.groups(account).await?;
             members.insert(account.clone(), groups);
         }
         for (group, start) in &groups {

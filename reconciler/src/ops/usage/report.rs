@@ -166,12 +166,7 @@ pub async fn keys_of(ctx: &Arc<Context>, account: &str, by: By) -> Result<Vec<St
     if by == By::Account {
         return Ok(vec![account.to_string()]);
     }
-    let groups = ctx
-        .directory
-        .lookup(account)
-        .await?
-        .map(|e| e.groups)
-        .unwrap_or_default();
+    let groups = ctx.directory.groups(account).await?;
     Ok(match by {
         By::Group => vec![
             berth_spec::policy::effective_quota(&ctx.site, &groups)
