@@ -346,4 +346,32 @@ mod tests {
         }
         assert_eq!(mount_path_problem("/devices"), None);
     }
+
+    /// `gpu_time` and `gpu_model` at their bounds: 14 days and 64
+    /// characters pass, a second or a character more does not.
+    #[test]
+    fn gpu_time_and_model_at_their_bounds() {
+        let ws = |time: &str, model: &str| {
+            crate::parse_workspace(
+                format!(
+                    "version: 1\ncontainers:\n  - {{ name: t, image: x, resources: {{ gpus: 1, gpu_time: \"{time}\", gpu_model: \"{model}\" }} }}\n"
+                )
+                .as_bytes(),
+            )
+            .map(drop)
+            .map_err(|d| d.to_string())
+        };
+        let m64 = "m".repeat(64);
+        assert_eq!(ws("336h", &m64), Ok(()));
+        let too_long = ws("1209601s", &m64).expect_err("over 14 days");
+        assert!(
+            too_long.contains("gpu_time is more than nothing and at most 14 days"),
+            "{too_long}"
+        );
+        let too_wide = ws("1h", &"m".repeat(65)).expect_err("65 characters");
+        assert!(
+            too_wide.contains("gpu_model is 1 to 64 characters"),
+            "{too_wide}"
+        );
+    }
 }
