@@ -124,13 +124,11 @@ fn gpus_of(
     account: &str,
     cards: &[berth_core::lending::Card],
 ) -> Result<Vec<GpuView>, StoreError> {
-    let now = crate::store::now_ms();
-    let mut state = store.lending(now)?;
-    if !state.queue.iter().any(|r| r.key.account == account)
-        && !state.grants.iter().any(|g| g.key.account == account)
-    {
+    if !store.gpu_involved(account)? {
         return Ok(vec![]);
     }
+    let now = crate::store::now_ms();
+    let mut state = store.lending(now)?;
     state.cards = cards.to_vec();
     let shares = store.gpu_shares(now)?;
     let places = berth_core::lending::queue::places(now, &state, &shares);

@@ -156,6 +156,19 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `account` holds a grant or waits in line. Every reconcile
+    /// and view of every account asks: one indexed count, not a read of
+    /// the whole lending state.
+    pub fn gpu_involved(&self, account: &str) -> Result<bool> {
+        let n: i64 = self.conn().query_row(
+            "SELECT (SELECT COUNT(*) FROM gpu_grants WHERE account = ?1)
+                  + (SELECT COUNT(*) FROM gpu_queue WHERE account = ?1)",
+            [account],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     /// Drops `account`'s requests and grants for containers not in
     /// `keep` (no longer declared, or no longer asking for GPUs); the
     /// grants dropped are returned (their containers are gone or going).
@@ -165,6 +178,9 @@ impl Store {
         keep: &[GpuKey],
         now: i64,
     ) -> Result<Vec<Grant>> {
+        if !self.gpu_involved(account)? {
+            return Ok(vec![]);
+        }
         let state = self.lending(now)?;
         let gone: Vec<Grant> = state
             .grants

@@ -116,6 +116,18 @@ pub fn lend(
 ) -> Result<Lent> {
     let site = &ctx.site;
     let now = crate::store::now_ms();
+    let asks_gpus = ws.containers.iter().any(|c| {
+        berth_spec::policy::backend_of(site, c) == berth_spec::Backend::Docker
+            && berth_spec::policy::requested(site, c).2 > 0
+    });
+    // Most accounts ask for no GPU: what they held (if anything) goes
+    // back, and nothing else of lending is read on their reconcile.
+    if !asks_gpus {
+        if keep {
+            ctx.store.gpu_release_others(account, &[], now)?;
+        }
+        return Ok(Lent::default());
+    }
     let culled: BTreeSet<String> = if wake {
         BTreeSet::new()
     } else {
