@@ -14,13 +14,7 @@ pub(super) async fn lending_loop(
     shared: Arc<Shared>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let site = &shared.ctx.site;
-    let lends = site
-        .backends
-        .docker
-        .iter()
-        .any(|d| d.gpus > 0 || !d.gpu_cards.is_empty());
-    if !lends {
+    if crate::engine::reconcile::lending::cards(&shared.ctx.site).is_empty() {
         return;
     }
     let mut idle = crate::ops::lending::Idle::default();
