@@ -61,6 +61,9 @@ pub struct Inputs<'a> {
     /// What the accepted revision holds running (CPUs, GPUs); `None` when
     /// nothing is accepted.
     pub holds: Option<crate::budget::Holds>,
+    /// When the decision is made (Unix seconds): dates in the file
+    /// (`keep_until`) are bounded from it.
+    pub now: i64,
 }
 
 /// What the storage quota judges: the account's volumes now and what they
@@ -243,6 +246,8 @@ fn check(i: &Inputs<'_>, head: &Revision) -> Result<(Workspace, Vec<String>), Re
     };
     let ws = berth_spec::parse_workspace(bytes).map_err(|d| RejectReason::Invalid(describe(d)))?;
     berth_spec::policy::check_with(&ws, i.site, &account.name, &account.groups, i.shared)
+        .map_err(|d| RejectReason::Policy(describe(d)))?;
+    berth_spec::policy::check_dates(&ws, i.site, i.now)
         .map_err(|d| RejectReason::Policy(describe(d)))?;
     storage(i, account, &ws)?;
     let judged = crate::budget::judge(i.budgets, i.holds.unwrap_or_default(), holds(i.site, &ws));
@@ -606,6 +611,7 @@ mod tests {
                 }),
                 budgets: &r.budgets,
                 holds: None,
+                now: 1_796_256_000,
             });
             let stopped = got.stopped.as_ref().map(|s| identity_label(s).to_string());
             if kind(&got.verdict) != r.want || stopped.as_deref() != r.stopped {

@@ -18,6 +18,7 @@
 //!   hour), [`budget`] (what a group's budget says of a revision).
 //! - GPUs: [`lending`] (time-boxed grants of cards, the fair queue,
 //!   bookings).
+//! - Idle containers: [`idle`] (warned, kept, stopped).
 //! - Telling students: [`notify`] (digests, pacing, muting).
 //! - Results: [`desired`] (containers and Kubernetes objects an account
 //!   should have, and where), [`plan`] (the actions from what is observed
@@ -31,6 +32,7 @@ pub mod desired;
 pub mod dn;
 pub mod dockerfile;
 pub mod grants;
+pub mod idle;
 pub mod lending;
 pub mod notify;
 pub mod plan;

@@ -7,6 +7,8 @@
 //!   own, [`policy`] checks it against a site for one account.
 //! - Every problem is a [`Diagnostic`] with `line:col`.
 
+/// Dates students write (`keep_until`, access `until`).
+pub mod dates;
 /// Problems with positions.
 pub mod diag;
 /// Docker image reference grammar and normalisation.

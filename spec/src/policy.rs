@@ -237,6 +237,34 @@ pub fn check_with(
     out.finish()
 }
 
+/// Dates in `ws` against the site's bounds at `now` (Unix seconds): a
+/// `keep_until` at most `policy.idle.keep_max` away. A date already past
+/// is allowed (it keeps nothing).
+pub fn check_dates(ws: &Workspace, site: &Site, now: i64) -> Result<(), Diagnostics> {
+    let mut out = Collector::default();
+    let keep_max = crate::site::parse_duration(&site.policy.idle.keep_max)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(7 * 86_400);
+    for c in &ws.containers {
+        let Some(keep) = &c.keep_until else {
+            continue;
+        };
+        if let Ok(until) = crate::dates::until(keep)
+            && until > now.saturating_add(keep_max)
+        {
+            out.push(
+                keep.pos,
+                format!(
+                    "keep_until `{}` is further away than this site allows ({} from now, `policy.idle.keep_max`)",
+                    crate::names::shorten(keep),
+                    site.policy.idle.keep_max.value
+                ),
+            );
+        }
+    }
+    out.finish()
+}
+
 /// `home: true` needs a Docker host that mounts home directories; on
 /// Kubernetes it is refused (no volume source for them is configured).
 fn homes(ws: &Workspace, site: &Site, out: &mut Collector) {

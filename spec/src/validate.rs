@@ -177,6 +177,11 @@ fn container(c: &Container, out: &mut Collector) {
     if let Err(e) = ImageRef::parse(&c.image) {
         out.push(c.image.pos, e.to_string());
     }
+    if let Some(keep) = &c.keep_until
+        && let Err(e) = crate::dates::until(keep)
+    {
+        out.push(keep.pos, format!("keep_until: {e}"));
+    }
     if let Some(cmd) = &c.command
         && cmd.is_empty()
     {

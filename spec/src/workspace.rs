@@ -90,6 +90,12 @@ pub struct Container {
     /// keeps it) and run as your own uid and gid from the directory.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub home: bool,
+    /// A long quiet job: the idle culler leaves the container running
+    /// until then (`2026-12-10`, to the end of that day UTC, or
+    /// `2026-12-10T18:00:00Z`), at most the site's `policy.idle.keep_max`
+    /// from the push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_until: Option<Located<String>>,
 }
 
 impl Container {

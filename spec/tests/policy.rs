@@ -137,3 +137,41 @@ fn names_of_two_accounts_never_collide_and_accounts_may_not_hold_the_separator()
         ["1:1: account name `alice--x` may not contain `--`: Berth joins account and name with it"]
     );
 }
+
+#[test]
+fn keep_until_is_bounded_by_the_sites_keep_max_at_the_push() {
+    let site = site();
+    // 2026-12-03T00:00:00Z; the example site's keep_max is the default 7d.
+    let now = 1_796_256_000;
+    let ws = |until: &str| {
+        berth_spec::parse_workspace(
+            format!("version: 1\ncontainers:\n  - name: train\n    image: nginx:1\n    keep_until: \"{until}\"\n").as_bytes(),
+        )
+        .expect("valid")
+    };
+    let check = |until: &str| problems(berth_spec::policy::check_dates(&ws(until), &site, now));
+    assert_eq!(
+        check("2026-12-10T00:00:00Z"),
+        Vec::<String>::new(),
+        "exactly 7 days"
+    );
+    assert_eq!(
+        check("2026-12-01"),
+        Vec::<String>::new(),
+        "a past date keeps nothing, refuses nothing"
+    );
+    assert_eq!(
+        check("2026-12-10T00:00:01Z"),
+        vec!["5:17: keep_until `2026-12-10T00:00:01Z` is further away than this site allows (7d from now, `policy.idle.keep_max`)".to_string()]
+    );
+    // A day lasts to its end: 2026-12-10 ends at 2026-12-11T00:00:00Z.
+    assert_eq!(check("2026-12-10").len(), 1);
+    let bad = berth_spec::parse_workspace(
+        b"version: 1\ncontainers:\n  - name: train\n    image: nginx:1\n    keep_until: next week\n",
+    );
+    let text = bad.err().map(|d| d.to_string()).unwrap_or_default();
+    assert!(
+        text.contains("keep_until: `next week` is not a date"),
+        "{text}"
+    );
+}

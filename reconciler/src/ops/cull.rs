@@ -3,7 +3,10 @@
 //! container whose use between samples stays under the site's thresholds
 //! for its group's `idle_stop_after` is stopped — never removed — and
 //! recorded as culled (status, console, audit) until a new revision, the
-//! student or an admin starts it. The runner and exempt groups or accounts
+//! student or an admin starts it. Before that it is marked "will stop at
+//! T" (`warn_before` ahead; status, console, mail), the mark goes if the
+//! container is used again, and a container the student keeps
+//! (`keep_until`) is left alone: the rule is `berth_core::idle`. The runner and exempt groups or accounts
 //! are never culled. GPU use is not in Docker's stats: GPU containers are
 //! judged on CPU and network with the group's `gpu_idle_stop_after`.
 
@@ -24,7 +27,8 @@ pub fn idle(before: Usage, now: Usage, elapsed: Duration, cpu_below: f64, net_be
 struct Seen {
     at: Instant,
     usage: Usage,
-    idle_since: Option<Instant>,
+    /// Unix ms.
+    idle_since: Option<i64>,
 }
 
 /// What the culler remembers between sweeps, by container id.
@@ -41,13 +45,42 @@ pub struct Candidate {
     pub gpu: bool,
 }
 
+/// What a sweep did, per container: told it will stop, told the warning
+/// is withdrawn, or stopped.
+enum Done {
+    Warned,
+    Withdrawn,
+    Culled,
+}
+
 impl Culler {
-    /// Samples `candidates` and stops those idle for long enough; returns
-    /// the accounts whose containers were culled.
+    /// Samples `candidates`, warns those near their stop and stops those
+    /// whose warned time came; returns the accounts whose containers
+    /// changed (warned, withdrawn or culled).
     pub async fn sweep(&mut self, ctx: &Context, candidates: &[Candidate]) -> Vec<String> {
         let idle_cfg = &ctx.site.policy.idle;
         let net_below = idle_cfg.network_below.bytes().unwrap_or(1024);
-        let mut culled = Vec::new();
+        let ms = |d: &berth_spec::Located<String>, or: u64| {
+            berth_spec::site::parse_duration(d)
+                .unwrap_or(Duration::from_secs(or))
+                .as_millis() as i64
+        };
+        let (warn_before, sample_every) = (
+            ms(&idle_cfg.warn_before, 1800),
+            ms(&idle_cfg.sample_every, 300),
+        );
+        let marks = ctx
+            .store
+            .call(|s| Ok::<_, crate::store::StoreError>((s.cull_warnings()?, s.keeps()?)))
+            .await;
+        let (warnings, keeps) = match marks {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(cause = %e, "reading the culler's marks");
+                return vec![];
+            }
+        };
+        let mut changed = Vec::new();
         let mut alive = std::collections::HashSet::new();
         let mut judged = Vec::new();
         for c in candidates {
@@ -87,93 +120,194 @@ impl Culler {
             };
             alive.insert(c.container.clone());
             let now = Instant::now();
+            let now_ms = crate::store::now_ms();
+            let first = !self.seen.contains_key(&c.container);
             let entry = self.seen.entry(c.container.clone()).or_insert(Seen {
                 at: now,
                 usage,
                 idle_since: None,
             });
-            if entry.at != now {
-                if idle(
-                    entry.usage,
-                    usage,
-                    now - entry.at,
-                    idle_cfg.cpu_below,
-                    net_below,
-                ) {
-                    entry.idle_since.get_or_insert(entry.at);
-                } else {
-                    entry.idle_since = None;
-                }
-                entry.at = now;
-                entry.usage = usage;
-            }
-            let Some(since) = entry.idle_since else {
+            if first {
+                // One sample says nothing of use: judge from the second.
                 continue;
+            }
+            let elapsed = now - entry.at;
+            if idle(entry.usage, usage, elapsed, idle_cfg.cpu_below, net_below) {
+                entry
+                    .idle_since
+                    .get_or_insert(now_ms - elapsed.as_millis() as i64);
+            } else {
+                entry.idle_since = None;
+            }
+            entry.at = now;
+            entry.usage = usage;
+            let key = (c.account.clone(), c.container.clone());
+            let warned = warnings.get(&key).copied();
+            let timings = berth_core::idle::Timings {
+                after: after.as_millis() as i64,
+                warn_before,
+                sample_every,
             };
-            if now.duration_since(since) < after {
-                continue;
+            let keep = keeps.get(&key).map(|s| s.saturating_mul(1000));
+            let idle_since = entry.idle_since;
+            let done = match berth_core::idle::step(now_ms, idle_since, warned, keep, timings) {
+                berth_core::idle::Step::Idle => None,
+                berth_core::idle::Step::Active if warned.is_none() => None,
+                berth_core::idle::Step::Active => withdraw(ctx, c).await,
+                berth_core::idle::Step::Warn { stop_at } => warn(ctx, c, stop_at).await,
+                berth_core::idle::Step::Stop => {
+                    let since = idle_since.unwrap_or(now_ms);
+                    let reason = format!(
+                        "idle for {} s (under {} cores and {} B/s{})",
+                        (now_ms - since) / 1000,
+                        idle_cfg.cpu_below,
+                        net_below,
+                        if c.gpu {
+                            "; GPU use is not measured"
+                        } else {
+                            ""
+                        }
+                    );
+                    let culled = cull(ctx, backend, c, &reason).await;
+                    if culled.is_some() {
+                        self.seen.remove(&c.container);
+                    }
+                    culled
+                }
+            };
+            if done.is_some() {
+                changed.push(c.account.clone());
             }
-            let reason = format!(
-                "idle for {} s (under {} cores and {} B/s{})",
-                now.duration_since(since).as_secs(),
-                idle_cfg.cpu_below,
-                net_below,
-                if c.gpu {
-                    "; GPU use is not measured"
-                } else {
-                    ""
-                }
-            );
-            match backend
-                .owned(&c.account, &c.container, Purpose::Operate)
-                .await
-            {
-                Ok(Some(owned)) if owned.running => {
-                    if let Err(e) = backend.stop_owned(&owned).await {
-                        tracing::warn!(container = %c.container, cause = %e, "culling");
-                        continue;
-                    }
-                    let (account, container, why) =
-                        (c.account.clone(), c.container.clone(), reason.clone());
-                    let prefix = berth_spec::names::qualified(&account, "");
-                    // A culled GPU container's cards go back to the pool.
-                    let key = c.gpu.then(|| berth_core::desired::GpuKey {
-                        account: account.clone(),
-                        container: container
-                            .strip_prefix(&prefix)
-                            .unwrap_or(&container)
-                            .to_string(),
-                    });
-                    let recorded = ctx
-                        .store
-                        .call(move |s| {
-                            if let Some(key) = &key {
-                                s.gpu_end(key, crate::store::now_ms())?;
-                            }
-                            s.set_culled(&account, &container, &why)?;
-                            s.notify(
-                                &account,
-                                berth_core::notify::Category::Culled,
-                                &format!("`{container}` was stopped: {why}; start it again from the console or push"),
-                            )?;
-                            s.audit(&account, "culled", None, &format!("`{container}`: {why}"))
-                        })
-                        .await;
-                    if let Err(e) = recorded {
-                        tracing::warn!(cause = %e, "recording a culled container");
-                    }
-                    tracing::info!(account = %c.account, container = %c.container, %reason, "culled");
-                    self.seen.remove(&c.container);
-                    culled.push(c.account.clone());
-                }
-                _ => {}
+        }
+        // A warned container that stopped or went is no longer about to be.
+        let gone: Vec<(String, String)> = warnings
+            .into_keys()
+            .filter(|(_, container)| !alive.contains(container))
+            .collect();
+        if !gone.is_empty() {
+            changed.extend(gone.iter().map(|(account, _)| account.clone()));
+            let cleared = ctx
+                .store
+                .call(move |s| {
+                    gone.iter()
+                        .try_for_each(|(a, c)| s.clear_cull_warning(a, c).map(|_| ()))
+                })
+                .await;
+            if let Err(e) = cleared {
+                tracing::warn!(cause = %e, "clearing culling warnings");
             }
         }
         self.seen.retain(|k, _| alive.contains(k));
-        culled.sort();
-        culled.dedup();
-        culled
+        changed.sort();
+        changed.dedup();
+        changed
     }
+}
+
+/// Marks `c` "will stop at" and tells its owner.
+async fn warn(ctx: &Context, c: &Candidate, stop_at: i64) -> Option<Done> {
+    let (account, container) = (c.account.clone(), c.container.clone());
+    let at = crate::base::time::rfc3339(stop_at / 1000);
+    let recorded = ctx
+        .store
+        .call(move |s| {
+            s.set_cull_warning(&account, &container, stop_at)?;
+            s.notify(
+                &account,
+                berth_core::notify::Category::CullWarning,
+                &format!("`{container}` is idle and will be stopped at {at} unless it is used before; a long quiet job can declare `keep_until` in workspace.yaml"),
+            )?;
+            s.audit(&account, "cull-warning", None, &format!("`{container}` will stop at {at} unless used"))
+        })
+        .await;
+    match recorded {
+        Ok(_) => {
+            tracing::info!(account = %c.account, container = %c.container, stop_at, "warned of culling");
+            Some(Done::Warned)
+        }
+        Err(e) => {
+            tracing::warn!(cause = %e, "recording a culling warning");
+            None
+        }
+    }
+}
+
+/// Withdraws the warning of a container in use again (or kept).
+async fn withdraw(ctx: &Context, c: &Candidate) -> Option<Done> {
+    let (account, container) = (c.account.clone(), c.container.clone());
+    let recorded = ctx
+        .store
+        .call(move |s| {
+            s.clear_cull_warning(&account, &container)?;
+            s.audit(
+                &account,
+                "cull-warning-withdrawn",
+                None,
+                &format!("`{container}` is in use again"),
+            )
+        })
+        .await;
+    match recorded {
+        Ok(_) => Some(Done::Withdrawn),
+        Err(e) => {
+            tracing::warn!(cause = %e, "withdrawing a culling warning");
+            None
+        }
+    }
+}
+
+/// Stops `c` (never removes it) and records it as culled.
+async fn cull(
+    ctx: &Context,
+    backend: &crate::backends::docker::DockerBackend,
+    c: &Candidate,
+    reason: &str,
+) -> Option<Done> {
+    match backend
+        .owned(&c.account, &c.container, Purpose::Operate)
+        .await
+    {
+        Ok(Some(owned)) if owned.running => {
+            if let Err(e) = backend.stop_owned(&owned).await {
+                tracing::warn!(container = %c.container, cause = %e, "culling");
+                return None;
+            }
+        }
+        _ => return None,
+    }
+    let (account, container, why) = (c.account.clone(), c.container.clone(), reason.to_string());
+    let prefix = berth_spec::names::qualified(&account, "");
+    // A culled GPU container's cards go back to the pool.
+    let key = c.gpu.then(|| berth_core::desired::GpuKey {
+        account: account.clone(),
+        container: container
+            .strip_prefix(&prefix)
+            .unwrap_or(&container)
+            .to_string(),
+    });
+    let recorded = ctx
+        .store
+        .call(move |s| {
+            if let Some(key) = &key {
+                s.gpu_end(key, crate::store::now_ms())?;
+            }
+            s.clear_cull_warning(&account, &container)?;
+            s.set_culled(&account, &container, &why)?;
+            s.notify(
+                &account,
+                berth_core::notify::Category::Culled,
+                &format!(
+                    "`{container}` was stopped: {why}; start it again from the console or push"
+                ),
+            )?;
+            s.audit(&account, "culled", None, &format!("`{container}`: {why}"))
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!(cause = %e, "recording a culled container");
+    }
+    tracing::info!(account = %c.account, container = %c.container, %reason, "culled");
+    Some(Done::Culled)
 }
 
 #[cfg(test)]

@@ -54,6 +54,10 @@ pub struct ContainerView {
     /// student or an admin starts it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub culled: Option<String>,
+    /// Idle, and warned: the culler stops it at this time (RFC 3339)
+    /// unless it is used before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stops_at: Option<String>,
     /// Kubernetes: why nothing runs, in the cluster's words: admission's
     /// refusal of the pods (a ResourceQuota's `exceeded quota: …`), the
     /// scheduler's (`0/2 nodes are available: …`) or the container's.
@@ -181,6 +185,7 @@ pub fn account(
     let last = store.last_error(account)?;
     let endpoint = store.placement(account)?;
     let culled = store.culled(account)?;
+    let warned = store.cull_warnings_of(account)?;
     let mut containers: Vec<ContainerView> = observed
         .docker
         .iter()
@@ -196,6 +201,7 @@ pub fn account(
         c.culled = culled
             .get(&c.container)
             .map(|x| format!("{} ({})", rfc3339(x.at), x.reason));
+        c.stops_at = warned.get(&c.container).map(|ms| rfc3339(ms / 1000));
     }
     containers.sort_by(|a, b| a.container.cmp(&b.container));
     let prefix = berth_core::desired::volume_name(account, "");
@@ -256,6 +262,7 @@ fn docker_containers<'a>(
         endpoint: Some(endpoint.to_string()),
         runner: c.full_name == berth_core::runner::container_name(account),
         culled: None,
+        stops_at: None,
         why: None,
     })
 }
@@ -322,6 +329,7 @@ fn kube_workloads(k: &KubeObserved) -> Vec<ContainerView> {
                 endpoint: None,
                 runner: false,
                 culled: None,
+                stops_at: None,
                 why: refused.or_else(|| pods.iter().find_map(|p| p.message.clone())),
             }
         })

@@ -121,54 +121,6 @@ impl Store {
     }
 }
 
-/// A container the idle culler stopped: when, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Culled {
-    pub at: i64,
-    pub reason: String,
-}
-
-impl Store {
-    pub fn set_culled(&self, account: &str, container: &str, reason: &str) -> Result<()> {
-        self.conn().execute(
-            "INSERT OR REPLACE INTO culled (account, container, at, reason) VALUES (?1, ?2, ?3, ?4)",
-            rusqlite::params![account, container, super::now(), reason],
-        )?;
-        Ok(())
-    }
-
-    /// The account's culled containers, by container name.
-    pub fn culled(&self, account: &str) -> Result<std::collections::BTreeMap<String, Culled>> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT container, at, reason FROM culled WHERE account = ?1")?;
-        let rows = stmt.query_map([account], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                Culled {
-                    at: r.get(1)?,
-                    reason: r.get(2)?,
-                },
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Wakes one container of `account`, or all of them.
-    pub fn clear_culled(&self, account: &str, container: Option<&str>) -> Result<()> {
-        match container {
-            Some(c) => self.conn().execute(
-                "DELETE FROM culled WHERE account = ?1 AND container = ?2",
-                rusqlite::params![account, c],
-            )?,
-            None => self
-                .conn()
-                .execute("DELETE FROM culled WHERE account = ?1", [account])?,
-        };
-        Ok(())
-    }
-}
-
 impl Store {
     /// Accounts placed on `endpoint`.
     pub fn accounts_on(&self, endpoint: &str) -> Result<Vec<String>> {

@@ -304,6 +304,22 @@ CREATE TABLE notify_muted (
     PRIMARY KEY (account, category)
 );
 ",
+    // N: the idle culler's warnings ("will stop at"), and the accepted
+    // revision's `keep_until` per container.
+    "
+CREATE TABLE cull_warnings (
+    account TEXT NOT NULL,
+    container TEXT NOT NULL,
+    stop_at INTEGER NOT NULL,
+    PRIMARY KEY (account, container)
+);
+CREATE TABLE keeps (
+    account TEXT NOT NULL,
+    container TEXT NOT NULL,
+    until INTEGER NOT NULL,
+    PRIMARY KEY (account, container)
+);
+",
 ];
 
 /// The version this Berth writes.

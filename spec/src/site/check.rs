@@ -18,6 +18,8 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
     duration(&site.policy.image_gc_after, &mut out);
     duration(&site.policy.builds.timeout, &mut out);
     duration(&site.policy.idle.sample_every, &mut out);
+    duration(&site.policy.idle.warn_before, &mut out);
+    duration(&site.policy.idle.keep_max, &mut out);
     duration(&site.policy.storage.measure_every, &mut out);
     duration(&site.policy.usage.sample_every, &mut out);
     if let Err(why) = site.policy.idle.network_below.bytes() {

@@ -157,6 +157,13 @@ pub struct Idle {
     /// Groups or accounts never culled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exempt: Vec<String>,
+    /// A container about to be culled is marked "will stop at T" (console,
+    /// status, mail) this long before T; activity in between keeps it.
+    #[serde(default = "default_warn_before")]
+    pub warn_before: Located<String>,
+    /// The furthest a container's `keep_until` may be from the push.
+    #[serde(default = "default_keep_max")]
+    pub keep_max: Located<String>,
 }
 
 impl Default for Idle {
@@ -166,10 +173,18 @@ impl Default for Idle {
             cpu_below: default_cpu_below(),
             network_below: default_network_below(),
             exempt: vec![],
+            warn_before: default_warn_before(),
+            keep_max: default_keep_max(),
         }
     }
 }
 
+fn default_warn_before() -> Located<String> {
+    Located::new("30m".to_string())
+}
+fn default_keep_max() -> Located<String> {
+    Located::new("7d".to_string())
+}
 fn default_sample_every() -> Located<String> {
     Located::new("5m".to_string())
 }

@@ -219,6 +219,11 @@ fn text(accounts: &[AccountView]) -> String {
             extra.extend(c.url.clone());
             extra.extend(c.gpu_devices.as_ref().map(|g| format!("GPU {g}")));
             extra.extend(c.culled.as_ref().map(|w| format!("culled {w}")));
+            extra.extend(
+                c.stops_at
+                    .as_ref()
+                    .map(|t| format!("idle: will stop at {t}")),
+            );
             extra.extend(c.why.clone());
             let _ = writeln!(
                 out,

@@ -142,6 +142,7 @@ pub(super) struct Row {
     pub docker: bool,
     pub running: bool,
     pub culled: Option<String>,
+    pub stops_at: Option<String>,
     pub why: Option<String>,
 }
 
@@ -241,6 +242,7 @@ pub(super) fn workspace_model(
                         docker,
                         running: ct.state == "running",
                         culled: ct.culled.clone(),
+                        stops_at: ct.stops_at.clone(),
                         why: ct.why.clone(),
                     }
                 })

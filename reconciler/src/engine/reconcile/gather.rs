@@ -159,6 +159,7 @@ async fn evaluate_at(
         }),
         budgets: &budgets,
         holds,
+        now,
     });
     let mut plan = AccountPlan::new(account, head.as_ref().map(|h| h.repository.clone()));
     if let Some(why) = &admission.stopped {
@@ -230,6 +231,14 @@ async fn evaluate_at(
                         .filter_map(|s| {
                             let image = berth_spec::ImageRef::parse(&s.image).ok()?;
                             Some((share_key(&image), s.description.clone().unwrap_or_default()))
+                        })
+                        .collect();
+                    plan.keeps = ws
+                        .containers
+                        .iter()
+                        .filter_map(|c| {
+                            let until = berth_spec::dates::until(c.keep_until.as_ref()?).ok()?;
+                            Some((berth_spec::names::qualified(account, &c.name), until))
                         })
                         .collect();
                     let (name, sha, since) =

@@ -78,6 +78,10 @@ pub struct AccountPlan {
     pub shares: BTreeMap<String, String>,
     /// Names the accepted revision builds (`images.build`).
     pub builds: Vec<String>,
+    /// The accepted revision's `keep_until` by Docker container name
+    /// (Unix seconds).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub keeps: BTreeMap<String, i64>,
     /// Images of the desired containers (for image GC bookkeeping).
     #[serde(skip)]
     pub images: Vec<String>,
@@ -119,6 +123,7 @@ impl AccountPlan {
             gpu_waiting: Default::default(),
             pins: BTreeMap::new(),
             shares: BTreeMap::new(),
+            keeps: BTreeMap::new(),
             builds: vec![],
             images: vec![],
             project: None,
