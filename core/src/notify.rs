@@ -180,9 +180,99 @@ fn render(account: &str, events: &[&Event], listed: usize) -> Digest {
     }
 }
 
+impl Category {
+    /// The name `site.yaml` and the store use (`push-refused`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::PushRefused => "push-refused",
+            Category::BuildFailed => "build-failed",
+            Category::CullWarning => "cull-warning",
+            Category::Culled => "culled",
+            Category::GpuEnding => "gpu-ending",
+            Category::GpuLent => "gpu-lent",
+            Category::Dormancy => "dormancy",
+            Category::AccountStopped => "account-stopped",
+            Category::HostDrained => "host-drained",
+        }
+    }
+
+    /// The category named `name`.
+    pub fn named(name: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// The admins' chat post for `events` of the `wanted` categories: one line
+/// per event, at most `listed` (the rest counted); `None` when none is
+/// wanted.
+pub fn chat_text(events: &[Event], wanted: &BTreeSet<Category>, listed: usize) -> Option<String> {
+    let chosen: Vec<&Event> = events
+        .iter()
+        .filter(|e| wanted.contains(&e.category))
+        .collect();
+    if chosen.is_empty() {
+        return None;
+    }
+    let mut text = format!("Berth: {} event(s)\n", chosen.len());
+    for e in chosen.iter().take(listed) {
+        // Students write none of the account names, but their texts may
+        // quote their files: no markup of theirs is taken as the chat's.
+        let plain: String = e
+            .text
+            .chars()
+            .map(|c| if matches!(c, '<' | '>' | '@') { ' ' } else { c })
+            .collect();
+        text.push_str(&format!(
+            "- {} · {}: {plain}\n",
+            e.account,
+            e.category.title()
+        ));
+    }
+    if chosen.len() > listed {
+        text.push_str(&format!("… and {} more\n", chosen.len() - listed));
+    }
+    Some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_the_sites_and_serdes() {
+        for c in Category::ALL {
+            assert_eq!(Category::named(c.name()), Some(c));
+            assert_eq!(
+                serde_json::to_value(c)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string)),
+                Some(c.name().to_string())
+            );
+            assert!(berth_spec::site::CHAT_CATEGORIES.contains(&c.name()));
+        }
+        assert_eq!(berth_spec::site::CHAT_CATEGORIES.len(), Category::ALL.len());
+    }
+
+    #[test]
+    fn the_chat_gets_the_wanted_categories_bounded_and_without_mentions() {
+        let wanted = BTreeSet::from([Category::AccountStopped]);
+        assert_eq!(
+            chat_text(&[event("a", Category::PushRefused, 0)], &wanted, 5),
+            None
+        );
+        let mut events: Vec<Event> = (0..7)
+            .map(|i| event(&format!("s{i}"), Category::AccountStopped, i))
+            .collect();
+        events[0].text = "<!channel> @all look".into();
+        let text = chat_text(&events, &wanted, 5).unwrap_or_default();
+        assert!(text.starts_with("Berth: 7 event(s)\n"), "{text}");
+        assert!(
+            text.contains("- s0 · Your account was stopped:  !channel   all look"),
+            "{text}"
+        );
+        assert!(text.contains("… and 2 more"), "{text}");
+        assert!(!text.contains("s6"), "{text}");
+    }
 
     const MIN: i64 = 60_000;
     const PACING: Pacing = Pacing {

@@ -289,6 +289,7 @@ async fn move_account(
         .call(move |s| -> Result<(), DrainError> {
             s.finish_drain(&a)?;
             s.set_notice(&a, &notice)?;
+            s.notify(&a, berth_core::notify::Category::HostDrained, &notice)?;
             s.audit(&a, "drained", None, &detail)?;
             Ok(())
         })

@@ -2,6 +2,7 @@
 //! says (STARTTLS, TLS or none; rustls on ring), and [`flush`] sends the
 //! digests [`berth_core::notify::due`] decides, to each account's
 //! directory `mail`, recording each (audit `mail`) once it is accepted.
+//! [`Chat`] posts what admins chose to their chat's incoming webhook.
 
 use crate::clients::Context;
 use berth_core::notify::{Event, Pacing, due};
@@ -143,4 +144,85 @@ pub async fn flush(ctx: &Arc<Context>, mailer: &Mailer) -> usize {
         }
     }
     mailed
+}
+
+/// The admins' chat: a Mattermost- or Slack-compatible incoming webhook.
+pub struct Chat {
+    http: reqwest::Client,
+    url: String,
+    wanted: std::collections::BTreeSet<berth_core::notify::Category>,
+    /// At most one post this often.
+    pub every: std::time::Duration,
+}
+
+/// Events listed in one chat post.
+const CHAT_LISTED: usize = 30;
+
+impl Chat {
+    /// The chat `site.yaml` describes; `None` without `notify.chat`.
+    pub fn from_site(site: &berth_spec::Site) -> Result<Option<Chat>, String> {
+        let Some(c) = site.notify.as_ref().and_then(|n| n.chat.as_ref()) else {
+            return Ok(None);
+        };
+        let url = std::env::var(c.url_env.as_str())
+            .map_err(|_| format!("notify.chat.url_env: `{}` is not set", c.url_env.value))?;
+        crate::base::tls::install_provider();
+        let http = reqwest::Client::builder()
+            .timeout(SMTP_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("notify.chat: {e}"))?;
+        Ok(Some(Chat {
+            http,
+            url,
+            wanted: c
+                .categories
+                .iter()
+                .filter_map(|n| berth_core::notify::Category::named(n))
+                .collect(),
+            every: berth_spec::site::parse_duration(&c.every)
+                .unwrap_or(std::time::Duration::from_secs(60)),
+        }))
+    }
+}
+
+/// Posts what waits for the chat, if anything wanted does; drops the
+/// rest. Whether the chat was called (a failed post is tried again, but
+/// no sooner than the next `every`).
+pub async fn post(ctx: &Arc<Context>, chat: &Chat) -> bool {
+    let pending = match ctx.store.call(|s| s.chat_pending()).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(cause = %e, "reading the chat outbox");
+            return false;
+        }
+    };
+    let Some(up_to) = pending.iter().map(|(id, _)| *id).max() else {
+        return false;
+    };
+    let events: Vec<Event> = pending.into_iter().map(|(_, e)| e).collect();
+    let posted = match berth_core::notify::chat_text(&events, &chat.wanted, CHAT_LISTED) {
+        None => false,
+        Some(text) => {
+            let sent = chat
+                .http
+                .post(&chat.url)
+                .json(&serde_json::json!({ "text": text }))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status());
+            match sent {
+                Ok(_) => true,
+                Err(e) => {
+                    // The URL holds the webhook's secret: never logged.
+                    tracing::warn!(cause = %e.without_url(), "posting to the admins' chat");
+                    return true;
+                }
+            }
+        }
+    };
+    if let Err(e) = ctx.store.call(move |s| s.chat_posted(up_to)).await {
+        tracing::warn!(cause = %e, "clearing the chat outbox");
+    }
+    posted
 }

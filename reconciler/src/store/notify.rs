@@ -9,16 +9,47 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Events kept per account until mailed.
 pub const OUTBOX_PER_ACCOUNT: i64 = 200;
+/// Events kept for the admins' chat until posted (the newest).
+pub const CHAT_OUTBOX: i64 = 500;
 
-fn name(c: Category) -> String {
-    serde_json::to_value(c)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+fn name(c: Category) -> &'static str {
+    c.name()
 }
 
 fn category(text: &str) -> Option<Category> {
-    serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+    Category::named(text)
+}
+
+/// The events of an outbox table, oldest first, with their ids.
+fn events(conn: &rusqlite::Connection, table: &str) -> Result<Vec<(i64, Event)>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, account, category, at, text FROM {table} ORDER BY id"
+    ))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, account, c, at, text)| {
+            Some((
+                id,
+                Event {
+                    account,
+                    category: category(&c)?,
+                    at,
+                    text,
+                },
+            ))
+        })
+        .collect())
 }
 
 impl Store {
@@ -26,6 +57,15 @@ impl Store {
     /// category (those that stop its work are always queued).
     pub fn notify(&self, account: &str, c: Category, text: &str) -> Result<()> {
         let conn = self.conn();
+        // The admins' feed does not depend on what the student muted.
+        conn.execute(
+            "INSERT INTO chat_outbox (account, category, at, text) VALUES (?1, ?2, ?3, ?4)",
+            params![account, name(c), super::now_ms(), text],
+        )?;
+        conn.execute(
+            "DELETE FROM chat_outbox WHERE id <= (SELECT MAX(id) FROM chat_outbox) - ?1",
+            [CHAT_OUTBOX],
+        )?;
         if c.mutable() {
             let muted: i64 = conn.query_row(
                 "SELECT COUNT(*) FROM notify_muted WHERE account = ?1 AND category = ?2",
@@ -59,31 +99,7 @@ impl Store {
         BTreeMap<String, BTreeSet<Category>>,
     )> {
         let conn = self.conn();
-        let pending = conn
-            .prepare("SELECT id, account, category, at, text FROM notify_outbox ORDER BY id")?
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .filter_map(|(id, account, c, at, text)| {
-                Some((
-                    id,
-                    Event {
-                        account,
-                        category: category(&c)?,
-                        at,
-                        text,
-                    },
-                ))
-            })
-            .collect();
+        let pending = events(&conn, "notify_outbox")?;
         let sent = conn
             .prepare("SELECT account, last, that_day FROM notify_sent")?
             .query_map([], |r| {
@@ -131,6 +147,30 @@ impl Store {
         drop(conn);
         self.audit(account, "mail", None, subject)?;
         Ok(())
+    }
+
+    /// What waits for the admins' chat, oldest first, with its ids.
+    pub fn chat_pending(&self) -> Result<Vec<(i64, Event)>> {
+        events(&self.conn(), "chat_outbox")
+    }
+
+    /// Drops what the chat was given (or need not be), up to `id`.
+    pub fn chat_posted(&self, up_to: i64) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM chat_outbox WHERE id <= ?1", [up_to])?;
+        Ok(())
+    }
+
+    /// The categories `account` muted.
+    pub fn muted(&self, account: &str) -> Result<BTreeSet<Category>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT category FROM notify_muted WHERE account = ?1")?;
+        let rows = stmt.query_map([account], |r| r.get::<_, String>(0))?;
+        let mut out = BTreeSet::new();
+        for c in rows {
+            out.extend(category(&c?));
+        }
+        Ok(out)
     }
 
     /// Mutes or unmutes a category for `account`.

@@ -304,9 +304,17 @@ CREATE TABLE notify_muted (
     PRIMARY KEY (account, category)
 );
 ",
-    // N: the idle culler's warnings ("will stop at"), and the accepted
-    // revision's `keep_until` per container.
+    // N: the idle culler's warnings ("will stop at"), the accepted
+    // revision's `keep_until` per container, and what waits for the
+    // admins' chat (bounded).
     "
+CREATE TABLE chat_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    category TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
 CREATE TABLE cull_warnings (
     account TEXT NOT NULL,
     container TEXT NOT NULL,

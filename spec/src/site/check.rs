@@ -51,6 +51,21 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
         if !n.smtp.from.contains('@') {
             out.push(n.smtp.from.pos, "notify.smtp.from must be a mail address");
         }
+        if let Some(chat) = &n.chat {
+            duration(&chat.every, &mut out);
+            for c in &chat.categories {
+                if !super::notify::CHAT_CATEGORIES.contains(&c.as_str()) {
+                    out.push(
+                        c.pos,
+                        format!(
+                            "notify.chat.categories: `{}` is none of {}",
+                            crate::names::shorten(c),
+                            super::notify::CHAT_CATEGORIES.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
     }
     let gpus = &site.policy.gpus;
     duration(&gpus.warn_before, &mut out);

@@ -25,7 +25,7 @@ pub use gpus::{
     DEFAULT_GRANT, GpuCard, GpuPolicy, LONGEST_GRANT_SECS, Lendable, MigInstance, UNNAMED_MODEL,
     lendable,
 };
-pub use notify::{Notify, Smtp, SmtpSecurity};
+pub use notify::{CHAT_CATEGORIES, Chat, Notify, Smtp, SmtpSecurity};
 pub use policy::{
     BudgetPeriod, Builds, DefaultResources, Idle, OverBudget, Policy, Quota, Storage, Usage,
 };

@@ -17,6 +17,51 @@ pub struct Notify {
     /// At most this many mails per student per UTC day.
     #[serde(default = "default_per_day")]
     pub per_day: u32,
+    /// A chat channel for admins (a Mattermost or Slack incoming webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<Chat>,
+}
+
+/// Admins' chat: what happened to students, posted as `{"text": …}` (the
+/// JSON Mattermost's and Slack's incoming webhooks take), at most one post
+/// per `every`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Chat {
+    /// Environment variable holding the webhook's URL (it is a secret).
+    pub url_env: Located<String>,
+    /// What is posted: `push-refused`, `build-failed`, `cull-warning`,
+    /// `culled`, `gpu-ending`, `gpu-lent`, `dormancy`, `account-stopped`,
+    /// `host-drained`.
+    #[serde(default = "default_chat_categories")]
+    pub categories: Vec<Located<String>>,
+    /// At most one post this often.
+    #[serde(default = "default_chat_every")]
+    pub every: Located<String>,
+}
+
+/// The categories [`Chat::categories`] may name.
+pub const CHAT_CATEGORIES: [&str; 9] = [
+    "push-refused",
+    "build-failed",
+    "cull-warning",
+    "culled",
+    "gpu-ending",
+    "gpu-lent",
+    "dormancy",
+    "account-stopped",
+    "host-drained",
+];
+
+fn default_chat_categories() -> Vec<Located<String>> {
+    ["account-stopped", "host-drained", "dormancy"]
+        .into_iter()
+        .map(|c| Located::new(c.to_string()))
+        .collect()
+}
+
+fn default_chat_every() -> Located<String> {
+    Located::new("1m".to_string())
 }
 
 fn default_every() -> Located<String> {

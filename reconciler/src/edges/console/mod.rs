@@ -24,6 +24,7 @@ mod framing;
 mod gpus;
 mod images;
 mod logs;
+mod notifications;
 mod pages;
 pub mod session;
 mod slots;
@@ -280,6 +281,10 @@ pub fn routes(console: Arc<Console>) -> axum::Router {
         .route("/my/volumes/{name}/download", get(volumes::download))
         .route("/my/volumes/{name}/delete", post(volumes::delete))
         .route("/my/downloads", get(downloads::downloads))
+        .route(
+            "/my/notifications",
+            get(notifications::page).post(notifications::save),
+        )
         .route("/my/downloads/{file}", get(downloads::download_file))
         .route("/admin", get(admin::admin))
         .route("/admin/accounts/{account}", get(admin::admin_account))

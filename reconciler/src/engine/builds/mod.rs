@@ -166,6 +166,15 @@ pub async fn run(
                     .call(move |s| -> Result<(), ReconcileError> {
                         s.record_build(&record)?;
                         s.add_build_usage(&record.account, crate::store::now(), seconds)?;
+                        s.notify(
+                            &record.account,
+                            berth_core::notify::Category::BuildFailed,
+                            &format!(
+                                "revision {}: {}",
+                                crate::engine::reconcile::short(&record.revision),
+                                record.reason
+                            ),
+                        )?;
                         s.audit(
                             &record.account,
                             "image-build-failed",

@@ -130,7 +130,10 @@ fn record_decision(store: &Store, plan: &AccountPlan) -> Result<Option<String>> 
             let message = format!("revision {} rejected: {reason}", short(revision));
             if store.last_error(account)?.map(|l| l.message) != Some(message.clone()) {
                 store.audit(account, "rejected", Some(revision), &reason.to_string())?;
-                store.notify(account, berth_core::notify::Category::PushRefused, &message)?;
+                // A failed build was told as one, with its log's tail.
+                if !matches!(reason, berth_core::decide::RejectReason::Build(_)) {
+                    store.notify(account, berth_core::notify::Category::PushRefused, &message)?;
+                }
             }
             rejection = Some(message);
         }
@@ -187,6 +190,19 @@ fn record_outcome(
                 detail,
                 student: &student,
             }),
+        )?;
+    }
+    // Told once, when the account is stopped, not at every resync.
+    if let Some(why) = &plan.stopped
+        && !store
+            .warnings(account)?
+            .iter()
+            .any(|w| w.starts_with("stopped: "))
+    {
+        store.notify(
+            account,
+            berth_core::notify::Category::AccountStopped,
+            &format!("your account was stopped ({why}): your containers are stopped and your volumes kept; ask an admin if this is wrong"),
         )?;
     }
     store.set_warnings(account, &plan.warnings)?;
