@@ -18,7 +18,8 @@
 //!   hour), [`budget`] (what a group's budget says of a revision).
 //! - GPUs: [`lending`] (time-boxed grants of cards, the fair queue,
 //!   bookings).
-//! - Idle containers: [`idle`] (warned, kept, stopped).
+//! - Idle containers: [`idle`] (warned, kept, stopped); dormant
+//!   workspaces: [`dormancy`] (told, then archived).
 //! - Telling students: [`notify`] (digests, pacing, muting).
 //! - Results: [`desired`] (containers and Kubernetes objects an account
 //!   should have, and where), [`plan`] (the actions from what is observed
@@ -31,6 +32,7 @@ pub mod decide;
 pub mod desired;
 pub mod dn;
 pub mod dockerfile;
+pub mod dormancy;
 pub mod grants;
 pub mod idle;
 pub mod lending;

@@ -1,7 +1,8 @@
 //! Layer 6: what Berth does with many accounts or over time, each beside
 //! the others on top of the engine: [`apply`] many accounts,
 //! [`discovery`] of accounts, [`poll`] for pushes, image [`gc`], [`drain`]
-//! of a host, [`cull`] of idle containers, the registry [`catalogue`],
+//! of a host, [`cull`] of idle containers, archiving [`dormancy`], the
+//! registry [`catalogue`],
 //! the volumes' [`storage`], [`usage`] accounting,
 //! plan [`preview`]s, the read model ([`view`]) and how plans read
 //! ([`report`]). Imports the layers below only.
@@ -14,6 +15,8 @@ pub mod catalogue;
 pub mod cull;
 /// Which accounts exist; fresh repository copies.
 pub mod discovery;
+/// Dormant workspaces: told, archived, brought back.
+pub mod dormancy;
 /// Moving every account off a Docker host, with its volumes.
 pub mod drain;
 /// Image garbage collection.

@@ -97,6 +97,10 @@ pub struct AccountView {
     /// GPU containers: lent cards until when, or their place in line.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<GpuView>,
+    /// Docker volumes in the dormancy archive (back at the next accepted
+    /// push).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub archived: Vec<String>,
 }
 
 /// A GPU container's lending.
@@ -186,6 +190,12 @@ pub fn account(
     let endpoint = store.placement(account)?;
     let culled = store.culled(account)?;
     let warned = store.cull_warnings_of(account)?;
+    let archived = store
+        .archives_of(account)?
+        .into_iter()
+        .filter(|a| a.done)
+        .map(|a| a.volume)
+        .collect();
     let mut containers: Vec<ContainerView> = observed
         .docker
         .iter()
@@ -233,6 +243,7 @@ pub fn account(
         warnings,
         volumes,
         gpus,
+        archived,
     })
 }
 

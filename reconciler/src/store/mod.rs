@@ -50,6 +50,7 @@ mod allocations;
 mod audit;
 pub mod backup;
 mod builds;
+mod dormancy;
 mod gitlab;
 mod idle;
 mod images;
@@ -62,6 +63,7 @@ mod volumes;
 
 pub use audit::{AuditCursor, AuditEntry};
 pub use builds::BuildRecord;
+pub use dormancy::Archive;
 pub use gitlab::WatchedProject;
 pub use idle::Culled;
 pub use images::{Pin, Pulled, Share};

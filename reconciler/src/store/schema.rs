@@ -328,6 +328,31 @@ CREATE TABLE keeps (
     PRIMARY KEY (account, container)
 );
 ",
+    // N: dormant workspaces: when each account was last used, when it
+    // was told its volumes will be archived, and the archives (`done` = 0
+    // while one is being written: the volume is still there).
+    "
+CREATE TABLE activity (
+    account TEXT PRIMARY KEY,
+    last INTEGER NOT NULL
+);
+CREATE TABLE dormancy_told (
+    account TEXT PRIMARY KEY,
+    archive_at INTEGER NOT NULL
+);
+CREATE TABLE archives (
+    account TEXT NOT NULL,
+    volume TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    done INTEGER NOT NULL,
+    PRIMARY KEY (account, volume)
+);
+",
 ];
 
 /// The version this Berth writes.

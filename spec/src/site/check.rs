@@ -67,6 +67,27 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
             }
         }
     }
+    if let Some(d) = &site.dormancy {
+        for x in [&d.dormant_after, &d.archive_after, &d.check_every] {
+            duration(x, &mut out);
+        }
+        if let (Ok(told), Ok(archived)) = (
+            parse_duration(&d.dormant_after),
+            parse_duration(&d.archive_after),
+        ) && archived <= told
+        {
+            out.push(
+                d.archive_after.pos,
+                "dormancy.archive_after must be longer than dormant_after: students are told first",
+            );
+        }
+        if !d.archive_dir.starts_with('/') {
+            out.push(
+                d.archive_dir.pos,
+                "dormancy.archive_dir must be an absolute path",
+            );
+        }
+    }
     let gpus = &site.policy.gpus;
     duration(&gpus.warn_before, &mut out);
     duration(&gpus.shortest, &mut out);

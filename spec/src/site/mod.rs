@@ -14,6 +14,7 @@ use std::time::Duration;
 
 mod check;
 mod console;
+mod dormancy;
 mod gpus;
 mod notify;
 mod policy;
@@ -21,6 +22,7 @@ mod registry;
 
 pub use check::{apps_on_console_host, parse_duration, validate, warnings};
 pub use console::{Console, Login};
+pub use dormancy::Dormancy;
 pub use gpus::{
     DEFAULT_GRANT, GpuCard, GpuPolicy, LONGEST_GRANT_SECS, Lendable, MigInstance, UNNAMED_MODEL,
     lendable,
@@ -73,6 +75,10 @@ pub struct Site {
     /// Mail to students (see `docs/admin/notifications.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Notify>,
+    /// Archiving dormant workspaces' volumes (see
+    /// `docs/admin/dormancy.md`); off when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dormancy: Option<Dormancy>,
 }
 
 fn default_resync() -> Located<String> {

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod archive;
 mod body;
 mod build;
 mod console;
@@ -80,6 +81,8 @@ pub enum DockerError {
     Upload { name: String, message: String },
     #[error("docker's answer to {what} is unusable: {message}")]
     Answer { what: String, message: String },
+    #[error("archive of volume `{volume}`: {message}")]
+    Archive { volume: String, message: String },
 }
 
 pub type Result<T, E = DockerError> = std::result::Result<T, E>;

@@ -20,8 +20,38 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Path → (size, SHA-256) of every regular file of a volume's tar.
+pub type Inventory = BTreeMap<String, (u64, Vec<u8>)>;
+
+/// The [`Inventory`] of a tar read from `reader`, as it arrives (a
+/// volume's tar may be larger than memory).
+pub(super) fn inventory_of(reader: impl std::io::Read) -> std::io::Result<Inventory> {
+    let mut out = BTreeMap::new();
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = entry.path()?.display().to_string();
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut buf = [0u8; 64 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = std::io::Read::read(&mut entry, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            ctx.update(&buf[..n]);
+        }
+        out.insert(path, (size, ctx.finish().as_ref().to_vec()));
+    }
+    Ok(out)
+}
+
 /// Where a helper mounts the volume.
-const MOUNT: &str = "/berth-volume";
+pub(super) const MOUNT: &str = "/berth-volume";
 
 /// On the console's download helpers, naming the account: not
 /// `berth.owner`, so no observation takes a helper for an account's
@@ -212,7 +242,7 @@ impl DockerBackend {
     }
 
     /// `preferred` when the host has it, else any image it has.
-    async fn helper_image(&self, preferred: Option<&str>) -> Result<String> {
+    pub(super) async fn helper_image(&self, preferred: Option<&str>) -> Result<String> {
         if let Some(image) = preferred
             && self.docker.inspect_image(image).await.is_ok()
         {
@@ -234,7 +264,7 @@ impl DockerBackend {
 
     /// A stopped container mounting `volume` at [`MOUNT`], to read or
     /// write it through the archive API.
-    async fn helper(&self, account: &str, volume: &str, image: &str) -> Result<String> {
+    pub(super) async fn helper(&self, account: &str, volume: &str, image: &str) -> Result<String> {
         let name = format!("{volume}.berth-move");
         self.remove(&name, &name).await?;
         if self.docker.inspect_image(image).await.is_err() {
@@ -264,7 +294,7 @@ impl DockerBackend {
 
     /// The volume `name` of `account`, new and empty (an earlier, partial
     /// copy is dropped); refuses a volume another account owns.
-    async fn fresh_volume(&self, account: &str, name: &str) -> Result<()> {
+    pub(super) async fn fresh_volume(&self, account: &str, name: &str) -> Result<()> {
         if self.volume_owner_check(account, name).await? {
             self.remove_volume(name).await?;
         }
@@ -272,7 +302,7 @@ impl DockerBackend {
     }
 
     /// Path → (size, SHA-256) of every regular file in the helper's volume.
-    async fn inventory(&self, helper: &str) -> Result<BTreeMap<String, (u64, Vec<u8>)>> {
+    pub(super) async fn inventory(&self, helper: &str) -> Result<Inventory> {
         let opts = DownloadFromContainerOptionsBuilder::default()
             .path(MOUNT)
             .build();
@@ -282,40 +312,16 @@ impl DockerBackend {
             .download_from_container(helper, Some(opts))
             .map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
         let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
-        let listing = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-            let mut out = BTreeMap::new();
-            let mut archive = tar::Archive::new(reader);
-            for entry in archive.entries()? {
-                let mut entry = entry?;
-                if entry.header().entry_type() != tar::EntryType::Regular {
-                    continue;
-                }
-                let path = entry.path()?.display().to_string();
-                let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-                let mut buf = [0u8; 64 * 1024];
-                let mut size = 0u64;
-                loop {
-                    let n = std::io::Read::read(&mut entry, &mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    size += n as u64;
-                    ctx.update(&buf[..n]);
-                }
-                // The top directory's name differs by nothing: same mount.
-                out.insert(path, (size, ctx.finish().as_ref().to_vec()));
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| DockerError::Upload {
-            name: helper.into(),
-            message: e.to_string(),
-        })?
-        .map_err(|e| DockerError::Upload {
-            name: helper.into(),
-            message: e.to_string(),
-        })?;
+        let listing = tokio::task::spawn_blocking(move || inventory_of(reader))
+            .await
+            .map_err(|e| DockerError::Upload {
+                name: helper.into(),
+                message: e.to_string(),
+            })?
+            .map_err(|e| DockerError::Upload {
+                name: helper.into(),
+                message: e.to_string(),
+            })?;
         Ok(listing)
     }
 

@@ -3,6 +3,7 @@
 //! parses and dispatches.
 
 mod apply;
+mod archive;
 mod audit;
 mod backup;
 mod build_log;
@@ -115,6 +116,10 @@ pub enum Command {
     Volumes(volumes::Args),
     /// Start again what the idle culler stopped (at the next reconcile).
     Wake(wake::Args),
+    /// Archive an account's Docker volumes now (verified, then removed).
+    Archive(archive::Args),
+    /// Bring an account's archived volumes back, byte for byte.
+    Unarchive(archive::Args),
     /// Copy the state store to FILE, consistently, while serve runs.
     Backup(backup::BackupArgs),
     /// Put a copy made by `backup` in place of the state store.
@@ -200,6 +205,8 @@ fn run(mut cli: Cli) -> u8 {
         Command::Gitlab(command) => block_on(gitlab::run(cli.config.as_deref(), &command)),
         Command::Drain(args) => block_on(drain::run(cli.config.as_deref(), &args)),
         Command::Wake(args) => wake::run(cli.config.as_deref(), &args),
+        Command::Archive(args) => block_on(archive::archive(cli.config.as_deref(), &args)),
+        Command::Unarchive(args) => block_on(archive::unarchive(cli.config.as_deref(), &args)),
         Command::Usage(args) => block_on(usage::run(cli.config.as_deref(), &args)),
         Command::Volumes(args) => block_on(volumes::run(cli.config.as_deref(), &args)),
         Command::Gpu(cmd) => block_on(gpu::run(cli.config.as_deref(), &cmd)),

@@ -236,6 +236,9 @@ fn text(accounts: &[AccountView]) -> String {
         for g in &a.gpus {
             let _ = writeln!(out, "  {}", crate::ops::lending::line(g));
         }
+        if !a.archived.is_empty() {
+            let _ = writeln!(out, "  archived volumes: {}", a.archived.join(", "));
+        }
         for w in &a.warnings {
             let _ = writeln!(out, "{}: warning: {w}", a.account);
         }

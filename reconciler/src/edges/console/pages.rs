@@ -74,6 +74,11 @@ pub(super) async fn login(
         Ok(member) => {
             let (id, _) = c.sessions.create(&ctx.store, &user, member.admin).await;
             c.audit(&user, "console-login", &format!("from {from}"));
+            // A login is use: it holds dormancy off.
+            let who = user.clone();
+            c.ctx.store.submit("console activity", move |s| {
+                s.touch_activity(&who, crate::store::now())
+            });
             (
                 [(header::SET_COOKIE, c.sessions.cookie(&id))],
                 Redirect::to("/"),

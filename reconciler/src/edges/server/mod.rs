@@ -6,6 +6,7 @@
 
 mod api;
 mod background;
+mod dormancy;
 mod lending;
 mod mail;
 mod previews;
@@ -252,6 +253,7 @@ pub async fn serve(
     let usage = tokio::spawn(usage_loop(shared.clone(), stop_rx.clone()));
     let lending = tokio::spawn(lending::lending_loop(shared.clone(), stop_rx.clone()));
     let mail = tokio::spawn(mail::mail_loop(shared.clone(), stop_rx.clone()));
+    let dormancy = tokio::spawn(dormancy::dormancy_loop(shared.clone(), stop_rx.clone()));
     let preview_worker = tokio::spawn(previews::worker(
         ctx.clone(),
         preview_queue,
@@ -287,6 +289,7 @@ pub async fn serve(
         let _ = usage.await;
         let _ = lending.await;
         let _ = mail.await;
+        let _ = dormancy.await;
         let _ = preview_worker.await;
         if let Some(p) = poller {
             let _ = p.await;

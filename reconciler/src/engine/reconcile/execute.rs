@@ -30,6 +30,16 @@ pub async fn execute(ctx: &Arc<Context>, plan: &AccountPlan) -> Result<AccountRe
     if let Some(endpoint) = &plan.endpoint {
         ctx.backend(endpoint)?;
     }
+    if plan.archived && matches!(plan.decision, Decision::Accept { .. }) {
+        // Volumes first, byte for byte: no container starts on an empty one.
+        if let Err(e) = crate::engine::archive::unarchive(ctx, account).await {
+            let line = format!("restore archived volumes: {e}");
+            let id = audit(store, plan, "action-failed", line.clone()).await?;
+            report.error_audit = Some(id);
+            report.errors.push(line);
+            return Ok(report);
+        }
+    }
     // A volume or network that could not be made this account's (one Berth
     // did not create holds its name) is never mounted or joined.
     let mut not_ours: Vec<String> = Vec::new();
@@ -105,6 +115,8 @@ fn record_decision(store: &Store, plan: &AccountPlan) -> Result<Option<String>> 
     let mut rejection = None;
     match &plan.decision {
         Decision::Accept { revision, commits } => {
+            // A push is use: it holds dormancy off.
+            store.touch_activity(account, crate::store::now())?;
             let repo = plan.repository.as_deref().unwrap_or_default();
             store.accept(
                 account,
@@ -130,6 +142,7 @@ fn record_decision(store: &Store, plan: &AccountPlan) -> Result<Option<String>> 
             let message = format!("revision {} rejected: {reason}", short(revision));
             if store.last_error(account)?.map(|l| l.message) != Some(message.clone()) {
                 store.audit(account, "rejected", Some(revision), &reason.to_string())?;
+                store.touch_activity(account, crate::store::now())?;
                 // A failed build was told as one, with its log's tail.
                 if !matches!(reason, berth_core::decide::RejectReason::Build(_)) {
                     store.notify(account, berth_core::notify::Category::PushRefused, &message)?;

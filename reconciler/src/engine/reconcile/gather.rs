@@ -259,6 +259,17 @@ async fn evaluate_at(
             }
         }
     }
+    // Archived volumes come back only with an accepted revision (execute
+    // restores them first): nothing else may create a container that
+    // would mount a new, empty volume in their place.
+    plan.archived = {
+        let a = account.to_string();
+        ctx.store.call(move |s| s.is_archived(&a)).await?
+    };
+    if plan.archived && !matches!(plan.decision, Decision::Accept { .. }) {
+        plan.warnings.push("archived: this workspace was unused, so its volumes are kept in the archive; your next accepted push brings them back (or an admin, with `reconciler unarchive`)".into());
+        return Ok(plan);
+    }
     let Some(revision) = plan.revision.clone() else {
         return Ok(plan);
     };

@@ -82,6 +82,10 @@ pub struct AccountPlan {
     /// (Unix seconds).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub keeps: BTreeMap<String, i64>,
+    /// The account's volumes are archived (dormancy): an accepted revision
+    /// brings them back before its actions; any other plan does nothing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
     /// Images of the desired containers (for image GC bookkeeping).
     #[serde(skip)]
     pub images: Vec<String>,
@@ -124,6 +128,7 @@ impl AccountPlan {
             pins: BTreeMap::new(),
             shares: BTreeMap::new(),
             keeps: BTreeMap::new(),
+            archived: false,
             builds: vec![],
             images: vec![],
             project: None,

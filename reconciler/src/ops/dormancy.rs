@@ -1,0 +1,110 @@
+//! Dormant workspaces (opt-in, `dormancy` in `site.yaml`): [`tick`] tells
+//! a student whose workspace nobody used for `dormant_after` (no push,
+//! console login or running container; the rule is
+//! `berth_core::dormancy`), withdraws the warning when it is used again,
+//! and archives its Docker volumes when the time told comes
+//! ([`crate::engine::archive`]).
+
+use crate::clients::Context;
+use crate::engine::archive::archive;
+use berth_core::dormancy::{Step, Timings};
+
+/// One look at `accounts` (name, whether it has Docker volumes, whether
+/// a non-runner container of it runs): tells, withdraws and archives as
+/// the rule says. The accounts whose state changed.
+pub async fn tick(ctx: &Context, accounts: &[(String, bool, bool)]) -> Vec<String> {
+    let Some(d) = &ctx.site.dormancy else {
+        return vec![];
+    };
+    let secs = |x: &berth_spec::Located<String>| {
+        berth_spec::site::parse_duration(x)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(i64::MAX / 4)
+    };
+    let t = Timings {
+        dormant_after: secs(&d.dormant_after),
+        archive_after: secs(&d.archive_after),
+    };
+    let now = crate::store::now();
+    let read = ctx
+        .store
+        .call(|s| Ok::<_, crate::store::StoreError>((s.activity()?, s.dormancy_told()?)))
+        .await;
+    let Ok((activity, told)) = read else {
+        return vec![];
+    };
+    let mut changed = Vec::new();
+    for (account, has_volumes, running) in accounts {
+        // First sight, or in use: used now (a site turning dormancy on
+        // does not archive everyone at once).
+        if *running || !activity.contains_key(account) {
+            let a = account.clone();
+            let _ = ctx.store.call(move |s| s.touch_activity(&a, now)).await;
+        }
+        let last = if *running {
+            now
+        } else {
+            activity.get(account).copied().unwrap_or(now)
+        };
+        let archived = {
+            let a = account.clone();
+            ctx.store
+                .call(move |s| s.is_archived(&a))
+                .await
+                .unwrap_or(true)
+        };
+        let step = berth_core::dormancy::step(
+            now,
+            last,
+            told.get(account).copied(),
+            *has_volumes,
+            archived,
+            t,
+        );
+        match step {
+            Step::Quiet => continue,
+            Step::Active => {
+                let a = account.clone();
+                let _ = ctx
+                    .store
+                    .call(move |s| {
+                        s.set_dormancy_told(&a, None)?;
+                        s.audit(&a, "dormancy-withdrawn", None, "used again")
+                            .map(|_| ())
+                    })
+                    .await;
+            }
+            Step::Tell { archive_at } => {
+                let (a, at) = (account.clone(), crate::base::time::rfc3339(archive_at));
+                let since = crate::base::time::rfc3339(last);
+                let _ = ctx
+                    .store
+                    .call(move |s| {
+                        s.set_dormancy_told(&a, Some(archive_at))?;
+                        s.notify(
+                            &a,
+                            berth_core::notify::Category::Dormancy,
+                            &format!("your workspace has not been used since {since}: its volumes will be archived at {at} unless you push, log in to the console or run a container before; nothing is lost, your next push brings them back"),
+                        )?;
+                        s.audit(&a, "dormancy-told", None, &format!("volumes archived at {at} unless used")).map(|_| ())
+                    })
+                    .await;
+            }
+            Step::Archive => match archive(ctx, account).await {
+                Ok(done) => {
+                    tracing::info!(%account, volumes = done.volumes.len(), "archived a dormant workspace");
+                }
+                Err(e) => {
+                    tracing::warn!(%account, cause = %e, "archiving a dormant workspace");
+                    let (a, why) = (account.clone(), e.to_string());
+                    let _ = ctx
+                        .store
+                        .call(move |s| s.audit(&a, "archive-failed", None, &why).map(|_| ()))
+                        .await;
+                }
+            },
+        }
+        changed.push(account.clone());
+    }
+    changed
+}

@@ -1,0 +1,187 @@
+//! Dormant workspaces on the real dockerd: volumes archived to files and
+//! brought back byte for byte (every file's SHA-256, mode and owner
+//! compared), a kill in the middle of an archive losing nothing, and
+//! `serve` telling a student, archiving on its own and restoring at the
+//! next push.
+
+use berth_tests::fixture::World;
+use berth_tests::smtp::Smtp;
+use berth_tests::{Services, stdout, wait_for};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A workspace whose `box` writes files (random bytes, a nested file, a
+/// symlink, an odd mode) into its volume `data`, then sleeps; `stopped`
+/// keeps it stopped.
+fn workspace(image: &str, state: &str) -> String {
+    let script = "test -e /data/big || { mkdir -p /data/sub && head -c 300000 /dev/urandom > /data/big && echo hello > /data/sub/small && chmod 600 /data/sub/small && ln -s big /data/link && chown 1234:55 /data/big; }; exec sleep 3600";
+    format!(
+        "version: 1\ncontainers:\n  - name: box\n    image: \"{image}\"\n    state: {state}\n    volumes: [{{ name: data, path: /data }}]\n    command: [\"/bin/busybox\", \"sh\", \"-c\", \"{script}\"]\n"
+    )
+}
+
+/// Every entry of the volume: path, mode, owner, and the SHA-256 of files.
+fn listing(s: &Services, volume: &str) -> String {
+    let out = s.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{volume}:/d:ro"),
+        &s.test_image,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "cd /d && find . | sort | while read f; do if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then h=$(sha256sum \"$f\" | cut -d' ' -f1); else h=-; fi; echo \"$f $(stat -c '%a %u %g' \"$f\") $h\"; done",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    stdout(&out)
+}
+
+fn volume_exists(s: &Services, volume: &str) -> bool {
+    s.docker(&["volume", "inspect", volume]).status.success()
+}
+
+/// Commits `box` running until its files are written, then stopped.
+fn filled(w: &World, s: &Services, account: &str) {
+    w.commit(
+        account,
+        Some(&workspace(&s.test_image, "running")),
+        &w.mail(account),
+    );
+    w.apply(0);
+    let name = format!("{account}--box");
+    w.wait_running(&name);
+    wait_for(WAIT, "the files in the volume", || {
+        s.docker(&["exec", &name, "/bin/busybox", "test", "-L", "/data/link"])
+            .status
+            .success()
+            .then_some(())
+    });
+    w.commit(
+        account,
+        Some(&workspace(&s.test_image, "stopped")),
+        &w.mail(account),
+    );
+    w.apply(0);
+}
+
+#[test]
+fn an_archive_killed_midway_loses_nothing_and_unarchive_restores_every_byte() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 31000);
+    let archive_dir = w.dir.join("archive");
+    w.site_overrides.extra = format!(
+        "dormancy: {{ dormant_after: 1d, archive_after: 2d, archive_dir: \"{}\" }}\n",
+        archive_dir.display()
+    );
+    let a = w.account("da", &["students"]);
+    filled(&w, &s, &a);
+    let volume = format!("berth-{a}--data");
+    let before = listing(&s, &volume);
+    assert!(before.contains("./sub/small 600 0 0"), "{before}");
+    assert!(before.contains("./big 644 1234 55"), "{before}");
+
+    // Killed between the file and its record: the volume stays, unchanged.
+    let killed = w
+        .reconciler_command(&["archive", "--account", &a])
+        .env("BERTH_ARCHIVE_STOP_AFTER_EXPORT", "1")
+        .output()
+        .expect("runs");
+    assert_eq!(killed.status.code(), Some(3), "{killed:?}");
+    assert!(volume_exists(&s, &volume), "the volume went with a kill");
+    assert_eq!(listing(&s, &volume), before);
+
+    // Again, to the end: verified, then the volume removed.
+    let done = w.reconciler(&["archive", "--account", &a]);
+    assert!(done.status.success(), "{done:?}");
+    assert!(
+        stdout(&done).contains(&format!("archived {volume}")),
+        "{}",
+        stdout(&done)
+    );
+    assert!(!volume_exists(&s, &volume));
+    let file = archive_dir.join(&a).join(format!("{volume}.tar.gz"));
+    assert!(file.is_file(), "{}", file.display());
+    assert!(
+        !archive_dir
+            .join(&a)
+            .join(format!("{volume}.tar.gz.part"))
+            .exists(),
+        "a finished archive leaves no part"
+    );
+    assert_eq!(
+        w.status(&a)["archived"],
+        serde_json::json!([volume]),
+        "status lists the archive"
+    );
+    // A resync leaves an archived workspace alone: no empty volume made.
+    w.apply(0);
+    assert!(!volume_exists(&s, &volume), "apply made an empty volume");
+    assert!(w.inspect(&format!("{a}--box"), "{{.Id}}").is_none());
+
+    let back = w.reconciler(&["unarchive", "--account", &a]);
+    assert!(back.status.success(), "{back:?}");
+    assert_eq!(listing(&s, &volume), before, "every file, byte for byte");
+    assert!(!file.exists(), "the archive goes once the volume is back");
+    w.apply(0);
+    assert!(
+        w.inspect(&format!("{a}--box"), "{{.Id}}").is_some(),
+        "recreated from git"
+    );
+    let audit = stdout(&w.reconciler(&["audit", "--account", &a]));
+    assert!(
+        audit.contains("archived") && audit.contains("unarchived"),
+        "{audit}"
+    );
+}
+
+#[test]
+fn serve_tells_archives_a_dormant_workspace_and_the_next_push_brings_it_back() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let Some(smtp) = Smtp::start() else {
+        return;
+    };
+    let mut w = World::new(&s, 31100);
+    let archive_dir = w.dir.join("archive");
+    w.site_overrides.extra = format!(
+        "dormancy: {{ dormant_after: 3s, archive_after: 6s, check_every: 1s, archive_dir: \"{}\" }}\nnotify:\n  smtp: {{ host: 127.0.0.1, port: {}, security: none, from: \"Berth <berth@berth.test>\" }}\n  every: 1s\n",
+        archive_dir.display(),
+        smtp.port
+    );
+    let a = w.account("ds", &["students"]);
+    filled(&w, &s, &a);
+    let volume = format!("berth-{a}--data");
+    let before = listing(&s, &volume);
+    let server = w.serve_with(&["--watch", &w.repos_dir().display().to_string()]);
+
+    let told = wait_for(WAIT, "the dormancy mail", || {
+        smtp.messages()
+            .into_iter()
+            .find(|m| m.body.contains("will be archived at"))
+    });
+    assert!(told.to.contains(&w.mail(&a)), "{told:?}");
+    wait_for(WAIT, "the archive", || {
+        (!volume_exists(&s, &volume)).then_some(())
+    });
+    wait_for(WAIT, "the archive's mail", || {
+        smtp.messages()
+            .into_iter()
+            .find(|m| m.body.contains("were archived (nothing is lost)"))
+    });
+
+    // The next push: volumes back before the container is made.
+    w.commit(&a, Some(&workspace(&s.test_image, "running")), &w.mail(&a));
+    let name = format!("{a}--box");
+    wait_for(WAIT, "the container back", || {
+        (w.inspect(&name, "{{.State.Running}}").as_deref() == Some("true")).then_some(())
+    });
+    assert_eq!(listing(&s, &volume), before, "every file, byte for byte");
+    drop(server);
+}
