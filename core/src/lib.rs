@@ -11,9 +11,9 @@
 //!   [`revision`] (a commit, its `workspace.yaml`, a build context's files).
 //! - Rules: [`dn`] (comparing directory names), [`admission`] (who may push
 //!   and run), [`decide`] (what happens to a head revision), [`grants`]
-//!   (what a registry token allows), [`dockerfile`] and [`tarball`] (what a
-//!   build may use, and the context it sends); [`time`] (how instants are
-//!   written).
+//!   (what a registry token allows), [`access`] (who a student let in),
+//!   [`dockerfile`] and [`tarball`] (what a build may use, and the context
+//!   it sends); [`time`] (how instants are written).
 //! - Accounting: [`usage`] (what a sampling round adds, per account and
 //!   hour), [`budget`] (what a group's budget says of a revision).
 //! - GPUs: [`lending`] (time-boxed grants of cards, the fair queue,
@@ -25,6 +25,7 @@
 //!   should have, and where), [`plan`] (the actions from what is observed
 //!   to what is desired), [`runner`] (the CI runner and its `config.toml`).
 
+pub mod access;
 pub mod account;
 pub mod admission;
 pub mod budget;

@@ -36,7 +36,7 @@ pub use diag::{Diagnostic, Diagnostics, Pos};
 pub use image::ImageRef;
 pub use located::Located;
 pub use site::Site;
-pub use workspace::{Backend, Container, State, Workspace};
+pub use workspace::{Access, Allow, Backend, Container, State, Workspace};
 
 /// Parses and validates a `workspace.yaml` (without site policy).
 pub fn parse_workspace(bytes: &[u8]) -> Result<Workspace, Diagnostics> {

@@ -237,11 +237,58 @@ pub fn check_with(
     out.finish()
 }
 
-/// Dates in `ws` against the site's bounds at `now` (Unix seconds): a
-/// `keep_until` at most `policy.idle.keep_max` away. A date already past
-/// is allowed (it keeps nothing).
+/// Dates and grants in `ws` against the site at `now` (Unix seconds): a
+/// `keep_until` at most `policy.idle.keep_max` away; access grants only
+/// where the site has `access`, on Docker containers, to its grantable
+/// groups, until at most `access.max` away. A date already past is
+/// allowed (it keeps or grants nothing). Whether a granted account exists
+/// and is in a grantable group is the directory's to say (the caller's).
 pub fn check_dates(ws: &Workspace, site: &Site, now: i64) -> Result<(), Diagnostics> {
     let mut out = Collector::default();
+    for c in ws.containers.iter().filter(|c| !c.access.is_empty()) {
+        let Some(access) = &site.access else {
+            out.push(
+                c.access[0].until.pos,
+                "access: this site lets no one into students' containers (no `access` in site.yaml)",
+            );
+            continue;
+        };
+        if backend_of(site, c) != Backend::Docker {
+            out.push(
+                c.access[0].until.pos,
+                "access: only Docker containers can be shared (logs, terminal and files are theirs)",
+            );
+        }
+        let max = crate::site::parse_duration(&access.max)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(30 * 86_400);
+        for a in &c.access {
+            if let Some(g) = &a.group
+                && !access.grantable_groups.contains(&g.value)
+            {
+                out.push(
+                    g.pos,
+                    format!(
+                        "access: group `{}` is not one this site lets you grant ({})",
+                        crate::names::shorten(g),
+                        access.grantable_groups.join(", ")
+                    ),
+                );
+            }
+            if let Ok(until) = crate::dates::until(&a.until)
+                && until > now.saturating_add(max)
+            {
+                out.push(
+                    a.until.pos,
+                    format!(
+                        "access until `{}` is further away than this site allows ({} from now, `access.max`)",
+                        crate::names::shorten(&a.until),
+                        access.max.value
+                    ),
+                );
+            }
+        }
+    }
     let keep_max = crate::site::parse_duration(&site.policy.idle.keep_max)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(7 * 86_400);

@@ -15,6 +15,9 @@ pub const MAX_CPUS: f64 = 256.0;
 /// Smallest CPU share: Kubernetes turns anything smaller into a `0m` limit.
 pub const MIN_CPUS: f64 = 0.01;
 pub const MAX_GPUS: u32 = 16;
+/// Most access grants one workspace may hold (each may cost a directory
+/// lookup at the push).
+pub const MAX_ACCESS: usize = 20;
 const FORBIDDEN_MOUNT_ROOTS: &[&str] = &["/proc", "/sys", "/dev"];
 
 pub fn validate(ws: &Workspace) -> Result<(), Diagnostics> {
@@ -40,6 +43,12 @@ pub fn validate(ws: &Workspace) -> Result<(), Diagnostics> {
             );
         }
         container(c, &mut out);
+    }
+    if let Some(extra) = ws.containers.iter().flat_map(|c| &c.access).nth(MAX_ACCESS) {
+        out.push(
+            extra.until.pos,
+            format!("more than {MAX_ACCESS} access grants in one workspace"),
+        );
     }
     if let Some(runner) = &ws.runner {
         for tag in &runner.tags {
@@ -181,6 +190,9 @@ fn container(c: &Container, out: &mut Collector) {
         && let Err(e) = crate::dates::until(keep)
     {
         out.push(keep.pos, format!("keep_until: {e}"));
+    }
+    for a in &c.access {
+        access(a, out);
     }
     if let Some(cmd) = &c.command
         && cmd.is_empty()
@@ -326,6 +338,39 @@ fn mount_path_problem(path: &str) -> Option<String> {
         ));
     }
     None
+}
+
+fn access(a: &crate::workspace::Access, out: &mut Collector) {
+    let pos = a.until.pos;
+    match (&a.account, &a.group) {
+        (Some(_), Some(g)) => out.push(g.pos, "access: name an `account` or a `group`, not both"),
+        (None, None) => out.push(pos, "access: name the `account` or the `group` you let in"),
+        (Some(name), None) | (None, Some(name)) => {
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                out.push(
+                    name.pos,
+                    format!(
+                        "access: `{}` must be 1 to 64 letters, digits, `.`, `_` or `-`",
+                        shorten(name)
+                    ),
+                );
+            }
+        }
+    }
+    if a.allow.is_empty() {
+        out.push(
+            pos,
+            "access: `allow` needs at least one of logs, terminal, files",
+        );
+    }
+    if let Err(e) = crate::dates::until(&a.until) {
+        out.push(pos, format!("access until: {e}"));
+    }
 }
 
 #[cfg(test)]

@@ -96,6 +96,48 @@ pub struct Container {
     /// from the push.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_until: Option<Located<String>>,
+    /// Let a TA (an account or a group the site lets you grant) read the
+    /// logs of, open a terminal in, or use the files of this Docker
+    /// container until a date.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<Access>,
+}
+
+/// One grant of access to a container: to `account` or to the members of
+/// `group` (one of the two), for what `allow` says, until `until`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<Located<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Located<String>>,
+    /// `logs`, `terminal`, `files`.
+    pub allow: Vec<Located<Allow>>,
+    /// `2026-12-20` (to the end of that day, UTC) or an instant
+    /// `2026-12-20T18:00:00Z`; at most the site's `access.max` from the push.
+    pub until: Located<String>,
+}
+
+/// What a grant lets its grantee do with a container.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Allow {
+    Logs,
+    Terminal,
+    Files,
+}
+
+impl Allow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Allow::Logs => "logs",
+            Allow::Terminal => "terminal",
+            Allow::Files => "files",
+        }
+    }
 }
 
 impl Container {

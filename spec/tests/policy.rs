@@ -175,3 +175,89 @@ fn keep_until_is_bounded_by_the_sites_keep_max_at_the_push() {
         "{text}"
     );
 }
+
+#[test]
+fn access_grants_need_the_sites_access_a_grantable_group_a_docker_container_and_a_near_date() {
+    let mut site = site();
+    let now = 1_796_256_000; // 2026-12-03T00:00:00Z
+    let ws = |entry: &str| {
+        berth_spec::parse_workspace(
+            format!("version: 1\ncontainers:\n  - name: box\n    image: nginx:1\n    access:\n      - {entry}\n").as_bytes(),
+        )
+        .expect("valid")
+    };
+    // Without the `line:col: ` each problem starts with.
+    let check = |site: &berth_spec::Site, entry: &str| {
+        problems(berth_spec::policy::check_dates(&ws(entry), site, now))
+            .into_iter()
+            .map(|p| {
+                p.splitn(3, ':')
+                    .nth(2)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    let ta = "{ account: bob, allow: [terminal], until: \"2027-01-02T00:00:00Z\" }";
+    assert_eq!(
+        check(&site, ta),
+        vec![
+            "access: this site lets no one into students' containers (no `access` in site.yaml)"
+                .to_string()
+        ]
+    );
+    site.access = Some(berth_spec::site::Access {
+        grantable_groups: vec!["tas".into()],
+        max: berth_spec::Located::new("30d".into()),
+    });
+    assert_eq!(check(&site, ta), Vec::<String>::new(), "exactly 30 days");
+    assert_eq!(
+        check(&site, "{ account: bob, allow: [terminal], until: \"2027-01-02T00:00:01Z\" }"),
+        vec!["access until `2027-01-02T00:00:01Z` is further away than this site allows (30d from now, `access.max`)".to_string()]
+    );
+    assert_eq!(
+        check(
+            &site,
+            "{ group: students, allow: [logs], until: 2026-12-10 }"
+        ),
+        vec!["access: group `students` is not one this site lets you grant (tas)".to_string()]
+    );
+    assert_eq!(
+        check(&site, "{ group: tas, allow: [logs], until: 2026-12-10 }"),
+        Vec::<String>::new()
+    );
+    let structural = |entry: &str| {
+        berth_spec::parse_workspace(
+            format!("version: 1\ncontainers:\n  - name: box\n    image: nginx:1\n    access:\n      - {entry}\n").as_bytes(),
+        )
+        .err()
+        .map(|d| d.to_string())
+        .unwrap_or_default()
+    };
+    assert!(
+        structural("{ account: bob, group: tas, allow: [logs], until: 2026-12-10 }")
+            .contains("not both")
+    );
+    assert!(
+        structural("{ allow: [logs], until: 2026-12-10 }")
+            .contains("name the `account` or the `group`")
+    );
+    assert!(structural("{ account: bob, allow: [], until: 2026-12-10 }").contains("at least one"));
+    assert!(structural("{ account: bob, allow: [root], until: 2026-12-10 }").contains("root"));
+    assert!(
+        structural("{ account: \"b)(uid=*\", allow: [logs], until: 2026-12-10 }")
+            .contains("must be 1 to 64")
+    );
+    let many: String = (0..21)
+        .map(|i| format!("      - {{ account: ta{i}, allow: [logs], until: 2026-12-10 }}\n"))
+        .collect();
+    let text = berth_spec::parse_workspace(
+        format!("version: 1\ncontainers:\n  - name: box\n    image: nginx:1\n    access:\n{many}")
+            .as_bytes(),
+    )
+    .err()
+    .map(|d| d.to_string())
+    .unwrap_or_default();
+    assert!(text.contains("more than 20 access grants"), "{text}");
+}

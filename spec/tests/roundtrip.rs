@@ -61,6 +61,7 @@ fn container() -> impl Strategy<Value = Container> {
             state: state.map(Located::new),
             home: false,
             keep_until: None,
+            access: vec![],
         })
 }
 

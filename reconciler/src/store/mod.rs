@@ -46,6 +46,7 @@ pub struct Accepted {
     pub at: i64,
 }
 
+mod access;
 mod allocations;
 mod audit;
 pub mod backup;

@@ -353,6 +353,19 @@ CREATE TABLE archives (
     PRIMARY KEY (account, volume)
 );
 ",
+    // N: access a student granted to a container (a TA's logs, terminal,
+    // files), from the accepted revision.
+    "
+CREATE TABLE access_grants (
+    owner TEXT NOT NULL,
+    container TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    grantee TEXT NOT NULL,
+    allow TEXT NOT NULL,
+    until INTEGER NOT NULL
+);
+CREATE INDEX access_grants_grantee ON access_grants (grantee);
+",
 ];
 
 /// The version this Berth writes.

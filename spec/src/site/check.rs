@@ -67,6 +67,9 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
             }
         }
     }
+    if let Some(a) = &site.access {
+        duration(&a.max, &mut out);
+    }
     if let Some(d) = &site.dormancy {
         for x in [&d.dormant_after, &d.archive_after, &d.check_every] {
             duration(x, &mut out);

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+mod access;
 mod check;
 mod console;
 mod dormancy;
@@ -20,6 +21,7 @@ mod notify;
 mod policy;
 mod registry;
 
+pub use access::Access;
 pub use check::{apps_on_console_host, parse_duration, validate, warnings};
 pub use console::{Console, Login};
 pub use dormancy::Dormancy;
@@ -79,6 +81,10 @@ pub struct Site {
     /// `docs/admin/dormancy.md`); off when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dormancy: Option<Dormancy>,
+    /// Which groups students may let into their containers (see
+    /// `docs/admin/access.md`); no grants when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
 }
 
 fn default_resync() -> Located<String> {

@@ -76,7 +76,11 @@ pub(super) async fn admin_account(
     if q.fragment.is_some() {
         return render(WorkspaceFragment { ws });
     }
-    render(WorkspacePage { me: Some(me), ws })
+    render(WorkspacePage {
+        me: Some(me),
+        ws,
+        shared: vec![],
+    })
 }
 
 pub(super) struct AuditRow {

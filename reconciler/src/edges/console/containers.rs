@@ -13,17 +13,77 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use std::sync::Arc;
 
-/// The backend and container `name` if the session's account owns it.
+/// What the console does with a container. The owner may do all of it;
+/// someone the owner let in (`access` in its workspace) what the grant
+/// allows, never starting or stopping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Use {
+    Logs,
+    Terminal,
+    Files,
+    Operate,
+}
+
+impl Use {
+    fn purpose(self) -> Purpose {
+        match self {
+            Use::Logs | Use::Operate => Purpose::Operate,
+            Use::Terminal | Use::Files => Purpose::Enter,
+        }
+    }
+
+    fn allow(self) -> Option<berth_spec::Allow> {
+        match self {
+            Use::Logs => Some(berth_spec::Allow::Logs),
+            Use::Terminal => Some(berth_spec::Allow::Terminal),
+            Use::Files => Some(berth_spec::Allow::Files),
+            Use::Operate => None,
+        }
+    }
+}
+
+/// Whose container `name` is for this session and use: the session's own
+/// account, or an owner whose live grant lets the session's account in.
+async fn owner_for(c: &Console, s: &Session, name: &str, use_: Use) -> Option<String> {
+    let own = c
+        .views
+        .read()
+        .await
+        .get(&s.account)
+        .is_some_and(|v| v.containers.iter().any(|ct| ct.container == name));
+    if own {
+        return Some(s.account.clone());
+    }
+    let what = use_.allow()?;
+    let groups = c.ctx.directory.groups(&s.account).await.ok()?;
+    let (account, now) = (s.account.clone(), crate::store::now());
+    let grants = {
+        let groups = groups.clone();
+        c.ctx
+            .store
+            .call(move |st| st.grants_to(&account, &groups, now))
+            .await
+            .ok()?
+    };
+    berth_core::access::allowing(&grants, &s.account, &groups, name, what, now)
+        .map(|g| g.owner.clone())
+}
+
+/// The container `name` the session may use as `use_` (its own, or one
+/// granted to it), through the same ownership check either way: the
+/// owner's label on the container itself, and never the runner for a
+/// terminal or files.
 pub(super) async fn owned<'a>(
     c: &'a Console,
     s: &Session,
     name: &str,
-    purpose: Purpose,
+    use_: Use,
 ) -> Option<(&'a DockerBackend, Owned)> {
+    let owner = owner_for(c, s, name, use_).await?;
     let endpoint = {
         let views = c.views.read().await;
         views
-            .get(&s.account)?
+            .get(&owner)?
             .containers
             .iter()
             .find(|ct| ct.backend == "docker" && ct.container == name)?
@@ -31,13 +91,42 @@ pub(super) async fn owned<'a>(
             .clone()?
     };
     let backend = c.ctx.dockerd(&endpoint)?;
-    match backend.owned(&s.account, name, purpose).await {
+    match backend.owned(&owner, name, use_.purpose()).await {
         Ok(Some(o)) => Some((backend, o)),
         Ok(None) => None,
         Err(e) => {
             tracing::warn!(cause = %e, container = name, "console: inspecting a container");
             None
         }
+    }
+}
+
+/// Resolves when a grant that let the session use `name` has ended (its
+/// date passed, or the entry left the owner's workspace); never for the
+/// owner. Looked at as often as the account's standing.
+pub(super) async fn access_ended(c: std::sync::Arc<Console>, s: Session, name: String, use_: Use) {
+    let mut every = tokio::time::interval(super::STANDING_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match owner_for(&c, &s, &name, use_).await {
+            Some(owner) if owner == s.account => std::future::pending::<()>().await,
+            Some(_) => {}
+            None => return,
+        }
+    }
+}
+
+/// Audits what the session did with `container`: in its own log and,
+/// when the container is someone else's (a grant), in the owner's too.
+pub(super) fn audit_use(c: &Console, s: &Session, container: &Owned, event: &str, detail: &str) {
+    c.audit(&s.account, event, detail);
+    if container.account != s.account {
+        c.audit(
+            &container.account,
+            event,
+            &format!("{detail} (by `{}`, granted access)", s.account),
+        );
     }
 }
 
@@ -57,13 +146,13 @@ pub(super) async fn session_and_container<'a>(
     c: &'a Console,
     headers: &HeaderMap,
     name: &str,
-    purpose: Purpose,
+    use_: Use,
     what: &str,
 ) -> Result<(Session, &'a DockerBackend, Owned), Response> {
     let Some(s) = c.session(headers).await else {
         return Err(to_login());
     };
-    match owned(c, &s, name, purpose).await {
+    match owned(c, &s, name, use_).await {
         Some((backend, container)) => Ok((s, backend, container)),
         None => Err(denied(c, &s, name, what)),
     }
@@ -125,7 +214,7 @@ pub(super) async fn operate(
     if !matches!(op.as_str(), "start" | "stop" | "restart") {
         return not_found(Some(Me::from(&s)));
     }
-    let Some((backend, container)) = owned(&c, &s, &name, Purpose::Operate).await else {
+    let Some((backend, container)) = owned(&c, &s, &name, Use::Operate).await else {
         return denied(&c, &s, &name, &op);
     };
     if op == "start"

@@ -3,9 +3,9 @@
 //! directory as a tar, and any path downloaded as a tar stream. Paths are
 //! absolute, without `..`; dockerd resolves them inside the container.
 
-use super::containers::{denied, owned, session_and_container};
+use super::containers::{Use, audit_use, denied, owned, session_and_container};
 use super::{Console, Me, Session, csrf_ok, forbidden, render, to_login};
-use crate::backends::docker::{ByteStream, Purpose};
+use crate::backends::docker::ByteStream;
 use axum::body::Body;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -49,7 +49,7 @@ pub(super) async fn files_page(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match session_and_container(&c, &headers, &name, Purpose::Enter, "files").await {
+    match session_and_container(&c, &headers, &name, Use::Files, "files").await {
         Ok((s, _, _)) => files_page_for(&c, &s, &name, None),
         Err(answer) => answer,
     }
@@ -182,7 +182,7 @@ pub(super) async fn upload(
     let Some((file_name, size, path)) = stored else {
         return (StatusCode::BAD_REQUEST, "no file\n").into_response();
     };
-    let Some((backend, container)) = owned(&c, &s, &name, Purpose::Enter).await else {
+    let Some((backend, container)) = owned(&c, &s, &name, Use::Files).await else {
         return denied(&c, &s, &name, "upload");
     };
     let tar = match single_file_tar(&file_name, size, path) {
@@ -193,8 +193,10 @@ pub(super) async fn upload(
     drop(cleanup);
     match result {
         Ok(()) => {
-            c.audit(
-                &s.account,
+            audit_use(
+                &c,
+                &s,
+                &container,
                 "console-upload",
                 &format!("{size} bytes to {dir}/{file_name} in `{name}`"),
             );
@@ -252,7 +254,7 @@ pub(super) async fn download(
         )
             .into_response();
     };
-    let Some((backend, container)) = owned(&c, &s, &name, Purpose::Enter).await else {
+    let Some((backend, container)) = owned(&c, &s, &name, Use::Files).await else {
         return denied(&c, &s, &name, "download");
     };
     let base = path
@@ -265,8 +267,10 @@ pub(super) async fn download(
         .chars()
         .filter(|ch| ch.is_ascii_alphanumeric() || "._-".contains(*ch))
         .collect::<String>();
-    c.audit(
-        &s.account,
+    audit_use(
+        &c,
+        &s,
+        &container,
         "console-download",
         &format!("{path} from `{name}`"),
     );

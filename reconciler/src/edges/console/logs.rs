@@ -2,10 +2,10 @@
 //! last lines, then following, as server-sent events, until the page goes
 //! away (the backend's stream is dropped with it).
 
-use super::containers::{denied, owned};
+use super::containers::{Use, audit_use, denied, owned};
 use super::framing::{Framer, MAX_LINE};
 use super::{Console, Me, Session, render, to_login, too_many};
-use crate::backends::docker::{ByteStream, Purpose};
+use crate::backends::docker::ByteStream;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -51,7 +51,12 @@ async fn log_stream(
 ) -> Option<ByteStream> {
     match kind {
         Kind::Docker => {
-            let (backend, container) = owned(c, s, name, Purpose::Operate).await?;
+            let (backend, container) = owned(c, s, name, Use::Logs).await?;
+            // The owner's own reading is not audited; a grantee's is, in
+            // both logs (the page once, not its live stream).
+            if container.account != s.account && !follow {
+                audit_use(c, s, &container, "console-logs", &format!("read `{name}`"));
+            }
             Some(backend.logs_owned(&container, TAIL, follow))
         }
         Kind::Kubernetes => {

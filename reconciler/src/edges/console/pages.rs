@@ -300,6 +300,53 @@ pub(super) fn workspace_model(
 pub(super) struct WorkspacePage {
     pub me: Option<Me>,
     pub ws: Workspace,
+    /// Other students' containers this account was let into.
+    pub shared: Vec<SharedRow>,
+}
+
+/// A container someone let this account into ("Shared with me").
+pub(super) struct SharedRow {
+    pub owner: String,
+    pub full: String,
+    pub state: String,
+    pub logs: bool,
+    pub terminal: bool,
+    pub files: bool,
+    pub until: String,
+}
+
+/// The live grants to the session's account, with each container's state.
+async fn shared_with(c: &Console, account: &str) -> Vec<SharedRow> {
+    let Ok(groups) = c.ctx.directory.groups(account).await else {
+        return vec![];
+    };
+    let (who, now) = (account.to_string(), crate::store::now());
+    let grants = c
+        .ctx
+        .store
+        .call(move |st| st.grants_to(&who, &groups, now))
+        .await
+        .unwrap_or_default();
+    let views = c.views.read().await;
+    grants
+        .into_iter()
+        .filter(|g| g.owner != account)
+        .map(|g| {
+            let state = views
+                .get(&g.owner)
+                .and_then(|v| v.containers.iter().find(|ct| ct.container == g.container))
+                .map_or("unknown".to_string(), |ct| ct.state.clone());
+            SharedRow {
+                logs: g.allow.contains(&berth_spec::Allow::Logs),
+                terminal: g.allow.contains(&berth_spec::Allow::Terminal),
+                files: g.allow.contains(&berth_spec::Allow::Files),
+                until: crate::base::time::rfc3339(g.until),
+                owner: g.owner,
+                full: g.container,
+                state,
+            }
+        })
+        .collect()
 }
 
 #[derive(askama::Template)]
@@ -313,9 +360,14 @@ pub(super) async fn workspace(State(c): State<Arc<Console>>, headers: HeaderMap)
         return to_login();
     };
     let me = Me::from(&s);
+    let shared = shared_with(&c, &s.account).await;
     let views = c.views.read().await;
     let ws = workspace_model(&c, views.get(&s.account), &s.account, &me, &headers);
-    render(WorkspacePage { me: Some(me), ws })
+    render(WorkspacePage {
+        me: Some(me),
+        ws,
+        shared,
+    })
 }
 
 pub(super) async fn fragment(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {

@@ -2,9 +2,9 @@
 //! exec bridged to xterm.js over a WebSocket (Origin-checked), with resize,
 //! an idle timeout, and its start and end audited (never its keystrokes).
 
-use super::containers::{denied, owned, session_and_container};
+use super::containers::{Use, audit_use, denied, owned, session_and_container};
 use super::{Console, Me, Session, forbidden, render};
-use crate::backends::docker::{Owned, Purpose};
+use crate::backends::docker::Owned;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -28,7 +28,7 @@ pub(super) async fn terminal_page(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let s = match session_and_container(&c, &headers, &name, Purpose::Enter, "terminal").await {
+    let s = match session_and_container(&c, &headers, &name, Use::Terminal, "terminal").await {
         Ok((s, _, _)) => s,
         Err(answer) => return answer,
     };
@@ -65,7 +65,7 @@ pub(super) async fn terminal_ws(
     if !super::same_origin(&headers, true) {
         return forbidden("the terminal opens only from Berth's own pages");
     }
-    let Some((_, container)) = owned(&c, &s, &name, Purpose::Enter).await else {
+    let Some((_, container)) = owned(&c, &s, &name, Use::Terminal).await else {
         return denied(&c, &s, &name, "terminal");
     };
     if !container.running {
@@ -90,7 +90,7 @@ async fn run_terminal(
     container: Owned,
     socket: WebSocket,
 ) {
-    let Some((backend, _)) = owned(&c, &s, &name, Purpose::Enter).await else {
+    let Some((backend, _)) = owned(&c, &s, &name, Use::Terminal).await else {
         return;
     };
     let shell = c.ctx.site.console.shell.clone();
@@ -113,20 +113,30 @@ async fn run_terminal(
         }
     };
     let started = Instant::now();
-    c.audit(
-        &s.account,
+    audit_use(
+        &c,
+        &s,
+        &container,
         "console-terminal",
         &format!("opened in `{name}`"),
     );
     let mut last_input = Instant::now();
     let lost = c.clone().standing_lost(s.account.clone());
     tokio::pin!(lost);
+    let ended = super::containers::access_ended(c.clone(), s.clone(), name.clone(), Use::Terminal);
+    tokio::pin!(ended);
     loop {
         let deadline = tokio::time::Instant::from_std(last_input + idle);
         tokio::select! {
             _ = &mut lost => {
                 let _ = to_page
                     .send(Message::Text("\r\n[berth: closed: your account may no longer use Berth]\r\n".into()))
+                    .await;
+                break;
+            }
+            _ = &mut ended => {
+                let _ = to_page
+                    .send(Message::Text("\r\n[berth: closed: the access you were granted has ended]\r\n".into()))
                     .await;
                 break;
             }
@@ -172,8 +182,10 @@ async fn run_terminal(
     // Ending the shell ends the exec; dropping its input closes it.
     let _ = tokio::io::AsyncWriteExt::write_all(&mut tty.input, b"\x04exit\n").await;
     let _ = to_page.send(Message::Close(None)).await;
-    c.audit(
-        &s.account,
+    audit_use(
+        &c,
+        &s,
+        &container,
         "console-terminal",
         &format!("closed in `{name}` after {} s", started.elapsed().as_secs()),
     );

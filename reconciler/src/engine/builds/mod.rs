@@ -171,7 +171,7 @@ pub async fn run(
                             berth_core::notify::Category::BuildFailed,
                             &format!(
                                 "revision {}: {}",
-                                crate::engine::reconcile::short(&record.revision),
+                                record.revision.get(..12).unwrap_or(&record.revision),
                                 record.reason
                             ),
                         )?;

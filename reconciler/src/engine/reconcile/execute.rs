@@ -128,6 +128,7 @@ fn record_decision(store: &Store, plan: &AccountPlan) -> Result<Option<String>> 
             store.set_shares(account, &plan.shares)?;
             store.set_declared_builds(account, &plan.builds)?;
             store.set_keeps(account, &plan.keeps)?;
+            store.set_grants(account, &plan.grants)?;
             // A new revision wakes what the culler stopped.
             store.clear_culled(account, None)?;
             store.clear_notice(account)?;

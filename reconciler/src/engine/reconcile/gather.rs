@@ -207,54 +207,63 @@ async fn evaluate_at(
         }
         Verdict::Reject(reason) => plan.reject(head_sha, reason, accepted.clone()),
         Verdict::Candidate(ws) => {
-            match built_then_pinned(
-                ctx,
-                account,
-                identity.as_ref(),
-                &head_sha,
-                &ws,
-                &shared,
-                preview.is_none() && ctx.run_builds(),
-            )
-            .await?
-            {
-                Err(why) => plan.reject(head_sha, why, accepted.clone()),
-                Ok((pins, pending)) => {
-                    plan.warnings.extend(pending.iter().map(|name| {
+            // Grantees are the directory's to vouch for, before any build.
+            let refused = grantee_problems(ctx, account, &ws).await?;
+            if let Some(why) = refused {
+                plan.reject(head_sha, RejectReason::Policy(why), accepted.clone());
+            } else {
+                match built_then_pinned(
+                    ctx,
+                    account,
+                    identity.as_ref(),
+                    &head_sha,
+                    &ws,
+                    &shared,
+                    preview.is_none() && ctx.run_builds(),
+                )
+                .await?
+                {
+                    Err(why) => plan.reject(head_sha, why, accepted.clone()),
+                    Ok((pins, pending)) => {
+                        plan.warnings.extend(pending.iter().map(|name| {
                     format!("image `{name}` would be built first; the plan shows the image as it is now")
                 }));
-                    plan.pins = pins;
-                    plan.shares = ws
-                        .images
-                        .iter()
-                        .flat_map(|i| i.share.iter())
-                        .filter_map(|s| {
-                            let image = berth_spec::ImageRef::parse(&s.image).ok()?;
-                            Some((share_key(&image), s.description.clone().unwrap_or_default()))
-                        })
-                        .collect();
-                    plan.keeps = ws
-                        .containers
-                        .iter()
-                        .filter_map(|c| {
-                            let until = berth_spec::dates::until(c.keep_until.as_ref()?).ok()?;
-                            Some((berth_spec::names::qualified(account, &c.name), until))
-                        })
-                        .collect();
-                    let (name, sha, since) =
-                        (account.to_string(), head_sha.clone(), accepted_now.clone());
-                    let commits = ctx
-                        .read_source(move |s| s.commits_since(&name, &sha, since.as_deref()))
-                        .await?
-                        .len();
-                    plan.decision = Decision::Accept {
-                        revision: head_sha.clone(),
-                        commits,
-                    };
-                    plan.project = push
-                        .and_then(|p| Some((p.project_id?, p.path.clone().unwrap_or_default())));
-                    plan.revision = Some(head_sha);
-                    workspace = Some(*ws);
+                        plan.pins = pins;
+                        plan.shares = ws
+                            .images
+                            .iter()
+                            .flat_map(|i| i.share.iter())
+                            .filter_map(|s| {
+                                let image = berth_spec::ImageRef::parse(&s.image).ok()?;
+                                Some((share_key(&image), s.description.clone().unwrap_or_default()))
+                            })
+                            .collect();
+                        plan.grants = berth_core::access::declared(account, &ws);
+                        plan.keeps = ws
+                            .containers
+                            .iter()
+                            .filter_map(|c| {
+                                let until =
+                                    berth_spec::dates::until(c.keep_until.as_ref()?).ok()?;
+                                Some((berth_spec::names::qualified(account, &c.name), until))
+                            })
+                            .collect();
+                        let (name, sha, since) =
+                            (account.to_string(), head_sha.clone(), accepted_now.clone());
+                        let commits = ctx
+                            .read_source(move |s| s.commits_since(&name, &sha, since.as_deref()))
+                            .await?
+                            .len();
+                        plan.decision = Decision::Accept {
+                            revision: head_sha.clone(),
+                            commits,
+                        };
+                        plan.project = push.and_then(|p| {
+                            Some((p.project_id?, p.path.clone().unwrap_or_default()))
+                        });
+                        plan.revision = Some(head_sha);
+                        workspace = Some(*ws);
+                    }
                 }
             }
         }
@@ -324,6 +333,29 @@ async fn evaluate_at(
             Ok(plan)
         })
         .await
+}
+
+/// Why the accounts `ws` grants access to may not have it (unknown,
+/// disabled, in no grantable group), if any may not: one directory
+/// lookup per named account (at most `MAX_ACCESS` of them).
+async fn grantee_problems(ctx: &Context, owner: &str, ws: &Workspace) -> Result<Option<String>> {
+    let mut problems = Vec::new();
+    let named: std::collections::BTreeSet<&str> = ws
+        .containers
+        .iter()
+        .flat_map(|c| &c.access)
+        .filter_map(|a| a.account.as_ref().map(|n| n.as_str()))
+        .collect();
+    for name in named {
+        let entry = ctx.directory.lookup(name).await?;
+        problems.extend(berth_core::access::grantee_problem(
+            &ctx.site,
+            owner,
+            name,
+            entry.as_ref(),
+        ));
+    }
+    Ok((!problems.is_empty()).then(|| format!("workspace.yaml: {}", problems.join("; "))))
 }
 
 /// Whether the push's pusher may push to `account`. With a GitLab token the

@@ -86,6 +86,9 @@ pub struct AccountPlan {
     /// brings them back before its actions; any other plan does nothing.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub archived: bool,
+    /// Access the accepted revision grants to its containers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<berth_core::access::Grant>,
     /// Images of the desired containers (for image GC bookkeeping).
     #[serde(skip)]
     pub images: Vec<String>,
@@ -129,6 +132,7 @@ impl AccountPlan {
             shares: BTreeMap::new(),
             keeps: BTreeMap::new(),
             archived: false,
+            grants: vec![],
             builds: vec![],
             images: vec![],
             project: None,
