@@ -134,6 +134,23 @@ async fn a_ta_opens_a_granted_terminal_until_the_date_and_no_further() {
         .await;
     b.goto(&format!("/my/containers/{target}/logs")).await;
     b.wait_text(&target, WAIT).await;
+    // The Notifications page, in the browser too: a box unticked stays so.
+    b.goto("/my/notifications").await;
+    b.wait_text("Tell me about", WAIT).await;
+    b.click("#tell-gpu-lent").await;
+    b.click("#notifications button").await;
+    b.wait_text("Tell me about", WAIT).await;
+    assert_eq!(
+        b.eval("return document.querySelector('#tell-gpu-lent').checked")
+            .await,
+        serde_json::json!(false)
+    );
+    assert_eq!(
+        b.eval("return document.querySelector('#tell-account-stopped').disabled")
+            .await,
+        serde_json::json!(true),
+        "a stop cannot be muted"
+    );
     b.goto(&format!("/my/containers/{target}/terminal")).await;
     b.wait_text("connected", WAIT).await;
 

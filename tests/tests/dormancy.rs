@@ -161,19 +161,19 @@ fn serve_tells_archives_a_dormant_workspace_and_the_next_push_brings_it_back() {
     let before = listing(&s, &volume);
     let server = w.serve_with(&["--watch", &w.repos_dir().display().to_string()]);
 
-    let told = wait_for(WAIT, "the dormancy mail", || {
+    let mine = |m: &berth_tests::smtp::Mail| m.to.contains(&w.mail(&a));
+    wait_for(WAIT, "the dormancy mail", || {
         smtp.messages()
             .into_iter()
-            .find(|m| m.body.contains("will be archived at"))
+            .find(|m| mine(m) && m.body.contains("will be archived at"))
     });
-    assert!(told.to.contains(&w.mail(&a)), "{told:?}");
     wait_for(WAIT, "the archive", || {
         (!volume_exists(&s, &volume)).then_some(())
     });
     wait_for(WAIT, "the archive's mail", || {
         smtp.messages()
             .into_iter()
-            .find(|m| m.body.contains("were archived (nothing is lost)"))
+            .find(|m| mine(m) && m.body.contains("were archived (nothing is lost)"))
     });
 
     // The next push: volumes back before the container is made.

@@ -71,9 +71,17 @@ impl Culler {
         );
         let marks = ctx
             .store
-            .call(|s| Ok::<_, crate::store::StoreError>((s.cull_warnings()?, s.keeps()?)))
+            .call(|s| {
+                Ok::<_, crate::store::StoreError>((
+                    s.cull_warnings()?,
+                    s.keeps()?,
+                    s.known_accounts()?
+                        .into_iter()
+                        .collect::<std::collections::HashSet<_>>(),
+                ))
+            })
             .await;
-        let (warnings, keeps) = match marks {
+        let (warnings, keeps, known) = match marks {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(cause = %e, "reading the culler's marks");
@@ -83,7 +91,9 @@ impl Culler {
         let mut changed = Vec::new();
         let mut alive = std::collections::HashSet::new();
         let mut judged = Vec::new();
-        for c in candidates {
+        // Only accounts this Berth knows: another Berth's containers on a
+        // shared host are not its to stop.
+        for c in candidates.iter().filter(|c| known.contains(&c.account)) {
             let groups = match ctx.directory.lookup(&c.account).await {
                 Ok(Some(a)) => a.groups,
                 _ => continue,

@@ -28,13 +28,26 @@ pub async fn tick(ctx: &Context, accounts: &[(String, bool, bool)]) -> Vec<Strin
     let now = crate::store::now();
     let read = ctx
         .store
-        .call(|s| Ok::<_, crate::store::StoreError>((s.activity()?, s.dormancy_told()?)))
+        .call(|s| {
+            Ok::<_, crate::store::StoreError>((
+                s.activity()?,
+                s.dormancy_told()?,
+                s.known_accounts()?
+                    .into_iter()
+                    .collect::<std::collections::BTreeSet<_>>(),
+            ))
+        })
         .await;
-    let Ok((activity, told)) = read else {
+    let Ok((activity, told, known)) = read else {
         return vec![];
     };
     let mut changed = Vec::new();
     for (account, has_volumes, running) in accounts {
+        // Only workspaces this Berth knows: volumes another Berth (or a
+        // demo) left on a shared host are not its to archive.
+        if !known.contains(account) {
+            continue;
+        }
         // First sight, or in use: used now (a site turning dormancy on
         // does not archive everyone at once).
         if *running || !activity.contains_key(account) {
