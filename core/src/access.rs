@@ -87,15 +87,20 @@ pub fn grantee_problem(
 }
 
 /// The grant that lets `who` (in `groups`) do `what` with `container` at
-/// `now`, if one does.
+/// `now`, if one does. `who` must still be in one of the site's
+/// `grantable` groups: a TA who left the group loses what was granted.
 pub fn allowing<'a>(
     grants: &'a [Grant],
     who: &str,
     groups: &[String],
+    grantable: &[String],
     container: &str,
     what: Allow,
     now: i64,
 ) -> Option<&'a Grant> {
+    if !groups.iter().any(|g| grantable.contains(g)) {
+        return None;
+    }
     grants.iter().find(|g| {
         g.container == container
             && g.owner != who
@@ -128,87 +133,28 @@ mod tests {
             grant(Grantee::Account("bob".into()), &[Allow::Terminal], 100),
             grant(Grantee::Group("tas".into()), &[Allow::Logs], 200),
         ];
-        let tas = vec!["tas".to_string()];
+        let tas = ["tas".to_string()];
+        let grantable = ["tas".to_string(), "staff".to_string()];
+        let staff = ["staff".to_string()];
         // (name, who, groups, container, what, now, allowed)
         type Row<'a> = (&'a str, &'a str, &'a [String], &'a str, Allow, i64, bool);
+        #[rustfmt::skip]
         let rows: &[Row] = &[
-            (
-                "the account, its grant",
-                "bob",
-                &[],
-                "alice--box",
-                Allow::Terminal,
-                99,
-                true,
-            ),
-            (
-                "at the end",
-                "bob",
-                &[],
-                "alice--box",
-                Allow::Terminal,
-                100,
-                false,
-            ),
-            (
-                "not what was granted",
-                "bob",
-                &[],
-                "alice--box",
-                Allow::Files,
-                50,
-                false,
-            ),
-            (
-                "another container",
-                "bob",
-                &[],
-                "alice--other",
-                Allow::Terminal,
-                50,
-                false,
-            ),
-            (
-                "someone else",
-                "carol",
-                &[],
-                "alice--box",
-                Allow::Terminal,
-                50,
-                false,
-            ),
-            (
-                "a member of the group",
-                "carol",
-                &tas,
-                "alice--box",
-                Allow::Logs,
-                150,
-                true,
-            ),
-            (
-                "the group's grant is logs only",
-                "carol",
-                &tas,
-                "alice--box",
-                Allow::Terminal,
-                150,
-                false,
-            ),
-            (
-                "the group's grant ended",
-                "carol",
-                &tas,
-                "alice--box",
-                Allow::Logs,
-                200,
-                false,
-            ),
+            ("the account, its grant", "bob", &staff, "alice--box", Allow::Terminal, 99, true),
+            ("left every grantable group", "bob", &[], "alice--box", Allow::Terminal, 99, false),
+            ("at the end", "bob", &staff, "alice--box", Allow::Terminal, 100, false),
+            ("not what was granted", "bob", &staff, "alice--box", Allow::Files, 50, false),
+            ("another container", "bob", &staff, "alice--other", Allow::Terminal, 50, false),
+            ("someone else", "carol", &staff, "alice--box", Allow::Terminal, 50, false),
+            ("a member of the group", "carol", &tas, "alice--box", Allow::Logs, 150, true),
+            ("the group's grant is logs only", "carol", &tas, "alice--box", Allow::Terminal, 150, false),
+            ("the group's grant ended", "carol", &tas, "alice--box", Allow::Logs, 200, false),
         ];
         let failures: Vec<String> = rows
             .iter()
             .filter_map(|&(name, who, groups, container, what, now, want)| {
-                let got = allowing(&grants, who, groups, container, what, now).is_some();
+                let got =
+                    allowing(&grants, who, groups, &grantable, container, what, now).is_some();
                 (got != want).then(|| format!("{name}: got {got}, want {want}"))
             })
             .collect();

@@ -194,6 +194,18 @@ async fn a_ta_opens_a_granted_terminal_until_the_date_and_no_further() {
     );
     b.close().await;
 
+    // A TA who leaves the grantable group loses what was granted; back in
+    // it, has it again.
+    let logs = format!("/my/containers/{target}/logs");
+    w.set_group(&ta, &tas, false);
+    wait_for(WAIT, "the logs closed to a TA out of the group", || {
+        (console_get(&server.addr, &auth, &logs).0 == 404).then_some(())
+    });
+    w.set_group(&ta, &tas, true);
+    wait_for(WAIT, "the logs open again", || {
+        (console_get(&server.addr, &auth, &logs).0 == 200).then_some(())
+    });
+
     // The entry removed: its access ends with the accepted push.
     w.commit(&student, Some(&workspace(&image, "")), &w.mail(&student));
     wait_for(WAIT, "the logs closed to the TA", || {

@@ -247,9 +247,16 @@ fn a_build_over_its_memory_or_time_limit_fails_and_the_running_container_stays()
     let Some(s) = Services::from_env() else {
         return;
     };
+    let Some(smtp) = berth_tests::smtp::Smtp::start() else {
+        return;
+    };
     let (w, host, alice, registry) = world(&s, 25700, "bl", |o| {
         o.student_memory = "64Mi".into();
         o.policy_extra = "  builds: { timeout: 5s }\n".into();
+        o.extra.push_str(&format!(
+            "notify:\n  smtp: {{ host: 127.0.0.1, port: {}, security: none, from: \"Berth <berth@berth.test>\" }}\n  every: 1s\n",
+            smtp.port
+        ));
     });
     let base = push_base(&w, &registry, &host, &alice);
     let web = format!("{alice}--web");
@@ -285,6 +292,21 @@ fn a_build_over_its_memory_or_time_limit_fails_and_the_running_container_stays()
     assert_eq!(w.inspect(&web, "{{.State.StartedAt}}"), started);
     let log = w.reconciler(&["build-log", "--account", &alice]);
     assert!(stdout(&log).contains("failed"), "{}", stdout(&log));
+    // The student is mailed the failure once, as a failed build (its
+    // refused push is not told twice).
+    let server = w.serve();
+    let mail = berth_tests::wait_for(
+        std::time::Duration::from_secs(30),
+        "the build's mail",
+        || {
+            smtp.messages()
+                .into_iter()
+                .find(|m| m.to.contains(&w.mail(&alice)))
+        },
+    );
+    assert_eq!(mail.subject, "[Berth] Builds failed", "{mail:?}");
+    assert!(mail.body.contains("did not build"), "{}", mail.body);
+    drop(server);
 
     // Over the time limit.
     w.commit_with(&alice, &w.mail(&alice), |work| {

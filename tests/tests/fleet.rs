@@ -162,8 +162,15 @@ fn drain_moves_an_account_with_its_data_and_resumes_after_a_crash() {
         return;
     };
     let _one_at_a_time = SECOND_HOST.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(smtp) = berth_tests::smtp::Smtp::start() else {
+        return;
+    };
     let mut w = World::new(&s, 26800);
     w.site_overrides.second_host = true;
+    w.site_overrides.extra = format!(
+        "notify:\n  smtp: {{ host: 127.0.0.1, port: {}, security: none, from: \"Berth <berth@berth.test>\" }}\n  every: 1s\n",
+        smtp.port
+    );
     let a = w.account("dm", &["students"]);
     let name = format!("{a}--web");
     let volume = format!("berth-{a}--data");
@@ -260,6 +267,20 @@ fn drain_moves_an_account_with_its_data_and_resumes_after_a_crash() {
             .contains("moved from host `local` to `h2`"),
         "{status}"
     );
+    // ... and mailed (serve sends what the drain queued).
+    let server = w.serve();
+    let mail = wait_for(Duration::from_secs(30), "the drain's mail", || {
+        smtp.messages()
+            .into_iter()
+            .find(|m| m.to.contains(&w.mail(&a)))
+    });
+    assert_eq!(mail.subject, "[Berth] Moved to another host", "{mail:?}");
+    assert!(
+        mail.body.contains("your containers' host ports changed"),
+        "{}",
+        mail.body
+    );
+    drop(server);
     let port = stdout(&docker_on(
         &h2,
         &[

@@ -65,7 +65,14 @@ async fn owner_for(c: &Console, s: &Session, name: &str, use_: Use) -> Option<St
             .await
             .ok()?
     };
-    berth_core::access::allowing(&grants, &s.account, &groups, name, what, now)
+    let grantable = c
+        .ctx
+        .site
+        .access
+        .as_ref()
+        .map(|a| a.grantable_groups.as_slice())
+        .unwrap_or_default();
+    berth_core::access::allowing(&grants, &s.account, &groups, grantable, name, what, now)
         .map(|g| g.owner.clone())
 }
 
