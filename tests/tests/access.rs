@@ -39,7 +39,9 @@ async fn a_ta_opens_a_granted_terminal_until_the_date_and_no_further() {
     let other = w.student("xo", "xo-pw");
     let ta = w.account("xt", &["staff"]);
     w.set_password(&ta, "xt-pw");
-    let tas = w.group("tas", &[&ta]);
+    // groupOfNames needs a member: a second TA stays when the first leaves.
+    let ta2 = w.account("xu", &["staff"]);
+    let tas = w.group("tas", &[&ta, &ta2]);
     w.site_overrides.extra = format!(
         "console: {{ shell: [\"/bin/busybox\", \"sh\"] }}\naccess: {{ grantable_groups: [{tas}], max: 30d }}\n"
     );
