@@ -293,3 +293,145 @@ fn drain_moves_an_account_with_its_data_and_resumes_after_a_crash() {
     let (code, _) = berth_tests::http_get(&format!("{h2_addr}:{port}"), "/").expect("answers");
     assert!(code.contains("200"));
 }
+
+/// `web` with the volume `data`, running or stopped.
+fn with_data(image: &str, state: &str) -> String {
+    format!(
+        "version: 1\ncontainers:\n  - {{ name: web, image: \"{image}\", state: {state}, ports: [8080], volumes: [{{ name: data, path: /data }}] }}\n"
+    )
+}
+
+/// What `path` holds in `volume` on `host`, read by a throwaway container.
+fn read_volume(host: &str, image: &str, volume: &str, path: &str) -> Option<String> {
+    let out = docker_on(
+        host,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &format!("{volume}:/d:ro"),
+            image,
+            "/bin/busybox",
+            "cat",
+            &format!("/d/{path}"),
+        ],
+    );
+    out.status.success().then(|| stdout(&out))
+}
+
+fn volume_on(host: &str, volume: &str) -> bool {
+    docker_on(host, &["volume", "inspect", volume])
+        .status
+        .success()
+}
+
+/// `account`'s `web` runs on the local host with `secret-data` in its
+/// volume; returns the volume's name.
+fn placed_locally_with_data(w: &World, s: &Services, account: &str) -> String {
+    w.commit(
+        account,
+        Some(&with_data(&s.test_image, "running")),
+        &w.mail(account),
+    );
+    w.apply(0);
+    assert_eq!(endpoint_of(w, account), "local");
+    let name = format!("{account}--web");
+    let wrote = docker_on(
+        &s.docker_host,
+        &[
+            "exec",
+            &name,
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo secret-data > /data/file",
+        ],
+    );
+    assert!(wrote.status.success(), "{wrote:?}");
+    format!("berth-{account}--data")
+}
+
+#[test]
+fn a_drain_moves_a_volume_no_container_mounts_any_more() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let Some((h2, _)) = s.docker2.clone() else {
+        return;
+    };
+    let _one_at_a_time = SECOND_HOST.lock().unwrap_or_else(|p| p.into_inner());
+    let mut w = World::new(&s, 31300);
+    w.site_overrides.second_host = true;
+    let a = w.account("dv", &["students"]);
+    let volume = placed_locally_with_data(&w, &s, &a);
+    // The container goes from the file; its volume stays (Berth keeps data).
+    w.commit(&a, Some("version: 1\ncontainers: []\n"), &w.mail(&a));
+    w.apply(0);
+    assert!(w.inspect(&format!("{a}--web"), "{{.Id}}").is_none());
+    assert!(volume_on(&s.docker_host, &volume), "the volume was kept");
+
+    let out = w.reconciler(&["drain", "local"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Before the fix, the copy was skipped and the volume removed: lost.
+    assert_eq!(
+        read_volume(&h2, &s.test_image, &volume, "file").as_deref(),
+        Some("secret-data"),
+        "the volume moved with its data"
+    );
+    assert!(
+        !volume_on(&s.docker_host, &volume),
+        "the old one goes once the copy is verified"
+    );
+}
+
+#[test]
+fn an_archived_workspace_drained_elsewhere_comes_back_on_its_new_host() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let Some((h2, _)) = s.docker2.clone() else {
+        return;
+    };
+    let _one_at_a_time = SECOND_HOST.lock().unwrap_or_else(|p| p.into_inner());
+    let mut w = World::new(&s, 31400);
+    w.site_overrides.second_host = true;
+    w.site_overrides.extra = format!(
+        "dormancy: {{ dormant_after: 1d, archive_after: 2d, archive_dir: \"{}\" }}\n",
+        w.dir.join("archive").display()
+    );
+    let a = w.account("dd", &["students"]);
+    let volume = placed_locally_with_data(&w, &s, &a);
+    w.commit(&a, Some(&with_data(&s.test_image, "stopped")), &w.mail(&a));
+    w.apply(0);
+    let archived = w.reconciler(&["archive", "--account", &a]);
+    assert!(archived.status.success(), "{archived:?}");
+    assert!(!volume_on(&s.docker_host, &volume));
+
+    let drained = w.reconciler(&["drain", "local"]);
+    assert!(drained.status.success(), "{drained:?}");
+    assert_eq!(endpoint_of(&w, &a), "h2");
+
+    // The next push brings the volume back where the account now runs.
+    w.commit(&a, Some(&with_data(&s.test_image, "running")), &w.mail(&a));
+    w.apply(0);
+    let name = format!("{a}--web");
+    wait_for(Duration::from_secs(30), "the container on h2", || {
+        running_on(&h2, &name).then_some(())
+    });
+    assert_eq!(
+        read_volume(&h2, &s.test_image, &volume, "file").as_deref(),
+        Some("secret-data"),
+        "the archive came back on the account's host"
+    );
+    assert!(
+        !volume_on(&s.docker_host, &volume),
+        "nothing is restored on the drained host"
+    );
+}

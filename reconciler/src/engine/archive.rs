@@ -11,8 +11,9 @@
 //! volume exported and read back (see `backends::docker::archive`), the
 //! row marked done, then the volume removed. A failure or a kill anywhere
 //! leaves the volume in place; a row not done is dropped by the next
-//! unarchive, since its volume was never removed. Kubernetes claims are
-//! left alone.
+//! unarchive, since its volume was never removed. Volumes come back on
+//! the host the account is placed on now, which a drain may have changed.
+//! Kubernetes claims are left alone.
 
 use crate::clients::Context;
 use crate::store::Archive;
@@ -173,18 +174,21 @@ pub async fn archive(ctx: &Context, account: &str) -> Result<Done, DormancyError
 /// drops the archives; rows never finished only lose their row (their
 /// volume was never removed).
 pub async fn unarchive(ctx: &Context, account: &str) -> Result<Done, DormancyError> {
-    let rows = {
+    let (rows, placed) = {
         let a = account.to_string();
-        store(ctx, move |s| s.archives_of(&a)).await?
+        store(ctx, move |s| Ok((s.archives_of(&a)?, s.placement(&a)?))).await?
     };
     let mut done = Done {
         account: account.to_string(),
         ..Done::default()
     };
     for row in rows {
+        // Where the account runs now: a drain may have moved it (and any
+        // volume an unfinished archive left) since the archive.
+        let endpoint = placed.clone().unwrap_or_else(|| row.endpoint.clone());
         let docker = ctx
-            .dockerd(&row.endpoint)
-            .ok_or_else(|| DormancyError::Unreachable(row.endpoint.clone()))?;
+            .dockerd(&endpoint)
+            .ok_or_else(|| DormancyError::Unreachable(endpoint.clone()))?;
         let still_there = docker
             .observe_account(account)
             .await?

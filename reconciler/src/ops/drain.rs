@@ -223,11 +223,11 @@ async fn move_account(
         }
         let image = observed.containers.iter().map(|c| c.image.clone()).next();
         for volume in &volumes {
-            let Some(image) = &image else {
-                // No container to borrow an image from: nothing can copy it.
-                break;
-            };
-            let (n, same) = source.copy_volume_to(dest, account, volume, image).await?;
+            // A volume no container mounts any more moves all the same:
+            // the old host's copy is removed below.
+            let (n, same) = source
+                .copy_volume_to(dest, account, volume, image.as_deref())
+                .await?;
             if !same {
                 return Err(DrainError::Mismatch {
                     account: account.into(),

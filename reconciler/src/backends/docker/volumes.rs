@@ -241,7 +241,9 @@ impl DockerBackend {
         Ok(stale.len())
     }
 
-    /// `preferred` when the host has it, else any image it has.
+    /// `preferred` when the host has it, else any image it has, else
+    /// `preferred` to be pulled (a fresh host may have no image at all).
+    /// The helper never runs, so which image does not matter.
     pub(super) async fn helper_image(&self, preferred: Option<&str>) -> Result<String> {
         if let Some(image) = preferred
             && self.docker.inspect_image(image).await.is_ok()
@@ -256,6 +258,7 @@ impl DockerBackend {
         any.into_iter()
             .next()
             .map(|i| i.id)
+            .or_else(|| preferred.map(str::to_string))
             .ok_or_else(|| DockerError::Answer {
                 what: "a helper image".into(),
                 message: "the host has no image to mount a volume with".into(),
@@ -326,18 +329,20 @@ impl DockerBackend {
     }
 
     /// Copies `volume` of `account` to a fresh volume of the same name on
-    /// `dest`, with `image` (any image both hosts can have) for the
-    /// helpers; the bytes streamed, and whether both sides match.
+    /// `dest`; each side's helper uses `image` if it can (see
+    /// [`Self::helper_image`]), so a volume no container mounts any more
+    /// moves too. The bytes streamed, and whether both sides match.
     pub async fn copy_volume_to(
         &self,
         dest: &DockerBackend,
         account: &str,
         volume: &str,
-        image: &str,
+        image: Option<&str>,
     ) -> Result<(u64, bool)> {
-        let src = self.helper(account, volume, image).await?;
+        let (here, there) = tokio::try_join!(self.helper_image(image), dest.helper_image(image))?;
+        let src = self.helper(account, volume, &here).await?;
         dest.fresh_volume(account, volume).await?;
-        let dst = dest.helper(account, volume, image).await?;
+        let dst = dest.helper(account, volume, &there).await?;
         let bytes = Arc::new(AtomicU64::new(0));
         let counted = bytes.clone();
         let opts = DownloadFromContainerOptionsBuilder::default()
