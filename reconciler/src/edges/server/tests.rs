@@ -1,9 +1,11 @@
-//! `serve`'s error policy in-process, over the engine's fakes
+//! `serve`'s error policy (`work`) in-process, over the engine's fakes
 //! (`crate::fixtures::InProcess`): what a failing reconcile tells GitLab,
 //! how it waits, and that a dependency every account shares being back
 //! sends the waiting accounts' pushes round again at once.
 
 use super::*;
+use crate::edges::queue::Work;
+use work::handle;
 use crate::fixtures::InProcess;
 use futures::FutureExt;
 
