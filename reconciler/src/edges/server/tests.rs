@@ -5,9 +5,9 @@
 
 use super::*;
 use crate::edges::queue::Work;
-use work::handle;
 use crate::fixtures::InProcess;
 use futures::FutureExt;
+use work::handle;
 
 fn shared(w: &InProcess) -> (Arc<Shared>, mpsc::Receiver<StatusUpdate>) {
     let metrics = Arc::new(Metrics::default());
