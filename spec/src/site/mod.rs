@@ -2,8 +2,9 @@
 //! backends, policy (registries, per-group quotas), repository source,
 //! resync interval and state directory (the console's and logins' settings
 //! in `console.rs`, what accounts may use in `policy.rs`, the department
-//! registry in `registry.rs`, the directory in `ldap.rs`). Secrets are never in the file, only the names of
-//! environment variables that hold them.
+//! registry in `registry.rs`, the directory in `ldap.rs`). Secrets are
+//! never in the file, only the names of environment variables that hold
+//! them.
 
 use crate::located::Located;
 use crate::quantity::Memory;
