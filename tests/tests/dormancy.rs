@@ -185,3 +185,40 @@ fn serve_tells_archives_a_dormant_workspace_and_the_next_push_brings_it_back() {
     assert_eq!(listing(&s, &volume), before, "every file, byte for byte");
     drop(server);
 }
+
+#[test]
+fn an_archive_that_would_fill_the_disk_touches_nothing() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let mut w = World::new(&s, 31500);
+    let archive_dir = w.dir.join("archive");
+    // A reserve no disk here has: the archive must refuse before it begins.
+    w.site_overrides.extra = format!(
+        "dormancy: {{ dormant_after: 1d, archive_after: 2d, keep_free: 1000Ti, archive_dir: \"{}\" }}\n",
+        archive_dir.display()
+    );
+    let a = w.account("df", &["students"]);
+    filled(&w, &s, &a);
+    let volume = format!("berth-{a}--data");
+    let before = listing(&s, &volume);
+
+    let refused = w.reconciler(&["archive", "--account", &a]);
+    assert!(!refused.status.success(), "{refused:?}");
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("dormancy.keep_free"), "{why}");
+    assert_eq!(listing(&s, &volume), before, "the volume is untouched");
+    assert!(
+        w.inspect(&format!("{a}--box"), "{{.Id}}").is_some(),
+        "its stopped container stays"
+    );
+    let files: Vec<_> = std::fs::read_dir(archive_dir.join(&a))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(files.is_empty(), "{files:?}");
+    let status = w.status(&a);
+    assert!(
+        status["archived"].as_array().is_none_or(Vec::is_empty),
+        "{status}"
+    );
+}

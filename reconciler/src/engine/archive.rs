@@ -32,6 +32,14 @@ pub enum DormancyError {
     Docker(#[from] crate::backends::docker::DockerError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(
+        "{dir} has {free} bytes free, below dormancy.keep_free ({keep_free}); nothing was archived"
+    )]
+    Full {
+        dir: String,
+        free: u64,
+        keep_free: u64,
+    },
     #[error("{0}")]
     Io(String),
 }
@@ -51,6 +59,15 @@ fn archive_dir(ctx: &Context) -> Result<PathBuf, DormancyError> {
         .ok_or(DormancyError::Off)
 }
 
+/// `dormancy.keep_free` in bytes (validated at load).
+fn keep_free(ctx: &Context) -> u64 {
+    ctx.site
+        .dormancy
+        .as_ref()
+        .and_then(|d| d.keep_free.bytes().ok())
+        .unwrap_or(0)
+}
+
 async fn store<T: Send + 'static>(
     ctx: &Context,
     f: impl FnOnce(&crate::store::Store) -> crate::store::Result<T> + Send + 'static,
@@ -63,6 +80,17 @@ pub async fn archive(ctx: &Context, account: &str) -> Result<Done, DormancyError
     let dir = archive_dir(ctx)?.join(account);
     std::fs::create_dir_all(&dir)
         .map_err(|e| DormancyError::Io(format!("creating {}: {e}", dir.display())))?;
+    // Before anything is touched; the export looks again as it writes.
+    let keep_free = keep_free(ctx);
+    let free = crate::backends::docker::available(&dir)
+        .map_err(|e| DormancyError::Io(format!("free space of {}: {e}", dir.display())))?;
+    if free < keep_free {
+        return Err(DormancyError::Full {
+            dir: dir.display().to_string(),
+            free,
+            keep_free,
+        });
+    }
     let mut done = Done {
         account: account.to_string(),
         ..Done::default()
@@ -110,21 +138,29 @@ pub async fn archive(ctx: &Context, account: &str) -> Result<Done, DormancyError
                 docker.remove_by_id(&c.id, &c.full_name).await?;
             }
         }
-        for row in begun {
+        for (i, row) in begun.iter().enumerate() {
             let exported = docker
                 .export_volume(
                     account,
                     &row.volume,
                     image.as_deref(),
                     &PathBuf::from(&row.path),
+                    keep_free,
                 )
                 .await;
             let exported = match exported {
                 Ok(e) => e,
                 Err(e) => {
-                    // The volume stays; so does its row's absence.
-                    let (a, v) = (account.to_string(), row.volume.clone());
-                    store(ctx, move |s| s.remove_archive(&a, &v)).await?;
+                    // This volume and those not yet begun stay, and so the
+                    // account is not left frozen by their rows.
+                    let (a, left): (String, Vec<String>) = (
+                        account.to_string(),
+                        begun[i..].iter().map(|r| r.volume.clone()).collect(),
+                    );
+                    store(ctx, move |s| {
+                        left.iter().try_for_each(|v| s.remove_archive(&a, v))
+                    })
+                    .await?;
                     return Err(e.into());
                 }
             };

@@ -84,6 +84,9 @@ pub fn validate(site: &Site) -> Result<(), Diagnostics> {
                 "dormancy.archive_after must be longer than dormant_after: students are told first",
             );
         }
+        if let Err(why) = d.keep_free.bytes() {
+            out.push(d.keep_free.pos, format!("dormancy.keep_free: {why}"));
+        }
         if !d.archive_dir.starts_with('/') {
             out.push(
                 d.archive_dir.pos,

@@ -6,6 +6,7 @@
 //! a volume on its own.
 
 use crate::located::Located;
+use crate::quantity::Memory;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,15 @@ pub struct Dormancy {
     /// How often accounts are looked at.
     #[serde(default = "default_check_every")]
     pub check_every: Located<String>,
+    /// Space the archive's filesystem keeps free: an archive that would
+    /// go below it stops (the volume stays) rather than fill the disk the
+    /// store or other students may share (e.g. `10Gi`).
+    #[serde(default = "default_keep_free")]
+    pub keep_free: Located<Memory>,
+}
+
+fn default_keep_free() -> Located<Memory> {
+    Located::new(Memory::new("2Gi"))
 }
 
 fn default_check_every() -> Located<String> {

@@ -222,3 +222,30 @@ fn home_templates_give_each_account_its_own_absolute_directory() {
         assert!(got.contains(why), "{homes}: {got}");
     }
 }
+
+fn dormancy_site(dormancy: &str) -> Result<Site, Vec<String>> {
+    let text = format!(
+        "ldap:\n  url: ldap://ldap.example:389\n  insecure: true\n  base_dn: ou=people,dc=x\n  allowed_groups: [students]\nbackends:\n  docker:\n    - {{ name: a, endpoint: env, host_ports: {{ first: 1, last: 2 }} }}\npolicy:\n  quotas: {{}}\nrepositories:\n  local: {{ root: /r }}\nstate_dir: /s\ndormancy: {dormancy}\n"
+    );
+    crate::parse_site(text.as_bytes()).map_err(|d| d.iter().map(|d| d.to_string()).collect())
+}
+
+#[test]
+fn dormancy_tells_before_it_archives_and_keeps_space_free() {
+    let ok = dormancy_site("{ dormant_after: 90d, archive_after: 120d, archive_dir: /a }")
+        .expect("valid");
+    let d = ok.dormancy.expect("set");
+    assert_eq!(d.keep_free.bytes(), Ok(2 << 30), "the default reserve");
+    let got = dormancy_site(
+        "{ dormant_after: 90d, archive_after: 90d, archive_dir: a, keep_free: lots }",
+    )
+    .expect_err("refused");
+    let all = got.join("\n");
+    for why in [
+        "archive_after must be longer than dormant_after",
+        "archive_dir must be an absolute path",
+        "dormancy.keep_free",
+    ] {
+        assert!(all.contains(why), "{why}: {all}");
+    }
+}

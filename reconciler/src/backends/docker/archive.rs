@@ -50,6 +50,66 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
+/// Writes through to `inner` while the filesystem under `dir` keeps
+/// `keep_free` bytes available, looked at before the first write and
+/// then every [`KeepFree::EVERY`] bytes: an archive stops (its `.part`
+/// removed, the volume left) rather than fill a disk the store or other
+/// students may share.
+struct KeepFree<W> {
+    inner: W,
+    dir: PathBuf,
+    keep_free: u64,
+    /// Bytes since the last look; starts full so the first write looks.
+    since: u64,
+    available: fn(&Path) -> std::io::Result<u64>,
+}
+
+impl<W> KeepFree<W> {
+    const EVERY: u64 = 16 << 20;
+
+    fn new(inner: W, dir: &Path, keep_free: u64) -> Self {
+        KeepFree {
+            inner,
+            dir: dir.to_path_buf(),
+            keep_free,
+            since: Self::EVERY,
+            available,
+        }
+    }
+}
+
+/// Bytes an unprivileged writer may still use on the filesystem of `dir`.
+pub fn available(dir: &Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+impl<W: Write> Write for KeepFree<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.since >= Self::EVERY {
+            let free = (self.available)(&self.dir)?;
+            // Room for what is asked of the next stretch, above the reserve.
+            if free < self.keep_free.saturating_add(Self::EVERY) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!(
+                        "{} has {free} bytes free, and dormancy.keep_free keeps {}",
+                        self.dir.display(),
+                        self.keep_free
+                    ),
+                ));
+            }
+            self.since = 0;
+        }
+        let n = self.inner.write(buf)?;
+        self.since += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -105,6 +165,7 @@ impl DockerBackend {
         volume: &str,
         image: Option<&str>,
         dest: &Path,
+        keep_free: u64,
     ) -> Result<Exported> {
         if !self.volume_owner_check(account, volume).await? {
             return Err(Self::archive_error(volume)(
@@ -113,7 +174,7 @@ impl DockerBackend {
         }
         let image = self.helper_image(image).await?;
         let helper = self.helper(account, volume, &image).await?;
-        let out = self.export_through(&helper, volume, dest).await;
+        let out = self.export_through(&helper, volume, dest, keep_free).await;
         self.drop_helper(&helper).await;
         if out.is_err() {
             let _ = std::fs::remove_file(dest);
@@ -122,7 +183,13 @@ impl DockerBackend {
         out
     }
 
-    async fn export_through(&self, helper: &str, volume: &str, dest: &Path) -> Result<Exported> {
+    async fn export_through(
+        &self,
+        helper: &str,
+        volume: &str,
+        dest: &Path,
+        keep_free: u64,
+    ) -> Result<Exported> {
         let fail = Self::archive_error(volume);
         let opts = DownloadFromContainerOptionsBuilder::default()
             .path(super::volumes::MOUNT)
@@ -136,8 +203,9 @@ impl DockerBackend {
         let (part, dest_owned) = (part_of(dest), dest.to_path_buf());
         let written = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
             let file = std::fs::File::create(&part)?;
+            let dir = part.parent().unwrap_or(Path::new("/"));
             let hashing = Hashing {
-                inner: std::io::BufWriter::new(file),
+                inner: std::io::BufWriter::new(KeepFree::new(file, dir, keep_free)),
                 digest: ring::digest::Context::new(&ring::digest::SHA256),
                 bytes: 0,
             };
@@ -148,7 +216,8 @@ impl DockerBackend {
             let file = hashing
                 .inner
                 .into_inner()
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+                .inner;
             file.sync_all()?;
             std::fs::rename(&part, &dest_owned)?;
             if let Some(dir) = dest_owned.parent() {
@@ -278,4 +347,57 @@ fn tokio_stream_of(
     mut rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
 ) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// The free space the fake filesystem reports (one test uses it).
+    static FREE: AtomicU64 = AtomicU64::new(0);
+
+    fn fake(_: &Path) -> std::io::Result<u64> {
+        Ok(FREE.load(Ordering::SeqCst))
+    }
+
+    fn writer(keep_free: u64) -> KeepFree<Vec<u8>> {
+        KeepFree {
+            available: fake,
+            ..KeepFree::new(Vec::new(), Path::new("/archive"), keep_free)
+        }
+    }
+
+    #[test]
+    fn keep_free_stops_a_write_at_the_reserve_and_looks_again_every_stretch() {
+        let every = KeepFree::<Vec<u8>>::EVERY;
+        // At the bound: the reserve and one stretch are free, so it writes.
+        FREE.store(1000 + every, Ordering::SeqCst);
+        let mut w = writer(1000);
+        assert_eq!(w.write(&[0; 10]).expect("room"), 10);
+        // One byte less: refused before anything is written.
+        FREE.store(1000 + every - 1, Ordering::SeqCst);
+        let mut full = writer(1000);
+        let e = full.write(&[0; 10]).expect_err("below the reserve");
+        assert_eq!(e.kind(), std::io::ErrorKind::StorageFull);
+        assert!(e.to_string().contains("dormancy.keep_free"), "{e}");
+        assert!(full.inner.is_empty());
+
+        // The disk fills meanwhile: noticed at the next stretch, not before.
+        FREE.store(0, Ordering::SeqCst);
+        let chunk = vec![0u8; 1 << 20];
+        let mut written = 10u64;
+        while written < every {
+            written += w.write(&chunk).expect("within the stretch") as u64;
+        }
+        let e = w.write(&chunk).expect_err("the next stretch looks");
+        assert_eq!(e.kind(), std::io::ErrorKind::StorageFull);
+        assert_eq!(w.inner.len() as u64, written);
+    }
+
+    #[test]
+    fn the_real_filesystem_reports_space() {
+        let dir = std::env::temp_dir();
+        assert!(available(&dir).expect("statvfs") > 0);
+    }
 }

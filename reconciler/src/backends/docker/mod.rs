@@ -26,6 +26,7 @@ mod stats;
 mod usage;
 mod volumes;
 
+pub use archive::available;
 pub use build::BuildJob;
 pub use console::{ByteStream, Owned, Purpose};
 pub use images::Exported;
