@@ -68,21 +68,35 @@ fn filled(w: &World, s: &Services, account: &str) {
     w.apply(0);
 }
 
+/// A world archiving to `<dir>/archive` (with `more` dormancy settings),
+/// and an account `short` whose volume `data` is [`filled`]: the world,
+/// the archive directory, the account, its volume and the volume's
+/// listing.
+fn archived_world(
+    s: &Services,
+    port: u16,
+    short: &str,
+    more: &str,
+) -> (World, std::path::PathBuf, String, String, String) {
+    let mut w = World::new(s, port);
+    let archive_dir = w.dir.join("archive");
+    w.site_overrides.extra = format!(
+        "dormancy: {{ dormant_after: 1d, archive_after: 2d, {more}archive_dir: \"{}\" }}\n",
+        archive_dir.display()
+    );
+    let a = w.account(short, &["students"]);
+    filled(&w, s, &a);
+    let volume = format!("berth-{a}--data");
+    let before = listing(s, &volume);
+    (w, archive_dir, a, volume, before)
+}
+
 #[test]
 fn an_archive_killed_midway_loses_nothing_and_unarchive_restores_every_byte() {
     let Some(s) = Services::from_env() else {
         return;
     };
-    let mut w = World::new(&s, 31000);
-    let archive_dir = w.dir.join("archive");
-    w.site_overrides.extra = format!(
-        "dormancy: {{ dormant_after: 1d, archive_after: 2d, archive_dir: \"{}\" }}\n",
-        archive_dir.display()
-    );
-    let a = w.account("da", &["students"]);
-    filled(&w, &s, &a);
-    let volume = format!("berth-{a}--data");
-    let before = listing(&s, &volume);
+    let (w, archive_dir, a, volume, before) = archived_world(&s, 31000, "da", "");
     assert!(before.contains("./sub/small 600 0 0"), "{before}");
     assert!(before.contains("./big 644 1234 55"), "{before}");
 
@@ -191,17 +205,9 @@ fn an_archive_that_would_fill_the_disk_touches_nothing() {
     let Some(s) = Services::from_env() else {
         return;
     };
-    let mut w = World::new(&s, 31500);
-    let archive_dir = w.dir.join("archive");
     // A reserve no disk here has: the archive must refuse before it begins.
-    w.site_overrides.extra = format!(
-        "dormancy: {{ dormant_after: 1d, archive_after: 2d, keep_free: 1000Ti, archive_dir: \"{}\" }}\n",
-        archive_dir.display()
-    );
-    let a = w.account("df", &["students"]);
-    filled(&w, &s, &a);
-    let volume = format!("berth-{a}--data");
-    let before = listing(&s, &volume);
+    let (w, archive_dir, a, volume, before) =
+        archived_world(&s, 31500, "df", "keep_free: 1000Ti, ");
 
     let refused = w.reconciler(&["archive", "--account", &a]);
     assert!(!refused.status.success(), "{refused:?}");
