@@ -68,7 +68,10 @@ fn filled(w: &World, s: &Services, account: &str) {
     w.apply(0);
 }
 
-/// A world archiving to `<dir>/archive` (with `more` dormancy settings),
+/// Dormancy far off: only `reconciler archive` archives.
+const DAYS: &str = "dormant_after: 1d, archive_after: 2d";
+
+/// A world archiving to `<dir>/archive` (with the dormancy `settings`),
 /// and an account `short` whose volume `data` is [`filled`]: the world,
 /// the archive directory, the account, its volume and the volume's
 /// listing.
@@ -76,12 +79,12 @@ fn archived_world(
     s: &Services,
     port: u16,
     short: &str,
-    more: &str,
+    settings: &str,
 ) -> (World, std::path::PathBuf, String, String, String) {
     let mut w = World::new(s, port);
     let archive_dir = w.dir.join("archive");
     w.site_overrides.extra = format!(
-        "dormancy: {{ dormant_after: 1d, archive_after: 2d, {more}archive_dir: \"{}\" }}\n",
+        "dormancy: {{ {settings}, archive_dir: \"{}\" }}\n",
         archive_dir.display()
     );
     let a = w.account(short, &["students"]);
@@ -96,7 +99,7 @@ fn an_archive_killed_midway_loses_nothing_and_unarchive_restores_every_byte() {
     let Some(s) = Services::from_env() else {
         return;
     };
-    let (w, archive_dir, a, volume, before) = archived_world(&s, 31000, "da", "");
+    let (w, archive_dir, a, volume, before) = archived_world(&s, 31000, "da", DAYS);
     assert!(before.contains("./sub/small 600 0 0"), "{before}");
     assert!(before.contains("./big 644 1234 55"), "{before}");
 
@@ -206,8 +209,12 @@ fn an_archive_that_would_fill_the_disk_touches_nothing() {
         return;
     };
     // A reserve no disk here has: the archive must refuse before it begins.
-    let (w, archive_dir, a, volume, before) =
-        archived_world(&s, 31500, "df", "keep_free: 1000Ti, ");
+    let (w, archive_dir, a, volume, before) = archived_world(
+        &s,
+        31500,
+        "df",
+        "dormant_after: 2s, archive_after: 4s, check_every: 1s, keep_free: 1000Ti",
+    );
 
     let refused = w.reconciler(&["archive", "--account", &a]);
     assert!(!refused.status.success(), "{refused:?}");
@@ -227,4 +234,22 @@ fn an_archive_that_would_fill_the_disk_touches_nothing() {
         status["archived"].as_array().is_none_or(Vec::is_empty),
         "{status}"
     );
+
+    // serve's loop, when the time comes: it fails the same, counts it for
+    // the alert, audits why, and keeps the volume.
+    let server = w.serve();
+    wait_for(WAIT, "a failed archive counted", || {
+        let (_, text) = berth_tests::http_get(&server.addr, "/metrics").ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("berth_archive_failures_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|n| *n >= 1.0)
+    });
+    drop(server);
+    let audit = stdout(&w.reconciler(&["audit", "--account", &a]));
+    assert!(
+        audit.contains("archive-failed") && audit.contains("dormancy.keep_free"),
+        "{audit}"
+    );
+    assert_eq!(listing(&s, &volume), before, "the volume is untouched");
 }

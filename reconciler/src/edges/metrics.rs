@@ -32,6 +32,7 @@ pub struct Metrics {
     durations: Histogram,
     failed_actions: Counter,
     failed_reconciles: Counter,
+    failed_archives: Counter,
     store_writable: Gauge,
     endpoint_up: PerEndpoint,
     volume_bytes: PerEndpoint,
@@ -51,6 +52,7 @@ impl Default for Metrics {
         let durations = Histogram::new(BUCKETS);
         let failed_actions = Counter::default();
         let failed_reconciles = Counter::default();
+        let failed_archives = Counter::default();
         let store_writable = Gauge::default();
         store_writable.set(1);
         let endpoint_up = PerEndpoint::default();
@@ -95,6 +97,11 @@ impl Default for Metrics {
             "berth_reconcile_errors",
             "Reconciles that could not run (directory, git, a backend or the store did not answer)",
             failed_reconciles.clone(),
+        );
+        registry.register(
+            "berth_archive_failures",
+            "Dormant workspaces' archives that failed, the volume kept (disk below dormancy.keep_free, a host down; `reconciler audit` says why)",
+            failed_archives.clone(),
         );
         registry.register(
             "berth_store_writable",
@@ -142,6 +149,7 @@ impl Default for Metrics {
             durations,
             failed_actions,
             failed_reconciles,
+            failed_archives,
             store_writable,
             endpoint_up,
             volume_bytes,
@@ -174,6 +182,11 @@ impl Metrics {
     /// A reconcile could not run (and is retried with backoff).
     pub fn reconcile_error(&self) {
         self.failed_reconciles.inc();
+    }
+
+    /// `n` archives of dormant workspaces failed (each kept its volume).
+    pub fn archive_failures(&self, n: u64) {
+        self.failed_archives.inc_by(n);
     }
 
     pub fn set_store_writable(&self, writable: bool) {

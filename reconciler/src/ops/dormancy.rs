@@ -9,12 +9,22 @@ use crate::clients::Context;
 use crate::engine::archive::archive;
 use berth_core::dormancy::{Step, Timings};
 
+/// What one [`tick`] did.
+#[derive(Debug, Default)]
+pub struct Ticked {
+    /// Accounts whose state changed (their views are redrawn).
+    pub changed: Vec<String>,
+    /// Archives that failed (the volume kept; audited `archive-failed`).
+    pub failed: u64,
+}
+
 /// One look at `accounts` (name, whether it has Docker volumes, whether
 /// a non-runner container of it runs): tells, withdraws and archives as
-/// the rule says. The accounts whose state changed.
-pub async fn tick(ctx: &Context, accounts: &[(String, bool, bool)]) -> Vec<String> {
+/// the rule says.
+pub async fn tick(ctx: &Context, accounts: &[(String, bool, bool)]) -> Ticked {
+    let mut ticked = Ticked::default();
     let Some(d) = &ctx.site.dormancy else {
-        return vec![];
+        return ticked;
     };
     let secs = |x: &berth_spec::Located<String>| {
         berth_spec::site::parse_duration(x)
@@ -39,9 +49,8 @@ pub async fn tick(ctx: &Context, accounts: &[(String, bool, bool)]) -> Vec<Strin
         })
         .await;
     let Ok((activity, told, known)) = read else {
-        return vec![];
+        return ticked;
     };
-    let mut changed = Vec::new();
     for (account, has_volumes, running) in accounts {
         // Only workspaces this Berth knows: volumes another Berth (or a
         // demo) left on a shared host are not its to archive.
@@ -108,6 +117,7 @@ pub async fn tick(ctx: &Context, accounts: &[(String, bool, bool)]) -> Vec<Strin
                     tracing::info!(%account, volumes = done.volumes.len(), "archived a dormant workspace");
                 }
                 Err(e) => {
+                    ticked.failed += 1;
                     tracing::warn!(%account, cause = %e, "archiving a dormant workspace");
                     let (a, why) = (account.clone(), e.to_string());
                     let _ = ctx
@@ -117,7 +127,7 @@ pub async fn tick(ctx: &Context, accounts: &[(String, bool, bool)]) -> Vec<Strin
                 }
             },
         }
-        changed.push(account.clone());
+        ticked.changed.push(account.clone());
     }
-    changed
+    ticked
 }

@@ -29,7 +29,9 @@ pub(super) async fn dormancy_loop(
                 })
                 .collect()
         };
-        for account in crate::ops::dormancy::tick(&shared.ctx, &accounts).await {
+        let ticked = crate::ops::dormancy::tick(&shared.ctx, &accounts).await;
+        shared.metrics.archive_failures(ticked.failed);
+        for account in ticked.changed {
             super::refresh_view(&shared, &account, crate::clients::Observed::default(), true).await;
         }
     }
