@@ -134,8 +134,9 @@ pub async fn archive(ctx: &Context, account: &str) -> Result<Done, DormancyError
                 .volume_users
                 .values()
                 .any(|users| users.contains(&c.full_name));
-            if mounts {
-                docker.remove_by_id(&c.id, &c.full_name).await?;
+            if mounts && let Err(e) = docker.remove_by_id(&c.id, &c.full_name).await {
+                forget(ctx, account, &begun).await?;
+                return Err(e.into());
             }
         }
         for (i, row) in begun.iter().enumerate() {
@@ -151,16 +152,7 @@ pub async fn archive(ctx: &Context, account: &str) -> Result<Done, DormancyError
             let exported = match exported {
                 Ok(e) => e,
                 Err(e) => {
-                    // This volume and those not yet begun stay, and so the
-                    // account is not left frozen by their rows.
-                    let (a, left): (String, Vec<String>) = (
-                        account.to_string(),
-                        begun[i..].iter().map(|r| r.volume.clone()).collect(),
-                    );
-                    store(ctx, move |s| {
-                        left.iter().try_for_each(|v| s.remove_archive(&a, v))
-                    })
-                    .await?;
+                    forget(ctx, account, &begun[i..]).await?;
                     return Err(e.into());
                 }
             };
@@ -204,6 +196,19 @@ pub async fn archive(ctx: &Context, account: &str) -> Result<Done, DormancyError
         .await?;
     }
     Ok(done)
+}
+
+/// Drops the rows of archives that will not be finished: their volumes
+/// stay, and the account is not left frozen by them.
+async fn forget(ctx: &Context, account: &str, rows: &[Archive]) -> Result<(), DormancyError> {
+    let (a, left): (String, Vec<String>) = (
+        account.to_string(),
+        rows.iter().map(|r| r.volume.clone()).collect(),
+    );
+    store(ctx, move |s| {
+        left.iter().try_for_each(|v| s.remove_archive(&a, v))
+    })
+    .await
 }
 
 /// Brings every archived volume of `account` back, byte for byte, and
