@@ -22,6 +22,43 @@ pub struct Services {
     pub docker2: Option<(String, String)>,
 }
 
+/// The docker CLI against the daemon at `host` (a `DOCKER_HOST`).
+pub fn docker_at(host: &str, args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", host)
+        .output()
+        .expect("docker CLI runs")
+}
+
+/// Runs the shell `script` in a throwaway container of `image` on `host`,
+/// without network, with `volume` mounted read-only at `/d`.
+pub fn read_volume(host: &str, image: &str, volume: &str, script: &str) -> Output {
+    docker_at(
+        host,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &format!("{volume}:/d:ro"),
+            image,
+            "/bin/busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+}
+
+/// Whether `host` has a volume named `volume`.
+pub fn volume_exists(host: &str, volume: &str) -> bool {
+    docker_at(host, &["volume", "inspect", volume])
+        .status
+        .success()
+}
+
 impl Services {
     /// The services, or `None` (test skipped) when not started through
     /// `scripts/test.sh`. With `BERTH_E2E_REQUIRED=1` a missing service is a
@@ -52,11 +89,7 @@ impl Services {
 
     /// Runs the docker CLI against the test daemon.
     pub fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", &self.docker_host)
-            .output()
-            .expect("docker CLI runs")
+        docker_at(&self.docker_host, args)
     }
 
     /// Restarts the test daemon (scripts/lib/services.sh) and waits until

@@ -6,7 +6,7 @@
 
 use berth_tests::fixture::World;
 use berth_tests::smtp::Smtp;
-use berth_tests::{Services, stdout, wait_for};
+use berth_tests::{Services, read_volume, stdout, volume_exists, wait_for};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -23,25 +23,14 @@ fn workspace(image: &str, state: &str) -> String {
 
 /// Every entry of the volume: path, mode, owner, and the SHA-256 of files.
 fn listing(s: &Services, volume: &str) -> String {
-    let out = s.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        &format!("{volume}:/d:ro"),
+    let out = read_volume(
+        &s.docker_host,
         &s.test_image,
-        "/bin/busybox",
-        "sh",
-        "-c",
+        volume,
         "cd /d && find . | sort | while read f; do if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then h=$(sha256sum \"$f\" | cut -d' ' -f1); else h=-; fi; echo \"$f $(stat -c '%a %u %g' \"$f\") $h\"; done",
-    ]);
+    );
     assert!(out.status.success(), "{out:?}");
     stdout(&out)
-}
-
-fn volume_exists(s: &Services, volume: &str) -> bool {
-    s.docker(&["volume", "inspect", volume]).status.success()
 }
 
 /// Commits `box` running until its files are written, then stopped.
@@ -110,7 +99,10 @@ fn an_archive_killed_midway_loses_nothing_and_unarchive_restores_every_byte() {
         .output()
         .expect("runs");
     assert_eq!(killed.status.code(), Some(3), "{killed:?}");
-    assert!(volume_exists(&s, &volume), "the volume went with a kill");
+    assert!(
+        volume_exists(&s.docker_host, &volume),
+        "the volume went with a kill"
+    );
     assert_eq!(listing(&s, &volume), before);
 
     // Again, to the end: verified, then the volume removed.
@@ -121,7 +113,7 @@ fn an_archive_killed_midway_loses_nothing_and_unarchive_restores_every_byte() {
         "{}",
         stdout(&done)
     );
-    assert!(!volume_exists(&s, &volume));
+    assert!(!volume_exists(&s.docker_host, &volume));
     let file = archive_dir.join(&a).join(format!("{volume}.tar.gz"));
     assert!(file.is_file(), "{}", file.display());
     assert!(
@@ -138,7 +130,10 @@ fn an_archive_killed_midway_loses_nothing_and_unarchive_restores_every_byte() {
     );
     // A resync leaves an archived workspace alone: no empty volume made.
     w.apply(0);
-    assert!(!volume_exists(&s, &volume), "apply made an empty volume");
+    assert!(
+        !volume_exists(&s.docker_host, &volume),
+        "apply made an empty volume"
+    );
     assert!(w.inspect(&format!("{a}--box"), "{{.Id}}").is_none());
 
     let back = w.reconciler(&["unarchive", "--account", &a]);
@@ -185,7 +180,7 @@ fn serve_tells_archives_a_dormant_workspace_and_the_next_push_brings_it_back() {
             .find(|m| mine(m) && m.body.contains("will be archived at"))
     });
     wait_for(WAIT, "the archive", || {
-        (!volume_exists(&s, &volume)).then_some(())
+        (!volume_exists(&s.docker_host, &volume)).then_some(())
     });
     wait_for(WAIT, "the archive's mail", || {
         smtp.messages()

@@ -5,23 +5,15 @@
 //! a time.
 
 use berth_tests::fixture::World;
-use berth_tests::{Services, stdout, wait_for};
+use berth_tests::{Services, docker_at, read_volume, stdout, volume_exists, wait_for};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
 static SECOND_HOST: Mutex<()> = Mutex::new(());
 
-fn docker_on(host: &str, args: &[&str]) -> std::process::Output {
-    Command::new("docker")
-        .env("DOCKER_HOST", host)
-        .args(args)
-        .output()
-        .expect("docker runs")
-}
-
 fn running_on(host: &str, name: &str) -> bool {
-    stdout(&docker_on(
+    stdout(&docker_at(
         host,
         &["inspect", "-f", "{{.State.Running}}", name],
     )) == "true"
@@ -89,7 +81,7 @@ fn accounts_spread_over_two_hosts_and_a_dead_host_stops_no_one_else() {
         let name = format!("{a}--web");
         assert!(running_on(&h2, &name), "{name} runs on the second host");
         assert!(!running_on(&s.docker_host, &name));
-        let port = stdout(&docker_on(
+        let port = stdout(&docker_at(
             &h2,
             &[
                 "inspect",
@@ -145,7 +137,7 @@ fn accounts_spread_over_two_hosts_and_a_dead_host_stops_no_one_else() {
             "the container on h2 to run",
             || running_on(&h2, &name).then_some(()),
         );
-        let env = stdout(&docker_on(
+        let env = stdout(&docker_at(
             &h2,
             &["inspect", "-f", "{{json .Config.Env}}", &name],
         ));
@@ -185,7 +177,7 @@ fn drain_moves_an_account_with_its_data_and_resumes_after_a_crash() {
     w.apply(0);
     assert_eq!(endpoint_of(&w, &a), "local");
     let exec = |host: &str, script: &str| {
-        stdout(&docker_on(
+        stdout(&docker_at(
             host,
             &["exec", &name, "/bin/busybox", "sh", "-c", script],
         ))
@@ -210,11 +202,7 @@ fn drain_moves_an_account_with_its_data_and_resumes_after_a_crash() {
         String::from_utf8_lossy(&crashed.stderr)
     );
     assert_eq!(endpoint_of(&w, &a), "local");
-    assert!(
-        docker_on(&s.docker_host, &["volume", "inspect", &volume])
-            .status
-            .success()
-    );
+    assert!(volume_exists(&s.docker_host, &volume));
 
     // Run again: it resumes and finishes, one JSON line per account moved.
     let out = w.reconciler(&["drain", "local", "--output", "json"]);
@@ -247,13 +235,11 @@ fn drain_moves_an_account_with_its_data_and_resumes_after_a_crash() {
         "the data is intact"
     );
     assert!(
-        !docker_on(&s.docker_host, &["volume", "inspect", &volume])
-            .status
-            .success(),
+        !volume_exists(&s.docker_host, &volume),
         "the old volume is removed once the copy is verified"
     );
     assert!(
-        stdout(&docker_on(
+        stdout(&docker_at(
             &s.docker_host,
             &["ps", "-aq", "--filter", &format!("label=berth.owner={a}")]
         ))
@@ -281,7 +267,7 @@ fn drain_moves_an_account_with_its_data_and_resumes_after_a_crash() {
         mail.body
     );
     drop(server);
-    let port = stdout(&docker_on(
+    let port = stdout(&docker_at(
         &h2,
         &[
             "inspect",
@@ -302,29 +288,9 @@ fn with_data(image: &str, state: &str) -> String {
 }
 
 /// What `path` holds in `volume` on `host`, read by a throwaway container.
-fn read_volume(host: &str, image: &str, volume: &str, path: &str) -> Option<String> {
-    let out = docker_on(
-        host,
-        &[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            &format!("{volume}:/d:ro"),
-            image,
-            "/bin/busybox",
-            "cat",
-            &format!("/d/{path}"),
-        ],
-    );
+fn file_in(host: &str, image: &str, volume: &str, path: &str) -> Option<String> {
+    let out = read_volume(host, image, volume, &format!("cat /d/{path}"));
     out.status.success().then(|| stdout(&out))
-}
-
-fn volume_on(host: &str, volume: &str) -> bool {
-    docker_on(host, &["volume", "inspect", volume])
-        .status
-        .success()
 }
 
 /// `account`'s `web` runs on the local host with `secret-data` in its
@@ -338,7 +304,7 @@ fn placed_locally_with_data(w: &World, s: &Services, account: &str) -> String {
     w.apply(0);
     assert_eq!(endpoint_of(w, account), "local");
     let name = format!("{account}--web");
-    let wrote = docker_on(
+    let wrote = docker_at(
         &s.docker_host,
         &[
             "exec",
@@ -370,7 +336,10 @@ fn a_drain_moves_a_volume_no_container_mounts_any_more() {
     w.commit(&a, Some("version: 1\ncontainers: []\n"), &w.mail(&a));
     w.apply(0);
     assert!(w.inspect(&format!("{a}--web"), "{{.Id}}").is_none());
-    assert!(volume_on(&s.docker_host, &volume), "the volume was kept");
+    assert!(
+        volume_exists(&s.docker_host, &volume),
+        "the volume was kept"
+    );
 
     let out = w.reconciler(&["drain", "local"]);
     assert!(
@@ -381,12 +350,12 @@ fn a_drain_moves_a_volume_no_container_mounts_any_more() {
     );
     // Before the fix, the copy was skipped and the volume removed: lost.
     assert_eq!(
-        read_volume(&h2, &s.test_image, &volume, "file").as_deref(),
+        file_in(&h2, &s.test_image, &volume, "file").as_deref(),
         Some("secret-data"),
         "the volume moved with its data"
     );
     assert!(
-        !volume_on(&s.docker_host, &volume),
+        !volume_exists(&s.docker_host, &volume),
         "the old one goes once the copy is verified"
     );
 }
@@ -412,7 +381,7 @@ fn an_archived_workspace_drained_elsewhere_comes_back_on_its_new_host() {
     w.apply(0);
     let archived = w.reconciler(&["archive", "--account", &a]);
     assert!(archived.status.success(), "{archived:?}");
-    assert!(!volume_on(&s.docker_host, &volume));
+    assert!(!volume_exists(&s.docker_host, &volume));
 
     let drained = w.reconciler(&["drain", "local"]);
     assert!(drained.status.success(), "{drained:?}");
@@ -426,12 +395,12 @@ fn an_archived_workspace_drained_elsewhere_comes_back_on_its_new_host() {
         running_on(&h2, &name).then_some(())
     });
     assert_eq!(
-        read_volume(&h2, &s.test_image, &volume, "file").as_deref(),
+        file_in(&h2, &s.test_image, &volume, "file").as_deref(),
         Some("secret-data"),
         "the archive came back on the account's host"
     );
     assert!(
-        !volume_on(&s.docker_host, &volume),
+        !volume_exists(&s.docker_host, &volume),
         "nothing is restored on the drained host"
     );
 }
