@@ -31,11 +31,20 @@ pub struct Exported {
     pub files: usize,
 }
 
-/// Writes through to `inner`, hashing what passes.
+/// Writes (or reads) through `inner`, hashing what passes.
 struct Hashing<W> {
     inner: W,
     digest: ring::digest::Context,
     bytes: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.digest.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }
 
 impl<W: Write> Write for Hashing<W> {
@@ -114,25 +123,18 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// SHA-256 (hex) of the file at `path`, read in blocks.
-pub fn file_sha256(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-    }
-    Ok(hex(ctx.finish().as_ref()))
-}
-
-/// The [`Inventory`] of the gzip tar at `path`.
-fn inventory_of_file(path: &Path) -> std::io::Result<Inventory> {
-    let file = std::fs::File::open(path)?;
-    inventory_of(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
+/// The SHA-256 (hex) of the gzip tar at `path` and the [`Inventory`]
+/// inside it, in one read of the file: the bytes the decoder takes are
+/// hashed as they pass, then whatever it left (gzip's trailer).
+fn read_back(path: &Path) -> std::io::Result<(String, Inventory)> {
+    let mut hashing = Hashing {
+        inner: std::io::BufReader::new(std::fs::File::open(path)?),
+        digest: ring::digest::Context::new(&ring::digest::SHA256),
+        bytes: 0,
+    };
+    let inventory = inventory_of(flate2::read::GzDecoder::new(&mut hashing))?;
+    std::io::copy(&mut hashing, &mut std::io::sink())?;
+    Ok((hex(hashing.digest.finish().as_ref()), inventory))
 }
 
 /// `<file>.part`: where the file is written until complete.
@@ -232,12 +234,10 @@ impl DockerBackend {
         // Read back: the file as written, and every file in it as the
         // volume holds it.
         let path = dest.to_path_buf();
-        let (again, listed) = tokio::task::spawn_blocking(move || {
-            Ok::<_, std::io::Error>((file_sha256(&path)?, inventory_of_file(&path)?))
-        })
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .map_err(|e| fail(format!("reading back {}: {e}", dest.display())))?;
+        let (again, listed) = tokio::task::spawn_blocking(move || read_back(&path))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(format!("reading back {}: {e}", dest.display())))?;
         if again != sha256 {
             return Err(fail(format!(
                 "{} reads back as {again}, written as {sha256}",
@@ -274,12 +274,10 @@ impl DockerBackend {
     ) -> Result<usize> {
         let fail = Self::archive_error(volume);
         let path = src.to_path_buf();
-        let (found, listed) = tokio::task::spawn_blocking(move || {
-            Ok::<_, std::io::Error>((file_sha256(&path)?, inventory_of_file(&path)?))
-        })
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .map_err(|e| fail(format!("reading {}: {e}", src.display())))?;
+        let (found, listed) = tokio::task::spawn_blocking(move || read_back(&path))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(format!("reading {}: {e}", src.display())))?;
         if found != sha256 {
             return Err(fail(format!(
                 "{} has SHA-256 {found}, archived as {sha256}: not restored",
@@ -393,6 +391,37 @@ mod tests {
         let e = w.write(&chunk).expect_err("the next stretch looks");
         assert_eq!(e.kind(), std::io::ErrorKind::StorageFull);
         assert_eq!(w.inner.len() as u64, written);
+    }
+
+    #[test]
+    fn read_back_hashes_the_whole_file_and_lists_every_file_in_one_read() {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, body) in [("a", &b"hello"[..]), ("sub/b", &[7u8; 70_000][..])] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(body.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, name, body).expect("append");
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar.into_inner().expect("tar")).expect("gzip");
+        let bytes = gz.finish().expect("gzip");
+        let path =
+            std::env::temp_dir().join(format!("berth-read-back-{}.tar.gz", std::process::id()));
+        std::fs::write(&path, &bytes).expect("write");
+        let read = read_back(&path);
+        let _ = std::fs::remove_file(&path);
+        let (sha, inventory) = read.expect("reads back");
+        assert_eq!(
+            sha,
+            hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()),
+            "the whole file, trailer included"
+        );
+        let sizes: Vec<(&str, u64)> = inventory
+            .iter()
+            .map(|(p, (n, _))| (p.as_str(), *n))
+            .collect();
+        assert_eq!(sizes, [("a", 5), ("sub/b", 70_000)]);
     }
 
     #[test]
