@@ -23,6 +23,16 @@ pub struct Mail {
 }
 
 impl Smtp {
+    /// The `notify` section of a `site.yaml` mailing through this server,
+    /// at most one mail per student `every`; `more` goes inside it
+    /// (e.g. `"  chat: { … }\n"`).
+    pub fn site_notify(&self, every: &str, more: &str) -> String {
+        format!(
+            "notify:\n  smtp: {{ host: 127.0.0.1, port: {}, security: none, from: \"Berth <berth@berth.test>\" }}\n  every: {every}\n{more}",
+            self.port
+        )
+    }
+
     /// A server on a free loopback port; `None` when aiosmtpd is missing
     /// (a failure when the suite requires every service).
     pub fn start() -> Option<Smtp> {

@@ -253,10 +253,7 @@ fn a_build_over_its_memory_or_time_limit_fails_and_the_running_container_stays()
     let (w, host, alice, registry) = world(&s, 25700, "bl", |o| {
         o.student_memory = "64Mi".into();
         o.policy_extra = "  builds: { timeout: 5s }\n".into();
-        o.extra.push_str(&format!(
-            "notify:\n  smtp: {{ host: 127.0.0.1, port: {}, security: none, from: \"Berth <berth@berth.test>\" }}\n  every: 1s\n",
-            smtp.port
-        ));
+        o.extra.push_str(&smtp.site_notify("1s", ""));
     });
     let base = push_base(&w, &registry, &host, &alice);
     let web = format!("{alice}--web");

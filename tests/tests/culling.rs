@@ -109,10 +109,7 @@ fn an_idle_container_is_warned_and_stopped_at_the_time_told_and_a_kept_one_is_le
     w.site_overrides.policy_extra =
         "  idle: { sample_every: 1s, cpu_below: 0.05, network_below: 1Ki, warn_before: 12s }\n"
             .into();
-    w.site_overrides.extra = format!(
-        "notify:\n  smtp: {{ host: 127.0.0.1, port: {}, security: none, from: \"Berth <berth@berth.test>\" }}\n  every: 1s\n",
-        smtp.port
-    );
+    w.site_overrides.extra = smtp.site_notify("1s", "");
     w.commit(
         &warned,
         Some(&one(&s.test_image, "sleep 3600", "")),

@@ -163,9 +163,9 @@ fn serve_tells_archives_a_dormant_workspace_and_the_next_push_brings_it_back() {
     let mut w = World::new(&s, 31100);
     let archive_dir = w.dir.join("archive");
     w.site_overrides.extra = format!(
-        "dormancy: {{ dormant_after: 3s, archive_after: 6s, check_every: 1s, archive_dir: \"{}\" }}\nnotify:\n  smtp: {{ host: 127.0.0.1, port: {}, security: none, from: \"Berth <berth@berth.test>\" }}\n  every: 1s\n",
+        "dormancy: {{ dormant_after: 3s, archive_after: 6s, check_every: 1s, archive_dir: \"{}\" }}\n{}",
         archive_dir.display(),
-        smtp.port
+        smtp.site_notify("1s", "")
     );
     let a = w.account("ds", &["students"]);
     filled(&w, &s, &a);

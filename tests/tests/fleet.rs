@@ -159,10 +159,7 @@ fn drain_moves_an_account_with_its_data_and_resumes_after_a_crash() {
     };
     let mut w = World::new(&s, 26800);
     w.site_overrides.second_host = true;
-    w.site_overrides.extra = format!(
-        "notify:\n  smtp: {{ host: 127.0.0.1, port: {}, security: none, from: \"Berth <berth@berth.test>\" }}\n  every: 1s\n",
-        smtp.port
-    );
+    w.site_overrides.extra = smtp.site_notify("1s", "");
     let a = w.account("dm", &["students"]);
     let name = format!("{a}--web");
     let volume = format!("berth-{a}--data");

@@ -16,10 +16,7 @@ fn refused_pushes_are_mailed_to_the_student_as_one_digest() {
         return;
     };
     let mut w = World::new(&s, 30500);
-    w.site_overrides.extra = format!(
-        "notify:\n  smtp: {{ host: 127.0.0.1, port: {}, security: none, from: \"Berth <berth@berth.test>\" }}\n  every: 1h\n",
-        smtp.port
-    );
+    w.site_overrides.extra = smtp.site_notify("1h", "");
     let a = w.account("ma", &["students"]);
     // Three refused pushes while serve is down: they wait in the outbox.
     let mut revisions = Vec::new();
@@ -84,10 +81,8 @@ async fn a_muted_category_is_not_mailed_stops_always_are_and_admins_chat_hears_o
     let mut w = World::new(&s, 30550);
     // The directory's change reaches serve at its next resync.
     w.site_overrides.resync = "2s".into();
-    w.site_overrides.extra = format!(
-        "notify:\n  smtp: {{ host: 127.0.0.1, port: {}, security: none, from: \"Berth <berth@berth.test>\" }}\n  every: 1s\n  chat: {{ url_env: BERTH_TEST_CHAT, every: 1s }}\n",
-        smtp.port
-    );
+    w.site_overrides.extra =
+        smtp.site_notify("1s", "  chat: { url_env: BERTH_TEST_CHAT, every: 1s }\n");
     let a = w.student("mm", "mm-pw");
     w.commit(
         &a,
