@@ -75,9 +75,7 @@ impl Culler {
                 Ok::<_, crate::store::StoreError>((
                     s.cull_warnings()?,
                     s.keeps()?,
-                    s.known_accounts()?
-                        .into_iter()
-                        .collect::<std::collections::HashSet<_>>(),
+                    s.known_accounts()?,
                 ))
             })
             .await;

@@ -42,9 +42,7 @@ pub async fn tick(ctx: &Context, accounts: &[(String, bool, bool)]) -> Ticked {
             Ok::<_, crate::store::StoreError>((
                 s.activity()?,
                 s.dormancy_told()?,
-                s.known_accounts()?
-                    .into_iter()
-                    .collect::<std::collections::BTreeSet<_>>(),
+                s.known_accounts()?,
             ))
         })
         .await;

@@ -356,7 +356,7 @@ impl Store {
     /// Every account the store knows of: accepted a revision, holds a
     /// placement, a runner or a project. The resync visits them all, so an
     /// account whose repository vanished is still stopped when it must be.
-    pub fn known_accounts(&self) -> Result<Vec<String>> {
+    pub fn known_accounts(&self) -> Result<std::collections::BTreeSet<String>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT account FROM accepted UNION SELECT account FROM placements
