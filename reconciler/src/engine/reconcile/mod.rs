@@ -5,6 +5,7 @@
 //!   and whether the account may run; [`assemble`] turns the decided revision
 //!   into an [`AccountPlan`] against observed backend state. Together they
 //!   are [`evaluate`]: `diff` and `apply --dry-run`, changing nothing.
+//!   [`people`] checks who the revision names (pusher, grantees).
 //! - [`execute`] records the decision and runs the plan's actions.
 //!
 //! A rejected revision changes nothing: the last accepted one keeps running.
@@ -15,6 +16,7 @@ mod execute;
 mod gather;
 mod homes;
 pub mod lending;
+mod people;
 pub mod pins;
 
 pub use berth_core::decide::RejectReason;
