@@ -86,31 +86,42 @@ pub fn grantee_problem(
     None
 }
 
-/// The grant that lets `who` (in `groups`) do `what` with `container` at
-/// `now`, if one does. `who` must still be in one of the site's
-/// `grantable` groups: a TA who left the group loses what was granted.
-pub fn allowing<'a>(
+/// The grants `who` (in `groups`) holds at `now`: to them or one of their
+/// groups, not ended, on someone else's container — and none at all
+/// unless `who` is still in one of the site's `grantable` groups: a TA
+/// who left the group loses what was granted.
+pub fn held<'a>(
     grants: &'a [Grant],
-    who: &str,
-    groups: &[String],
+    who: &'a str,
+    groups: &'a [String],
     grantable: &[String],
-    container: &str,
-    what: Allow,
     now: i64,
-) -> Option<&'a Grant> {
-    if !groups.iter().any(|g| grantable.contains(g)) {
-        return None;
-    }
-    grants.iter().find(|g| {
-        g.container == container
+) -> impl Iterator<Item = &'a Grant> + 'a {
+    let member = groups.iter().any(|g| grantable.contains(g));
+    grants.iter().filter(move |g| {
+        member
             && g.owner != who
-            && g.allow.contains(&what)
             && now < g.until
             && match &g.grantee {
                 Grantee::Account(a) => a == who,
                 Grantee::Group(grp) => groups.contains(grp),
             }
     })
+}
+
+/// The grant that lets `who` (in `groups`) do `what` with `container` at
+/// `now`, if one of those it [`held`] does.
+pub fn allowing<'a>(
+    grants: &'a [Grant],
+    who: &'a str,
+    groups: &'a [String],
+    grantable: &[String],
+    container: &str,
+    what: Allow,
+    now: i64,
+) -> Option<&'a Grant> {
+    held(grants, who, groups, grantable, now)
+        .find(|g| g.container == container && g.allow.contains(&what))
 }
 
 #[cfg(test)]
@@ -159,6 +170,28 @@ mod tests {
             })
             .collect();
         assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn what_is_held_needs_a_grantable_group_and_a_live_grant() {
+        let grants = vec![
+            grant(Grantee::Account("bob".into()), &[Allow::Terminal], 100),
+            grant(Grantee::Group("tas".into()), &[Allow::Logs], 200),
+        ];
+        let grantable = ["tas".to_string()];
+        let held_by = |who: &str, groups: &[String], now: i64| {
+            held(&grants, who, groups, &grantable, now)
+                .map(|g| g.until)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(held_by("bob", &grantable, 50), [100, 200]);
+        assert_eq!(held_by("bob", &grantable, 150), [200]);
+        // Named in a grant, but out of every grantable group: nothing.
+        assert!(held_by("bob", &["staff".to_string()], 50).is_empty());
+        assert!(
+            held_by("alice", &grantable, 50).is_empty(),
+            "the owner's own"
+        );
     }
 
     #[test]

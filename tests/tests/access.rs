@@ -66,15 +66,15 @@ async fn a_ta_opens_a_granted_terminal_until_the_date_and_no_further() {
         )),
         "{refused}"
     );
-    // The terminal until a minute from now; logs for a day.
-    let until = in_secs(60);
+    // The terminal until a minute from now; logs for a day, to the group
+    // and to the TA by name (which still needs the group).
+    let (until, day) = (in_secs(60), in_secs(86_400));
     w.commit(
         &student,
         Some(&workspace(
             &image,
             &format!(
-                "    access:\n      - {{ account: {ta}, allow: [terminal], until: \"{until}\" }}\n      - {{ group: {tas}, allow: [logs], until: \"{}\" }}\n",
-                in_secs(86_400)
+                "    access:\n      - {{ account: {ta}, allow: [terminal], until: \"{until}\" }}\n      - {{ group: {tas}, allow: [logs], until: \"{day}\" }}\n      - {{ account: {ta}, allow: [logs], until: \"{day}\" }}\n"
             ),
         )),
         &w.mail(&student),
@@ -203,10 +203,18 @@ async fn a_ta_opens_a_granted_terminal_until_the_date_and_no_further() {
     wait_for(WAIT, "the logs closed to a TA out of the group", || {
         (console_get(&server.addr, &auth, &logs).0 == 404).then_some(())
     });
+    // ... and no longer sees the container listed as shared with them.
+    let (_, home) = console_get(&server.addr, &auth, "/");
+    assert!(
+        !home.contains(&target),
+        "still listed out of the group: {home}"
+    );
     w.set_group(&ta, &tas, true);
     wait_for(WAIT, "the logs open again", || {
         (console_get(&server.addr, &auth, &logs).0 == 200).then_some(())
     });
+    let (_, home) = console_get(&server.addr, &auth, "/");
+    assert!(home.contains(&target), "listed again: {home}");
 
     // The entry removed: its access ends with the accepted push.
     w.commit(&student, Some(&workspace(&image, "")), &w.mail(&student));

@@ -55,25 +55,46 @@ async fn owner_for(c: &Console, s: &Session, name: &str, use_: Use) -> Option<St
         return Some(s.account.clone());
     }
     let what = use_.allow()?;
-    let groups = c.ctx.directory.groups(&s.account).await.ok()?;
-    let (account, now) = (s.account.clone(), crate::store::now());
-    let grants = {
-        let groups = groups.clone();
-        c.ctx
-            .store
-            .call(move |st| st.grants_to(&account, &groups, now))
-            .await
-            .ok()?
-    };
-    let grantable = c
-        .ctx
+    let (groups, grants) = grants_read(c, &s.account).await?;
+    let grantable = grantable(c);
+    berth_core::access::allowing(
+        &grants,
+        &s.account,
+        &groups,
+        grantable,
+        name,
+        what,
+        crate::store::now(),
+    )
+    .map(|g| g.owner.clone())
+}
+
+/// The site's grantable groups (none without `access`).
+pub(super) fn grantable(c: &Console) -> &[String] {
+    c.ctx
         .site
         .access
         .as_ref()
         .map(|a| a.grantable_groups.as_slice())
-        .unwrap_or_default();
-    berth_core::access::allowing(&grants, &s.account, &groups, grantable, name, what, now)
-        .map(|g| g.owner.clone())
+        .unwrap_or_default()
+}
+
+/// `account`'s groups in the directory, and the live grants the store
+/// has to it or them; what of it `account` holds is
+/// [`berth_core::access::held`]'s to say.
+pub(super) async fn grants_read(
+    c: &Console,
+    account: &str,
+) -> Option<(Vec<String>, Vec<berth_core::access::Grant>)> {
+    let groups = c.ctx.directory.groups(account).await.ok()?;
+    let (who, now, asked) = (account.to_string(), crate::store::now(), groups.clone());
+    let grants = c
+        .ctx
+        .store
+        .call(move |st| st.grants_to(&who, &asked, now))
+        .await
+        .ok()?;
+    Some((groups, grants))
 }
 
 /// The container `name` the session may use as `use_` (its own, or one

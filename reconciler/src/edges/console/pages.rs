@@ -315,22 +315,16 @@ pub(super) struct SharedRow {
     pub until: String,
 }
 
-/// The live grants to the session's account, with each container's state.
+/// The grants the session's account holds now ([`berth_core::access::held`]),
+/// with each container's state.
 async fn shared_with(c: &Console, account: &str) -> Vec<SharedRow> {
-    let Ok(groups) = c.ctx.directory.groups(account).await else {
+    let Some((groups, grants)) = super::containers::grants_read(c, account).await else {
         return vec![];
     };
-    let (who, now) = (account.to_string(), crate::store::now());
-    let grants = c
-        .ctx
-        .store
-        .call(move |st| st.grants_to(&who, &groups, now))
-        .await
-        .unwrap_or_default();
+    let grantable = super::containers::grantable(c);
+    let now = crate::store::now();
     let views = c.views.read().await;
-    grants
-        .into_iter()
-        .filter(|g| g.owner != account)
+    berth_core::access::held(&grants, account, &groups, grantable, now)
         .map(|g| {
             let state = views
                 .get(&g.owner)
@@ -341,8 +335,8 @@ async fn shared_with(c: &Console, account: &str) -> Vec<SharedRow> {
                 terminal: g.allow.contains(&berth_spec::Allow::Terminal),
                 files: g.allow.contains(&berth_spec::Allow::Files),
                 until: crate::base::time::rfc3339(g.until),
-                owner: g.owner,
-                full: g.container,
+                owner: g.owner.clone(),
+                full: g.container.clone(),
                 state,
             }
         })
