@@ -18,8 +18,8 @@ pub struct Mailer {
     pacing: Pacing,
 }
 
-/// How long one SMTP conversation may take.
-const SMTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long one SMTP conversation, or one chat post, may take.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 impl Mailer {
     /// The mailer `site.yaml` describes; `None` without `notify`.
@@ -42,7 +42,7 @@ impl Mailer {
                 AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             }
         };
-        let mut builder = builder.port(n.smtp.port).timeout(Some(SMTP_TIMEOUT));
+        let mut builder = builder.port(n.smtp.port).timeout(Some(SEND_TIMEOUT));
         if let (Some(user), Some(env)) = (&n.smtp.username, &n.smtp.password_env) {
             let password = std::env::var(env.as_str())
                 .map_err(|_| format!("notify.smtp.password_env: `{}` is not set", env.value))?;
@@ -168,7 +168,7 @@ impl Chat {
             .map_err(|_| format!("notify.chat.url_env: `{}` is not set", c.url_env.value))?;
         crate::base::tls::install_provider();
         let http = reqwest::Client::builder()
-            .timeout(SMTP_TIMEOUT)
+            .timeout(SEND_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("notify.chat: {e}"))?;
