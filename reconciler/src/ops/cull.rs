@@ -45,14 +45,6 @@ pub struct Candidate {
     pub gpu: bool,
 }
 
-/// What a sweep did, per container: told it will stop, told the warning
-/// is withdrawn, or stopped.
-enum Done {
-    Warned,
-    Withdrawn,
-    Culled,
-}
-
 impl Culler {
     /// Samples `candidates`, warns those near their stop and stops those
     /// whose warned time came; returns the accounts whose containers
@@ -158,9 +150,11 @@ impl Culler {
             };
             let keep = keeps.get(&key).map(|s| s.saturating_mul(1000));
             let idle_since = entry.idle_since;
-            let done = match berth_core::idle::step(now_ms, idle_since, warned, keep, timings) {
-                berth_core::idle::Step::Idle => None,
-                berth_core::idle::Step::Active if warned.is_none() => None,
+            // Whether the container was warned, its warning withdrawn or
+            // it was stopped: its account's view changes.
+            let acted = match berth_core::idle::step(now_ms, idle_since, warned, keep, timings) {
+                berth_core::idle::Step::Idle => false,
+                berth_core::idle::Step::Active if warned.is_none() => false,
                 berth_core::idle::Step::Active => withdraw(ctx, c).await,
                 berth_core::idle::Step::Warn { stop_at } => warn(ctx, c, stop_at).await,
                 berth_core::idle::Step::Stop => {
@@ -177,13 +171,13 @@ impl Culler {
                         }
                     );
                     let culled = cull(ctx, backend, c, &reason).await;
-                    if culled.is_some() {
+                    if culled {
                         self.seen.remove(&c.container);
                     }
                     culled
                 }
             };
-            if done.is_some() {
+            if acted {
                 changed.push(c.account.clone());
             }
         }
@@ -212,8 +206,8 @@ impl Culler {
     }
 }
 
-/// Marks `c` "will stop at" and tells its owner.
-async fn warn(ctx: &Context, c: &Candidate, stop_at: i64) -> Option<Done> {
+/// Marks `c` "will stop at" and tells its owner; whether it was recorded.
+async fn warn(ctx: &Context, c: &Candidate, stop_at: i64) -> bool {
     let (account, container) = (c.account.clone(), c.container.clone());
     let at = crate::base::time::rfc3339(stop_at / 1000);
     let recorded = ctx
@@ -231,17 +225,18 @@ async fn warn(ctx: &Context, c: &Candidate, stop_at: i64) -> Option<Done> {
     match recorded {
         Ok(_) => {
             tracing::info!(account = %c.account, container = %c.container, stop_at, "warned of culling");
-            Some(Done::Warned)
+            true
         }
         Err(e) => {
             tracing::warn!(cause = %e, "recording a culling warning");
-            None
+            false
         }
     }
 }
 
-/// Withdraws the warning of a container in use again (or kept).
-async fn withdraw(ctx: &Context, c: &Candidate) -> Option<Done> {
+/// Withdraws the warning of a container in use again (or kept); whether
+/// it was recorded.
+async fn withdraw(ctx: &Context, c: &Candidate) -> bool {
     let (account, container) = (c.account.clone(), c.container.clone());
     let recorded = ctx
         .store
@@ -256,21 +251,22 @@ async fn withdraw(ctx: &Context, c: &Candidate) -> Option<Done> {
         })
         .await;
     match recorded {
-        Ok(_) => Some(Done::Withdrawn),
+        Ok(_) => true,
         Err(e) => {
             tracing::warn!(cause = %e, "withdrawing a culling warning");
-            None
+            false
         }
     }
 }
 
-/// Stops `c` (never removes it) and records it as culled.
+/// Stops `c` (never removes it) and records it as culled; whether it
+/// was stopped.
 async fn cull(
     ctx: &Context,
     backend: &crate::backends::docker::DockerBackend,
     c: &Candidate,
     reason: &str,
-) -> Option<Done> {
+) -> bool {
     match backend
         .owned(&c.account, &c.container, Purpose::Operate)
         .await
@@ -278,10 +274,10 @@ async fn cull(
         Ok(Some(owned)) if owned.running => {
             if let Err(e) = backend.stop_owned(&owned).await {
                 tracing::warn!(container = %c.container, cause = %e, "culling");
-                return None;
+                return false;
             }
         }
-        _ => return None,
+        _ => return false,
     }
     let (account, container, why) = (c.account.clone(), c.container.clone(), reason.to_string());
     let prefix = berth_spec::names::qualified(&account, "");
@@ -315,7 +311,7 @@ async fn cull(
         tracing::warn!(cause = %e, "recording a culled container");
     }
     tracing::info!(account = %c.account, container = %c.container, %reason, "culled");
-    Some(Done::Culled)
+    true
 }
 
 #[cfg(test)]
