@@ -122,7 +122,25 @@ async fn a_muted_category_is_not_mailed_stops_always_are_and_admins_chat_hears_o
     ] {
         form.push_str(&format!("&tell={c}"));
     }
-    let (code, _) = berth_tests::console_post(&server.addr, &auth, "/my/notifications", &form);
+    // The form's bound (16 KiB): at it, saved; one byte over, refused.
+    let padded = |len: usize| {
+        let pad = "&pad=";
+        format!("{form}{pad}{}", "a".repeat(len - form.len() - pad.len()))
+    };
+    let (code, page) = berth_tests::console_post(
+        &server.addr,
+        &auth,
+        "/my/notifications",
+        &padded(16 * 1024 + 1),
+    );
+    assert_eq!(code, 413, "{page}");
+    let audit = stdout(&w.reconciler(&["audit", "--account", &a]));
+    assert!(
+        !audit.contains("muted push-refused"),
+        "saved though refused: {audit}"
+    );
+    let (code, _) =
+        berth_tests::console_post(&server.addr, &auth, "/my/notifications", &padded(16 * 1024));
     assert_eq!(code, 303);
     let (_, page) = berth_tests::console_get(&server.addr, &auth, "/my/notifications");
     assert!(

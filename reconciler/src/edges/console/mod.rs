@@ -283,7 +283,10 @@ pub fn routes(console: Arc<Console>) -> axum::Router {
         .route("/my/downloads", get(downloads::downloads))
         .route(
             "/my/notifications",
-            get(notifications::page).post(notifications::save),
+            get(notifications::page).post(axum::handler::Handler::layer(
+                notifications::save,
+                axum::extract::DefaultBodyLimit::max(notifications::FORM_LIMIT),
+            )),
         )
         .route("/my/downloads/{file}", get(downloads::download_file))
         .route("/admin", get(admin::admin))

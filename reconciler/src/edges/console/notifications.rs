@@ -66,6 +66,11 @@ pub(super) async fn page(State(c): State<Arc<Console>>, headers: HeaderMap) -> R
     })
 }
 
+/// The largest notifications form taken: the page's own is under 1 KiB
+/// (a token and a box per category); anything larger is refused (413)
+/// before it is read.
+pub(super) const FORM_LIMIT: usize = 16 * 1024;
+
 /// Saves the page: a category is told when its box is ticked.
 pub(super) async fn save(
     State(c): State<Arc<Console>>,
