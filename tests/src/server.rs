@@ -40,6 +40,27 @@ impl Server {
         }
     }
 
+    /// Whether this serve (not another process that took the same port)
+    /// answers: it has logged "serving" and /healthz says 200, or 503 when
+    /// it is up but something it needs is not. Panics with its log if it
+    /// exited, so a failed start says why instead of timing out.
+    pub(crate) fn answers(&mut self) -> bool {
+        if let Some(status) = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+        {
+            panic!("serve exited ({status}) before answering:\n{}", self.log());
+        }
+        self.log().contains("serving")
+            && crate::http_get(&self.addr, "/healthz")
+                .is_ok_and(|(s, _)| s.contains(" 200 ") || s.contains(" 503 "))
+    }
+
+    fn log(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+
     /// Sends a GitLab push event for `revision` of `account`'s workspace.
     pub fn push(
         &self,
@@ -82,9 +103,7 @@ impl Server {
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
-        let text = String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|p| p.into_inner()))
-            .into_owned();
-        (status.code(), text)
+        (status.code(), self.log())
     }
 }
 

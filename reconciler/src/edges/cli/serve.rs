@@ -29,6 +29,9 @@ fn grace(text: &str) -> Result<std::time::Duration, String> {
 }
 
 pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
+    // Taken first: a SIGTERM while the context opens or the server starts
+    // (a unit stopping early, a test done with it) is then a graceful stop.
+    let stop = shutdown_signal();
     let ctx = match open_context(config).await {
         Ok(ctx) => ctx,
         Err(code) => return code,
@@ -40,7 +43,7 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
         watch: args.watch.clone(),
         grace: args.shutdown_grace,
     };
-    match crate::edges::server::serve(ctx, opts, shutdown_signal()).await {
+    match crate::edges::server::serve(ctx, opts, stop).await {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("reconciler serve: {e}");
@@ -49,21 +52,47 @@ pub async fn run(config: Option<&std::path::Path>, args: &Args) -> u8 {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed
+/// when this is called, not when the future is first polled: until then
+/// the default action would kill serve without its grace or a log line.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A SIGTERM that arrives after serve is answering but before it first
+    /// awaits the stop must stop it gracefully, not kill it silently.
+    #[tokio::test]
+    async fn a_sigterm_before_the_stop_is_awaited_is_not_lost() {
+        let stop = shutdown_signal();
+        let sent = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(std::process::id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        tokio::time::timeout(std::time::Duration::from_secs(10), stop)
+            .await
+            .expect("the SIGTERM sent before the first poll stops serve");
     }
 }

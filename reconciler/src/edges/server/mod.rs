@@ -196,6 +196,13 @@ pub async fn serve(
             addr: opts.listen,
             source,
         })?;
+    let _watcher = match &opts.watch {
+        Some(dir) => Some(watch(dir.clone(), queue.clone())?),
+        None => None,
+    };
+    // Logged before anything can answer: whoever sees /healthz answer
+    // finds this line already written.
+    tracing::info!(listen = %opts.listen, workers = opts.workers, "serving");
     let logins = Arc::new(crate::edges::login::Logins::new(&ctx.site));
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
@@ -267,11 +274,6 @@ pub async fn serve(
             stop_rx.clone(),
         ))
     });
-    let _watcher = match &opts.watch {
-        Some(dir) => Some(watch(dir.clone(), queue.clone())?),
-        None => None,
-    };
-    tracing::info!(listen = %opts.listen, workers = opts.workers, "serving");
 
     shutdown.await;
     tracing::info!("shutting down: finishing in-flight reconciles");
