@@ -7,6 +7,7 @@ use crate::image::ImageRef;
 use crate::names::{MAX_ACCOUNT, dns_label_problem};
 use crate::site::{Quota, Site};
 use crate::workspace::{Backend, Container, Workspace};
+use std::time::Duration;
 
 /// The effective quota of an account and the group it comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -259,9 +260,7 @@ pub fn check_dates(ws: &Workspace, site: &Site, now: i64) -> Result<(), Diagnost
                 "access: only Docker containers can be shared (logs, terminal and files are theirs)",
             );
         }
-        let max = crate::site::parse_duration(&access.max)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(30 * 86_400);
+        let max = crate::site::secs_or(&access.max, Duration::from_secs(30 * 86_400));
         for a in &c.access {
             if let Some(g) = &a.group
                 && !access.grantable_groups.contains(&g.value)
@@ -289,9 +288,8 @@ pub fn check_dates(ws: &Workspace, site: &Site, now: i64) -> Result<(), Diagnost
             }
         }
     }
-    let keep_max = crate::site::parse_duration(&site.policy.idle.keep_max)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(7 * 86_400);
+    let keep_max =
+        crate::site::secs_or(&site.policy.idle.keep_max, Duration::from_secs(7 * 86_400));
     for c in &ws.containers {
         let Some(keep) = &c.keep_until else {
             continue;

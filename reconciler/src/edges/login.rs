@@ -57,7 +57,7 @@ impl Logins {
         let l = &site.login;
         let bind_cache = match l.bind_cache.as_str() {
             "0" | "0s" => Duration::ZERO,
-            text => berth_spec::site::parse_duration(text).unwrap_or(Duration::from_secs(60)),
+            text => berth_spec::site::duration_or(text, Duration::from_secs(60)),
         };
         Logins {
             pairs: Throttle::new(l.account_address_failures, WINDOW),

@@ -53,9 +53,7 @@ impl Culler {
         let idle_cfg = &ctx.site.policy.idle;
         let net_below = idle_cfg.network_below.bytes().unwrap_or(1024);
         let ms = |d: &berth_spec::Located<String>, or: u64| {
-            berth_spec::site::parse_duration(d)
-                .unwrap_or(Duration::from_secs(or))
-                .as_millis() as i64
+            berth_spec::site::millis_or(d, Duration::from_secs(or))
         };
         let (warn_before, sample_every) = (
             ms(&idle_cfg.warn_before, 1800),

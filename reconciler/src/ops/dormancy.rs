@@ -27,9 +27,7 @@ pub async fn tick(ctx: &Context, accounts: &[(String, bool, bool)]) -> Ticked {
         return ticked;
     };
     let secs = |x: &berth_spec::Located<String>| {
-        berth_spec::site::parse_duration(x)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(i64::MAX / 4)
+        berth_spec::site::secs_or(x, std::time::Duration::from_secs(i64::MAX as u64 / 4))
     };
     let t = Timings {
         dormant_after: secs(&d.dormant_after),

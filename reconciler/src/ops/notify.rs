@@ -53,9 +53,7 @@ impl Mailer {
             .from
             .parse()
             .map_err(|e| format!("notify.smtp.from `{}`: {e}", n.smtp.from.value))?;
-        let every = berth_spec::site::parse_duration(&n.every)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(15 * 60_000);
+        let every = berth_spec::site::millis_or(&n.every, std::time::Duration::from_secs(15 * 60));
         Ok(Some(Mailer {
             transport: builder.build(),
             from,
@@ -180,8 +178,7 @@ impl Chat {
                 .iter()
                 .filter_map(|n| berth_core::notify::Category::named(n))
                 .collect(),
-            every: berth_spec::site::parse_duration(&c.every)
-                .unwrap_or(std::time::Duration::from_secs(60)),
+            every: berth_spec::site::duration_or(&c.every, std::time::Duration::from_secs(60)),
         }))
     }
 }

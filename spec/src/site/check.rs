@@ -457,6 +457,22 @@ pub fn warnings(site: &Site) -> Vec<String> {
     out
 }
 
+/// A duration from site.yaml, which validation has already accepted;
+/// `default` stands in for one it has not (a site built in code).
+pub fn duration_or(text: &str, default: Duration) -> Duration {
+    parse_duration(text).unwrap_or(default)
+}
+
+/// [`duration_or`] in whole milliseconds, as the core rules count time.
+pub fn millis_or(text: &str, default: Duration) -> i64 {
+    i64::try_from(duration_or(text, default).as_millis()).unwrap_or(i64::MAX)
+}
+
+/// [`duration_or`] in whole seconds.
+pub fn secs_or(text: &str, default: Duration) -> i64 {
+    i64::try_from(duration_or(text, default).as_secs()).unwrap_or(i64::MAX)
+}
+
 /// `90s`, `5m`, `1h`, `1d`, or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();

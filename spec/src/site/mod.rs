@@ -24,7 +24,9 @@ mod policy;
 mod registry;
 
 pub use access::Access;
-pub use check::{apps_on_console_host, parse_duration, validate, warnings};
+pub use check::{
+    apps_on_console_host, duration_or, millis_or, parse_duration, secs_or, validate, warnings,
+};
 pub use console::{Console, Login};
 pub use dormancy::Dormancy;
 pub use gpus::{
@@ -356,21 +358,21 @@ impl Site {
     }
 
     pub fn resync_interval(&self) -> Duration {
-        parse_duration(&self.resync_interval).unwrap_or(Duration::from_secs(300))
+        duration_or(&self.resync_interval, Duration::from_secs(300))
     }
 
     /// How often `serve` samples containers for usage accounting.
     pub fn usage_sample_every(&self) -> Duration {
-        parse_duration(&self.policy.usage.sample_every).unwrap_or(Duration::from_secs(60))
+        duration_or(&self.policy.usage.sample_every, Duration::from_secs(60))
     }
 
     /// How often `serve` measures the volumes' sizes.
     pub fn storage_measure_every(&self) -> Duration {
-        parse_duration(&self.policy.storage.measure_every).unwrap_or(Duration::from_secs(900))
+        duration_or(&self.policy.storage.measure_every, Duration::from_secs(900))
     }
 
     pub fn image_gc_after(&self) -> Duration {
-        parse_duration(&self.policy.image_gc_after).unwrap_or(Duration::from_secs(7 * 86_400))
+        duration_or(&self.policy.image_gc_after, Duration::from_secs(7 * 86_400))
     }
 
     /// How long `account` (in `groups`) may leave a container idle before
@@ -406,11 +408,11 @@ impl Site {
     }
 
     pub fn build_timeout(&self) -> Duration {
-        parse_duration(&self.policy.builds.timeout).unwrap_or(Duration::from_secs(600))
+        duration_or(&self.policy.builds.timeout, Duration::from_secs(600))
     }
 
     pub fn ldap_cache_ttl(&self) -> Duration {
-        parse_duration(&self.ldap.cache_ttl).unwrap_or(Duration::from_secs(60))
+        duration_or(&self.ldap.cache_ttl, Duration::from_secs(60))
     }
 }
 

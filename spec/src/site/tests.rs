@@ -77,6 +77,17 @@ fn durations() {
     }
 }
 
+#[test]
+fn durations_with_a_default_count_in_the_core_units_and_saturate() {
+    let day = Duration::from_secs(86_400);
+    assert_eq!(duration_or("5m", day), Duration::from_secs(300));
+    assert_eq!(duration_or("5 minutes", day), day);
+    assert_eq!(millis_or("90s", day), 90_000);
+    assert_eq!(secs_or("bad", day), 86_400);
+    // Larger than an i64 of milliseconds: the most, not a wrapped negative.
+    assert_eq!(millis_or(&format!("{}d", u64::MAX / 86_400), day), i64::MAX);
+}
+
 fn console_site(console: &str, docker: &str) -> Result<Site, Vec<String>> {
     let text = format!(
         "ldap:\n  url: ldap://ldap.example:389\n  insecure: true\n  base_dn: ou=people,dc=x\n  allowed_groups: [students]\nbackends:\n  docker:\n    - {docker}\npolicy:\n  quotas: {{}}\nrepositories:\n  local: {{ root: /r }}\nstate_dir: /s\nconsole: {console}\n"

@@ -436,8 +436,8 @@ pub async fn student_kubeconfig(site: &berth_spec::Site, account: &str) -> Resul
     ) else {
         return Err("the site has no Kubernetes cluster".into());
     };
-    let lifetime = berth_spec::site::parse_duration(&k.token_lifetime)
-        .unwrap_or(std::time::Duration::from_secs(8 * 3600));
+    let lifetime =
+        berth_spec::site::duration_or(&k.token_lifetime, std::time::Duration::from_secs(8 * 3600));
     let config = crate::clients::kube_config(k.kubeconfig.as_deref(), k.context.as_deref())
         .await
         .map_err(|e| format!("no cluster configuration: {e}"))?;

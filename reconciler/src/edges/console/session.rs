@@ -31,8 +31,7 @@ fn hash(id: &str) -> String {
 impl Sessions {
     pub fn new(site: &berth_spec::Site) -> Sessions {
         let c = &site.console;
-        let parse =
-            |t: &str, d: u64| berth_spec::site::parse_duration(t).unwrap_or(Duration::from_secs(d));
+        let parse = |t: &str, d: u64| berth_spec::site::duration_or(t, Duration::from_secs(d));
         Sessions {
             idle: parse(&c.idle, 1800),
             lifetime: parse(&c.lifetime, 12 * 3600),

@@ -94,8 +94,8 @@ async fn run_terminal(
         return;
     };
     let shell = c.ctx.site.console.shell.clone();
-    let idle = berth_spec::site::parse_duration(&c.ctx.site.console.terminal_idle)
-        .unwrap_or(Duration::from_secs(1800));
+    let idle =
+        berth_spec::site::duration_or(&c.ctx.site.console.terminal_idle, Duration::from_secs(1800));
     let (mut to_page, mut from_page) = socket.split();
     let mut tty = match backend.tty_owned(&container, &shell).await {
         Ok(t) => t,

@@ -411,8 +411,10 @@ pub(super) async fn culling_loop(
     {
         return;
     }
-    let every = berth_spec::site::parse_duration(&site.policy.idle.sample_every)
-        .unwrap_or(std::time::Duration::from_secs(300));
+    let every = berth_spec::site::duration_or(
+        &site.policy.idle.sample_every,
+        std::time::Duration::from_secs(300),
+    );
     let mut culler = crate::ops::cull::Culler::default();
     loop {
         let candidates: Vec<crate::ops::cull::Candidate> = {

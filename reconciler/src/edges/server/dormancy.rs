@@ -12,8 +12,7 @@ pub(super) async fn dormancy_loop(
     let Some(d) = &shared.ctx.site.dormancy else {
         return;
     };
-    let every = berth_spec::site::parse_duration(&d.check_every)
-        .unwrap_or(std::time::Duration::from_secs(3600));
+    let every = berth_spec::site::duration_or(&d.check_every, std::time::Duration::from_secs(3600));
     let mut ticks = super::background::ticks(every);
     while super::background::next_tick(&mut ticks, &mut stop).await {
         let accounts: Vec<(String, bool, bool)> = {

@@ -98,7 +98,7 @@ impl Signer {
         let key = EncodingKey::from_ec_pem(key_pem.as_bytes())
             .map_err(|e| bad(&key_path, format!("not a PKCS#8 P-256 key: {e}")))?;
         let cert = pem::parse(&cert_pem).map_err(|e| bad(&cert_path, e.to_string()))?;
-        let ttl = berth_spec::site::parse_duration(&config.ttl).unwrap_or(Duration::from_secs(300));
+        let ttl = berth_spec::site::duration_or(&config.ttl, Duration::from_secs(300));
         Ok(Signer {
             key,
             x5c: base64::engine::general_purpose::STANDARD.encode(cert.contents()),
