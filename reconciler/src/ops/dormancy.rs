@@ -41,10 +41,11 @@ pub async fn tick(ctx: &Context, accounts: &[(String, bool, bool)]) -> Ticked {
                 s.activity()?,
                 s.dormancy_told()?,
                 s.known_accounts()?,
+                s.archived_accounts()?,
             ))
         })
         .await;
-    let Ok((activity, told, known)) = read else {
+    let Ok((activity, told, known, archived)) = read else {
         return ticked;
     };
     for (account, has_volumes, running) in accounts {
@@ -64,19 +65,12 @@ pub async fn tick(ctx: &Context, accounts: &[(String, bool, bool)]) -> Ticked {
         } else {
             activity.get(account).copied().unwrap_or(now)
         };
-        let archived = {
-            let a = account.clone();
-            ctx.store
-                .call(move |s| s.is_archived(&a))
-                .await
-                .unwrap_or(true)
-        };
         let step = berth_core::dormancy::step(
             now,
             last,
             told.get(account).copied(),
             *has_volumes,
-            archived,
+            archived.contains(account),
             t,
         );
         match step {

@@ -112,6 +112,14 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// The accounts with anything archived (or being archived).
+    pub fn archived_accounts(&self) -> Result<std::collections::BTreeSet<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT DISTINCT account FROM archives")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     /// Whether the account has anything archived (or being archived).
     pub fn is_archived(&self, account: &str) -> Result<bool> {
         Ok(self
@@ -149,6 +157,10 @@ mod tests {
         };
         s.set_archive("alice", &a).expect("set");
         assert!(s.is_archived("alice").expect("read"));
+        assert_eq!(
+            s.archived_accounts().expect("read"),
+            ["alice".to_string()].into()
+        );
         let done = Archive { done: true, ..a };
         s.set_archive("alice", &done).expect("set");
         assert_eq!(s.archives_of("alice").expect("read"), vec![done]);
