@@ -152,6 +152,51 @@ fn an_archive_killed_midway_loses_nothing_and_unarchive_restores_every_byte() {
     );
 }
 
+/// Retention over: an admin deletes the archive; the account is no
+/// longer frozen and starts again with an empty volume.
+#[test]
+fn an_admin_discards_an_archive_and_the_next_apply_starts_afresh() {
+    let Some(s) = Services::from_env() else {
+        return;
+    };
+    let (w, archive_dir, a, volume, before) = archived_world(&s, 31600, "dd", DAYS);
+    let done = w.reconciler(&["archive", "--account", &a]);
+    assert!(done.status.success(), "{done:?}");
+    let file = archive_dir.join(&a).join(format!("{volume}.tar.gz"));
+    assert!(file.is_file(), "{}", file.display());
+
+    let gone = w.reconciler(&["unarchive", "--account", &a, "--discard"]);
+    assert!(gone.status.success(), "{gone:?}");
+    assert!(
+        stdout(&gone).contains(&format!("deleted the archive of {volume}")),
+        "{}",
+        stdout(&gone)
+    );
+    assert!(!file.exists(), "the archive file is deleted");
+    let status = w.status(&a);
+    assert!(
+        status["archived"].as_array().is_none_or(Vec::is_empty),
+        "{status}"
+    );
+    let audit = stdout(&w.reconciler(&["audit", "--account", &a]));
+    assert!(
+        audit.contains("archive-discarded") && audit.contains("its data is gone"),
+        "{audit}"
+    );
+    // Not frozen any more: apply creates the container, with a new volume.
+    w.apply(0);
+    assert!(w.inspect(&format!("{a}--box"), "{{.Id}}").is_some());
+    assert!(volume_exists(&s.docker_host, &volume));
+    assert_ne!(
+        listing(&s, &volume),
+        before,
+        "a fresh volume, not the old data"
+    );
+    // Again: nothing left to delete.
+    let again = w.reconciler(&["unarchive", "--account", &a, "--discard"]);
+    assert!(stdout(&again).contains("nothing to do"), "{again:?}");
+}
+
 #[test]
 fn serve_tells_archives_a_dormant_workspace_and_the_next_push_brings_it_back() {
     let Some(s) = Services::from_env() else {

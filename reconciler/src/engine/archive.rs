@@ -1,7 +1,8 @@
 //! Archived volumes (dormant workspaces): [`archive`] writes every Docker
 //! volume of an account to `<archive_dir>/<account>/<volume>.tar.gz` and
 //! removes it once the file is verified; [`unarchive`] brings them back,
-//! byte for byte. `ops::dormancy` decides when (and admins' `reconciler
+//! byte for byte; [`discard`] deletes them when an admin says so.
+//! `ops::dormancy` decides when (and admins' `reconciler
 //! archive|unarchive`); an accepted push of an archived account waits for
 //! [`unarchive`] before anything runs, and no other reconcile touches it.
 //!
@@ -267,5 +268,54 @@ pub async fn unarchive(ctx: &Context, account: &str) -> Result<Done, DormancyErr
     }
     let a = account.to_string();
     store(ctx, move |s| s.touch_activity(&a, crate::store::now())).await?;
+    Ok(done)
+}
+
+/// Deletes `account`'s archives for good, when an admin says so (a
+/// student who left, the department's retention over): each file goes,
+/// then its row, audited with what was deleted. Volumes an unfinished
+/// archive left in place are kept. The account is no longer frozen: its
+/// next push starts with empty volumes.
+pub async fn discard(ctx: &Context, account: &str) -> Result<Done, DormancyError> {
+    let rows = {
+        let a = account.to_string();
+        store(ctx, move |s| s.archives_of(&a)).await?
+    };
+    let mut done = Done {
+        account: account.to_string(),
+        ..Done::default()
+    };
+    for row in rows {
+        let path = PathBuf::from(&row.path);
+        for file in [path.clone(), PathBuf::from(format!("{}.part", row.path))] {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(DormancyError::Io(format!(
+                        "deleting {}: {e}",
+                        file.display()
+                    )));
+                }
+            }
+        }
+        let (a, v) = (account.to_string(), row.volume.clone());
+        let detail = if row.done {
+            format!(
+                "volume `{v}`: archive {} ({} file(s), {} bytes, SHA-256 {}) deleted by an admin; its data is gone",
+                row.path, row.files, row.bytes, row.sha256
+            )
+        } else {
+            format!("volume `{v}`: unfinished archive dropped (the volume was never removed)")
+        };
+        store(ctx, move |s| {
+            s.remove_archive(&a, &v)?;
+            s.audit(&a, "archive-discarded", None, &detail).map(|_| ())
+        })
+        .await?;
+        if row.done {
+            done.volumes.push((row.volume, row.files));
+        }
+    }
     Ok(done)
 }

@@ -118,8 +118,9 @@ pub enum Command {
     Wake(wake::Args),
     /// Archive an account's Docker volumes now (verified, then removed).
     Archive(archive::Args),
-    /// Bring an account's archived volumes back, byte for byte.
-    Unarchive(archive::Args),
+    /// Bring an account's archived volumes back, byte for byte (or, with
+    /// --discard, delete the archives for good).
+    Unarchive(archive::UnarchiveArgs),
     /// Copy the state store to FILE, consistently, while serve runs.
     Backup(backup::BackupArgs),
     /// Put a copy made by `backup` in place of the state store.
