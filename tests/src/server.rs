@@ -42,19 +42,22 @@ impl Server {
 
     /// Whether this serve (not another process that took the same port)
     /// answers: it has logged "serving" and /healthz says 200, or 503 when
-    /// it is up but something it needs is not. Panics with its log if it
-    /// exited, so a failed start says why instead of timing out.
-    pub(crate) fn answers(&mut self) -> bool {
+    /// it is up but something it needs is not; `Err` with its exit and log
+    /// if it exited, so a failed start says why instead of timing out.
+    pub(crate) fn answers(&mut self) -> Result<bool, String> {
         if let Some(status) = self
             .child
             .as_mut()
             .and_then(|c| c.try_wait().ok().flatten())
         {
-            panic!("serve exited ({status}) before answering:\n{}", self.log());
+            return Err(format!(
+                "serve exited ({status}) before answering:\n{}",
+                self.log()
+            ));
         }
-        self.log().contains("serving")
+        Ok(self.log().contains("serving")
             && crate::http_get(&self.addr, "/healthz")
-                .is_ok_and(|(s, _)| s.contains(" 200 ") || s.contains(" 503 "))
+                .is_ok_and(|(s, _)| s.contains(" 200 ") || s.contains(" 503 ")))
     }
 
     fn log(&self) -> String {
