@@ -162,7 +162,7 @@ impl Nginx {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("a port");
-        crate::wait_for(Duration::from_secs(10), "nginx to listen", || {
+        crate::wait_for(Duration::from_secs(30), "nginx to listen", || {
             std::net::TcpStream::connect(&first).ok()
         });
         Nginx {

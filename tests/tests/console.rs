@@ -386,7 +386,7 @@ fn admins_see_every_account_and_the_audit_log() {
     // serve builds its read model in the background once it listens: the
     // first requests may come before it knows alice.
     berth_tests::wait_for(
-        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(30),
         "the admin page to list alice",
         || {
             let (code, page) = get("/admin", &admin);

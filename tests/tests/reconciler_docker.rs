@@ -46,7 +46,7 @@ fn host_port(w: &World, account: &str, container: &str) -> String {
 }
 
 fn answers(addr: &str) -> String {
-    let (status, body) = wait_for(Duration::from_secs(10), "HTTP answer", || {
+    let (status, body) = wait_for(Duration::from_secs(30), "HTTP answer", || {
         http_get(addr, "/").ok()
     });
     assert!(status.contains("200"), "{status}");

@@ -52,7 +52,7 @@ fn the_replacement_exists_before_the_old_container_goes_and_keeps_its_port() {
     assert!(env.contains("GREETING=two"), "{env}");
     // The new process may not have bound its port the moment it started.
     let status = berth_tests::wait_for(
-        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(30),
         "the replacement to answer on the kept port",
         || berth_tests::http_get(&format!("127.0.0.1:{old_port}"), "/").ok(),
     )

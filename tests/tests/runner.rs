@@ -120,7 +120,7 @@ async fn runner_is_registered_run_and_removed() {
         || w.inspect(&runner, "{{.Id}}").is_none().then_some(()),
     );
     wait_for(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "the runner to leave the store",
         || store.runner(&a).ok().flatten().is_none().then_some(()),
     );

@@ -29,7 +29,7 @@ fn test_image_runs_and_answers_http_on_a_published_port() {
     let addr = stdout(&s.docker(&["port", name, "8080/tcp"]));
     let addr = addr.lines().next().unwrap_or_default().to_string();
     assert!(addr.starts_with("127.0.0.1:"), "published at {addr:?}");
-    let (status, body) = wait_for(Duration::from_secs(10), "httpd in the test image", || {
+    let (status, body) = wait_for(Duration::from_secs(30), "httpd in the test image", || {
         http_get(&addr, "/").ok()
     });
     s.docker(&["rm", "-f", name]);
