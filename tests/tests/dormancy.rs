@@ -104,6 +104,14 @@ fn an_archive_killed_midway_loses_nothing_and_unarchive_restores_every_byte() {
         "the volume went with a kill"
     );
     assert_eq!(listing(&s, &volume), before);
+    // Nor may an admin delete an archive that is not finished.
+    let refused = w.reconciler(&["unarchive", "--account", &a, "--discard"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is unfinished"),
+        "{refused:?}"
+    );
+    assert_eq!(listing(&s, &volume), before);
 
     // Again, to the end: verified, then the volume removed.
     let done = w.reconciler(&["archive", "--account", &a]);

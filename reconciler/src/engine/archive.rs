@@ -43,6 +43,10 @@ pub enum DormancyError {
     },
     #[error("{0}")]
     Io(String),
+    #[error(
+        "the archive of volume `{0}` is unfinished (being written, or interrupted): nothing was deleted; `reconciler unarchive` drops an interrupted one and keeps the volume"
+    )]
+    Unfinished(String),
 }
 
 /// What an archive or unarchive did: the volumes, with files counted.
@@ -273,14 +277,19 @@ pub async fn unarchive(ctx: &Context, account: &str) -> Result<Done, DormancyErr
 
 /// Deletes `account`'s archives for good, when an admin says so (a
 /// student who left, the department's retention over): each file goes,
-/// then its row, audited with what was deleted. Volumes an unfinished
-/// archive left in place are kept. The account is no longer frozen: its
-/// next push starts with empty volumes.
+/// then its row, audited with what was deleted. The account is no longer
+/// frozen: its next push starts with empty volumes. Refused while an
+/// archive is unfinished: one still being written would record its file
+/// again after the delete (and remove the volume), leaving the account
+/// frozen on a missing file.
 pub async fn discard(ctx: &Context, account: &str) -> Result<Done, DormancyError> {
     let rows = {
         let a = account.to_string();
         store(ctx, move |s| s.archives_of(&a)).await?
     };
+    if let Some(row) = rows.iter().find(|r| !r.done) {
+        return Err(DormancyError::Unfinished(row.volume.clone()));
+    }
     let mut done = Done {
         account: account.to_string(),
         ..Done::default()
@@ -300,22 +309,16 @@ pub async fn discard(ctx: &Context, account: &str) -> Result<Done, DormancyError
             }
         }
         let (a, v) = (account.to_string(), row.volume.clone());
-        let detail = if row.done {
-            format!(
-                "volume `{v}`: archive {} ({} file(s), {} bytes, SHA-256 {}) deleted by an admin; its data is gone",
-                row.path, row.files, row.bytes, row.sha256
-            )
-        } else {
-            format!("volume `{v}`: unfinished archive dropped (the volume was never removed)")
-        };
+        let detail = format!(
+            "volume `{v}`: archive {} ({} file(s), {} bytes, SHA-256 {}) deleted by an admin; its data is gone",
+            row.path, row.files, row.bytes, row.sha256
+        );
         store(ctx, move |s| {
             s.remove_archive(&a, &v)?;
             s.audit(&a, "archive-discarded", None, &detail).map(|_| ())
         })
         .await?;
-        if row.done {
-            done.volumes.push((row.volume, row.files));
-        }
+        done.volumes.push((row.volume, row.files));
     }
     Ok(done)
 }
