@@ -268,7 +268,7 @@ pub async fn unarchive(ctx: &Context, account: &str) -> Result<Done, DormancyErr
         })
         .await?;
         let _ = std::fs::remove_file(&path);
-        let _ = std::fs::remove_file(format!("{}.part", path.display()));
+        let _ = std::fs::remove_file(crate::backends::docker::part_of(&path));
     }
     let a = account.to_string();
     store(ctx, move |s| s.touch_activity(&a, crate::store::now())).await?;
@@ -296,7 +296,8 @@ pub async fn discard(ctx: &Context, account: &str) -> Result<Done, DormancyError
     };
     for row in rows {
         let path = PathBuf::from(&row.path);
-        for file in [path.clone(), PathBuf::from(format!("{}.part", row.path))] {
+        let part = crate::backends::docker::part_of(&path);
+        for file in [path, part] {
             match std::fs::remove_file(&file) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -119,10 +119,6 @@ impl<W: Write> Write for KeepFree<W> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The SHA-256 (hex) of the gzip tar at `path` and the [`Inventory`]
 /// inside it, in one read of the file: the bytes the decoder takes are
 /// hashed as they pass, then whatever it left (gzip's trailer).
@@ -134,11 +130,14 @@ fn read_back(path: &Path) -> std::io::Result<(String, Inventory)> {
     };
     let inventory = inventory_of(flate2::read::GzDecoder::new(&mut hashing))?;
     std::io::copy(&mut hashing, &mut std::io::sink())?;
-    Ok((hex(hashing.digest.finish().as_ref()), inventory))
+    Ok((
+        crate::base::secret::hex(hashing.digest.finish().as_ref()),
+        inventory,
+    ))
 }
 
 /// `<file>.part`: where the file is written until complete.
-fn part_of(path: &Path) -> PathBuf {
+pub fn part_of(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
     name.push(".part");
     PathBuf::from(name)
@@ -225,7 +224,10 @@ impl DockerBackend {
             if let Some(dir) = dest_owned.parent() {
                 std::fs::File::open(dir)?.sync_all()?;
             }
-            Ok((hashing.bytes, hex(hashing.digest.finish().as_ref())))
+            Ok((
+                hashing.bytes,
+                crate::base::secret::hex(hashing.digest.finish().as_ref()),
+            ))
         })
         .await
         .map_err(|e| fail(e.to_string()))?
@@ -414,7 +416,7 @@ mod tests {
         let (sha, inventory) = read.expect("reads back");
         assert_eq!(
             sha,
-            hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()),
+            crate::base::secret::hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()),
             "the whole file, trailer included"
         );
         let sizes: Vec<(&str, u64)> = inventory

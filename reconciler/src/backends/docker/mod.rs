@@ -26,7 +26,7 @@ mod stats;
 mod usage;
 mod volumes;
 
-pub use archive::available;
+pub use archive::{available, part_of};
 pub use build::BuildJob;
 pub use console::{ByteStream, Owned, Purpose};
 pub use images::Exported;
